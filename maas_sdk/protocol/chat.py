@@ -1,0 +1,93 @@
+"""`POST /v1/chat/completions`: generation from a list of messages, using the model's chat template."""
+
+from __future__ import annotations
+
+from typing import List, Literal, Optional, Union
+
+from pydantic import Field
+
+from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
+from maas_sdk.protocol.completions import FinishReason, SamplingFields
+
+
+class TextPart(RequestModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(ResponseModel):
+    """A chat message. Used in requests and responses, so unknown fields are kept."""
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: Union[str, List[TextPart], None] = None
+    name: Optional[str] = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: List[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+
+
+class ChatChoice(ResponseModel):
+    index: int = 0
+    message: ChatMessage
+    finish_reason: Optional[FinishReason] = None
+    logprobs: None = None
+
+
+class ChatCompletion(ResponseModel):
+    """A chat completion. `.text` is the assistant's reply in the first choice."""
+
+    id: str
+    object: str = "chat.completion"
+    created: int
+    model: str
+    choices: List[ChatChoice]
+    usage: Optional[Usage] = None
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].message.text() if self.choices else ""
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        return self.choices[0].finish_reason if self.choices else None
+
+
+class ChatDelta(ResponseModel):
+    role: Optional[str] = None
+    content: Optional[str] = None
+
+
+class ChunkChatChoice(ResponseModel):
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: Optional[FinishReason] = None
+
+
+class ChatCompletionChunk(ResponseModel):
+    """One streamed piece of a chat completion. `.text` is its content delta ("" if none)."""
+
+    id: str
+    object: str = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: List[ChunkChatChoice]
+    usage: Optional[Usage] = None
+
+    @property
+    def text(self) -> str:
+        if not self.choices:
+            return ""
+        return self.choices[0].delta.content or ""
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        return self.choices[0].finish_reason if self.choices else None

@@ -1,0 +1,53 @@
+"""Shapes shared by every operation: base classes, usage and the error body."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+
+class ResponseModel(BaseModel):
+    """Base of every response body: unknown fields are kept, not rejected.
+
+    `request_id` is filled in by the SDK from the `x-request-id` header; it is
+    not part of the JSON body.
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    _request_id: Optional[str] = PrivateAttr(default=None)
+
+    @property
+    def request_id(self) -> Optional[str]:
+        """The server's `x-request-id` for the call that produced this object."""
+        return self._request_id
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are an error naming the field."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Usage(ResponseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class StreamOptions(RequestModel):
+    include_usage: bool = False
+
+
+class ErrorDetail(ResponseModel):
+    message: str
+    type: str = "invalid_request_error"
+    param: Optional[str] = None
+    code: Optional[str] = None
+
+
+class ErrorBody(ResponseModel):
+    """`{"error": {"message", "type", "param", "code"}}`, as OpenAI and vLLM send it."""
+
+    error: ErrorDetail

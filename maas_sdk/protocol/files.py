@@ -1,0 +1,32 @@
+"""`/v1/files`: uploaded training and evaluation data."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from maas_sdk.protocol.common import ResponseModel
+
+
+class FileObject(ResponseModel):
+    id: str
+    object: str = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Optional[str] = "processed"
+    # Extension: the data format detected on upload ("chat", "prompt_completion", "classification").
+    format: Optional[str] = None
+    lines: Optional[int] = None
+
+
+class FileList(ResponseModel):
+    object: str = "list"
+    data: List[FileObject]
+    has_more: bool = False
+
+
+class FileDeleted(ResponseModel):
+    id: str
+    object: str = "file"
+    deleted: bool

@@ -1,0 +1,56 @@
+"""The `maas` command: `maas serve` starts the reference server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from reference_server.app import create_app
+    from reference_server.settings import Settings
+
+    overrides = {"host": args.host, "port": args.port}
+    if args.api_keys is not None:
+        overrides["api_keys"] = args.api_keys
+    if args.threads is not None:
+        overrides["threads"] = args.threads
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level or settings.log_level,
+        timeout_graceful_shutdown=args.grace,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maas", description="maas reference server and tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="Start the reference server (settings also from MAAS_* env).")
+    serve.add_argument("--host", default=os.environ.get("MAAS_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("MAAS_PORT", "8000")))
+    serve.add_argument("--api-keys", default=None, help="Comma-separated Bearer keys (else MAAS_API_KEYS).")
+    serve.add_argument("--threads", type=int, default=None, help="torch compute threads (else MAAS_THREADS).")
+    serve.add_argument("--log-level", default=None, help="debug, info, warning, error.")
+    serve.add_argument("--grace", type=float, default=30.0, help="Seconds in-flight requests get on shutdown.")
+    serve.add_argument("--access-log", action="store_true", help="Log every request line.")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""JSONL data sets for fine-tuning and evaluation: validation on upload and format detection.
+
+A file is checked once, when it is uploaded, so a fine-tuning job never starts on data it
+cannot read and the user learns the first bad line number straight away. Every line must
+be one JSON object of the same format:
+
+- `chat`: `{"messages": [{"role": ..., "content": "..."}, ...]}` with at least one
+  assistant message (the text the model learns to produce);
+- `prompt_completion`: `{"prompt": "...", "completion": "..."}`;
+- `classification`: `{"text": "...", "label": "..."}` (an integer label is read as its
+  decimal string, so `0`/`1` data works unchanged).
+
+Blank lines are skipped. Extra keys are allowed (data often carries ids or metadata), but the
+keys that decide the format must not be mixed on one line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple
+
+Format = Literal["chat", "prompt_completion", "classification"]
+FORMATS: Tuple[Format, ...] = ("chat", "prompt_completion", "classification")
+GENERATION_FORMATS: Tuple[Format, ...] = ("chat", "prompt_completion")
+
+_ROLES = ("system", "user", "assistant", "developer")
+# How many distinct labels a classification file may have; more is almost always a mistake
+# (free text in the label column) and would build an enormous classification head.
+MAX_LABELS = 1000
+
+
+class DatasetError(ValueError):
+    """The data is unusable; `line` is the 1-based line number of the first problem, if any."""
+
+    def __init__(self, message: str, line: Optional[int] = None) -> None:
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+        self.line = line
+
+
+@dataclass
+class DatasetInfo:
+    """What validation learnt about a file: its format, example count and (for classification) labels."""
+
+    format: Format
+    lines: int
+    labels: List[str] = field(default_factory=list)
+
+
+def detect_line_format(record: Any) -> Format:
+    """The format of one parsed JSONL line; raises ValueError saying what is wrong with it."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    kinds = [name for name, keys in (("chat", ("messages",)), ("prompt_completion", ("prompt", "completion")),
+                                      ("classification", ("text", "label")))
+             if any(key in record for key in keys)]
+    if not kinds:
+        raise ValueError('expected "messages", "prompt"/"completion" or "text"/"label" keys')
+    if len(kinds) > 1:
+        raise ValueError(f"keys of several formats on one line ({', '.join(kinds)})")
+    kind: Format = kinds[0]  # type: ignore[assignment]
+    if kind == "chat":
+        _check_messages(record["messages"])
+    elif kind == "prompt_completion":
+        _check_text(record, "prompt", allow_empty=True)
+        _check_text(record, "completion", allow_empty=False)
+    else:
+        _check_text(record, "text", allow_empty=False)
+        label_of(record)
+    return kind
+
+
+def label_of(record: Dict[str, Any]) -> str:
+    """The label of a classification record as a string."""
+    label = record.get("label")
+    if isinstance(label, bool) or not isinstance(label, (str, int)):
+        raise ValueError('"label" must be a string or an integer')
+    text = str(label).strip()
+    if not text:
+        raise ValueError('"label" must not be empty')
+    return text
+
+
+def _check_text(record: Dict[str, Any], key: str, *, allow_empty: bool) -> None:
+    if key not in record:
+        raise ValueError(f'missing "{key}"')
+    value = record[key]
+    if not isinstance(value, str):
+        raise ValueError(f'"{key}" must be a string')
+    if not allow_empty and not value.strip():
+        raise ValueError(f'"{key}" must not be empty')
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError('"messages" must be a non-empty list')
+    has_assistant = False
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValueError(f"messages[{i}] must be an object")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise ValueError(f"messages[{i}].role must be one of {', '.join(_ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise ValueError(f"messages[{i}].content must be a string")
+        if role == "assistant":
+            if not message["content"].strip():
+                raise ValueError(f"messages[{i}] is an empty assistant message")
+            has_assistant = True
+    if not has_assistant:
+        raise ValueError('"messages" has no assistant message to learn from')
+
+
+def iter_records(data: bytes) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """(line number, parsed object) for every non-blank line; DatasetError on undecodable lines."""
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DatasetError("not valid UTF-8", number) from None
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            raise DatasetError(f"not valid JSON ({exc})", number) from None
+        if not isinstance(record, dict):
+            raise DatasetError(f"expected a JSON object, got {type(record).__name__}", number)
+        yield number, record
+
+
+def validate(data: bytes) -> DatasetInfo:
+    """Check every line of a JSONL file; the format of the first line sets the file's format."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    found: Optional[Format] = None
+    count = 0
+    labels: Dict[str, None] = {}
+    for number, record in iter_records(data):
+        try:
+            kind = detect_line_format(record)
+        except ValueError as exc:
+            raise DatasetError(str(exc), number) from None
+        if found is None:
+            found = kind
+        elif kind != found:
+            raise DatasetError(f"this line is {kind} data but the file started as {found} data", number)
+        if kind == "classification":
+            labels.setdefault(label_of(record))
+            if len(labels) > MAX_LABELS:
+                raise DatasetError(f"more than {MAX_LABELS} distinct labels", number)
+        count += 1
+    if found is None:
+        raise DatasetError("the file has no examples")
+    return DatasetInfo(format=found, lines=count, labels=sorted(labels))
+
+
+def load(path: Path) -> Tuple[DatasetInfo, List[Dict[str, Any]]]:
+    """Validate a stored file and return its records (used by training and evaluation)."""
+    data = path.read_bytes()
+    info = validate(data)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return info, [record for _, record in iter_records(data)]

@@ -1,0 +1,88 @@
+"""Server settings, read from `MAAS_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Literal, Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+def _user_cache() -> Path:
+    return Path.home() / ".cache" / "maas"
+
+
+class ModelConfig(BaseSettings):
+    """One extra model to serve: a local Hugging Face folder (or a GGUF file in it)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    id: str
+    path: str
+    task: Literal["generate", "embed", "classify"]
+    gguf_file: Optional[str] = None
+    dtype: str = "auto"
+    quantization: Optional[Literal["int8"]] = None
+
+
+class Settings(BaseSettings):
+    """Every knob of the reference server. Each field `x` is set by the env var `MAAS_X`."""
+
+    model_config = SettingsConfigDict(env_prefix="MAAS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Models
+    default_models: bool = Field(True, description="Serve the bundled default models.")
+    enabled_models: Annotated[List[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated ids of default models to load (empty = all)."
+    )
+    models: Annotated[List[ModelConfig], NoDecode] = Field(
+        default_factory=list, description="Extra models, as a JSON list of {id, path, task, ...}."
+    )
+    device: Optional[str] = Field(None, description="cuda, cpu, ... (default: cuda when available).")
+    dtype: str = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
+    quantization: Optional[Literal["int8"]] = Field(None, description="Default quantization for generators.")
+    threads: Optional[int] = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
+    cache_dir: Path = Field(default_factory=_user_cache)
+    data_dir: Path = Field(default_factory=lambda: _user_cache() / "data")
+
+    # Generation engine
+    max_running: int = Field(16, ge=1, description="Sequences decoding together per generative model.")
+    max_batch_tokens: int = Field(4096, ge=16, description="Prompt tokens prefilled in one step.")
+    max_queued: int = Field(256, ge=0, description="Requests waiting per model before 429.")
+    max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
+    max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
+
+    # Embeddings
+    embed_max_batch_size: int = Field(32, ge=1)
+    embed_max_batch_tokens: int = Field(8192, ge=16)
+    embed_max_queued: int = Field(1024, ge=0)
+    embed_max_inputs: int = Field(2048, ge=1, description="Inputs allowed in one embeddings call.")
+
+    # HTTP
+    api_keys: Annotated[List[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated Bearer keys; empty means no auth."
+    )
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest JSON request body.")
+    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
+    keepalive_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval.")
+    log_level: str = "info"
+
+    @field_validator("api_keys", "enabled_models", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value

@@ -1,0 +1,105 @@
+"""Rows of the store as plain dataclasses, and their wire (OpenAI-shaped) form.
+
+Rows carry more than the wire shows (owner, the base model's folder, the attempt counter),
+so the two are kept apart and converted in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from maas_sdk.protocol import FileObject, FineTuningCheckpoint, FineTuningEvent, FineTuningJob, FineTuningJobError
+
+ACTIVE_STATUSES = ("validating_files", "queued", "running")
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class FileRecord:
+    id: str
+    owner: str
+    filename: str
+    purpose: str
+    bytes: int
+    created_at: int
+    format: str
+    lines: int
+    sha256: str
+    labels: List[str] = field(default_factory=list)
+
+    def to_wire(self) -> FileObject:
+        return FileObject(
+            id=self.id, bytes=self.bytes, created_at=self.created_at, filename=self.filename,
+            purpose=self.purpose, status="processed", format=self.format, lines=self.lines,
+        )
+
+
+@dataclass
+class JobRecord:
+    id: str
+    owner: str
+    created_at: int
+    updated_at: int
+    model: str
+    base_path: str
+    kind: str
+    status: str
+    training_file: str
+    hyperparameters: Dict[str, Any]
+    method: Dict[str, Any]
+    seed: int
+    validation_file: Optional[str] = None
+    suffix: Optional[str] = None
+    finished_at: Optional[int] = None
+    fine_tuned_model: Optional[str] = None
+    trained_tokens: Optional[int] = None
+    error: Optional[Dict[str, Any]] = None
+    step: int = 0
+    total_steps: Optional[int] = None
+    attempt: int = 0
+    cancel_requested: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_wire(self) -> FineTuningJob:
+        return FineTuningJob(
+            id=self.id, created_at=self.created_at, finished_at=self.finished_at, model=self.model,
+            fine_tuned_model=self.fine_tuned_model, status=self.status,  # type: ignore[arg-type]
+            training_file=self.training_file, validation_file=self.validation_file,
+            hyperparameters=self.hyperparameters, method=self.method, suffix=self.suffix, seed=self.seed,
+            trained_tokens=self.trained_tokens,
+            error=FineTuningJobError(**self.error) if self.error else None,
+            step=self.step, total_steps=self.total_steps,
+        )
+
+
+@dataclass
+class EventRecord:
+    id: str
+    job_id: str
+    created_at: int
+    level: str
+    type: str
+    message: str
+    data: Optional[Dict[str, Any]] = None
+
+    def to_wire(self) -> FineTuningEvent:
+        return FineTuningEvent(id=self.id, created_at=self.created_at, level=self.level, message=self.message,
+                               type=self.type, data=self.data)
+
+
+@dataclass
+class CheckpointRecord:
+    id: str
+    job_id: str
+    created_at: int
+    step_number: int
+    path: str
+    metrics: Dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> FineTuningCheckpoint:
+        return FineTuningCheckpoint(id=self.id, created_at=self.created_at, fine_tuning_job_id=self.job_id,
+                                    step_number=self.step_number, metrics=self.metrics)

@@ -1,0 +1,45 @@
+"""Shared fixtures: ONE reference server per test session, with the real default models,
+on a free loopback port, protected by an API key (so every call also tests auth)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import pytest
+
+from maas_sdk import AsyncMaaS, MaaS
+
+from reference_server.launcher import ServerProcess
+
+API_KEY = "sk-test-0123456789"
+GENERATOR = "smollm2-135m-instruct"
+EMBEDDER = "all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    workdir = tmp_path_factory.mktemp("server")
+    env = {
+        "MAAS_API_KEYS": API_KEY,
+        "MAAS_DATA_DIR": str(workdir / "data"),
+        "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"),
+        "MAAS_LOG_LEVEL": "info",
+    }
+    log = Path(os.environ.get("MAAS_TEST_SERVER_LOG", workdir / "server.log"))
+    with ServerProcess(env=env, log_path=log) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def client(server: ServerProcess) -> Iterator[MaaS]:
+    with MaaS(api_key=API_KEY, base_url=server.base_url, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+async def async_client(server: ServerProcess) -> AsyncIterator[AsyncMaaS]:
+    async with AsyncMaaS(api_key=API_KEY, base_url=server.base_url, timeout=120) as c:
+        yield c
+
