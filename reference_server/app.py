@@ -13,13 +13,19 @@ from typing import AsyncIterator, List, Optional, Protocol
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from reference_server.errors import install_error_handlers
-from reference_server.middleware import APIKeyMiddleware, RequestIdMiddleware
+from reference_server.lifecycle import Drainer, LifecycleMiddleware
+from reference_server.metrics import MetricsMiddleware, ServerMetrics
+from reference_server.middleware import RequestIdMiddleware
 from reference_server.models_service import ModelsService
+from reference_server.ratelimit import RateLimitMiddleware, RateLimits
 from reference_server.registry import ModelRegistry
+from reference_server.security import APIKeyMiddleware, KeyRing
 from reference_server.settings import Settings
+from reference_server.training.supervisor import FineTuningService
 
 
 class Service(Protocol):
@@ -29,10 +35,23 @@ class Service(Protocol):
 
 
 def _routes() -> List[BaseRoute]:
-    from reference_server.routes import chat, completions, embeddings, health, models
+    from reference_server import metrics, openapi
+    from reference_server.routes import (
+        chat,
+        classifications,
+        completions,
+        embeddings,
+        evaluations,
+        files,
+        fine_tuning,
+        health,
+        models,
+        tokenize,
+    )
 
     routes: List[BaseRoute] = []
-    for module in (health, models, completions, chat, embeddings):
+    for module in (health, metrics, openapi, models, completions, chat, embeddings,
+                   files, fine_tuning, classifications, tokenize, evaluations):
         routes.extend(module.routes)
     return routes
 
@@ -41,8 +60,9 @@ def create_app(settings: Optional[Settings] = None) -> Starlette:
     settings = settings or Settings()
     logging.getLogger("reference_server").setLevel(settings.log_level.upper())
     registry = ModelRegistry()
+    metrics = ServerMetrics()
     models_service = ModelsService(settings, registry)
-    services: List[Service] = [models_service]
+    services: List[Service] = [models_service, FineTuningService(settings, registry)]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -56,17 +76,29 @@ def create_app(settings: Optional[Settings] = None) -> Starlette:
             for service in reversed(started):
                 await service.stop(app)
 
+    drainer = Drainer()
+    rate_limits = RateLimits.from_settings(settings)
+    cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])]
     app = Starlette(
         routes=_routes(),
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(APIKeyMiddleware, keys=settings.api_keys),
+            Middleware(MetricsMiddleware, metrics=metrics),
+            *(cors if settings.cors_origins else []),
+            Middleware(LifecycleMiddleware, drainer=drainer),
+            Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(settings)),
+            Middleware(RateLimitMiddleware, limits=rate_limits),
         ],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.metrics = metrics
     app.state.models_service = models_service
+    app.state.drainer = drainer
+    app.state.draining = False
+    app.state.rate_limits = rate_limits
     app.state.services = services
     install_error_handlers(app)
     return app

@@ -7,11 +7,15 @@ import os
 import sys
 from typing import List, Optional
 
+# After the drain, how long uvicorn waits for connections to close before cancelling them.
+CLOSE_SECONDS = 5.0
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reference_server.app import create_app
+    from reference_server.lifecycle import DrainingServer
     from reference_server.settings import Settings
 
     overrides = {"host": args.host, "port": args.port}
@@ -19,16 +23,19 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["api_keys"] = args.api_keys
     if args.threads is not None:
         overrides["threads"] = args.threads
+    if args.grace is not None:
+        overrides["shutdown_grace"] = args.grace
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=args.log_level or settings.log_level,
-        timeout_graceful_shutdown=args.grace,
+        timeout_graceful_shutdown=CLOSE_SECONDS,
         access_log=args.access_log,
     )
+    DrainingServer(config, app, grace=settings.shutdown_grace).run()
     return 0
 
 
@@ -41,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-keys", default=None, help="Comma-separated Bearer keys (else MAAS_API_KEYS).")
     serve.add_argument("--threads", type=int, default=None, help="torch compute threads (else MAAS_THREADS).")
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error.")
-    serve.add_argument("--grace", type=float, default=30.0, help="Seconds in-flight requests get on shutdown.")
+    serve.add_argument("--grace", type=float, default=None,
+                       help="Seconds in-flight requests get on SIGTERM (else MAAS_SHUTDOWN_GRACE, 30).")
     serve.add_argument("--access-log", action="store_true", help="Log every request line.")
     serve.set_defaults(func=_serve)
     return parser

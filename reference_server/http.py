@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reference_server.errors import APIError, bad_request
+from reference_server.security import require_model
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,13 +76,19 @@ async def read_json(request: Request) -> Any:
 
 
 async def parse_body(request: Request, model: Type[M]) -> M:
+    """The body as `model`. A body naming a `model` is checked against the caller's model
+    allowlist here (403), so no route can forget to."""
     data = await read_json(request)
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.", param="body", code="invalid_json")
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    model_id = getattr(parsed, "model", None)
+    if isinstance(model_id, str):
+        require_model(request, model_id)
+    return parsed
 
 
 def json_response(body: BaseModel, status: int = 200) -> Response:

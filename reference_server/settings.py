@@ -64,16 +64,32 @@ class Settings(BaseSettings):
     embed_max_queued: int = Field(1024, ge=0)
     embed_max_inputs: int = Field(2048, ge=1, description="Inputs allowed in one embeddings call.")
 
+    # Fine-tuning
+    fine_tuning_concurrency: int = Field(1, ge=1, description="Fine-tuning jobs that train at the same time.")
+    training_threads: int = Field(1, ge=1, description="torch threads per training worker process.")
+    fine_tuning_max_attempts: int = Field(
+        3, ge=1, description="Starts a job gets (restarts included) before an interruption fails it."
+    )
+
     # HTTP
     api_keys: Annotated[List[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated Bearer keys; empty means no auth."
+        default_factory=list, repr=False, description="Comma-separated Bearer keys; empty means no auth."
     )
+    api_keys_file: Optional[Path] = Field(
+        None, description="File of Bearer keys, one per line, each optionally followed by its model allowlist."
+    )
+    rate_limit_rpm: Optional[int] = Field(None, ge=1, description="Requests per minute per API key.")
+    rate_limit_tpm: Optional[int] = Field(None, ge=1, description="Tokens per minute per API key.")
+    cors_origins: Annotated[List[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS; empty means CORS off."
+    )
+    shutdown_grace: float = Field(30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest JSON request body.")
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
     keepalive_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval.")
     log_level: str = "info"
 
-    @field_validator("api_keys", "enabled_models", mode="before")
+    @field_validator("api_keys", "enabled_models", "cors_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -44,12 +44,12 @@ from maas_sdk.protocol.nlu import (
     Classification,
     ClassificationRequest,
     Classifications,
-    DetokenizeRequest,
     Detokenized,
+    DetokenizeRequest,
     Evaluation,
     EvaluationRequest,
-    TokenizeRequest,
     Tokenized,
+    TokenizeRequest,
 )
 
 __all__ = [

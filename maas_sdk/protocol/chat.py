@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Union
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,8 +19,8 @@ class ChatMessage(ResponseModel):
     """A chat message. Used in requests and responses, so unknown fields are kept."""
 
     role: Literal["system", "user", "assistant", "developer"]
-    content: Union[str, List[TextPart], None] = None
-    name: Optional[str] = None
+    content: str | list[TextPart] | None = None
+    name: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -31,14 +31,14 @@ class ChatMessage(ResponseModel):
 
 
 class ChatCompletionRequest(SamplingFields):
-    messages: List[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
 
 
 class ChatChoice(ResponseModel):
     index: int = 0
     message: ChatMessage
-    finish_reason: Optional[FinishReason] = None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 
@@ -49,27 +49,27 @@ class ChatCompletion(ResponseModel):
     object: str = "chat.completion"
     created: int
     model: str
-    choices: List[ChatChoice]
-    usage: Optional[Usage] = None
+    choices: list[ChatChoice]
+    usage: Usage | None = None
 
     @property
     def text(self) -> str:
         return self.choices[0].message.text() if self.choices else ""
 
     @property
-    def finish_reason(self) -> Optional[str]:
+    def finish_reason(self) -> str | None:
         return self.choices[0].finish_reason if self.choices else None
 
 
 class ChatDelta(ResponseModel):
-    role: Optional[str] = None
-    content: Optional[str] = None
+    role: str | None = None
+    content: str | None = None
 
 
 class ChunkChatChoice(ResponseModel):
     index: int = 0
     delta: ChatDelta
-    finish_reason: Optional[FinishReason] = None
+    finish_reason: FinishReason | None = None
 
 
 class ChatCompletionChunk(ResponseModel):
@@ -79,8 +79,8 @@ class ChatCompletionChunk(ResponseModel):
     object: str = "chat.completion.chunk"
     created: int
     model: str
-    choices: List[ChunkChatChoice]
-    usage: Optional[Usage] = None
+    choices: list[ChunkChatChoice]
+    usage: Usage | None = None
 
     @property
     def text(self) -> str:
@@ -89,5 +89,5 @@ class ChatCompletionChunk(ResponseModel):
         return self.choices[0].delta.content or ""
 
     @property
-    def finish_reason(self) -> Optional[str]:
+    def finish_reason(self) -> str | None:
         return self.choices[0].finish_reason if self.choices else None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 
@@ -16,10 +14,10 @@ class ResponseModel(BaseModel):
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    _request_id: Optional[str] = PrivateAttr(default=None)
+    _request_id: str | None = PrivateAttr(default=None)
 
     @property
-    def request_id(self) -> Optional[str]:
+    def request_id(self) -> str | None:
         """The server's `x-request-id` for the call that produced this object."""
         return self._request_id
 
@@ -43,8 +41,8 @@ class StreamOptions(RequestModel):
 class ErrorDetail(ResponseModel):
     message: str
     type: str = "invalid_request_error"
-    param: Optional[str] = None
-    code: Optional[str] = None
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorBody(ResponseModel):

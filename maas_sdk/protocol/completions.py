@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Union
+from typing import Literal
 
 from pydantic import Field
 
@@ -15,31 +15,31 @@ class SamplingFields(RequestModel):
     """Sampling parameters shared by completions and chat completions."""
 
     model: str = Field(min_length=1)
-    max_tokens: Optional[int] = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: Optional[int] = Field(default=None, ge=0, description="0 or null disables top-k filtering.")
-    stop: Optional[Union[str, List[str]]] = Field(default=None, description="Up to 4 stop sequences.")
-    seed: Optional[int] = Field(default=None, ge=0, le=2**63 - 1)
+    top_k: int | None = Field(default=None, ge=0, description="0 or null disables top-k filtering.")
+    stop: str | list[str] | None = Field(default=None, description="Up to 4 stop sequences.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     n: int = Field(default=1, ge=1, le=1, description="Only n=1 is supported.")
     stream: bool = False
-    stream_options: Optional[StreamOptions] = None
+    stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     min_tokens: int = Field(default=0, ge=0, description="Suppress end-of-sequence before this many tokens.")
     ignore_eos: bool = Field(default=False, description="Keep generating past end-of-sequence.")
-    user: Optional[str] = None
+    user: str | None = None
 
 
 class CompletionRequest(SamplingFields):
-    prompt: Union[str, List[str]]
+    prompt: str | list[str]
     echo: bool = False
 
 
 class CompletionChoice(ResponseModel):
     index: int = 0
     text: str = ""
-    finish_reason: Optional[FinishReason] = None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 
@@ -50,15 +50,15 @@ class Generation(ResponseModel):
     object: str = "text_completion"
     created: int
     model: str
-    choices: List[CompletionChoice]
-    usage: Optional[Usage] = None
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
 
     @property
     def text(self) -> str:
         return self.choices[0].text if self.choices else ""
 
     @property
-    def finish_reason(self) -> Optional[str]:
+    def finish_reason(self) -> str | None:
         return self.choices[0].finish_reason if self.choices else None
 
 

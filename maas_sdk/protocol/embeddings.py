@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Union
+from typing import Literal
 
 from pydantic import Field
 
@@ -11,16 +11,16 @@ from maas_sdk.protocol.common import RequestModel, ResponseModel
 
 class EmbeddingRequest(RequestModel):
     model: str = Field(min_length=1)
-    input: Union[str, List[str], List[int], List[List[int]]]
+    input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[int] = Field(default=None, ge=1)
-    user: Optional[str] = None
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
 
 
 class Embedding(ResponseModel):
     object: str = "embedding"
     index: int
-    embedding: Union[List[float], str]
+    embedding: list[float] | str
 
 
 class EmbeddingUsage(ResponseModel):
@@ -32,16 +32,19 @@ class Embeddings(ResponseModel):
     """The response of `/v1/embeddings`. `.vectors` lists the vectors in input order."""
 
     object: str = "list"
-    data: List[Embedding]
+    data: list[Embedding]
     model: str
-    usage: Optional[EmbeddingUsage] = None
+    usage: EmbeddingUsage | None = None
 
     @property
-    def vectors(self) -> List[List[float]]:
+    def vectors(self) -> list[list[float]]:
         ordered = sorted(self.data, key=lambda item: item.index)
-        out: List[List[float]] = []
+        out: list[list[float]] = []
         for item in ordered:
             if isinstance(item.embedding, str):
-                raise ValueError("embeddings were requested as base64; decode `data[i].embedding` instead")
+                # A ValueError, not a TypeError: the data is well typed, it was asked for in another encoding.
+                raise ValueError(  # noqa: TRY004
+                    "embeddings were requested as base64; decode `data[i].embedding` instead"
+                )
             out.append(item.embedding)
         return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 from maas_sdk.protocol.common import ResponseModel
 
 
@@ -14,15 +12,15 @@ class FileObject(ResponseModel):
     created_at: int
     filename: str
     purpose: str
-    status: Optional[str] = "processed"
+    status: str | None = "processed"
     # Extension: the data format detected on upload ("chat", "prompt_completion", "classification").
-    format: Optional[str] = None
-    lines: Optional[int] = None
+    format: str | None = None
+    lines: int | None = None
 
 
 class FileList(ResponseModel):
     object: str = "list"
-    data: List[FileObject]
+    data: list[FileObject]
     has_more: bool = False
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -13,10 +13,10 @@ TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
 class Hyperparameters(RequestModel):
-    n_epochs: Optional[int] = Field(default=None, ge=1, le=100)
-    learning_rate: Optional[float] = Field(default=None, gt=0.0, le=1.0)
-    batch_size: Optional[int] = Field(default=None, ge=1, le=512)
-    max_steps: Optional[int] = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
+    n_epochs: int | None = Field(default=None, ge=1, le=100)
+    learning_rate: float | None = Field(default=None, gt=0.0, le=1.0)
+    batch_size: int | None = Field(default=None, ge=1, le=512)
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
 
 
 class LoraConfig(RequestModel):
@@ -29,46 +29,46 @@ class FineTuneMethod(RequestModel):
     """How to train: `full` updates every weight, `lora` trains low-rank adapters (peft)."""
 
     type: Literal["full", "lora"]
-    lora: Optional[LoraConfig] = None
+    lora: LoraConfig | None = None
 
 
 class FineTuningJobCreate(RequestModel):
     model: str = Field(min_length=1)
     training_file: str = Field(min_length=1)
-    validation_file: Optional[str] = None
-    hyperparameters: Optional[Hyperparameters] = None
-    method: Optional[FineTuneMethod] = None
-    suffix: Optional[str] = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
-    seed: Optional[int] = Field(default=None, ge=0, le=2**31 - 1)
+    validation_file: str | None = None
+    hyperparameters: Hyperparameters | None = None
+    method: FineTuneMethod | None = None
+    suffix: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class FineTuningJobError(ResponseModel):
-    code: Optional[str] = None
+    code: str | None = None
     message: str
-    param: Optional[str] = None
+    param: str | None = None
 
 
 class FineTuningJob(ResponseModel):
     id: str
     object: str = "fine_tuning.job"
     created_at: int
-    finished_at: Optional[int] = None
+    finished_at: int | None = None
     model: str
-    fine_tuned_model: Optional[str] = None
+    fine_tuned_model: str | None = None
     status: JobStatus
     training_file: str
-    validation_file: Optional[str] = None
-    hyperparameters: Dict[str, Any] = Field(default_factory=dict)
-    method: Optional[Dict[str, Any]] = None
-    suffix: Optional[str] = None
-    seed: Optional[int] = None
-    trained_tokens: Optional[int] = None
-    result_files: List[str] = Field(default_factory=list)
-    error: Optional[FineTuningJobError] = None
-    estimated_finish: Optional[int] = None
+    validation_file: str | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    method: dict[str, Any] | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    trained_tokens: int | None = None
+    result_files: list[str] = Field(default_factory=list)
+    error: FineTuningJobError | None = None
+    estimated_finish: int | None = None
     # Extensions: progress, for progress bars.
-    step: Optional[int] = None
-    total_steps: Optional[int] = None
+    step: int | None = None
+    total_steps: int | None = None
 
     @property
     def done(self) -> bool:
@@ -77,7 +77,7 @@ class FineTuningJob(ResponseModel):
 
 class FineTuningJobList(ResponseModel):
     object: str = "list"
-    data: List[FineTuningJob]
+    data: list[FineTuningJob]
     has_more: bool = False
 
 
@@ -88,12 +88,12 @@ class FineTuningEvent(ResponseModel):
     level: str = "info"
     message: str
     type: str = "message"
-    data: Optional[Dict[str, Any]] = None
+    data: dict[str, Any] | None = None
 
 
 class FineTuningEventList(ResponseModel):
     object: str = "list"
-    data: List[FineTuningEvent]
+    data: list[FineTuningEvent]
     has_more: bool = False
 
 
@@ -102,12 +102,12 @@ class FineTuningCheckpoint(ResponseModel):
     object: str = "fine_tuning.job.checkpoint"
     created_at: int
     fine_tuning_job_id: str
-    fine_tuned_model_checkpoint: Optional[str] = None
+    fine_tuned_model_checkpoint: str | None = None
     step_number: int
-    metrics: Dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
 
 
 class FineTuningCheckpointList(ResponseModel):
     object: str = "list"
-    data: List[FineTuningCheckpoint]
+    data: list[FineTuningCheckpoint]
     has_more: bool = False

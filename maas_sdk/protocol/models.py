@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 from maas_sdk.protocol.common import ResponseModel
 
 
@@ -13,15 +11,15 @@ class Model(ResponseModel):
     created: int = 0
     owned_by: str = "maas"
     # Extensions (absent on other OpenAI-compatible servers, hence optional):
-    task: Optional[str] = None
-    context_length: Optional[int] = None
-    parameters: Optional[int] = None
-    dtype: Optional[str] = None
-    device: Optional[str] = None
-    quantization: Optional[str] = None
-    parent: Optional[str] = None
+    task: str | None = None
+    context_length: int | None = None
+    parameters: int | None = None
+    dtype: str | None = None
+    device: str | None = None
+    quantization: str | None = None
+    parent: str | None = None
 
 
 class ModelList(ResponseModel):
     object: str = "list"
-    data: List[Model]
+    data: list[Model]

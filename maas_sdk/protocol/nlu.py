@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
-
 from pydantic import Field
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
@@ -11,8 +9,8 @@ from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
 
 class ClassificationRequest(RequestModel):
     model: str = Field(min_length=1)
-    input: Union[str, List[str]]
-    labels: Optional[List[str]] = Field(
+    input: str | list[str]
+    labels: list[str] | None = Field(
         default=None, description="Candidate labels for zero-shot classification with any model."
     )
 
@@ -21,7 +19,7 @@ class Classification(ResponseModel):
     index: int
     label: str
     score: float
-    scores: Dict[str, float]
+    scores: dict[str, float]
 
 
 class Classifications(ResponseModel):
@@ -29,11 +27,11 @@ class Classifications(ResponseModel):
 
     object: str = "list"
     model: str
-    data: List[Classification]
-    usage: Optional[Usage] = None
+    data: list[Classification]
+    usage: Usage | None = None
 
     @property
-    def labels(self) -> List[str]:
+    def labels(self) -> list[str]:
         return [item.label for item in sorted(self.data, key=lambda c: c.index)]
 
 
@@ -45,15 +43,15 @@ class TokenizeRequest(RequestModel):
 
 class Tokenized(ResponseModel):
     model: str
-    tokens: List[int]
-    token_strings: List[str] = Field(default_factory=list)
+    tokens: list[int]
+    token_strings: list[str] = Field(default_factory=list)
     count: int
-    max_model_len: Optional[int] = None
+    max_model_len: int | None = None
 
 
 class DetokenizeRequest(RequestModel):
     model: str = Field(min_length=1)
-    tokens: List[int]
+    tokens: list[int]
 
 
 class Detokenized(ResponseModel):
@@ -72,5 +70,5 @@ class Evaluation(ResponseModel):
     object: str = "evaluation"
     model: str
     file: str
-    metrics: Dict[str, float]
+    metrics: dict[str, float]
     num_examples: int

@@ -86,7 +86,7 @@ def sampling_params(
 
 
 def submit(served: ServedModel, prompt_ids: List[int], params: "SamplingParams") -> "GenerationHandle":
-    from reference_server.engine.generation import QueueFullError
+    from reference_server.engine.errors import EngineStoppedError, QueueFullError
 
     assert served.engine is not None
     try:
@@ -94,6 +94,8 @@ def submit(served: ServedModel, prompt_ids: List[int], params: "SamplingParams")
     except QueueFullError as exc:
         raise APIError(429, f"The server is overloaded ({exc}); retry shortly.", code="overloaded",
                        headers={"retry-after": "1"}) from None
+    except EngineStoppedError:
+        raise APIError(503, "The model is shutting down.", code="unavailable", headers={"retry-after": "5"}) from None
     except ValueError as exc:
         raise bad_request(str(exc), param="prompt") from None
 

@@ -45,24 +45,26 @@ def encode(vector: Sequence[float], fmt: str) -> Union[List[float], str]:
 
 
 async def create_embeddings(request: Request) -> Response:
-    from reference_server.engine.generation import QueueFullError
+    from reference_server.engine.errors import EngineStoppedError, QueueFullError
 
     body = await parse_body(request, EmbeddingRequest)
     settings = request.app.state.settings
     served = request.app.state.registry.get_for(body.model, "embed")
     inputs = normalise_inputs(body.input, settings.embed_max_inputs)
+    dims = int(getattr(served.loaded.model.config, "hidden_size", 0))
+    if body.dimensions is not None and body.dimensions != dims:
+        raise bad_request(f"The model '{body.model}' produces {dims}-dimensional vectors; "
+                          f"dimensions={body.dimensions} is not supported.", param="dimensions")
     assert served.batcher is not None
     try:
         vectors, prompt_tokens = await served.batcher.embed(inputs)
     except QueueFullError as exc:
         raise APIError(429, f"The server is overloaded ({exc}); retry shortly.", code="overloaded",
                        headers={"retry-after": "1"}) from None
+    except EngineStoppedError:
+        raise APIError(503, "The model is shutting down.", code="unavailable", headers={"retry-after": "5"}) from None
     except ValueError as exc:
         raise bad_request(str(exc), param="input") from None
-    dims = len(vectors[0]) if len(vectors) else 0
-    if body.dimensions is not None and body.dimensions != dims:
-        raise bad_request(f"The model '{body.model}' produces {dims}-dimensional vectors; "
-                          f"dimensions={body.dimensions} is not supported.", param="dimensions")
     data = [Embedding(index=i, embedding=encode(v, body.encoding_format)) for i, v in enumerate(vectors)]
     usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
     return json_response(Embeddings(data=data, model=body.model, usage=usage))

@@ -20,6 +20,9 @@ async def ready(request: Request) -> Response:
                        headers={"retry-after": "30"})
     if not service.ready.is_set():
         raise APIError(503, "Models are still loading.", code="loading", headers={"retry-after": "2"})
+    fine_tuning = getattr(request.app.state, "fine_tuning", None)
+    if fine_tuning is not None and not fine_tuning.ready.is_set():
+        raise APIError(503, "Fine-tuned models are still loading.", code="loading", headers={"retry-after": "2"})
     draining = getattr(request.app.state, "draining", False)
     if draining:
         raise APIError(503, "The server is shutting down.", code="draining", headers={"retry-after": "5"})

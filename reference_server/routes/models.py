@@ -1,4 +1,4 @@
-"""`GET /v1/models` and `GET /v1/models/{id}`."""
+"""`GET /v1/models` and `GET /v1/models/{id}`, limited to the models the API key may use."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ from starlette.routing import Route
 
 from maas_sdk.protocol import ModelList
 from reference_server.http import json_response
+from reference_server.security import caller_of, require_model
 
 
 async def list_models(request: Request) -> Response:
-    registry = request.app.state.registry
-    return json_response(ModelList(data=[m.describe() for m in registry.list()]))
+    caller = caller_of(request)
+    served = [m for m in request.app.state.registry.list() if caller.may_use(m.id)]
+    return json_response(ModelList(data=[m.describe() for m in served]))
 
 
 async def retrieve_model(request: Request) -> Response:
-    served = request.app.state.registry.get(request.path_params["model_id"])
+    model_id = request.path_params["model_id"]
+    require_model(request, model_id)
+    served = request.app.state.registry.get(model_id)
     return json_response(served.describe())
 
 

@@ -2,7 +2,7 @@
 
     data_dir/maas.sqlite3            files, jobs, events, checkpoints, idempotency keys
     data_dir/files/file-…            uploaded bytes, exactly as sent
-    data_dir/jobs/ftjob-…/           a job's worker log and its checkpoints/step-N folders
+    data_dir/jobs/ftjob-…/           a job's worker log and its checkpoint folders
     data_dir/models/ftjob-…/         the finished model of a succeeded job (served)
 
 Every path is built from a validated id, never from raw client input.
@@ -39,8 +39,10 @@ class DataLayout:
             raise ValueError(f"not a job id: {job_id!r}")
         return self.jobs_dir / job_id
 
-    def checkpoint_dir(self, job_id: str, step: int) -> Path:
-        return self.job_dir(job_id) / "checkpoints" / f"step-{int(step)}"
+    def checkpoint_dir(self, job_id: str, attempt: int, step: int) -> Path:
+        """Named by attempt too, so a worker that outlived its server never writes into the
+        folder a newer attempt of the same job is using."""
+        return self.job_dir(job_id) / "checkpoints" / f"attempt-{int(attempt)}-step-{int(step)}"
 
     def worker_log(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "worker.log"

@@ -1,0 +1,108 @@
+"""What the benchmarks share: their fixed inputs, percentile summaries, the result tables,
+the benchmark server, and running reference measurements in a child process.
+
+References (plain `model.generate()`, in-process encoding) run in a child process started
+with `spawn`, one at a time and never while the server is up: both would otherwise compete
+for the same few cores and each would make the other look slow.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DATA = Path(__file__).resolve().parent / "data"
+GENERATOR = "smollm2-135m-instruct"
+EMBEDDER = "all-minilm-l6-v2"
+
+
+def prompts(n: int) -> list[str]:
+    """`n` distinct prompts from `data/prompts.txt`; past its end they repeat with a numbered
+    prefix, so no two requests share a prompt (and no prefix cache could help)."""
+    lines = [line.strip() for line in (DATA / "prompts.txt").read_text().splitlines() if line.strip()]
+    return [lines[i % len(lines)] if i < len(lines) else f"({i // len(lines) + 1}) {lines[i % len(lines)]}"
+            for i in range(n)]
+
+
+def perplexity_text() -> str:
+    return (DATA / "perplexity.txt").read_text()
+
+
+def sentences() -> list[str]:
+    """Short, distinct sentences for the embedding benchmark (the perplexity text, split)."""
+    text = " ".join(perplexity_text().split())
+    return [s.strip() + "." for s in text.split(". ") if s.strip()]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linearly interpolated as numpy's default does; NaN if empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Mean, median and 99th percentile, as vLLM's `benchmark_serving` reports them."""
+    mean = sum(values) / len(values) if values else math.nan
+    return {"mean": mean, "p50": percentile(values, 50), "p99": percentile(values, 99)}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table (so a run's output can go straight into docs/benchmarks.md)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def machine() -> str:
+    """One line naming the CPU count and load, printed with every result."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the start"
+
+
+def in_child(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `fn(*args, **kwargs)` in a fresh spawned process and return its result."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
+@contextmanager
+def server(models: str, threads: int, base_url: str | None, extra_env: dict[str, str] | None = None,
+           log: Path | None = None) -> Iterator[str]:
+    """Yield the `/v1` base URL of a running server: `base_url` as given, or a fresh
+    `maas serve` serving only `models` with `threads` compute threads, stopped afterwards."""
+    if base_url is not None:
+        yield base_url.rstrip("/")
+        return
+    from reference_server.launcher import ServerProcess
+
+    with tempfile.TemporaryDirectory(prefix="maas-bench-") as tmp:
+        env = {"MAAS_ENABLED_MODELS": models, "MAAS_THREADS": str(threads), "MAAS_DATA_DIR": tmp,
+               "MAAS_LOG_LEVEL": "warning", "MAAS_API_KEYS": "",
+               **(extra_env or {})}
+        with ServerProcess(env=env, log_path=log or Path(tmp) / "server.log") as proc:
+            yield proc.base_url

@@ -1,0 +1,254 @@
+"""Each API operation described once, as a `Call`, for both the sync and the async client.
+
+Parameters left out or given as None are not sent, so the server's defaults apply.
+Pydantic models given as parameters (`ChatMessage`, `Hyperparameters`, ...) are sent
+as their JSON form; plain dicts are sent as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import quote
+
+from pydantic import BaseModel
+from typing_extensions import Unpack
+
+from maas_sdk._core import Call, StreamCall
+from maas_sdk._types import (
+    ChatParams,
+    CompletionParams,
+    FileInput,
+    FineTuningParams,
+    JSONBody,
+    MessageParam,
+    Prompt,
+    RequestOptions,
+    SamplingParams,
+)
+from maas_sdk.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Classifications,
+    Detokenized,
+    Embeddings,
+    Evaluation,
+    FileDeleted,
+    FileList,
+    FileObject,
+    FineTuningCheckpointList,
+    FineTuningEventList,
+    Generation,
+    GenerationChunk,
+    Model,
+    ModelList,
+    Tokenized,
+)
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+EncodingFormat = Literal["float", "base64"]
+EmbeddingInput = str | list[str] | list[int] | list[list[int]]
+
+_OPTION_KEYS = ("extra_headers", "extra_query", "extra_body", "timeout")
+
+
+def _segment(value: str) -> str:
+    """An id as one URL path segment."""
+    if not value:
+        raise ValueError("an id must not be empty")
+    return quote(value, safe="")
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _body(values: Mapping[str, object]) -> JSONBody:
+    return {key: _plain(value) for key, value in values.items() if value is not None}
+
+
+def _wire(
+    options: RequestOptions,
+    *,
+    json: JSONBody | None = None,
+    form: dict[str, object] | None = None,
+    query: Mapping[str, object] | None = None,
+) -> dict[str, Any]:
+    """The `Call` fields that carry the body, query, headers and timeout, with the caller's extras merged."""
+    extra_body = options.get("extra_body")
+    if extra_body:
+        if form is not None:
+            form = {**form, **extra_body}
+        else:
+            json = {**(json or {}), **extra_body}
+    extra_query = options.get("extra_query")
+    if extra_query:
+        query = {**(query or {}), **extra_query}
+    return {
+        "json": json,
+        "form": form,
+        "query": {key: value for key, value in query.items() if value is not None} if query else None,
+        "headers": options.get("extra_headers"),
+        "timeout": options.get("timeout"),
+    }
+
+
+def _call(method: str, path: str, response_type: type[R], options: RequestOptions, **wire: Any) -> Call[R]:
+    return Call(method=method, path=path, response_type=response_type, **_wire(options, **wire))
+
+
+def _sampling(
+    path: str,
+    body: JSONBody,
+    params: SamplingParams,
+    stream: bool,
+    response_type: type[R],
+    chunk_type: type[T],
+) -> StreamCall[R, T]:
+    values: dict[str, Any] = dict(params)
+    options = cast(RequestOptions, {key: values.pop(key) for key in _OPTION_KEYS if key in values})
+    include_usage = values.pop("include_usage", None)
+    body.update(_body(values))
+    if include_usage is not None:
+        current = body.get("stream_options")
+        body["stream_options"] = {**(current if isinstance(current, dict) else {}), "include_usage": include_usage}
+    if stream:
+        body["stream"] = True
+    return StreamCall(
+        method="POST", path=path, response_type=response_type, chunk_type=chunk_type, **_wire(options, json=body)
+    )
+
+
+def completion(
+    prompt: Prompt, *, model: str, stream: bool, **params: Unpack[CompletionParams]
+) -> StreamCall[Generation, GenerationChunk]:
+    body: JSONBody = {"model": model, "prompt": prompt}
+    return _sampling("/completions", body, params, stream, Generation, GenerationChunk)
+
+
+def chat_completion(
+    messages: Sequence[MessageParam], *, model: str, stream: bool, **params: Unpack[ChatParams]
+) -> StreamCall[ChatCompletion, ChatCompletionChunk]:
+    body: JSONBody = {"model": model, "messages": [_plain(m) if isinstance(m, BaseModel) else dict(m) for m in messages]}
+    return _sampling("/chat/completions", body, params, stream, ChatCompletion, ChatCompletionChunk)
+
+
+def embeddings(
+    input: EmbeddingInput,
+    *,
+    model: str,
+    encoding_format: EncodingFormat | None,
+    dimensions: int | None,
+    options: RequestOptions,
+) -> Call[Embeddings]:
+    body = _body({"model": model, "input": input, "encoding_format": encoding_format, "dimensions": dimensions})
+    return _call("POST", "/embeddings", Embeddings, options, json=body)
+
+
+def classifications(
+    input: str | list[str], *, model: str, labels: Sequence[str] | None, options: RequestOptions
+) -> Call[Classifications]:
+    body = _body({"model": model, "input": input, "labels": labels})
+    return _call("POST", "/classifications", Classifications, options, json=body)
+
+
+def tokenize(
+    text: str, *, model: str, add_special_tokens: bool | None, options: RequestOptions
+) -> Call[Tokenized]:
+    body = _body({"model": model, "text": text, "add_special_tokens": add_special_tokens})
+    return _call("POST", "/tokenize", Tokenized, options, json=body)
+
+
+def detokenize(tokens: Sequence[int], *, model: str, options: RequestOptions) -> Call[Detokenized]:
+    return _call("POST", "/detokenize", Detokenized, options, json={"model": model, "tokens": list(tokens)})
+
+
+def evaluation(*, model: str, file: str, options: RequestOptions) -> Call[Evaluation]:
+    return _call("POST", "/evaluations", Evaluation, options, json={"model": model, "file": file})
+
+
+def list_models(options: RequestOptions) -> Call[ModelList]:
+    return _call("GET", "/models", ModelList, options)
+
+
+def retrieve_model(model: str, options: RequestOptions) -> Call[Model]:
+    return _call("GET", f"/models/{_segment(model)}", Model, options)
+
+
+def _file_content(file: FileInput, filename: str | None) -> tuple[str, bytes]:
+    if isinstance(file, bytes):
+        return filename or "upload", file
+    if isinstance(file, (str, os.PathLike)):
+        path = Path(file)
+        return filename or path.name, path.read_bytes()
+    name = getattr(file, "name", None)
+    return filename or (os.path.basename(name) if isinstance(name, str) else "upload"), file.read()
+
+
+def upload_file(file: FileInput, *, purpose: str, filename: str | None, options: RequestOptions) -> Call[FileObject]:
+    name, content = _file_content(file, filename)
+    wire = _wire(options, form={"purpose": purpose})
+    return Call(
+        method="POST",
+        path="/files",
+        response_type=FileObject,
+        files={"file": (name, content, "application/octet-stream")},
+        **wire,
+    )
+
+
+def list_files(options: RequestOptions) -> Call[FileList]:
+    return _call("GET", "/files", FileList, options)
+
+
+def retrieve_file(file_id: str, options: RequestOptions) -> Call[FileObject]:
+    return _call("GET", f"/files/{_segment(file_id)}", FileObject, options)
+
+
+def file_content(file_id: str, options: RequestOptions) -> Call[bytes]:
+    return _call("GET", f"/files/{_segment(file_id)}/content", bytes, options)
+
+
+def delete_file(file_id: str, options: RequestOptions) -> Call[FileDeleted]:
+    return _call("DELETE", f"/files/{_segment(file_id)}", FileDeleted, options)
+
+
+def create_job(
+    job_type: type[R], *, model: str, training_file: str, **params: Unpack[FineTuningParams]
+) -> Call[R]:
+    values: dict[str, Any] = dict(params)
+    options = cast(RequestOptions, {key: values.pop(key) for key in _OPTION_KEYS if key in values})
+    body = _body({"model": model, "training_file": training_file, **values})
+    return _call("POST", "/fine_tuning/jobs", job_type, options, json=body)
+
+
+def list_jobs(page_type: type[R], *, limit: int | None, after: str | None, options: RequestOptions) -> Call[R]:
+    return _call("GET", "/fine_tuning/jobs", page_type, options, query={"limit": limit, "after": after})
+
+
+def retrieve_job(job_type: type[R], job_id: str, options: RequestOptions) -> Call[R]:
+    return _call("GET", f"/fine_tuning/jobs/{_segment(job_id)}", job_type, options)
+
+
+def cancel_job(job_type: type[R], job_id: str, options: RequestOptions) -> Call[R]:
+    return _call("POST", f"/fine_tuning/jobs/{_segment(job_id)}/cancel", job_type, options)
+
+
+def job_events(
+    job_id: str, *, limit: int | None, after: str | None, options: RequestOptions
+) -> Call[FineTuningEventList]:
+    path = f"/fine_tuning/jobs/{_segment(job_id)}/events"
+    return _call("GET", path, FineTuningEventList, options, query={"limit": limit, "after": after})
+
+
+def job_checkpoints(job_id: str, options: RequestOptions) -> Call[FineTuningCheckpointList]:
+    path = f"/fine_tuning/jobs/{_segment(job_id)}/checkpoints"
+    return _call("GET", path, FineTuningCheckpointList, options)

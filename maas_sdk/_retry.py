@@ -1,0 +1,135 @@
+"""The retry policy, shared by the sync client (`tenacity.Retrying`) and the async one (`tenacity.AsyncRetrying`).
+
+A retry covers one request up to its answer's headers (and, for answers that are not
+streamed, its body): a stream whose body has started is never retried, since the
+caller may already have seen part of it.
+
+What is retried: connection errors, timeouts, and the statuses 408, 409, 429 and
+500 or above; an `x-should-retry: true|false` answer header overrides that. How long
+to wait: the server's `retry-after-ms` or `retry-after` (seconds or an HTTP date)
+when it asks for more than 0 and at most `MAX_RETRY_AFTER` seconds, else an
+exponential back-off with jitter. Every attempt carries `x-maas-retry-count`
+(0 on the first); the caller sets the `Idempotency-Key` once per call, so every
+attempt of a call repeats it and the server can tell a retry from a new call.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import httpx
+import tenacity
+
+from maas_sdk._exceptions import APIConnectionError, APIStatusError
+from maas_sdk._logging import logger
+
+__all__ = ["MAX_RETRY_AFTER", "RetryPolicy", "backoff", "retry_after", "should_retry"]
+
+RETRY_COUNT_HEADER = "x-maas-retry-count"
+INITIAL_BACKOFF = 0.5
+MAX_BACKOFF = 8.0
+MAX_RETRY_AFTER = 60.0
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+def should_retry_response(response: httpx.Response) -> bool:
+    override = response.headers.get("x-should-retry")
+    if override == "true":
+        return True
+    if override == "false":
+        return False
+    status = response.status_code
+    return status in _RETRYABLE_STATUSES or status >= 500
+
+
+def should_retry(error: BaseException) -> bool:
+    if isinstance(error, APIStatusError):
+        return should_retry_response(error.response)
+    return isinstance(error, APIConnectionError)
+
+
+def retry_after(headers: httpx.Headers, now: Callable[[], float] = time.time) -> float | None:
+    """The delay the server asked for, in seconds, if it is usable (0 < delay <= MAX_RETRY_AFTER)."""
+    delay = _parse_retry_after(headers, now)
+    if delay is not None and 0 < delay <= MAX_RETRY_AFTER:
+        return delay
+    return None
+
+
+def _parse_retry_after(headers: httpx.Headers, now: Callable[[], float]) -> float | None:
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return float(milliseconds) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        date = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return date.timestamp() - now()
+
+
+def backoff(retries_done: int) -> float:
+    """Exponential back-off with up to 25% jitter: about 0.5 s, 1 s, 2 s, ... capped at 8 s."""
+    return min(INITIAL_BACKOFF * 2.0**retries_done, MAX_BACKOFF) * (1 - 0.25 * random.random())
+
+
+def _wait(state: tenacity.RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(error, APIStatusError):
+        asked = retry_after(error.response.headers)
+        if asked is not None:
+            return asked
+    return backoff(state.attempt_number - 1)
+
+
+def _count_attempt(request: httpx.Request, state: tenacity.RetryCallState) -> None:
+    request.headers[RETRY_COUNT_HEADER] = str(state.attempt_number - 1)
+
+
+def _log_retry(request: httpx.Request, max_retries: int, state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    delay = state.next_action.sleep if state.next_action is not None else 0.0
+    logger.info(
+        "retrying %s %s in %.2fs (retry %d of %d) after: %s",
+        request.method, request.url, delay, state.attempt_number, max_retries, error,
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times to retry; builds the tenacity controller for one call."""
+
+    max_retries: int
+
+    def _arguments(self, request: httpx.Request) -> dict[str, Any]:
+        return {
+            "stop": tenacity.stop_after_attempt(self.max_retries + 1),
+            "wait": _wait,
+            "retry": tenacity.retry_if_exception(should_retry),
+            "before": partial(_count_attempt, request),
+            "before_sleep": partial(_log_retry, request, self.max_retries),
+            "reraise": True,
+        }
+
+    def retrying(self, request: httpx.Request, sleep: Callable[[float], None]) -> tenacity.Retrying:
+        return tenacity.Retrying(sleep=sleep, **self._arguments(request))
+
+    def async_retrying(
+        self, request: httpx.Request, sleep: Callable[[float], Awaitable[None]]
+    ) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(sleep=sleep, **self._arguments(request))

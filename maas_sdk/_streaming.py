@@ -1,0 +1,196 @@
+"""Streamed answers: `Stream[T]` (sync) and `AsyncStream[T]` (async), both fed by one `ChunkParser`.
+
+A stream is an SSE body of JSON chunks ending with `data: [DONE]`. The parser turns
+raw bytes into typed chunks and raises, instead of ending quietly, when the stream
+goes wrong:
+
+- an `{"error": {...}}` payload (or an `event: error`) raises the typed error its
+  `type`/`code` names (`APIError` when it names none);
+- a body that ends before `[DONE]`, or a connection that breaks mid-body, raises
+  `APIConnectionError`, so a truncated answer is never mistaken for a whole one.
+  One exception: when every choice has already sent its `finish_reason`, the answer
+  is complete and a missing `[DONE]` (some OpenAI-compatible servers omit it) is
+  tolerated.
+
+Both streams always release their connection: at the end, on `break` (when the
+stream is closed or garbage collected), on an exception, and on `close()`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from types import TracebackType
+from typing import Generic, TypeVar, cast
+
+import httpx
+from pydantic import ValidationError
+
+from maas_sdk._core import transport_errors
+from maas_sdk._exceptions import APIConnectionError, APIError, stream_error
+from maas_sdk._sse import SSEDecoder
+from maas_sdk.protocol import ChatCompletionChunk, GenerationChunk
+
+__all__ = ["AsyncStream", "ChunkParser", "Stream"]
+
+ChunkT = TypeVar("ChunkT", bound=GenerationChunk | ChatCompletionChunk)
+
+_BROKEN = "The connection broke while the stream was being read"
+
+
+class ChunkParser(Generic[ChunkT]):
+    """Bytes in, typed chunks out; remembers whether the stream is complete."""
+
+    __slots__ = ("_decoder", "_finished", "_open", "_request_id", "_response", "_type", "done")
+
+    def __init__(self, chunk_type: type[ChunkT], response: httpx.Response) -> None:
+        self._type = chunk_type
+        self._response = response
+        self._request_id: str | None = response.headers.get("x-request-id")
+        self._decoder = SSEDecoder()
+        self.done = False
+        self._open: set[int] = set()
+        self._finished = False
+
+    def feed(self, data: bytes) -> Iterator[ChunkT]:
+        """The chunks these bytes complete; stops at `[DONE]` (then `done` is True)."""
+        for event in self._decoder.feed(data):
+            if event.data == "[DONE]":
+                self.done = True
+                return
+            if event.event == "message":
+                yield self._chunk(event.data)
+            elif event.event == "error":
+                raise self._error(event.data)
+
+    def end(self) -> None:
+        """The body ended without `[DONE]`: raise unless every choice had finished."""
+        if self.done or (self._finished and not self._open):
+            return
+        raise APIConnectionError(
+            "The stream ended before `data: [DONE]`; the answer is incomplete", request=self._response.request
+        )
+
+    def _chunk(self, data: str) -> ChunkT:
+        try:
+            chunk = cast(ChunkT, self._type.model_validate_json(data))
+        except ValidationError:
+            raise self._error(data) from None
+        chunk._request_id = self._request_id
+        for choice in chunk.choices:
+            if choice.finish_reason is None:
+                self._open.add(choice.index)
+            else:
+                self._open.discard(choice.index)
+                self._finished = True
+        return chunk
+
+    def _error(self, data: str) -> APIError:
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and ("error" in payload or payload.get("object") == "error"):
+            return stream_error(payload, self._response)
+        return APIError(f"Malformed chunk in stream: {data[:200]!r}", self._response.request, body=data)
+
+
+def _read(response: httpx.Response, parser: ChunkParser[ChunkT]) -> Generator[ChunkT, None, None]:
+    try:
+        with transport_errors(response.request, _BROKEN):
+            for data in response.iter_bytes():
+                yield from parser.feed(data)
+                if parser.done:
+                    return
+        parser.end()
+    finally:
+        response.close()
+
+
+async def _aread(response: httpx.Response, parser: ChunkParser[ChunkT]) -> AsyncGenerator[ChunkT, None]:
+    try:
+        with transport_errors(response.request, _BROKEN):
+            async for data in response.aiter_bytes():
+                for chunk in parser.feed(data):
+                    yield chunk
+                if parser.done:
+                    return
+        parser.end()
+    finally:
+        await response.aclose()
+
+
+class Stream(Generic[ChunkT]):
+    """A streamed answer: iterate it for typed chunks.
+
+    The connection is released when the stream is read to the end, when it fails,
+    on `close()` or leaving its `with` block, and when the stream object is garbage
+    collected (so `for chunk in client.generate(..., stream=True): break` releases it
+    as soon as the loop is left). `response` is the httpx response; `request_id` the
+    server's `x-request-id`.
+    """
+
+    def __init__(self, response: httpx.Response, chunk_type: type[ChunkT]) -> None:
+        self.response = response
+        self.request_id: str | None = response.headers.get("x-request-id")
+        # A plain generator, not a method: it must not keep the stream alive, or dropping
+        # the stream would not release the connection.
+        self._iterator = _read(response, ChunkParser(chunk_type, response))
+
+    def __iter__(self) -> Stream[ChunkT]:
+        return self
+
+    def __next__(self) -> ChunkT:
+        return self._iterator.__next__()
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        self._iterator.close()
+        self.response.close()
+
+    def __enter__(self) -> Stream[ChunkT]:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class AsyncStream(Generic[ChunkT]):
+    """A streamed answer for `async for`. Use `async with`, or `await aclose()`, to release the
+    connection when not reading it to the end.
+
+    It has no `__del__`: closing an async response needs the event loop, which may
+    already be closed when the object is collected ("Event loop is closed"). A stream
+    abandoned mid-iteration is closed when Python finalizes its async generator (through
+    the event loop's async-generator hooks); one never iterated keeps its connection
+    until its response is collected. So prefer `async with`.
+    """
+
+    def __init__(self, response: httpx.Response, chunk_type: type[ChunkT]) -> None:
+        self.response = response
+        self.request_id: str | None = response.headers.get("x-request-id")
+        self._iterator = _aread(response, ChunkParser(chunk_type, response))
+
+    def __aiter__(self) -> AsyncIterator[ChunkT]:
+        return self._iterator
+
+    async def __anext__(self) -> ChunkT:
+        return await self._iterator.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection."""
+        await self._iterator.aclose()
+        await self.response.aclose()
+
+    async def __aenter__(self) -> AsyncStream[ChunkT]:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,102 @@
+"""Parameter types shared by the sync and async clients.
+
+The optional parameters of each operation are declared once, as a `TypedDict`
+used through `**params: Unpack[...]`: editors list them in signature help, type
+checkers check them, and the two clients cannot drift apart. A parameter left
+out (or given as None) is not sent, so the server's default applies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+import httpx
+from typing_extensions import TypedDict
+
+from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions
+
+__all__ = [
+    "ChatParams",
+    "ClientOptions",
+    "CompletionParams",
+    "FileInput",
+    "FineTuningParams",
+    "JSONBody",
+    "MessageParam",
+    "Prompt",
+    "RequestOptions",
+    "SamplingParams",
+    "StopParam",
+    "TimeoutParam",
+]
+
+TimeoutParam = float | httpx.Timeout | None
+Prompt = str | list[str]
+StopParam = str | Sequence[str] | None
+MessageParam = ChatMessage | Mapping[str, Any]
+FileInput = str | os.PathLike[str] | bytes | IO[bytes]
+JSONBody = dict[str, object]
+
+
+class ClientOptions(TypedDict, total=False):
+    """What `with_options()` can change on a client copy."""
+
+    api_key: str | None
+    base_url: str | httpx.URL | None
+    timeout: float | httpx.Timeout | None
+    max_retries: int | None
+    default_headers: Mapping[str, str] | None
+
+
+class RequestOptions(TypedDict, total=False):
+    """Accepted by every call, for what the typed parameters do not cover.
+
+    `extra_headers` are added to (and override) the request's headers,
+    `extra_query` to its query string, `extra_body` to its JSON body (or form
+    fields, for uploads); `timeout` replaces the client's for this call.
+    """
+
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, object] | None
+    extra_body: Mapping[str, object] | None
+    timeout: TimeoutParam
+
+
+class SamplingParams(RequestOptions, total=False):
+    """Sampling parameters shared by `generate()` and `chat()`.
+
+    `include_usage=True` is a shorthand for `stream_options={"include_usage": True}`:
+    the last streamed chunk then carries the token usage.
+    """
+
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    stop: StopParam
+    seed: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    min_tokens: int | None
+    ignore_eos: bool | None
+    stream_options: StreamOptions | Mapping[str, object] | None
+    include_usage: bool | None
+    user: str | None
+
+
+class CompletionParams(SamplingParams, total=False):
+    echo: bool | None
+
+
+class ChatParams(SamplingParams, total=False):
+    max_completion_tokens: int | None
+
+
+class FineTuningParams(RequestOptions, total=False):
+    validation_file: str | None
+    hyperparameters: Hyperparameters | Mapping[str, object] | None
+    method: FineTuneMethod | Mapping[str, object] | None
+    suffix: str | None
+    seed: int | None

@@ -1,0 +1,25 @@
+"""The resource namespaces of the clients: `client.models`, `client.files`, `client.fine_tuning.jobs`."""
+
+from maas_sdk.resources.files import AsyncFiles, Files
+from maas_sdk.resources.fine_tuning import (
+    AsyncBoundFineTuningJob,
+    AsyncFineTuning,
+    AsyncFineTuningJobs,
+    BoundFineTuningJob,
+    FineTuning,
+    FineTuningJobs,
+)
+from maas_sdk.resources.models import AsyncModels, Models
+
+__all__ = [
+    "AsyncBoundFineTuningJob",
+    "AsyncFiles",
+    "AsyncFineTuning",
+    "AsyncFineTuningJobs",
+    "AsyncModels",
+    "BoundFineTuningJob",
+    "Files",
+    "FineTuning",
+    "FineTuningJobs",
+    "Models",
+]

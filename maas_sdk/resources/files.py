@@ -1,0 +1,71 @@
+"""`client.files`: uploaded training and evaluation data."""
+
+from __future__ import annotations
+
+import asyncio
+
+from typing_extensions import Unpack
+
+from maas_sdk import _endpoints as endpoints
+from maas_sdk._types import FileInput, RequestOptions
+from maas_sdk.protocol import FileDeleted, FileList, FileObject
+from maas_sdk.resources._base import AsyncResource, SyncResource
+
+__all__ = ["AsyncFiles", "Files"]
+
+
+class Files(SyncResource):
+    def upload(
+        self,
+        file: FileInput,
+        *,
+        purpose: str = "fine-tune",
+        filename: str | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> FileObject:
+        """Upload a file (a path, bytes or a binary file object) as multipart form data.
+
+        `filename` defaults to the path's or file object's name ("upload" for bytes).
+        """
+        return self._client._request(endpoints.upload_file(file, purpose=purpose, filename=filename, options=options))
+
+    def list(self, **options: Unpack[RequestOptions]) -> FileList:
+        return self._client._request(endpoints.list_files(options))
+
+    def retrieve(self, file_id: str, **options: Unpack[RequestOptions]) -> FileObject:
+        return self._client._request(endpoints.retrieve_file(file_id, options))
+
+    def content(self, file_id: str, **options: Unpack[RequestOptions]) -> bytes:
+        """The file's bytes, as uploaded."""
+        return self._client._request(endpoints.file_content(file_id, options))
+
+    def delete(self, file_id: str, **options: Unpack[RequestOptions]) -> FileDeleted:
+        return self._client._request(endpoints.delete_file(file_id, options))
+
+
+class AsyncFiles(AsyncResource):
+    async def upload(
+        self,
+        file: FileInput,
+        *,
+        purpose: str = "fine-tune",
+        filename: str | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> FileObject:
+        """Upload a path, bytes or binary file object (multipart); see `Files.upload`."""
+        # Reading a path is blocking file I/O: keep it off the event loop.
+        call = await asyncio.to_thread(endpoints.upload_file, file, purpose=purpose, filename=filename, options=options)
+        return await self._client._request(call)
+
+    async def list(self, **options: Unpack[RequestOptions]) -> FileList:
+        return await self._client._request(endpoints.list_files(options))
+
+    async def retrieve(self, file_id: str, **options: Unpack[RequestOptions]) -> FileObject:
+        return await self._client._request(endpoints.retrieve_file(file_id, options))
+
+    async def content(self, file_id: str, **options: Unpack[RequestOptions]) -> bytes:
+        """The file's bytes, as uploaded."""
+        return await self._client._request(endpoints.file_content(file_id, options))
+
+    async def delete(self, file_id: str, **options: Unpack[RequestOptions]) -> FileDeleted:
+        return await self._client._request(endpoints.delete_file(file_id, options))

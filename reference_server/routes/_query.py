@@ -1,0 +1,36 @@
+"""Query-string parameters of the list routes (`after`, `limit`, ...), checked like body fields:
+a bad value is a 400 naming the parameter."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from starlette.requests import Request
+
+from reference_server.errors import bad_request
+
+
+def limit(request: Request, default: int, maximum: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"limit must be an integer, got {raw!r}.", param="limit") from None
+    if not 1 <= value <= maximum:
+        raise bad_request(f"limit must be between 1 and {maximum}, got {value}.", param="limit")
+    return value
+
+
+def choice(request: Request, name: str, allowed: Sequence[str], default: Optional[str]) -> Optional[str]:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if raw not in allowed:
+        raise bad_request(f"{name} must be one of {', '.join(allowed)}, got {raw!r}.", param=name)
+    return raw
+
+
+def principal(request: Request) -> str:
+    return str(getattr(request.state, "principal", "anonymous"))

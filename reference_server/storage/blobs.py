@@ -1,0 +1,44 @@
+"""Uploaded file contents on disk: atomic writes, and cleanup of what a crash left behind.
+
+A file is written under a temporary name, synced, renamed into place and only then recorded
+in the database; it is deleted from the database first and from disk second. So after a crash
+at any point every recorded file is complete on disk, and the only leftovers are unrecorded
+files, which `sweep` removes at startup.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import List, Set
+
+from reference_server.storage.layout import TMP_PREFIX, DataLayout
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    tmp = target.parent / f"{TMP_PREFIX}{target.name}-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fd = os.open(str(target.parent), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sweep(layout: DataLayout, known_ids: Set[str]) -> List[str]:
+    """Delete files in the files folder that no database row names; returns their names."""
+    removed: List[str] = []
+    for entry in layout.files_dir.iterdir():
+        if entry.is_file() and entry.name not in known_ids:
+            entry.unlink()
+            removed.append(entry.name)
+    return removed

@@ -1,0 +1,83 @@
+"""What a fine-tuning job will do: its kind, resolved hyperparameters and the model name it produces.
+
+Everything a request leaves out is resolved when the job is created and stored with it, so a
+job reports the values it really uses and a resumed job trains exactly like the first attempt.
+
+Two kinds of job exist, chosen by the base model's task:
+- `classifier`: an encoder (an `embed` or `classify` model) gets a sequence-classification head
+  and learns `{"text", "label"}` data; full fine-tuning by default (the default encoder is small);
+- `generator`: a `generate` model learns chat or prompt/completion data; LoRA by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+from maas_sdk.protocol import FineTuneMethod, Hyperparameters
+
+CLASSIFIER = "classifier"
+GENERATOR = "generator"
+
+_KIND_BY_TASK = {"embed": CLASSIFIER, "classify": CLASSIFIER, "generate": GENERATOR}
+_SERVED_TASK = {CLASSIFIER: "classify", GENERATOR: "generate"}
+_DATA_FORMATS = {CLASSIFIER: ("classification",), GENERATOR: ("chat", "prompt_completion")}
+
+_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    CLASSIFIER: {"n_epochs": 3, "batch_size": 16, "method": "full",
+                 "learning_rate": {"full": 1e-4, "lora": 5e-4}},
+    GENERATOR: {"n_epochs": 3, "batch_size": 4, "method": "lora",
+                "learning_rate": {"full": 2e-5, "lora": 5e-4}},
+}
+
+# Longest training example, in tokens; longer ones are cut at the end.
+MAX_LENGTH = {CLASSIFIER: 256, GENERATOR: 1024}
+
+
+def kind_for_task(task: str) -> Optional[str]:
+    return _KIND_BY_TASK.get(task)
+
+
+def served_task(kind: str) -> str:
+    """The task the fine-tuned model is served for."""
+    return _SERVED_TASK[kind]
+
+
+def data_formats(kind: str) -> Tuple[str, ...]:
+    """File formats a job of this kind can learn from."""
+    return _DATA_FORMATS[kind]
+
+
+def resolve(kind: str, hyperparameters: Optional[Hyperparameters],
+            method: Optional[FineTuneMethod]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(hyperparameters, method) with every default filled in."""
+    defaults = _DEFAULTS[kind]
+    method_type = method.type if method is not None else defaults["method"]
+    resolved_method: Dict[str, Any] = {"type": method_type}
+    if method_type == "lora":
+        lora = method.lora if method is not None and method.lora is not None else None
+        resolved_method["lora"] = {
+            "r": lora.r if lora else 8,
+            "alpha": lora.alpha if lora else 16,
+            "dropout": lora.dropout if lora else 0.0,
+        }
+    given = hyperparameters or Hyperparameters()
+    resolved = {
+        "n_epochs": given.n_epochs or defaults["n_epochs"],
+        "batch_size": given.batch_size or defaults["batch_size"],
+        "learning_rate": given.learning_rate or defaults["learning_rate"][method_type],
+        "max_steps": given.max_steps,
+    }
+    return resolved, resolved_method
+
+
+def fine_tuned_model_name(base: str, suffix: Optional[str], job_id: str) -> str:
+    """`ft:<base>:<suffix>:<job-id>`; the suffix field is empty when none was given
+    (`ft:<base>::<job-id>`), so the name always has four fields and ends with the job id."""
+    return f"ft:{base}:{suffix or ''}:{job_id}"
+
+
+def total_steps(n_examples: int, hyperparameters: Dict[str, Any]) -> int:
+    per_epoch = -(-n_examples // int(hyperparameters["batch_size"]))
+    steps = per_epoch * int(hyperparameters["n_epochs"])
+    max_steps = hyperparameters.get("max_steps")
+    return min(steps, int(max_steps)) if max_steps else steps

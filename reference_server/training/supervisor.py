@@ -1,0 +1,306 @@
+"""`FineTuningService`: the server side of fine-tuning: job queue, worker processes, serving results.
+
+It is one of the app's services (started and stopped by the lifespan). On start it opens the
+store, removes what a crash left half-written, makes every interrupted job truthful again
+(`Store.recover`) and serves the models of jobs that succeeded earlier. Then a loop:
+
+- `validating_files` jobs get their files checked (present, unchanged since upload) and are queued;
+- queued jobs are started, oldest first, while fewer than `fine_tuning_concurrency` run, each
+  in a worker process with `training_threads` torch threads so serving stays responsive;
+- a worker that exits is reconciled with its job: a succeeded job's model is loaded and served
+  at once, a stopped one is re-queued to resume, a crashed one is failed with the reason.
+
+Cancelling a running job asks its worker to stop (SIGTERM; it stops between two steps) and
+kills it if it has not stopped within `_STOP_GRACE` seconds. Shutdown stops every worker the
+same way and re-queues its job, so the next start resumes it from the checkpoint just saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Dict, Optional
+
+from starlette.applications import Starlette
+
+from reference_server.models_service import serve_loaded
+from reference_server.registry import ModelRegistry
+from reference_server.settings import Settings
+from reference_server.storage import AsyncStore, DataLayout, JobRecord, NewEvent, Store, blobs
+from reference_server.training import plan
+from reference_server.training.worker import EXIT_STOPPED
+
+logger = logging.getLogger("reference_server.fine_tuning")
+
+_STOP_GRACE = 15.0
+_TICK = 0.5
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass
+class _Worker:
+    job_id: str
+    attempt: int
+    process: "subprocess.Popen[bytes]"
+    log: IO[bytes]
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the training worker was killed by {name}"
+    return f"the training worker exited unexpectedly with code {code}"
+
+
+class FineTuningService:
+    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.layout = DataLayout(settings.data_dir)
+        self.ready = asyncio.Event()
+        self._db: Optional[AsyncStore] = None
+        self._workers: Dict[str, _Worker] = {}
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: Optional["asyncio.Task[None]"] = None
+        self._stopping = False
+        self._app: Optional[Starlette] = None
+
+    @property
+    def db(self) -> AsyncStore:
+        if self._db is None:
+            raise RuntimeError("the fine-tuning service has not started")
+        return self._db
+
+    # Lifecycle
+
+    async def start(self, app: Starlette) -> None:
+        self._app = app
+        app.state.fine_tuning = self
+        await asyncio.to_thread(self.layout.create)
+        self._db = AsyncStore(await asyncio.to_thread(Store, self.layout.db_path))
+        removed = await asyncio.to_thread(blobs.sweep, self.layout, await self.db.file_ids())
+        if removed:
+            logger.warning("removed %d unrecorded file(s) left by an interrupted upload", len(removed))
+        for job_id, status in await self.db.recover(self.settings.fine_tuning_max_attempts):
+            logger.warning("job %s was running when the server stopped; it is now %s", job_id, status)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self, app: Starlette) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        async with self._lock:
+            workers = list(self._workers.values())
+            await asyncio.gather(*(self._stop_worker(w) for w in workers))
+        if self._db is not None:
+            await self._db.close()
+
+    def wake(self) -> None:
+        """Look at the queue now rather than at the next tick (a job was created or cancelled)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        try:
+            await self._serve_succeeded()
+        finally:
+            self.ready.set()
+        while True:
+            try:
+                async with self._lock:
+                    await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("fine-tuning supervisor tick failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=_TICK)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _tick(self) -> None:
+        for worker in list(self._workers.values()):
+            code = worker.process.poll()
+            if code is not None:
+                await self._reconcile(worker, code)
+        for job in await self.db.jobs_in("validating_files"):
+            await self._validate(job)
+        if self._app is not None and getattr(self._app.state, "draining", False):
+            return  # shutting down: start nothing that would only be stopped again
+        free = self.settings.fine_tuning_concurrency - len(self._workers)
+        if free > 0:
+            for job in (await self.db.jobs_in("queued"))[:free]:
+                await self._launch(job)
+
+    # Job steps
+
+    async def _validate(self, job: JobRecord) -> None:
+        """Check the job's files are still there and unchanged, then queue it."""
+        problem: Optional[str] = None
+        param = "training_file"
+        for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
+            if file_id is None:
+                continue
+            record = await self.db.get_file(file_id)
+            path = self.layout.file_path(file_id)
+            if record is None or not path.is_file():
+                problem = f"The file {file_id} was deleted before training started."
+            elif await asyncio.to_thread(_sha256, path) != record.sha256:
+                problem = f"The contents of file {file_id} changed on disk after upload."
+            if problem:
+                break
+        if problem is None:
+            await self.db.update_job(job.id, statuses=("validating_files",), status="queued",
+                                     events=[NewEvent("Files validated; the job is queued.")])
+        else:
+            await self.db.update_job(job.id, statuses=("validating_files",), status="failed", finished_at=_now(),
+                                     error={"code": "invalid_file", "message": problem, "param": param},
+                                     events=[NewEvent(problem, level="error")])
+
+    async def _launch(self, job: JobRecord) -> None:
+        attempt = job.attempt + 1
+        checkpoint = await self.db.latest_checkpoint(job.id)
+        message = (f"Fine-tuning resumes from the checkpoint at step {checkpoint.step_number} (attempt {attempt})."
+                   if checkpoint else f"Fine-tuning started (attempt {attempt}).")
+        if not await self.db.update_job(job.id, statuses=("queued",), status="running", attempt=attempt,
+                                        events=[NewEvent(message)]):
+            return
+        threads = self.settings.training_threads
+        command = [sys.executable, "-m", "reference_server.training.worker",
+                   "--data-dir", str(self.layout.root.resolve()), "--job", job.id, "--attempt", str(attempt),
+                   "--threads", str(threads), "--parent-pid", str(os.getpid())]
+        if self.settings.device:
+            command += ["--device", self.settings.device]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
+        log_path = self.layout.worker_log(job.id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")
+        try:
+            # A session of its own, so a Ctrl-C meant for the server does not reach the worker too:
+            # the server's shutdown stops it (SIGTERM) after the requests in flight have drained.
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=env, start_new_session=True)
+        except OSError as exc:
+            log.close()
+            await self._fail(job.id, attempt, f"The training worker could not be started: {exc}")
+            return
+        self._workers[job.id] = _Worker(job.id, attempt, process, log)
+        logger.info("job %s: worker %d started (attempt %d)", job.id, process.pid, attempt)
+
+    async def _fail(self, job_id: str, attempt: int, message: str) -> None:
+        await self.db.update_job(job_id, statuses=("running",), attempt=attempt, status="failed",
+                                 finished_at=_now(), error={"code": "training_failed", "message": message,
+                                                            "param": None},
+                                 events=[NewEvent(message, level="error")])
+
+    async def _reconcile(self, worker: _Worker, code: int) -> None:
+        """Bring the job in line with how its worker ended."""
+        self._workers.pop(worker.job_id, None)
+        worker.log.close()
+        job = await self.db.get_job(worker.job_id)
+        if job is None:
+            return
+        if job.status == "succeeded":
+            if not self._stopping:
+                await self._serve(job)
+            return
+        if job.status != "running" or job.attempt != worker.attempt:
+            return  # the worker recorded the outcome itself (failed), or the job moved on
+        if job.cancel_requested:
+            await self.db.update_job(job.id, statuses=("running",), attempt=worker.attempt, status="cancelled",
+                                     finished_at=_now(), events=[NewEvent("The job was cancelled.")])
+        elif code == EXIT_STOPPED or self._stopping:
+            checkpoint = await self.db.latest_checkpoint(job.id)
+            where = f"its checkpoint at step {checkpoint.step_number}" if checkpoint else "the beginning"
+            await self.db.update_job(job.id, statuses=("running",), attempt=worker.attempt, status="queued",
+                                     events=[NewEvent(f"Training was stopped; the job is queued to resume from "
+                                                      f"{where}.", level="warn")])
+        else:
+            await self._fail(job.id, worker.attempt, f"Training failed: {_exit_reason(code)}.")
+
+    async def _stop_worker(self, worker: _Worker) -> None:
+        """SIGTERM, wait for the checkpoint and exit, SIGKILL after the grace period; then reconcile."""
+        process = worker.process
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + _STOP_GRACE
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if process.poll() is None:
+                logger.warning("job %s: worker did not stop within %.0f s; killing it", worker.job_id, _STOP_GRACE)
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        await self._reconcile(worker, process.returncode)
+
+    # Requests
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a job that is not finished yet (a finished job is left as it is)."""
+        async with self._lock:
+            if await self.db.update_job(job_id, statuses=("validating_files", "queued"), status="cancelled",
+                                        finished_at=_now(), events=[NewEvent("The job was cancelled.")]):
+                return
+            if not await self.db.update_job(job_id, statuses=("running",), cancel_requested=True,
+                                            events=[NewEvent("Cancellation requested; stopping the worker.")]):
+                return
+            worker = self._workers.get(job_id)
+            if worker is not None:
+                await self._stop_worker(worker)
+
+    # Serving results
+
+    async def _serve_succeeded(self) -> None:
+        for job in await self.db.jobs_in("succeeded"):
+            if not self.layout.model_dir(job.id).is_dir():
+                logger.error("job %s succeeded but its model folder is missing; %s is not served",
+                             job.id, job.fine_tuned_model)
+                continue
+            await self._serve(job, announce=False)
+
+    async def _serve(self, job: JobRecord, announce: bool = True) -> None:
+        from reference_server.loading import ModelSpec, load_model
+
+        name = job.fine_tuned_model
+        if name is None or any(m.id == name for m in self.registry.list()):
+            return
+        spec = ModelSpec(id=name, path=str(self.layout.model_dir(job.id)), task=plan.served_task(job.kind),
+                         dtype=self.settings.dtype)
+        try:
+            loaded = await asyncio.to_thread(load_model, spec, cache_dir=self.settings.cache_dir,
+                                             device=self.settings.device)
+            self.registry.register(serve_loaded(loaded, self.settings, parent=job.model, owner=job.owner))
+        except Exception as exc:
+            logger.exception("job %s: could not serve %s", job.id, name)
+            await self.db.add_event(job.id, NewEvent(f"The model {name} could not be loaded for serving: {exc}",
+                                                     level="error"))
+            return
+        logger.info("job %s: serving %s", job.id, name)
+        if announce:
+            await self.db.add_event(job.id, NewEvent(f"The model {name} is now served.", data={"model": name}))

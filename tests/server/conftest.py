@@ -1,0 +1,47 @@
+"""Real models for the engine and loading tests, each loaded once per test session.
+
+The conversion cache is shared with the server (`MAAS_CACHE_DIR`, default ~/.cache/maas), so
+the GGUF generator is converted at most once per machine rather than once per run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reference_server.loading import LoadedModel, ModelSpec, default_specs, load_model
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return Path(os.environ.get("MAAS_CACHE_DIR", "~/.cache/maas")).expanduser()
+
+
+def _default(task: str) -> ModelSpec:
+    return next(s for s in default_specs() if s.task == task)
+
+
+@pytest.fixture(scope="session")
+def generator(cache_dir: Path) -> LoadedModel:
+    return load_model(_default("generate"), cache_dir=cache_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def embedder(cache_dir: Path) -> LoadedModel:
+    return load_model(_default("embed"), cache_dir=cache_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def chat_prompt(generator: LoadedModel) -> Callable[[str], list[int]]:
+    """Token ids of a one-turn chat asking `question`, ready for generation."""
+
+    def render(question: str) -> list[int]:
+        ids = generator.tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, return_dict=False
+        )
+        return [int(t) for t in ids]
+
+    return render

@@ -1,0 +1,450 @@
+"""Generation engine, sampler, detokenizer and embedding batcher, on the real default models."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+import torch
+from transformers import DynamicCache
+
+from reference_server.engine.detokenize import IncrementalDetokenizer, StopMatcher
+from reference_server.engine.embeddings import EmbeddingBatcher
+from reference_server.engine.errors import GenerationError, QueueFullError
+from reference_server.engine.generation import (
+    EngineObserver,
+    GenerationEngine,
+    GenerationHandle,
+    RequestReport,
+    StepReport,
+)
+from reference_server.engine.kvcache import PaddedBatch, left_padded, positions_from_mask
+from reference_server.engine.sampling import RowState, SamplingParams, sample
+from reference_server.loading import LoadedModel
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Count from 1 to 10.",
+    "Tell me a joke about cats and dogs living together in harmony.",
+    "hi",
+]
+EOS = 2  # <|im_end|> for SmolLM2
+
+
+@dataclass
+class Result:
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    events: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+async def collect(handle: GenerationHandle, on_event: Callable[[int], None] | None = None) -> Result:
+    result = Result()
+    async for ev in handle:
+        result.token_ids += ev.token_ids
+        result.text += ev.text
+        result.events.append(ev.text)
+        result.finish_reason = ev.finish_reason
+        if on_event is not None:
+            on_event(len(result.events))
+    return result
+
+
+def greedy(max_tokens: int = 20, **kw: object) -> SamplingParams:
+    return SamplingParams(max_tokens=max_tokens, temperature=0, **kw)  # type: ignore[arg-type]
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running(loaded: LoadedModel, **kw: int) -> AsyncIterator[GenerationEngine]:
+    engine = GenerationEngine(loaded, **kw)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+@pytest.fixture(scope="module")
+def prompts(chat_prompt: Callable[[str], list[int]]) -> list[list[int]]:
+    return [chat_prompt(q) for q in QUESTIONS]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def alone(generator: LoadedModel, prompts: list[list[int]]) -> list[Result]:
+    """Greedy output of each prompt decoded on its own (batch of one)."""
+    async with running(generator) as engine:
+        return [await collect(engine.submit(p, greedy())) for p in prompts]
+
+
+# ----- generation engine -----
+
+
+async def test_greedy_in_batch_with_late_joiners_matches_alone(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    async with running(generator) as engine:
+        tasks: dict[int, asyncio.Task[Result]] = {}
+
+        def submit(i: int, on_event: Callable[[int], None] | None = None) -> None:
+            tasks[i] = asyncio.create_task(collect(engine.submit(prompts[i], greedy()), on_event))
+
+        def joiners(n_events: int) -> None:
+            # Later prompts join the running batch at different decode steps.
+            if n_events == 2:
+                submit(2)
+            elif n_events == 5:
+                submit(3)
+                submit(4)
+
+        submit(0, joiners)
+        submit(1)
+        await wait_until(lambda: len(tasks) == len(prompts))
+        together = [await tasks[i] for i in range(len(prompts))]
+        assert engine.stats()["prefills"] >= 3
+    for a, b in zip(alone, together):
+        assert b.token_ids == a.token_ids
+        assert (b.text, b.finish_reason) == (a.text, a.finish_reason)
+
+
+async def test_eos_finishes_with_stop_and_is_not_text(generator: LoadedModel, alone: list[Result]) -> None:
+    first = alone[0]  # "What is the capital of France?" ends well within 20 tokens
+    assert first.finish_reason == "stop"
+    assert first.token_ids[-1] == EOS
+    assert "<|im_end|>" not in first.text and "Paris" in first.text
+
+
+async def test_ignore_eos_and_min_tokens(generator: LoadedModel, prompts: list[list[int]], alone: list[Result]) -> None:
+    eos_at = len(alone[0].token_ids)
+    async with running(generator) as engine:
+        ignored = await collect(engine.submit(prompts[0], greedy(eos_at + 3, ignore_eos=True)))
+        at_least = await collect(engine.submit(prompts[0], greedy(eos_at + 6, min_tokens=eos_at + 2)))
+    assert ignored.finish_reason == "length" and len(ignored.token_ids) == eos_at + 3
+    assert EOS not in at_least.token_ids[: eos_at + 2]
+    assert len(at_least.token_ids) >= eos_at + 2
+
+
+async def test_max_tokens_finishes_with_length(generator: LoadedModel, prompts: list[list[int]]) -> None:
+    async with running(generator) as engine:
+        handle = engine.submit(prompts[2], greedy(3))
+        result = await collect(handle)
+    assert result.finish_reason == "length"
+    assert handle.completion_tokens == len(result.token_ids) == 3
+    assert handle.prompt_tokens == len(prompts[2])
+    assert handle.first_token_time is not None and handle.queue_time is not None
+
+
+async def test_context_length_ends_with_length(generator: LoadedModel) -> None:
+    loaded = LoadedModel(**{**generator.__dict__, "context_length": 24})
+    async with running(loaded) as engine:
+        with pytest.raises(ValueError, match="context length is 24"):
+            engine.submit(list(range(100, 124)), greedy())
+        result = await collect(engine.submit(list(range(100, 120)), greedy(50, ignore_eos=True)))
+    assert result.finish_reason == "length" and len(result.token_ids) == 4
+
+
+async def test_stop_sequence_cuts_text(generator: LoadedModel, prompts: list[list[int]], alone: list[Result]) -> None:
+    full = alone[2].text  # "Count from 1 to 10." runs to max_tokens
+    stop = full[9:13]
+    assert full.find(stop) == 9, "pick a stop string that occurs first at this offset"
+    async with running(generator) as engine:
+        result = await collect(engine.submit(prompts[2], greedy(stop=["never-appears", stop])))
+    assert result.finish_reason == "stop"
+    assert result.text == full[:9]
+    assert len(result.token_ids) < len(alone[2].token_ids)
+
+
+async def test_seed_makes_sampling_reproducible(generator: LoadedModel, prompts: list[list[int]]) -> None:
+    def params(seed: int) -> SamplingParams:
+        return SamplingParams(max_tokens=12, temperature=1.0, top_p=0.95, top_k=50, seed=seed, ignore_eos=True)
+
+    async with running(generator) as engine:
+        first = await collect(engine.submit(prompts[1], params(7)))
+        # Same seed inside a batch with other requests, and a different seed.
+        again, other, _ = await asyncio.gather(
+            collect(engine.submit(prompts[1], params(7))),
+            collect(engine.submit(prompts[1], params(8))),
+            collect(engine.submit(prompts[3], greedy(12))),
+        )
+    assert again.token_ids == first.token_ids
+    assert other.token_ids != first.token_ids
+
+
+async def test_cancel_frees_the_slot_for_a_waiting_request(generator: LoadedModel, prompts: list[list[int]]) -> None:
+    async with running(generator, max_running=1, max_queued=4) as engine:
+        long = engine.submit(prompts[1], greedy(500, ignore_eos=True))
+        long_events = long.__aiter__()
+        await long_events.__anext__()
+        short = engine.submit(prompts[0], greedy(3))
+        short_task = asyncio.create_task(collect(short))
+        await long_events.__anext__()
+        await long_events.__anext__()
+        assert engine.stats()["running"] == 1 and engine.stats()["waiting"] == 1
+        assert short.first_token_time is None
+
+        long.cancel()
+        long.cancel()  # idempotent
+        result = await asyncio.wait_for(short_task, 20)
+        assert result.finish_reason == "length"
+        assert long.finish_reason == "cancelled" and long.completion_tokens < 500
+        # Events produced before the cancel took effect may still be queued; then the iterator just ends.
+        assert all(ev.finish_reason is None for ev in [e async for e in long_events])
+
+        # Closing an iterator early (a client going away) cancels its request too.
+        third = engine.submit(prompts[2], greedy(500, ignore_eos=True))
+        events = third.__aiter__()
+        await events.__anext__()
+        await events.aclose()
+        await wait_until(lambda: engine.stats()["running"] == 0)
+        assert third.finish_reason == "cancelled"
+        assert engine.stats()["cancelled"] == 2
+
+
+async def test_queue_full_and_bad_prompts_raise_at_once(generator: LoadedModel, prompts: list[list[int]]) -> None:
+    async with running(generator, max_running=1, max_queued=1) as engine:
+        a = engine.submit(prompts[0], greedy(200, ignore_eos=True))
+        b = engine.submit(prompts[1], greedy(200, ignore_eos=True))
+        with pytest.raises(QueueFullError):
+            engine.submit(prompts[2], greedy())
+        with pytest.raises(ValueError, match="empty"):
+            engine.submit([], greedy())
+        with pytest.raises(ValueError, match="context length is 8192"):
+            engine.submit([1] * 8192, greedy())
+        with pytest.raises(ValueError, match="vocabulary"):
+            engine.submit([10**7], greedy())
+        a.cancel()
+        b.cancel()
+        await wait_until(lambda: engine.stats()["running"] + engine.stats()["waiting"] == 0)
+
+
+class Recorder(EngineObserver):
+    def __init__(self) -> None:
+        self.steps: list[StepReport] = []
+        self.requests: list[RequestReport] = []
+
+    def on_step(self, report: StepReport) -> None:
+        self.steps.append(report)
+
+    def on_request_done(self, report: RequestReport) -> None:
+        self.requests.append(report)
+
+
+async def test_sampling_failure_fails_only_that_request(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    broken = SamplingParams(max_tokens=8, temperature=0.7)
+    broken.top_k = "not a number"  # type: ignore[assignment]  # passes validation, then breaks the sampler
+    recorder = Recorder()
+    async with running(generator) as engine:
+        engine.add_observer(recorder)
+        bad = engine.submit(prompts[1], broken)
+        good = engine.submit(prompts[0], greedy())
+        with pytest.raises(GenerationError, match="generation failed"):
+            await collect(bad)
+        assert (await collect(good)).token_ids == alone[0].token_ids
+        after = await collect(engine.submit(prompts[4], greedy()))
+        assert after.token_ids == alone[4].token_ids
+        assert engine.stats()["failed"] == 1
+    assert bad.finish_reason == "error"
+    assert [r.finish_reason for r in recorder.requests].count("error") == 1
+    assert {s.kind for s in recorder.steps} == {"prefill", "decode"}
+    done = [r for r in recorder.requests if r.finish_reason == "stop"]
+    assert all(r.time_to_first_token_s is not None and len(r.inter_token_latencies_s) == r.completion_tokens - 1 for r in done)
+
+
+async def test_stopped_engine_fails_pending_requests(generator: LoadedModel, prompts: list[list[int]]) -> None:
+    engine = GenerationEngine(generator, max_running=1)
+    engine.start()
+    handle = engine.submit(prompts[1], greedy(500, ignore_eos=True))
+    await engine.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        await collect(handle)
+    with pytest.raises(RuntimeError, match="not running"):
+        engine.submit(prompts[0], greedy())
+
+
+# ----- KV cache batch helpers -----
+
+
+def test_merged_and_trimmed_batch_decodes_like_separate_rows(generator: LoadedModel, prompts: list[list[int]]) -> None:
+    model = generator.model
+
+    def prefill(rows: list[list[int]]) -> tuple[PaddedBatch, torch.Tensor]:
+        ids, mask = left_padded(rows, 0, "cpu")
+        cache = DynamicCache(config=model.config)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), cache=cache, use_cache=True)
+        nxt = out.logits[:, -1].argmax(-1)
+        return PaddedBatch(cache, mask, mask.sum(1), nxt), out.logits[:, -1]
+
+    def step(batch: PaddedBatch) -> torch.Tensor:
+        inputs = batch.step_inputs()
+        logits = model(**inputs, cache=batch.cache, use_cache=True).logits[:, -1]
+        batch.advance(inputs["attention_mask"], logits.argmax(-1))
+        return logits
+
+    short, long = prompts[4], prompts[3]
+    with torch.inference_mode():
+        a, _ = prefill([short])
+        b, _ = prefill([long])
+        ref_a, ref_b = step(a), step(b)
+
+        merged, _ = prefill([short])
+        other, _ = prefill([long])
+        merged.merge(other)
+        assert merged.mask.shape == (2, len(long)) and merged.mask[0].sum() == len(short)
+        both = step(merged)
+        torch.testing.assert_close(both[0], ref_a[0], atol=2e-4, rtol=0)
+        torch.testing.assert_close(both[1], ref_b[0], atol=2e-4, rtol=0)
+
+        merged.keep([0])  # the long row leaves: its padding-only columns go too
+        assert merged.mask.shape == (1, len(short) + 1) and bool(merged.mask.all())
+        ref_next = step(a)
+        torch.testing.assert_close(step(merged)[0], ref_next[0], atol=2e-4, rtol=0)
+
+
+# ----- sampler -----
+
+
+def _rows(*params: SamplingParams, outputs: list[list[int]] | None = None) -> list[RowState]:
+    outs = outputs or [[] for _ in params]
+    return [RowState(p, o, p.make_generator()) for p, o in zip(params, outs)]
+
+
+def test_sampler_top_k_top_p_and_greedy() -> None:
+    logits = torch.randn(4, 1000, generator=torch.Generator().manual_seed(0))
+    best = logits.argmax(-1).tolist()
+    params = [
+        SamplingParams(max_tokens=1, temperature=0),
+        SamplingParams(max_tokens=1, temperature=1.5, top_k=1, seed=1),
+        SamplingParams(max_tokens=1, temperature=1.0, top_p=1e-6, seed=2),
+        SamplingParams(max_tokens=1, temperature=1.0, top_k=5, top_p=0.5, seed=3),
+    ]
+    for _ in range(5):
+        picks = sample(logits.clone(), _rows(*params), eos_ids=[])
+        assert picks[:3] == best[:3]
+        assert picks[3] in logits[3].topk(5).indices.tolist()
+
+
+def test_sampler_top_p_beyond_the_candidate_pool_is_exact() -> None:
+    flat = torch.zeros(1, 5000)  # uniform: 256 candidates hold ~5% of the mass
+    p = SamplingParams(max_tokens=1, temperature=1.0, top_p=0.5, seed=11)
+    picks = {sample(flat.clone(), _rows(p), eos_ids=[])[0] for _ in range(50)}
+    assert max(picks) >= 256  # drawn from the full top-50% set, not only the pool
+
+
+def test_sampler_penalties_and_min_tokens() -> None:
+    logits = torch.zeros(2, 10)
+    logits[:, 3] = 1.0
+    logits[:, 9] = 5.0  # "EOS"
+    penalised = SamplingParams(max_tokens=5, temperature=0, frequency_penalty=1.0, presence_penalty=0.5)
+    early = SamplingParams(max_tokens=5, temperature=0, min_tokens=2)
+    picks = sample(logits.clone(), _rows(penalised, early, outputs=[[9, 3], [1]]), eos_ids=[9])
+    # Row 0: token 9 drops to 5 - 1 - 0.5 = 3.5 and still wins. Row 1: EOS is masked, so token 3 wins.
+    assert picks == [9, 3]
+    # Four earlier 9s: 5 - 4 - 0.5 = 0.5 < 1, so token 3 wins.
+    picks = sample(logits.clone(), _rows(penalised, outputs=[[9, 9, 9, 9]]), eos_ids=[9])
+    assert picks == [3]
+
+
+def test_sampling_params_validation() -> None:
+    for bad in ({"max_tokens": 0}, {"temperature": -1}, {"top_p": 0}, {"top_k": 0}, {"stop": [""]},
+                {"min_tokens": 9}, {"presence_penalty": 3}):
+        with pytest.raises(ValueError):
+            SamplingParams(**{"max_tokens": 4, **bad})  # type: ignore[arg-type]
+
+
+# ----- detokenizer -----
+
+
+def test_stop_matcher_holds_back_possible_stops() -> None:
+    m = StopMatcher(["STOP", "\n\n"])
+    assert m.feed("Hel") == ("Hel", False)
+    assert m.feed("lo ST") == ("lo ", False)
+    assert m.feed("ay\n") == ("STay", False)
+    assert m.feed("\nmore") == ("", True)
+    m = StopMatcher(["abc"])
+    assert m.feed("xab") == ("x", False)
+    assert m.flush() == "ab"
+
+
+def test_incremental_detokenizer_never_splits_characters(generator: LoadedModel) -> None:
+    tok = generator.tokenizer
+    text = "Café ☕ naïve — 東京 🚀 done."
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    det = IncrementalDetokenizer(tok, [1, 2, 3], stop=[])
+    deltas = [det.step([t])[0] for t in ids]
+    assert all("\ufffd" not in d for d in deltas)
+    assert "".join(deltas) + det.finish()[0] == text
+
+    det = IncrementalDetokenizer(tok, [], stop=["東京"])
+    out, stopped = "", False
+    for t in ids:
+        delta, stopped = det.step([t])
+        out += delta
+        if stopped:
+            break
+    assert stopped and out == "Café ☕ naïve — "
+
+
+# ----- embeddings -----
+
+
+async def test_embedding_batches_match_single_calls(embedder: LoadedModel) -> None:
+    texts = [
+        "A cat sits on the mat.",
+        "A kitten is sitting on a rug.",
+        "Stock markets fell sharply today.",
+        "hello",
+        "The quick brown fox jumps over the lazy dog " * 5,
+    ]
+    batcher = EmbeddingBatcher(embedder, max_batch_size=3, max_batch_tokens=512)
+    batcher.start()
+    try:
+        singles = [(await batcher.embed([t]))[0][0] for t in texts]
+        concurrent = await asyncio.gather(*(batcher.embed([t]) for t in texts), batcher.embed(texts))
+        ids = embedder.tokenizer(texts[3], add_special_tokens=False)["input_ids"]
+        from_ids, id_tokens = await batcher.embed([ids])
+        with pytest.raises(ValueError, match=r"input\[1\] is \d+ tokens long; .* at most 256"):
+            await batcher.embed(["short", "word " * 300])
+    finally:
+        await batcher.stop()
+    single = torch.tensor(singles)
+    assert single.shape == (5, 384)
+    torch.testing.assert_close(single.norm(dim=-1), torch.ones(5))
+    torch.testing.assert_close(torch.tensor([c[0][0] for c in concurrent[:5]]), single, atol=1e-5, rtol=0)
+    vectors, tokens = concurrent[5]
+    torch.testing.assert_close(torch.tensor(vectors), single, atol=1e-5, rtol=0)
+    assert tokens == sum(len(embedder.tokenizer(t)["input_ids"]) for t in texts)
+    torch.testing.assert_close(torch.tensor(from_ids[0]), single[3], atol=1e-5, rtol=0)
+    assert id_tokens == len(ids) + 2  # [CLS] ... [SEP]
+    sims = single @ single.T
+    assert sims[0, 1] > sims[0, 2] + 0.3 and sims[0, 1] > sims[1, 2] + 0.3
+
+
+async def test_embedding_queue_full(embedder: LoadedModel) -> None:
+    batcher = EmbeddingBatcher(embedder, max_queued=1)
+    batcher.start()
+    try:
+        busy = asyncio.ensure_future(batcher.embed(["some text to embed, quite a few words long " * 4] * 256))
+        await asyncio.sleep(0)
+        await wait_until(lambda: batcher.stats()["waiting"] == 0)  # the worker is on it
+        queued = asyncio.ensure_future(batcher.embed(["queued"]))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError):
+            await batcher.embed(["rejected"])
+        assert len((await busy)[0]) == 256 and len((await queued)[0]) == 1
+    finally:
+        await batcher.stop()

@@ -1,0 +1,107 @@
+"""The OpenAPI document: complete (every route of the app, nothing else), valid OpenAPI 3.1
+whose schemas are exactly the wire models', and served open at `/openapi.json`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterator, Set, Tuple
+
+import pytest
+import schemathesis
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from maas_sdk import protocol as p
+from reference_server.app import create_app
+from reference_server.openapi import OPERATIONS, REF, openapi_document
+from reference_server.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def app() -> Starlette:
+    return create_app(Settings(default_models=False, api_keys=["sk-openapi-test"]))
+
+
+@pytest.fixture(scope="module")
+def http(app: Starlette) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        yield client
+
+
+def app_operations(app: Starlette) -> Set[Tuple[str, str]]:
+    found = set()
+    for route in app.routes:
+        assert isinstance(route, Route), f"{route!r} is not a plain route; document how it is mounted"
+        path = re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", route.path)
+        for method in route.methods or ():
+            if method != "HEAD":
+                found.add((method, path))
+    return found
+
+
+def document_operations(doc: Dict[str, Any]) -> Set[Tuple[str, str]]:
+    return {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
+
+
+def test_every_route_is_documented_and_nothing_else(app: Starlette) -> None:
+    routes = app_operations(app)
+    documented = document_operations(openapi_document())
+    assert routes - documented == set(), "routes missing from reference_server/openapi.py OPERATIONS"
+    assert documented - routes == set(), "documented operations the app does not serve"
+    assert len(OPERATIONS) == len(documented), "an operation is listed twice"
+
+
+def test_schemas_are_the_wire_models() -> None:
+    doc = openapi_document()
+    schemas = doc["components"]["schemas"]
+    completions = doc["paths"]["/v1/completions"]["post"]
+    assert completions["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CompletionRequest"
+    }
+    expected = p.CompletionRequest.model_json_schema(ref_template=REF)
+    expected.pop("$defs", None)
+    assert schemas["CompletionRequest"] == expected
+    assert schemas["CompletionRequest"]["additionalProperties"] is False, "unknown request fields are rejected"
+    ok = completions["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/Generation"}
+    event = ok["text/event-stream"]["schema"]["properties"]["data"]
+    assert event["contentSchema"]["anyOf"][0] == {"$ref": "#/components/schemas/GenerationChunk"}
+    error = completions["responses"]["429"]
+    assert error["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert error["headers"]["Retry-After"]["required"] is True
+
+
+def test_every_reference_resolves_and_every_v1_operation_is_protected() -> None:
+    doc = openapi_document()
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', _dump(doc)))
+    assert refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            protected = "security" in op
+            assert protected == path.startswith("/v1"), f"{method.upper()} {path}"
+            if protected:
+                assert {"401", "429", "503"} <= set(op["responses"]), f"{method.upper()} {path}"
+            params = {param["name"] for param in op.get("parameters", []) if param["in"] == "path"}
+            assert params == set(re.findall(r"\{(\w+)\}", path)), f"{method.upper()} {path}"
+
+
+def test_document_loads_as_openapi_31() -> None:
+    schema = schemathesis.openapi.from_dict(openapi_document())
+    labels = {op.ok().label for op in schema.get_all_operations()}
+    assert "POST /v1/chat/completions" in labels
+    assert len(labels) == len(OPERATIONS)
+
+
+def test_served_without_a_key(http: TestClient) -> None:
+    reply = http.get("/openapi.json")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("application/json")
+    assert reply.json() == openapi_document()
+    assert reply.json()["openapi"] == "3.1.0"
+
+
+def _dump(doc: Dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(doc)
