@@ -16,7 +16,7 @@ import httpx
 from typing_extensions import Self, Unpack
 
 from maas_sdk import _endpoints as endpoints
-from maas_sdk._core import DEFAULT_LIMITS, Call, ClientCore, StreamCall, transport_errors
+from maas_sdk._core import DEFAULT_LIMITS, SOCKET_OPTIONS, Call, ClientCore, StreamCall, transport_errors
 from maas_sdk._endpoints import EmbeddingInput, EncodingFormat
 from maas_sdk._streaming import AsyncStream, ChunkT, Stream
 from maas_sdk._types import ChatParams, CompletionParams, MessageParam, Prompt, RequestOptions
@@ -49,7 +49,8 @@ class MaaS(ClientCore[httpx.Client]):
     """
 
     def _new_http_client(self, timeout: httpx.Timeout) -> httpx.Client:
-        return httpx.Client(timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
+        transport = httpx.HTTPTransport(limits=DEFAULT_LIMITS, socket_options=SOCKET_OPTIONS)
+        return httpx.Client(transport=transport, timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
 
     @property
     def models(self) -> Models:
@@ -156,7 +157,7 @@ class MaaS(ClientCore[httpx.Client]):
 
     def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         settings = self._settings
-        return settings.retry.retrying(request, settings.clock.sleep)(self._attempt, request, stream)
+        return settings.retry.retrying(settings.clock.sleep)(self._attempt, request, stream)
 
     def _attempt(self, request: httpx.Request, stream: bool) -> httpx.Response:
         with transport_errors(request):
@@ -177,7 +178,8 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
     """
 
     def _new_http_client(self, timeout: httpx.Timeout) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
+        transport = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS, socket_options=SOCKET_OPTIONS)
+        return httpx.AsyncClient(transport=transport, timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
 
     @property
     def models(self) -> AsyncModels:
@@ -290,7 +292,7 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
 
     async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         settings = self._settings
-        return await settings.retry.async_retrying(request, settings.clock.async_sleep)(self._attempt, request, stream)
+        return await settings.retry.async_retrying(settings.clock.async_sleep)(self._attempt, request, stream)
 
     async def _attempt(self, request: httpx.Request, stream: bool) -> httpx.Response:
         with transport_errors(request):

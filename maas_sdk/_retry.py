@@ -19,7 +19,6 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -97,11 +96,16 @@ def _wait(state: tenacity.RetryCallState) -> float:
     return backoff(state.attempt_number - 1)
 
 
-def _count_attempt(request: httpx.Request, state: tenacity.RetryCallState) -> None:
-    request.headers[RETRY_COUNT_HEADER] = str(state.attempt_number - 1)
+# The tenacity hooks find the request as the first argument of the attempt function.
 
 
-def _log_retry(request: httpx.Request, max_retries: int, state: tenacity.RetryCallState) -> None:
+def _count_attempt(state: tenacity.RetryCallState) -> None:
+    if state.attempt_number > 1:  # the first attempt's "0" is set when the request is built
+        state.args[0].headers[RETRY_COUNT_HEADER] = str(state.attempt_number - 1)
+
+
+def _log_retry(max_retries: int, state: tenacity.RetryCallState) -> None:
+    request = state.args[0]
     error = state.outcome.exception() if state.outcome is not None else None
     delay = state.next_action.sleep if state.next_action is not None else 0.0
     logger.info(
@@ -110,26 +114,29 @@ def _log_retry(request: httpx.Request, max_retries: int, state: tenacity.RetryCa
     )
 
 
-@dataclass(frozen=True)
 class RetryPolicy:
-    """How many times to retry; builds the tenacity controller for one call."""
+    """How many times to retry; makes the tenacity controller for each call.
 
-    max_retries: int
+    The controller is made per call (tenacity keeps a call's progress in it); its
+    stop, wait and retry rules are made once, here. The attempt function it runs must
+    take the `httpx.Request` as its first argument.
+    """
 
-    def _arguments(self, request: httpx.Request) -> dict[str, Any]:
-        return {
-            "stop": tenacity.stop_after_attempt(self.max_retries + 1),
+    __slots__ = ("_rules", "max_retries")
+
+    def __init__(self, max_retries: int) -> None:
+        self.max_retries = max_retries
+        self._rules: dict[str, Any] = {
+            "stop": tenacity.stop_after_attempt(max_retries + 1),
             "wait": _wait,
             "retry": tenacity.retry_if_exception(should_retry),
-            "before": partial(_count_attempt, request),
-            "before_sleep": partial(_log_retry, request, self.max_retries),
+            "before": _count_attempt,
+            "before_sleep": partial(_log_retry, max_retries),
             "reraise": True,
         }
 
-    def retrying(self, request: httpx.Request, sleep: Callable[[float], None]) -> tenacity.Retrying:
-        return tenacity.Retrying(sleep=sleep, **self._arguments(request))
+    def retrying(self, sleep: Callable[[float], None]) -> tenacity.Retrying:
+        return tenacity.Retrying(sleep=sleep, **self._rules)
 
-    def async_retrying(
-        self, request: httpx.Request, sleep: Callable[[float], Awaitable[None]]
-    ) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(sleep=sleep, **self._arguments(request))
+    def async_retrying(self, sleep: Callable[[float], Awaitable[None]]) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(sleep=sleep, **self._rules)

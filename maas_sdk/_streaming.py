@@ -108,15 +108,18 @@ def _read(response: httpx.Response, parser: ChunkParser[ChunkT]) -> Generator[Ch
 
 
 async def _aread(response: httpx.Response, parser: ChunkParser[ChunkT]) -> AsyncGenerator[ChunkT, None]:
+    body = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
     try:
         with transport_errors(response.request, _BROKEN):
-            async for data in response.aiter_bytes():
+            async for data in body:
                 for chunk in parser.feed(data):
                     yield chunk
                 if parser.done:
                     return
         parser.end()
     finally:
+        # Closed here, not left to the event loop's finalizer hook, which may run after the loop is gone.
+        await body.aclose()
         await response.aclose()
 
 

@@ -2,11 +2,17 @@
 
 Each app gets its own `CollectorRegistry`, so several apps (tests, replicas in one
 process) never share counters.
+
+Per-request latencies, token counts and batch sizes come from the generation engine itself
+(`EngineMetrics`, one observer per engine), because only the engine knows when a request was
+scheduled and when each token was sampled; the HTTP layer would add its own queueing.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Callable, Optional
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -16,7 +22,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from reference_server.registry import ModelRegistry
+    from reference_server.engine.generation import RequestReport, StepReport
+    from reference_server.registry import ModelRegistry, ServedModel
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
@@ -51,6 +58,19 @@ class ServerMetrics:
         self.running = Gauge("maas_num_requests_running", "Sequences decoding now.", ["model"], registry=r)
         self.waiting = Gauge("maas_num_requests_waiting", "Requests queued for a batch slot.", ["model"],
                              registry=r)
+        self._watched: "weakref.WeakSet[object]" = weakref.WeakSet()
+        self._watch_lock = threading.Lock()
+
+    def watch(self, served: "ServedModel") -> None:
+        """Record `served`'s engine observations from now on (once per engine; idempotent)."""
+        engine = served.engine
+        if engine is None or engine in self._watched:
+            return
+        with self._watch_lock:
+            if engine in self._watched:
+                return
+            self._watched.add(engine)
+            engine.add_observer(EngineMetrics(self, served.id))  # type: ignore[arg-type]
 
     def refresh_gauges(self, models: "ModelRegistry") -> None:
         for served in models.list():
@@ -64,6 +84,43 @@ class ServerMetrics:
             values = stats()
             self.running.labels(served.id).set(values.get("running", 0))
             self.waiting.labels(served.id).set(values.get("waiting", 0))
+
+
+class EngineMetrics:
+    """Turns one engine's step and request reports into this app's metrics.
+
+    Called on the engine thread between forward passes (prometheus_client is thread-safe);
+    it has the engine observer's two methods without subclassing it, so importing this module
+    does not import torch. Latencies count only requests that finished normally ("stop" or
+    "length"), as vLLM's do; tokens count whatever was computed.
+    """
+
+    def __init__(self, metrics: ServerMetrics, model: str) -> None:
+        self.ttft = metrics.ttft.labels(model)
+        self.itl = metrics.itl.labels(model)
+        self.e2e = metrics.e2e.labels(model)
+        self.queue_time = metrics.queue_time.labels(model)
+        self.prompt_tokens = metrics.prompt_tokens.labels(model)
+        self.generation_tokens = metrics.generation_tokens.labels(model)
+        self.batch_size = metrics.batch_size.labels(model)
+
+    def on_step(self, report: "StepReport") -> None:
+        if report.kind == "decode":
+            self.batch_size.observe(report.batch_size)
+
+    def on_request_done(self, report: "RequestReport") -> None:
+        if report.queue_time_s is not None:  # it was prefilled
+            self.prompt_tokens.inc(report.prompt_tokens)
+        self.generation_tokens.inc(report.completion_tokens)
+        if report.finish_reason not in ("stop", "length"):
+            return
+        if report.queue_time_s is not None:
+            self.queue_time.observe(report.queue_time_s)
+        if report.time_to_first_token_s is not None:
+            self.ttft.observe(report.time_to_first_token_s)
+        for gap in report.inter_token_latencies_s:
+            self.itl.observe(gap)
+        self.e2e.observe(report.duration_s)
 
 
 class MetricsMiddleware:

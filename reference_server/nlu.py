@@ -4,8 +4,10 @@ Classification works with three kinds of model:
 - a classifier (a fine-tuned one, or any sequence-classification folder): softmax over its
   head; `labels`, if given, must be among its trained labels and the scores are renormalised
   over them;
-- an embedder, zero-shot: each input and each label sentence ("This text is about {label}.")
-  is embedded, and the cosine similarities, divided by a temperature, go through a softmax;
+- an embedder, zero-shot: each input and each label are embedded, and the cosine similarities,
+  divided by a temperature, go through a softmax. Labels are embedded as written (on sentiment
+  and topic data the bare label beat templates such as "This text is about {label}."), so a
+  descriptive label ("a complaint about delivery") carries its meaning into the score;
 - a generator, zero-shot: the score of a label is the log-likelihood the model gives to the
   label, followed by its end-of-turn token, as the assistant's answer to a prompt listing the
   labels; the softmax of those log-likelihoods is a distribution over the complete answers.
@@ -32,7 +34,6 @@ from reference_server.training.data import (
     token_losses,
 )
 
-EMBED_TEMPLATE = "This text is about {label}."
 # Cosine similarities of sentence embeddings differ by a few hundredths between labels; dividing
 # by this temperature spreads them into scores that read as confidences.
 EMBED_TEMPERATURE = 0.05
@@ -113,17 +114,13 @@ def classify_with_head(loaded: Any, inputs: Sequence[str], labels: Optional[List
 
 
 def zero_shot_by_similarity(vectors: Sequence[Sequence[float]], n_inputs: int, labels: List[str]) -> List[Scored]:
-    """Scores from embeddings of the inputs followed by those of the label sentences (unit vectors)."""
+    """Scores from the embeddings of the inputs followed by those of the labels (unit vectors)."""
     label_vectors = vectors[n_inputs:]
     results = []
     for vector in vectors[:n_inputs]:
         sims = [sum(a * b for a, b in zip(vector, lv)) for lv in label_vectors]
         results.append(Scored(dict(zip(labels, _softmax([s / EMBED_TEMPERATURE for s in sims])))))
     return results
-
-
-def label_sentences(labels: Sequence[str]) -> List[str]:
-    return [EMBED_TEMPLATE.format(label=label) for label in labels]
 
 
 def _answer_example(loaded: Any, text: str, labels: Sequence[str], label: str) -> Encoded:

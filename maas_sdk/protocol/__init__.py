@@ -16,7 +16,15 @@ from maas_sdk.protocol.chat import (
     ChatMessage,
     ChunkChatChoice,
 )
-from maas_sdk.protocol.common import ErrorBody, ErrorDetail, RequestModel, ResponseModel, StreamOptions, Usage
+from maas_sdk.protocol.common import (
+    ErrorBody,
+    ErrorDetail,
+    RequestModel,
+    ResponseModel,
+    ResponsePart,
+    StreamOptions,
+    Usage,
+)
 from maas_sdk.protocol.completions import (
     CompletionChoice,
     CompletionRequest,
@@ -95,6 +103,7 @@ __all__ = [
     "ModelList",
     "RequestModel",
     "ResponseModel",
+    "ResponsePart",
     "SamplingFields",
     "StreamOptions",
     "TokenizeRequest",

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel
+from maas_sdk.protocol.common import RequestModel, ResponseModel, ResponsePart
 
 
 class EmbeddingRequest(RequestModel):
@@ -17,13 +17,13 @@ class EmbeddingRequest(RequestModel):
     user: str | None = None
 
 
-class Embedding(ResponseModel):
+class Embedding(ResponsePart):
     object: str = "embedding"
     index: int
     embedding: list[float] | str
 
 
-class EmbeddingUsage(ResponseModel):
+class EmbeddingUsage(ResponsePart):
     prompt_tokens: int = 0
     total_tokens: int = 0
 

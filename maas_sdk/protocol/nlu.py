@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
+from maas_sdk.protocol.common import RequestModel, ResponseModel, ResponsePart, Usage
 
 
 class ClassificationRequest(RequestModel):
@@ -15,7 +15,7 @@ class ClassificationRequest(RequestModel):
     )
 
 
-class Classification(ResponseModel):
+class Classification(ResponsePart):
     index: int
     label: str
     score: float

@@ -49,6 +49,7 @@ async def create_chat_completion(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     settings = request.app.state.settings
     served = request.app.state.registry.get_for(body.model, "generate")
+    request.app.state.metrics.watch(served)
     prompt_ids = render_chat(body.messages, served.loaded.tokenizer)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages")

@@ -43,7 +43,7 @@ async def _score(served: ServedModel, inputs: List[str], labels: Optional[List[s
                           "zero-shot among them.", param="labels", code="labels_required")
     if served.task == "embed" and served.batcher is not None:
         try:
-            vectors, tokens = await served.batcher.embed(inputs + nlu.label_sentences(labels))
+            vectors, tokens = await served.batcher.embed(inputs + labels)
         except QueueFullError as exc:
             raise APIError(429, f"The server is overloaded ({exc}); retry shortly.", code="overloaded",
                            headers={"retry-after": "1"}) from None

@@ -33,6 +33,7 @@ async def create_completion(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
     settings = request.app.state.settings
     served = request.app.state.registry.get_for(body.model, "generate")
+    request.app.state.metrics.watch(served)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     prompt_ids = tokenize_prompts(prompts, served.loaded.tokenizer)
     params = [gen.sampling_params(body, body.max_tokens, len(ids), served, settings, "prompt") for ids in prompt_ids]

@@ -65,6 +65,7 @@ async def create_embeddings(request: Request) -> Response:
         raise APIError(503, "The model is shutting down.", code="unavailable", headers={"retry-after": "5"}) from None
     except ValueError as exc:
         raise bad_request(str(exc), param="input") from None
+    request.app.state.metrics.prompt_tokens.labels(served.id).inc(prompt_tokens)
     data = [Embedding(index=i, embedding=encode(v, body.encoding_format)) for i, v in enumerate(vectors)]
     usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
     return json_response(Embeddings(data=data, model=body.model, usage=usage))

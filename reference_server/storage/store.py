@@ -200,22 +200,22 @@ class Store:
         rows = self._conn.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY seq", statuses)
         return [_row_to(JobRecord, r) for r in rows]
 
-    def update_job(self, job_id: str, *, statuses: Sequence[str] = (), attempt: Optional[int] = None,
+    def update_job(self, job_id: str, *, if_status: Sequence[str] = (), if_attempt: Optional[int] = None,
                    events: Sequence[NewEvent] = (), **changes: Any) -> bool:
-        """Apply `changes` (and append `events`) only if the job is in one of `statuses` and at
-        `attempt` (when given). Returns whether the job matched; nothing is written if not."""
+        """Apply `changes` (and append `events`) only if the job is in one of `if_status` and at
+        attempt `if_attempt` (when given). Returns whether the job matched; nothing is written if not."""
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job columns {sorted(unknown)}")
         changes["updated_at"] = _now()
         sets = ", ".join(f"{k} = ?" for k in changes)
         where, args = "id = ?", [job_id]
-        if statuses:
-            where += f" AND status IN ({', '.join('?' for _ in statuses)})"
-            args += list(statuses)
-        if attempt is not None:
+        if if_status:
+            where += f" AND status IN ({', '.join('?' for _ in if_status)})"
+            args += list(if_status)
+        if if_attempt is not None:
             where += " AND attempt = ?"
-            args.append(attempt)
+            args.append(if_attempt)
         with self._transaction() as conn:
             matched = conn.execute(f"UPDATE jobs SET {sets} WHERE {where}",
                                    [_encode(k, v) for k, v in changes.items()] + args).rowcount > 0
@@ -310,7 +310,7 @@ class Store:
                     event = NewEvent("The server restarted before the first checkpoint; the job will start "
                                      "again from the beginning.", level="warn")
             terminal = status != "queued"
-            if self.update_job(job.id, statuses=("running",), attempt=job.attempt, events=[event], status=status,
+            if self.update_job(job.id, if_status=("running",), if_attempt=job.attempt, events=[event], status=status,
                                error=error, finished_at=_now() if terminal else None):
                 changed.append((job.id, status))
         return changed

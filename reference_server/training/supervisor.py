@@ -7,8 +7,9 @@ store, removes what a crash left half-written, makes every interrupted job truth
 - `validating_files` jobs get their files checked (present, unchanged since upload) and are queued;
 - queued jobs are started, oldest first, while fewer than `fine_tuning_concurrency` run, each
   in a worker process with `training_threads` torch threads so serving stays responsive;
-- a worker that exits is reconciled with its job: a succeeded job's model is loaded and served
-  at once, a stopped one is re-queued to resume, a crashed one is failed with the reason.
+- a worker that exits is reconciled with its job: when it finished training, its model is loaded
+  and served and only then is the job marked succeeded (so a succeeded job's model can always be
+  called); a stopped one is re-queued to resume; a crashed one is failed with the reason.
 
 Cancelling a running job asks its worker to stop (SIGTERM; it stops between two steps) and
 kills it if it has not stopped within `_STOP_GRACE` seconds. Shutdown stops every worker the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -35,8 +37,8 @@ from reference_server.models_service import serve_loaded
 from reference_server.registry import ModelRegistry
 from reference_server.settings import Settings
 from reference_server.storage import AsyncStore, DataLayout, JobRecord, NewEvent, Store, blobs
-from reference_server.training import plan
-from reference_server.training.worker import EXIT_STOPPED
+from reference_server.training import EXIT_OK, EXIT_STOPPED, plan
+from reference_server.training.checkpoints import MODEL_MARKER
 
 logger = logging.getLogger("reference_server.fine_tuning")
 
@@ -126,6 +128,7 @@ class FineTuningService:
 
     async def _run(self) -> None:
         try:
+            await self._base_models_loaded()
             await self._serve_succeeded()
         finally:
             self.ready.set()
@@ -142,6 +145,17 @@ class FineTuningService:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _base_models_loaded(self) -> None:
+        """Wait until the configured models are loaded (or failed to): loading is not safe to run
+        in two threads at once (transformers imports its classes lazily), so fine-tuned models
+        are loaded after them, one at a time."""
+        models = getattr(self._app.state, "models_service", None) if self._app is not None else None
+        while models is not None and not models.ready.is_set() and models.error is None:
+            try:
+                await asyncio.wait_for(models.ready.wait(), timeout=_TICK)
+            except asyncio.TimeoutError:
+                pass
 
     async def _tick(self) -> None:
         for worker in list(self._workers.values()):
@@ -175,10 +189,10 @@ class FineTuningService:
             if problem:
                 break
         if problem is None:
-            await self.db.update_job(job.id, statuses=("validating_files",), status="queued",
+            await self.db.update_job(job.id, if_status=("validating_files",), status="queued",
                                      events=[NewEvent("Files validated; the job is queued.")])
         else:
-            await self.db.update_job(job.id, statuses=("validating_files",), status="failed", finished_at=_now(),
+            await self.db.update_job(job.id, if_status=("validating_files",), status="failed", finished_at=_now(),
                                      error={"code": "invalid_file", "message": problem, "param": param},
                                      events=[NewEvent(problem, level="error")])
 
@@ -187,7 +201,7 @@ class FineTuningService:
         checkpoint = await self.db.latest_checkpoint(job.id)
         message = (f"Fine-tuning resumes from the checkpoint at step {checkpoint.step_number} (attempt {attempt})."
                    if checkpoint else f"Fine-tuning started (attempt {attempt}).")
-        if not await self.db.update_job(job.id, statuses=("queued",), status="running", attempt=attempt,
+        if not await self.db.update_job(job.id, if_status=("queued",), status="running", attempt=attempt,
                                         events=[NewEvent(message)]):
             return
         threads = self.settings.training_threads
@@ -215,7 +229,7 @@ class FineTuningService:
         logger.info("job %s: worker %d started (attempt %d)", job.id, process.pid, attempt)
 
     async def _fail(self, job_id: str, attempt: int, message: str) -> None:
-        await self.db.update_job(job_id, statuses=("running",), attempt=attempt, status="failed",
+        await self.db.update_job(job_id, if_status=("running",), if_attempt=attempt, status="failed",
                                  finished_at=_now(), error={"code": "training_failed", "message": message,
                                                             "param": None},
                                  events=[NewEvent(message, level="error")])
@@ -225,25 +239,46 @@ class FineTuningService:
         self._workers.pop(worker.job_id, None)
         worker.log.close()
         job = await self.db.get_job(worker.job_id)
-        if job is None:
-            return
-        if job.status == "succeeded":
-            if not self._stopping:
-                await self._serve(job)
-            return
-        if job.status != "running" or job.attempt != worker.attempt:
+        if job is None or job.status != "running" or job.attempt != worker.attempt:
             return  # the worker recorded the outcome itself (failed), or the job moved on
         if job.cancel_requested:
-            await self.db.update_job(job.id, statuses=("running",), attempt=worker.attempt, status="cancelled",
+            await self.db.update_job(job.id, if_status=("running",), if_attempt=worker.attempt, status="cancelled",
                                      finished_at=_now(), events=[NewEvent("The job was cancelled.")])
-        elif code == EXIT_STOPPED or self._stopping:
+        elif code == EXIT_OK and self._model_saved(job):
+            await self._complete(job)
+        elif code in (EXIT_OK, EXIT_STOPPED) or self._stopping:
             checkpoint = await self.db.latest_checkpoint(job.id)
             where = f"its checkpoint at step {checkpoint.step_number}" if checkpoint else "the beginning"
-            await self.db.update_job(job.id, statuses=("running",), attempt=worker.attempt, status="queued",
+            await self.db.update_job(job.id, if_status=("running",), if_attempt=worker.attempt, status="queued",
                                      events=[NewEvent(f"Training was stopped; the job is queued to resume from "
                                                       f"{where}.", level="warn")])
         else:
             await self._fail(job.id, worker.attempt, f"Training failed: {_exit_reason(code)}.")
+
+    def _model_saved(self, job: JobRecord) -> bool:
+        """Whether this attempt of the job left a complete model folder."""
+        marker = self.layout.model_dir(job.id) / MODEL_MARKER
+        try:
+            return bool(json.loads(marker.read_text()).get("attempt") == job.attempt)
+        except (OSError, ValueError):
+            return False
+
+    async def _complete(self, job: JobRecord) -> None:
+        """Serve the trained model, then mark the job succeeded (during shutdown: only mark it;
+        the next start serves it)."""
+        name = plan.fine_tuned_model_name(job.model, job.suffix, job.id)
+        if not self._stopping:
+            try:
+                await self._register(job, name)
+            except Exception as exc:
+                logger.exception("job %s: could not serve %s", job.id, name)
+                await self._fail(job.id, job.attempt, f"Training finished but the model could not be loaded for "
+                                                      f"serving: {exc}")
+                return
+        await self.db.update_job(job.id, if_status=("running",), if_attempt=job.attempt, status="succeeded",
+                                 fine_tuned_model=name, finished_at=_now(),
+                                 events=[NewEvent(f"The job has successfully completed; the new model is {name}.",
+                                                  data={"fine_tuned_model": name})])
 
     async def _stop_worker(self, worker: _Worker) -> None:
         """SIGTERM, wait for the checkpoint and exit, SIGKILL after the grace period; then reconcile."""
@@ -264,10 +299,10 @@ class FineTuningService:
     async def cancel(self, job_id: str) -> None:
         """Cancel a job that is not finished yet (a finished job is left as it is)."""
         async with self._lock:
-            if await self.db.update_job(job_id, statuses=("validating_files", "queued"), status="cancelled",
+            if await self.db.update_job(job_id, if_status=("validating_files", "queued"), status="cancelled",
                                         finished_at=_now(), events=[NewEvent("The job was cancelled.")]):
                 return
-            if not await self.db.update_job(job_id, statuses=("running",), cancel_requested=True,
+            if not await self.db.update_job(job_id, if_status=("running",), cancel_requested=True,
                                             events=[NewEvent("Cancellation requested; stopping the worker.")]):
                 return
             worker = self._workers.get(job_id)
@@ -278,29 +313,26 @@ class FineTuningService:
 
     async def _serve_succeeded(self) -> None:
         for job in await self.db.jobs_in("succeeded"):
-            if not self.layout.model_dir(job.id).is_dir():
-                logger.error("job %s succeeded but its model folder is missing; %s is not served",
-                             job.id, job.fine_tuned_model)
+            name = job.fine_tuned_model
+            if name is None:
                 continue
-            await self._serve(job, announce=False)
+            if not (self.layout.model_dir(job.id) / MODEL_MARKER).is_file():
+                logger.error("job %s succeeded but its model folder is missing; %s is not served", job.id, name)
+                continue
+            try:
+                await self._register(job, name)
+            except Exception:
+                logger.exception("job %s: could not serve %s", job.id, name)
 
-    async def _serve(self, job: JobRecord, announce: bool = True) -> None:
+    async def _register(self, job: JobRecord, name: str) -> None:
+        """Load the job's model folder and serve it as `name`, with the engine for its task."""
         from reference_server.loading import ModelSpec, load_model
 
-        name = job.fine_tuned_model
-        if name is None or any(m.id == name for m in self.registry.list()):
+        if any(m.id == name for m in self.registry.list()):
             return
         spec = ModelSpec(id=name, path=str(self.layout.model_dir(job.id)), task=plan.served_task(job.kind),
                          dtype=self.settings.dtype)
-        try:
-            loaded = await asyncio.to_thread(load_model, spec, cache_dir=self.settings.cache_dir,
-                                             device=self.settings.device)
-            self.registry.register(serve_loaded(loaded, self.settings, parent=job.model, owner=job.owner))
-        except Exception as exc:
-            logger.exception("job %s: could not serve %s", job.id, name)
-            await self.db.add_event(job.id, NewEvent(f"The model {name} could not be loaded for serving: {exc}",
-                                                     level="error"))
-            return
+        loaded = await asyncio.to_thread(load_model, spec, cache_dir=self.settings.cache_dir,
+                                         device=self.settings.device)
+        self.registry.register(serve_loaded(loaded, self.settings, parent=job.model, owner=job.owner))
         logger.info("job %s: serving %s", job.id, name)
-        if announce:
-            await self.db.add_event(job.id, NewEvent(f"The model {name} is now served.", data={"model": name}))

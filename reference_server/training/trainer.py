@@ -13,7 +13,6 @@ same batches it would have seen had it never stopped.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence
@@ -72,7 +71,7 @@ class Trainer:
     # Reporting, fenced by the attempt so a stale worker can never write.
 
     def _update(self, events: Sequence[NewEvent] = (), **changes: Any) -> None:
-        if not self.store.update_job(self.job.id, statuses=("running",), attempt=self.job.attempt,
+        if not self.store.update_job(self.job.id, if_status=("running",), if_attempt=self.job.attempt,
                                      events=events, **changes):
             raise Superseded(self.job.id)
 
@@ -259,16 +258,11 @@ class Trainer:
         return position
 
     def _finish(self, model: Any, tokenizer: Any, position: Position) -> None:
-        name = plan.fine_tuned_model_name(self.job.model, self.job.suffix, self.job.id)
+        """Save the finished model. The job is not marked succeeded here: the server does that once
+        it serves the model, so a client never sees a succeeded job whose model it cannot call."""
         target = self.layout.model_dir(self.job.id)
-        marker = {"job": self.job.id, "model": name, "base": self.job.model, "kind": self.kind,
+        marker = {"job": self.job.id, "attempt": self.job.attempt, "base": self.job.model, "kind": self.kind,
                   "task": plan.served_task(self.kind), "labels": self.labels or None}
         checkpoints.save_model(target, model, tokenizer, marker)
-        finished = self.store.update_job(
-            self.job.id, statuses=("running",), attempt=self.job.attempt, status="succeeded",
-            fine_tuned_model=name, finished_at=int(time.time()), step=position.step,
-            trained_tokens=position.trained_tokens,
-            events=[NewEvent(f"The job has successfully completed; the new model is {name}.",
-                             data={"fine_tuned_model": name})])
-        if not finished:
-            raise Superseded(self.job.id)
+        self._update(step=position.step, trained_tokens=position.trained_tokens,
+                     events=[NewEvent(f"Training finished at step {position.step}; the model is saved.")])

@@ -25,10 +25,7 @@ import traceback
 from pathlib import Path
 from typing import List, Optional
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_STOPPED = 3
-EXIT_SUPERSEDED = 4
+from reference_server.training import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_SUPERSEDED
 
 _PR_SET_PDEATHSIG = 1
 
@@ -91,7 +88,7 @@ def run(data_dir: Path, job_id: str, attempt: int, device: Optional[str], parent
         except Exception as exc:
             traceback.print_exc()
             message = _failure_message(exc)
-            store.update_job(job_id, statuses=("running",), attempt=attempt, status="failed",
+            store.update_job(job_id, if_status=("running",), if_attempt=attempt, status="failed",
                              finished_at=int(time.time()),
                              error={"code": "training_failed", "message": message, "param": None},
                              events=[NewEvent(message, level="error")])

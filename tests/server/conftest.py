@@ -7,12 +7,12 @@ the GGUF generator is converted at most once per machine rather than once per ru
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from reference_server.loading import LoadedModel, ModelSpec, default_specs, load_model
+from reference_server.loading import LoadedModel, ModelSpec, configure_threads, default_specs, load_model
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +25,21 @@ def _default(task: str) -> ModelSpec:
 
 
 @pytest.fixture(scope="session")
-def generator(cache_dir: Path) -> LoadedModel:
+def torch_threads() -> Iterator[int]:
+    """One compute thread by default (`MAAS_TEST_THREADS` to change): on a small shared machine,
+    more threads than free cores make every forward pass wait on busy cores."""
+    previous = configure_threads(None)
+    yield configure_threads(int(os.environ.get("MAAS_TEST_THREADS", "1")))
+    configure_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def generator(cache_dir: Path, torch_threads: int) -> LoadedModel:
     return load_model(_default("generate"), cache_dir=cache_dir, device="cpu")
 
 
 @pytest.fixture(scope="session")
-def embedder(cache_dir: Path) -> LoadedModel:
+def embedder(cache_dir: Path, torch_threads: int) -> LoadedModel:
     return load_model(_default("embed"), cache_dir=cache_dir, device="cpu")
 
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+
 from maas_sdk import AsyncMaaS, MaaS
 from maas_sdk._clock import Clock
 

@@ -19,8 +19,8 @@ from maas_sdk import (
     NotFoundError,
     RateLimitError,
     UnprocessableEntityError,
+    _retry,
 )
-from maas_sdk import _retry
 from maas_sdk._retry import MAX_RETRY_AFTER, backoff, retry_after
 
 from .fakes import FakeClock, error_response, generation, json_response, make_async_client, make_client
@@ -225,7 +225,7 @@ def test_connection_error_then_success(clock: FakeClock) -> None:
 
 
 async def test_async_client_uses_the_same_policy(clock: FakeClock) -> None:
-    script = Script(error_response(503, **{}), httpx.ConnectError("refused"), OK)
+    script = Script(error_response(503), httpx.ConnectError("refused"), OK)
     result = await make_async_client(script, clock).generate("hi", model="m")
     assert result.text == "Hello"
     assert [r.headers["x-maas-retry-count"] for r in script.requests] == ["0", "1", "2"]

