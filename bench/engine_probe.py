@@ -37,7 +37,11 @@ QUESTIONS = [
 def _prompts(loaded: LoadedModel, n: int) -> list[list[int]]:
     tok = loaded.tokenizer
     return [
-        list(tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, return_dict=False))
+        list(
+            tok.apply_chat_template(
+                [{"role": "user", "content": q}], add_generation_prompt=True, return_dict=False
+            )
+        )
         for q in (QUESTIONS * n)[:n]
     ]
 
@@ -86,7 +90,9 @@ async def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("MAAS_CACHE_DIR", "~/.cache/maas")))
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(os.environ.get("MAAS_CACHE_DIR", "~/.cache/maas"))
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)

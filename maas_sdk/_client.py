@@ -157,7 +157,7 @@ class MaaS(ClientCore[httpx.Client]):
 
     def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         settings = self._settings
-        return settings.retry.retrying(settings.clock.sleep)(self._attempt, request, stream)
+        return settings.retry.send(self._attempt, request, stream, settings.clock.sleep)
 
     def _attempt(self, request: httpx.Request, stream: bool) -> httpx.Response:
         with transport_errors(request):
@@ -292,7 +292,7 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
 
     async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         settings = self._settings
-        return await settings.retry.async_retrying(settings.clock.async_sleep)(self._attempt, request, stream)
+        return await settings.retry.async_send(self._attempt, request, stream, settings.clock.async_sleep)
 
     async def _attempt(self, request: httpx.Request, stream: bool) -> httpx.Response:
         with transport_errors(request):

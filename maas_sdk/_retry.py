@@ -20,12 +20,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import tenacity
 
-from maas_sdk._exceptions import APIConnectionError, APIStatusError
+from maas_sdk._exceptions import APIConnectionError, APIError, APIStatusError
 from maas_sdk._logging import logger
 
 __all__ = ["MAX_RETRY_AFTER", "RetryPolicy", "backoff", "retry_after", "should_retry"]
@@ -35,6 +35,7 @@ INITIAL_BACKOFF = 0.5
 MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 60.0
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
+T = TypeVar("T")
 
 
 def should_retry_response(response: httpx.Response) -> bool:
@@ -114,12 +115,38 @@ def _log_retry(max_retries: int, state: tenacity.RetryCallState) -> None:
     )
 
 
-class RetryPolicy:
-    """How many times to retry; makes the tenacity controller for each call.
+def _replaying(failure: APIError, attempt: Callable[[httpx.Request, bool], T]) -> Callable[[httpx.Request, bool], T]:
+    """`attempt`, except that its first call raises `failure` (the attempt already made)."""
+    pending = [failure]
 
-    The controller is made per call (tenacity keeps a call's progress in it); its
-    stop, wait and retry rules are made once, here. The attempt function it runs must
-    take the `httpx.Request` as its first argument.
+    def replay(request: httpx.Request, stream: bool) -> T:
+        if pending:
+            raise pending.pop()
+        return attempt(request, stream)
+
+    return replay
+
+
+def _replaying_async(
+    failure: APIError, attempt: Callable[[httpx.Request, bool], Awaitable[httpx.Response]]
+) -> Callable[[httpx.Request, bool], Awaitable[httpx.Response]]:
+    """`_replaying` for a coroutine attempt, as a coroutine function (tenacity checks which kind it runs)."""
+    replay = _replaying(failure, attempt)
+
+    async def replay_async(request: httpx.Request, stream: bool) -> httpx.Response:
+        return await replay(request, stream)
+
+    return replay_async
+
+
+class RetryPolicy:
+    """How many times to retry; runs a call's attempts under tenacity.
+
+    The first attempt is made directly, so a call that succeeds pays nothing for the
+    retry machinery. If it fails, tenacity takes over: its first "attempt" re-raises
+    that failure, so tenacity judges it (retry? after how long?) like any later one.
+    The stop, wait and retry rules are made once, here; the controller per call (it
+    keeps the call's progress). The attempt function takes the `httpx.Request` first.
     """
 
     __slots__ = ("_rules", "max_retries")
@@ -135,8 +162,28 @@ class RetryPolicy:
             "reraise": True,
         }
 
-    def retrying(self, sleep: Callable[[float], None]) -> tenacity.Retrying:
-        return tenacity.Retrying(sleep=sleep, **self._rules)
+    def send(
+        self,
+        attempt: Callable[[httpx.Request, bool], httpx.Response],
+        request: httpx.Request,
+        stream: bool,
+        sleep: Callable[[float], None],
+    ) -> httpx.Response:
+        try:
+            return attempt(request, stream)
+        except APIError as failure:
+            resumed = _replaying(failure, attempt)
+        return tenacity.Retrying(sleep=sleep, **self._rules)(resumed, request, stream)
 
-    def async_retrying(self, sleep: Callable[[float], Awaitable[None]]) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(sleep=sleep, **self._rules)
+    async def async_send(
+        self,
+        attempt: Callable[[httpx.Request, bool], Awaitable[httpx.Response]],
+        request: httpx.Request,
+        stream: bool,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> httpx.Response:
+        try:
+            return await attempt(request, stream)
+        except APIError as failure:
+            resumed = _replaying_async(failure, attempt)
+        return await tenacity.AsyncRetrying(sleep=sleep, **self._rules)(resumed, request, stream)

@@ -109,7 +109,9 @@ class EmbeddingBatcher:
         if self._thread is not None:
             return
         threads = torch.get_num_threads()
-        self._thread = threading.Thread(target=self._run, args=(threads,), name=f"embed-{self._id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(threads,), name=f"embed-{self._id}", daemon=True
+        )
         self._thread.start()
 
     async def stop(self) -> None:
@@ -173,7 +175,7 @@ class EmbeddingBatcher:
                 continue
             try:
                 encoded = self._encode(job.inputs)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - raised again in the caller's embed()
                 job.fail(exc)
                 continue
             job.vectors = [None] * len(encoded)
@@ -187,7 +189,7 @@ class EmbeddingBatcher:
                 continue
             try:
                 vectors = self._forward([it.ids for it in live])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - raised again in each caller's embed()
                 for job in {id(it.job): it.job for it in live}.values():
                     job.fail(exc)
                 continue
@@ -204,7 +206,9 @@ class EmbeddingBatcher:
         current: list[_Item] = []
         for item in items:
             width = len(item.ids)  # sorted ascending: the newest item is the widest
-            if current and (len(current) >= self.max_batch_size or (len(current) + 1) * width > self.max_batch_tokens):
+            if current and (
+                len(current) >= self.max_batch_size or (len(current) + 1) * width > self.max_batch_tokens
+            ):
                 batches.append(current)
                 current = []
             current.append(item)
@@ -218,7 +222,9 @@ class EmbeddingBatcher:
         texts = [(i, x) for i, x in enumerate(inputs) if isinstance(x, str)]
         encoded: list[list[int] | None] = [None] * len(inputs)
         if texts:
-            ids = self._tokenizer([x for _, x in texts], add_special_tokens=True, truncation=False)["input_ids"]
+            ids = self._tokenizer([x for _, x in texts], add_special_tokens=True, truncation=False)[
+                "input_ids"
+            ]
             for (i, _), row in zip(texts, ids):
                 encoded[i] = list(row)
         for i, x in enumerate(inputs):
@@ -227,7 +233,9 @@ class EmbeddingBatcher:
             tokens = [int(t) for t in x]
             bad = [t for t in tokens if not 0 <= t < self._vocab_size]
             if bad:
-                raise ValueError(f"input[{i}] has token id {bad[0]}, outside the vocabulary (0..{self._vocab_size - 1})")
+                raise ValueError(
+                    f"input[{i}] has token id {bad[0]}, outside the vocabulary (0..{self._vocab_size - 1})"
+                )
             encoded[i] = self._prefix + tokens + self._suffix
         result = [row for row in encoded if row is not None]
         for i, row in enumerate(result):  # every input was encoded, so indices still match

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -155,10 +156,10 @@ class GenerationHandle:
             seq.cancelled = True
             self._wake()
 
-    def __aiter__(self) -> AsyncIterator[TokenEvent]:
+    def __aiter__(self) -> AsyncGenerator[TokenEvent, None]:  # noqa: PYI058 - callers may aclose() it
         return self._events()
 
-    async def _events(self) -> AsyncIterator[TokenEvent]:
+    async def _events(self) -> AsyncGenerator[TokenEvent, None]:
         try:
             while True:
                 item = await self._seq.queue.get()
@@ -311,13 +312,17 @@ class GenerationEngine:
             )
         bad = [t for t in ids if not 0 <= t < self._vocab_size]
         if bad:
-            raise ValueError(f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})")
+            raise ValueError(
+                f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})"
+            )
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
         with self._cond:
             in_flight = len(self._waiting) + len(self._running)
             if in_flight >= self.max_running + self.max_queued:
-                raise QueueFullError(f"{len(self._waiting)} requests are waiting and {len(self._running)} running")
+                raise QueueFullError(
+                    f"{len(self._waiting)} requests are waiting and {len(self._running)} running"
+                )
             self._waiting.append(seq)
             self._cond.notify()
         return GenerationHandle(seq, self._wake)
@@ -354,7 +359,10 @@ class GenerationEngine:
                         self._decode()
                 except Exception as exc:  # a bug outside the per-request guards: fail what is in flight
                     logger.exception("generation engine step failed")
-                    self._fail_all([s for s in admitted + self._running if s.finish_reason is None], exc)
+                    in_flight = admitted + self._running
+                    self._running = []
+                    self._batch = None  # its state may be half-updated
+                    self._fail_all(in_flight, exc)
         self._abort_all()
 
     def _next_admissions(self) -> list[_Sequence] | None:
@@ -478,7 +486,7 @@ class GenerationEngine:
         for i, seq in enumerate(seqs):
             try:
                 tokens.append(sample(logits[i : i + 1], [seq.row], self._eos_ids)[0])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
                 self._fail(seq, exc)
                 tokens.append(None)
         return tokens
@@ -539,7 +547,7 @@ class GenerationEngine:
             completion_tokens=len(seq.output_ids),
             queue_time_s=None if seq.scheduled_time is None else seq.scheduled_time - seq.submitted_time,
             time_to_first_token_s=times[0] - seq.submitted_time if times else None,
-            inter_token_latencies_s=[b - a for a, b in zip(times, times[1:])],
+            inter_token_latencies_s=[b - a for a, b in itertools.pairwise(times)],
             duration_s=now - seq.submitted_time,
         )
         for observer in self._observers:

@@ -32,52 +32,53 @@ def check_mergeable(cache: DynamicCache) -> None:
             )
 
 
-def _filled_layers(cache: DynamicCache) -> list[DynamicLayer]:
-    return [layer for layer in cache.layers if layer.is_initialized and layer.keys is not None]
-
-
-def cache_columns(cache: DynamicCache) -> int:
-    """Number of token columns (including padding) held by the cache."""
-    layers = _filled_layers(cache)
-    return int(layers[0].keys.shape[-2]) if layers else 0
+def _filled(cache: DynamicCache) -> list[tuple[DynamicLayer, torch.Tensor, torch.Tensor]]:
+    """Each layer that holds tensors, with its keys and values."""
+    out = []
+    for layer in cache.layers:
+        if isinstance(layer, DynamicLayer) and layer.keys is not None and layer.values is not None:
+            out.append((layer, layer.keys, layer.values))
+    return out
 
 
 def select_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
     """Keep only `rows` (a 1-D index tensor), in that order."""
-    for layer in _filled_layers(cache):
-        layer.keys = layer.keys.index_select(0, rows)
-        layer.values = layer.values.index_select(0, rows)
+    for layer, keys, values in _filled(cache):
+        layer.keys = keys.index_select(0, rows)
+        layer.values = values.index_select(0, rows)
 
 
 def drop_left_columns(cache: DynamicCache, n: int) -> None:
     """Remove the first `n` columns (padding every row has)."""
     if n <= 0:
         return
-    for layer in _filled_layers(cache):
-        layer.keys = layer.keys[:, :, n:, :]
-        layer.values = layer.values[:, :, n:, :]
+    for layer, keys, values in _filled(cache):
+        layer.keys = keys[:, :, n:, :]
+        layer.values = values[:, :, n:, :]
 
 
 def pad_left_columns(cache: DynamicCache, n: int) -> None:
     """Prepend `n` zero columns, which the attention mask will hide."""
     if n <= 0:
         return
-    for layer in _filled_layers(cache):
-        layer.keys = F.pad(layer.keys, (0, 0, n, 0))
-        layer.values = F.pad(layer.values, (0, 0, n, 0))
+    for layer, keys, values in _filled(cache):
+        layer.keys = F.pad(keys, (0, 0, n, 0))
+        layer.values = F.pad(values, (0, 0, n, 0))
 
 
 def concat_rows(dst: DynamicCache, src: DynamicCache) -> None:
     """Append the rows of `src` to `dst`; both must have the same number of columns."""
-    dst_layers, src_layers = _filled_layers(dst), _filled_layers(src)
+    dst_layers, src_layers = _filled(dst), _filled(src)
     if len(dst_layers) != len(src_layers):
         raise ValueError(f"caches have {len(dst_layers)} and {len(src_layers)} filled layers")
-    for d, s in zip(dst_layers, src_layers):
-        d.keys = torch.cat([d.keys, s.keys], dim=0)
-        d.values = torch.cat([d.values, s.values], dim=0)
+    for (layer, keys, values), (_, src_keys, src_values) in zip(dst_layers, src_layers):
+        layer.keys = torch.cat([keys, src_keys], dim=0)
+        layer.values = torch.cat([values, src_values], dim=0)
 
 
-def left_padded(rows: list[list[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(
+    rows: list[list[int]], pad_id: int, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask for `rows`, left-padded to the longest row."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)

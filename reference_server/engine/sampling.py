@@ -50,7 +50,9 @@ class SamplingParams:
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 (or None for no limit), got {self.top_k}")
         if not 0 <= self.min_tokens <= self.max_tokens:
-            raise ValueError(f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {self.min_tokens}")
+            raise ValueError(
+                f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {self.min_tokens}"
+            )
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             if not (math.isfinite(value) and -2 <= value <= 2):
@@ -86,7 +88,9 @@ class RowState:
 
 def sample(logits: torch.Tensor, rows: Sequence[RowState], eos_ids: Sequence[int]) -> list[int]:
     """Pick the next token for every row of `logits` (`[rows, vocab]`); `logits` is left unchanged."""
-    edits = any((r.params.penalized and r.output_ids) or len(r.output_ids) < r.params.min_tokens for r in rows)
+    edits = any(
+        (r.params.penalized and r.output_ids) or len(r.output_ids) < r.params.min_tokens for r in rows
+    )
     logits = logits.to(torch.float32, copy=edits)
     _apply_penalties(logits, rows)
     _mask_early_eos(logits, rows, eos_ids)

@@ -127,7 +127,9 @@ async def test_eos_finishes_with_stop_and_is_not_text(generator: LoadedModel, al
     assert "<|im_end|>" not in first.text and "Paris" in first.text
 
 
-async def test_ignore_eos_and_min_tokens(generator: LoadedModel, prompts: list[list[int]], alone: list[Result]) -> None:
+async def test_ignore_eos_and_min_tokens(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
     eos_at = len(alone[0].token_ids)
     async with running(generator) as engine:
         ignored = await collect(engine.submit(prompts[0], greedy(eos_at + 3, ignore_eos=True)))
@@ -156,7 +158,9 @@ async def test_context_length_ends_with_length(generator: LoadedModel) -> None:
     assert result.finish_reason == "length" and len(result.token_ids) == 4
 
 
-async def test_stop_sequence_cuts_text(generator: LoadedModel, prompts: list[list[int]], alone: list[Result]) -> None:
+async def test_stop_sequence_cuts_text(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
     full = alone[2].text  # "Count from 1 to 10." runs to max_tokens
     stop = full[9:13]
     assert full.find(stop) == 9, "pick a stop string that occurs first at this offset"
@@ -169,7 +173,9 @@ async def test_stop_sequence_cuts_text(generator: LoadedModel, prompts: list[lis
 
 async def test_seed_makes_sampling_reproducible(generator: LoadedModel, prompts: list[list[int]]) -> None:
     def params(seed: int) -> SamplingParams:
-        return SamplingParams(max_tokens=12, temperature=1.0, top_p=0.95, top_k=50, seed=seed, ignore_eos=True)
+        return SamplingParams(
+            max_tokens=12, temperature=1.0, top_p=0.95, top_k=50, seed=seed, ignore_eos=True
+        )
 
     async with running(generator) as engine:
         first = await collect(engine.submit(prompts[1], params(7)))
@@ -183,7 +189,9 @@ async def test_seed_makes_sampling_reproducible(generator: LoadedModel, prompts:
     assert other.token_ids != first.token_ids
 
 
-async def test_cancel_frees_the_slot_for_a_waiting_request(generator: LoadedModel, prompts: list[list[int]]) -> None:
+async def test_cancel_frees_the_slot_for_a_waiting_request(
+    generator: LoadedModel, prompts: list[list[int]]
+) -> None:
     async with running(generator, max_running=1, max_queued=4) as engine:
         long = engine.submit(prompts[1], greedy(500, ignore_eos=True))
         long_events = long.__aiter__()
@@ -213,7 +221,9 @@ async def test_cancel_frees_the_slot_for_a_waiting_request(generator: LoadedMode
         assert engine.stats()["cancelled"] == 2
 
 
-async def test_queue_full_and_bad_prompts_raise_at_once(generator: LoadedModel, prompts: list[list[int]]) -> None:
+async def test_queue_full_and_bad_prompts_raise_at_once(
+    generator: LoadedModel, prompts: list[list[int]]
+) -> None:
     async with running(generator, max_running=1, max_queued=1) as engine:
         a = engine.submit(prompts[0], greedy(200, ignore_eos=True))
         b = engine.submit(prompts[1], greedy(200, ignore_eos=True))
@@ -262,10 +272,15 @@ async def test_sampling_failure_fails_only_that_request(
     assert [r.finish_reason for r in recorder.requests].count("error") == 1
     assert {s.kind for s in recorder.steps} == {"prefill", "decode"}
     done = [r for r in recorder.requests if r.finish_reason == "stop"]
-    assert all(r.time_to_first_token_s is not None and len(r.inter_token_latencies_s) == r.completion_tokens - 1 for r in done)
+    assert all(
+        r.time_to_first_token_s is not None and len(r.inter_token_latencies_s) == r.completion_tokens - 1
+        for r in done
+    )
 
 
-async def test_stopped_engine_fails_pending_requests(generator: LoadedModel, prompts: list[list[int]]) -> None:
+async def test_stopped_engine_fails_pending_requests(
+    generator: LoadedModel, prompts: list[list[int]]
+) -> None:
     engine = GenerationEngine(generator, max_running=1)
     engine.start()
     handle = engine.submit(prompts[1], greedy(500, ignore_eos=True))
@@ -279,30 +294,37 @@ async def test_stopped_engine_fails_pending_requests(generator: LoadedModel, pro
 # ----- KV cache batch helpers -----
 
 
-def test_merged_and_trimmed_batch_decodes_like_separate_rows(generator: LoadedModel, prompts: list[list[int]]) -> None:
+def test_merged_and_trimmed_batch_decodes_like_separate_rows(
+    generator: LoadedModel, prompts: list[list[int]]
+) -> None:
     model = generator.model
 
-    def prefill(rows: list[list[int]]) -> tuple[PaddedBatch, torch.Tensor]:
+    def prefill(rows: list[list[int]]) -> PaddedBatch:
         ids, mask = left_padded(rows, 0, "cpu")
         cache = DynamicCache(config=model.config)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), cache=cache, use_cache=True)
-        nxt = out.logits[:, -1].argmax(-1)
-        return PaddedBatch(cache, mask, mask.sum(1), nxt), out.logits[:, -1]
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions_from_mask(mask),
+            cache=cache,
+            use_cache=True,
+        )
+        return PaddedBatch(cache, mask, mask.sum(1), out.logits[:, -1].argmax(-1))
 
     def step(batch: PaddedBatch) -> torch.Tensor:
         inputs = batch.step_inputs()
-        logits = model(**inputs, cache=batch.cache, use_cache=True).logits[:, -1]
+        logits: torch.Tensor = model(**inputs, cache=batch.cache, use_cache=True).logits[:, -1]
         batch.advance(inputs["attention_mask"], logits.argmax(-1))
         return logits
 
     short, long = prompts[4], prompts[3]
     with torch.inference_mode():
-        a, _ = prefill([short])
-        b, _ = prefill([long])
+        a = prefill([short])
+        b = prefill([long])
         ref_a, ref_b = step(a), step(b)
 
-        merged, _ = prefill([short])
-        other, _ = prefill([long])
+        merged = prefill([short])
+        other = prefill([long])
         merged.merge(other)
         assert merged.mask.shape == (2, len(long)) and merged.mask[0].sum() == len(short)
         both = step(merged)
@@ -360,8 +382,15 @@ def test_sampler_penalties_and_min_tokens() -> None:
 
 
 def test_sampling_params_validation() -> None:
-    for bad in ({"max_tokens": 0}, {"temperature": -1}, {"top_p": 0}, {"top_k": 0}, {"stop": [""]},
-                {"min_tokens": 9}, {"presence_penalty": 3}):
+    for bad in (
+        {"max_tokens": 0},
+        {"temperature": -1},
+        {"top_p": 0},
+        {"top_k": 0},
+        {"stop": [""]},
+        {"min_tokens": 9},
+        {"presence_penalty": 3},
+    ):
         with pytest.raises(ValueError):
             SamplingParams(**{"max_tokens": 4, **bad})  # type: ignore[arg-type]
 
