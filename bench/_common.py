@@ -1,9 +1,11 @@
 """What the benchmarks share: their fixed inputs, percentile summaries, the result tables,
 the benchmark server, and running reference measurements in a child process.
 
-References (plain `model.generate()`, in-process encoding) run in a child process started
-with `spawn`, one at a time and never while the server is up: both would otherwise compete
-for the same few cores and each would make the other look slow.
+References (plain `model.generate()`, in-process encoding) run in child processes started
+with `spawn`, and never while the server is working: both would otherwise compete for the
+same few cores and each would make the other look slow. A child may stay loaded (idle)
+while the server runs, so that measurements to be compared can be taken back to back: on a
+shared machine, speed drifts by tens of percent within minutes.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ import math
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data"
 GENERATOR = "smollm2-135m-instruct"
@@ -84,10 +84,10 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the start"
 
 
-def in_child(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run `fn(*args, **kwargs)` in a fresh spawned process and return its result."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
+def child() -> ProcessPoolExecutor:
+    """A fresh spawned process to run calls in, one at a time. It keeps its module state
+    between calls, so a model loaded by one call serves the next; idle, it costs no CPU."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
 
 @contextmanager

@@ -4,8 +4,8 @@ batching, compared with encoding the same sentences in-process in batches of 32.
 Clients send one sentence per `POST /v1/embeddings` call, `--clients` at a time in a closed
 loop (httpx, `encoding_format="base64"` as the OpenAI SDK sends by default). The server has
 to gather those calls into batches itself; the in-process reference (same model, thread
-count, pooling, in a child process run before the server starts) is handed ready-made
-batches of 32, which is the most batching can give on this model.
+count, pooling, in a child process that runs right before and right after the server's run,
+never during it) is handed ready-made batches of 32, which is the most batching can give.
 
     python -m bench.embeddings                    # 1024 calls from 16 clients
     python -m bench.embeddings --quick
@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from bench._common import EMBEDDER, in_child, machine, sentences, server, summary, table
+from bench._common import EMBEDDER, child, machine, sentences, server, summary, table
 
 
 def workload(n: int) -> list[str]:
@@ -31,11 +33,12 @@ def workload(n: int) -> list[str]:
     return [pool[i % len(pool)] for i in range(n)]
 
 
-def in_process(threads: int, texts: list[str], batch_size: int) -> float:
-    """Sentences/s encoding `texts` in batches of `batch_size` (mean pooling, L2-normalised,
-    as the server does)."""
+# The child process's loaded model, kept between calls.
+_ref: dict[str, Any] = {}
+
+
+def _load_reference(threads: int) -> None:
     import torch
-    import torch.nn.functional as F
 
     from reference_server.loading import configure_threads, default_specs, load_model, resolve_device
     from reference_server.settings import Settings
@@ -44,7 +47,16 @@ def in_process(threads: int, texts: list[str], batch_size: int) -> float:
     configure_threads(threads)
     settings = Settings()
     spec = next(s for s in default_specs() if s.id == EMBEDDER)
-    loaded = load_model(spec, cache_dir=settings.cache_dir, device=resolve_device(settings.device))
+    _ref.update(torch=torch, loaded=load_model(spec, cache_dir=settings.cache_dir,
+                                               device=resolve_device(settings.device)))
+
+
+def in_process(texts: list[str], batch_size: int) -> float:
+    """Sentences/s encoding `texts` in batches of `batch_size` (mean pooling, L2-normalised,
+    as the server does)."""
+    import torch.nn.functional as F
+
+    torch, loaded = _ref["torch"], _ref["loaded"]
 
     def encode(batch: list[str]) -> None:
         enc = loaded.tokenizer(batch, padding=True, return_tensors="pt").to(loaded.device)
@@ -116,11 +128,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# embeddings: {EMBEDDER}, {args.num_requests} single-sentence calls from {args.clients} clients, "
           f"{args.threads} threads; {machine()}", file=sys.stderr)
-    reference = float("nan")
-    if not args.skip_reference:
-        reference = in_child(in_process, args.threads, texts, args.batch_size)
-    with server(EMBEDDER, args.threads, args.base_url, log=args.server_log) as url:
-        result = asyncio.run(over_http(url, args.api_key, texts, args.clients))
+    # The reference runs right before and right after the server's run (the server idle, the
+    # child idle in between), and the two are averaged, so drift in machine speed cancels.
+    reference = math.nan
+    pool = None if args.skip_reference else child()
+    try:
+        if pool is not None:
+            pool.submit(_load_reference, args.threads).result()
+        with server(EMBEDDER, args.threads, args.base_url, log=args.server_log) as url:
+            before = pool.submit(in_process, texts, args.batch_size).result() if pool else math.nan
+            result = asyncio.run(over_http(url, args.api_key, texts, args.clients))
+            after = pool.submit(in_process, texts, args.batch_size).result() if pool else math.nan
+        reference = (before + after) / 2
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
     print(table(
         ["server sentences/s", f"in-process batch {args.batch_size} sentences/s", "ratio",

@@ -100,6 +100,10 @@ async def main() -> None:
     engine = GenerationEngine(loaded)
     engine.start()
     try:
+        # Warm-up: the first forward passes pay one-time allocation and dispatch costs.
+        warm = _prompts(loaded, 2)
+        generate_tps(loaded, warm, 4)
+        await engine_tps(engine, warm, 4)
         for concurrency in (1, 8):
             prompts = _prompts(loaded, concurrency)
             ratios, gen_runs, eng_runs = [], [], []

@@ -2,16 +2,19 @@
 and quality, so a deployment can pick `MAAS_DTYPE` / `MAAS_QUANTIZATION` knowingly.
 
 Each variant is loaded through `reference_server.loading.load_model` (the server's own code
-path) in a fresh child process, one after another, so its memory figures are its own and no
-two variants compete for the cores. Per variant:
+path) in its own child process, one after another, so its memory figures are its own. The
+speed runs then take turns across the variants (each child idle while another runs), so
+drift in the machine's speed hits every variant alike. Per variant:
 
 - decode speed: output tokens/s of `model.generate()` for one prompt and for a left-padded
   batch of 8, each exactly `--output-len` tokens, greedy (median of `--repeats` runs);
-- memory: the serialized state dict (what the weights take) and how much the process's
-  resident memory grew while loading;
+- memory: the serialized state dict (what the weights take), and how much the process's
+  resident memory grew from before loading to after a first short generation, split into
+  private memory and file-backed pages (memory-mapped safetensors weights, shared with the
+  page cache, and library code paged in by the first forward pass);
 - perplexity on `bench/data/perplexity.txt` (plain English written for this project, so no
   model has seen it in training);
-- greedy agreement: the fraction of the first 32 greedy tokens of the batch-of-8 run that
+- greedy agreement: the fraction of the first 32 greedy tokens of a batch-of-8 run that
   equal float32's at the same position. A single early divergence changes every later
   token, so this is a strict measure.
 
@@ -34,14 +37,17 @@ import time
 import warnings
 from typing import Any
 
-from bench._common import GENERATOR, in_child, machine, perplexity_text, prompts, table
+from bench._common import GENERATOR, child, machine, perplexity_text, prompts, table
 
 AGREEMENT_TOKENS = 32
 
 
-def measure(dtype: str, quantization: str | None, device: str, threads: int, output_len: int,
-            repeats: int) -> dict[str, Any]:
-    """Every figure for one variant; runs in its own process."""
+# The child process's variant, kept between calls.
+_state: dict[str, Any] = {}
+
+
+def load(dtype: str, quantization: str | None, device: str, threads: int, output_len: int) -> dict[str, Any]:
+    """Load one variant in this (child) process; return its memory figures."""
     import psutil
     import torch
 
@@ -54,45 +60,61 @@ def measure(dtype: str, quantization: str | None, device: str, threads: int, out
     spec.dtype, spec.quantization = dtype, quantization  # type: ignore[assignment]
     process = psutil.Process()
     gc.collect()
-    rss_before = process.memory_info().rss
+    before = process.memory_info()
     loaded = load_model(spec, cache_dir=Settings().cache_dir, device=device)
+    _state.update(torch=torch, loaded=loaded, device=device, output_len=output_len)
+    # Warm-up in both shapes timed later (first calls are slow, bfloat16's especially); it
+    # also pages in every weight.
+    generate(prompts(1))
+    generate(prompts(8))
     gc.collect()
-    rss_delta = process.memory_info().rss - rss_before
+    after = process.memory_info()
     buffer = io.BytesIO()
     torch.save(loaded.model.state_dict(), buffer)
+    return {"variant": quantization or loaded.dtype, "device": device, "weights_mb": buffer.getbuffer().nbytes / 2**20,
+            "private_mb": (_private(after) - _private(before)) / 2**20,
+            "shared_mb": (_shared(after) - _shared(before)) / 2**20}
 
-    tok, model = loaded.tokenizer, loaded.model
+
+def generate(texts: list[str]) -> tuple[float, list[list[int]]]:
+    """Output tokens/s of one left-padded greedy `generate()` over `texts`, and the tokens."""
+    torch, loaded, device, output_len = _state["torch"], _state["loaded"], _state["device"], _state["output_len"]
+    tok = loaded.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-
-    def generate(texts: list[str]) -> tuple[float, list[list[int]]]:
-        rows = [list(tok(t, add_special_tokens=True)["input_ids"]) for t in texts]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    rows = [list(tok(t, add_special_tokens=True)["input_ids"]) for t in texts]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    with torch.inference_mode():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=output_len,
-                             min_new_tokens=output_len, do_sample=False, pad_token_id=pad)
+        out = loaded.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=output_len,
+                                    min_new_tokens=output_len, do_sample=False, pad_token_id=pad)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-        return len(rows) * output_len / elapsed, out[:, width:].tolist()
+    return len(rows) * output_len / elapsed, out[:, width:].tolist()
 
-    batch = prompts(8)
+
+def quality() -> dict[str, Any]:
+    """Perplexity on the fixed text and the greedy tokens of the batch of 8."""
+    torch, loaded, device = _state["torch"], _state["loaded"], _state["device"]
+    ids = loaded.tokenizer(perplexity_text(), add_special_tokens=True, return_tensors="pt")["input_ids"].to(device)
     with torch.inference_mode():
-        generate(batch[:2])  # warm-up
-        single = statistics.median(generate(batch[:1])[0] for _ in range(repeats))
-        runs = [generate(batch) for _ in range(repeats)]
-        ids = tok(perplexity_text(), add_special_tokens=True, return_tensors="pt")["input_ids"].to(device)
-        loss = float(model(input_ids=ids, labels=ids).loss)
-    return {
-        "dtype": loaded.dtype, "quantization": quantization, "device": device,
-        "weights_mb": buffer.getbuffer().nbytes / 2**20, "rss_delta_mb": rss_delta / 2**20,
-        "single_tps": single, "batch_tps": statistics.median(r[0] for r in runs),
-        "perplexity": math.exp(loss), "perplexity_tokens": int(ids.shape[1]),
-        "greedy": [row[:AGREEMENT_TOKENS] for row in runs[0][1]],
-    }
+        loss = float(loaded.model(input_ids=ids, labels=ids).loss)
+    greedy = [row[:AGREEMENT_TOKENS] for row in generate(prompts(8))[1]]
+    return {"perplexity": math.exp(loss), "perplexity_tokens": int(ids.shape[1]), "greedy": greedy}
+
+
+def _shared(mem: Any) -> int:
+    """Resident pages backed by files (Linux): safetensors weights are memory-mapped, so they
+    count here, shared with the page cache, as does library code paged in on first use."""
+    return int(getattr(mem, "shared", 0))
+
+
+def _private(mem: Any) -> int:
+    return int(mem.rss) - _shared(mem)
 
 
 def agreement(tokens: list[list[int]], reference: list[list[int]]) -> float:
@@ -124,16 +146,33 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# quantization: {GENERATOR}, {args.output_len} output tokens, {args.threads} threads; {machine()}",
           file=sys.stderr)
-    results = []
-    for dtype, quantization, dev in variants:
-        print(f"measuring {quantization or dtype} on {dev}...", file=sys.stderr)
-        results.append(in_child(measure, dtype, quantization, dev, args.threads, args.output_len, args.repeats))
+    # One idle-when-not-called child per variant: loaded one after another (so each memory
+    # figure is its own), then timed in turns, so drift in machine speed hits every variant.
+    pools = [child() for _ in variants]
+    try:
+        results = [pool.submit(load, dtype, quantization, dev, args.threads, args.output_len).result()
+                   for pool, (dtype, quantization, dev) in zip(pools, variants)]
+        batch = prompts(8)
+        single: list[list[float]] = [[] for _ in variants]
+        batched: list[list[float]] = [[] for _ in variants]
+        for _ in range(args.repeats):
+            for i, pool in enumerate(pools):
+                single[i].append(pool.submit(generate, batch[:1]).result()[0])
+            for i, pool in enumerate(pools):
+                batched[i].append(pool.submit(generate, batch).result()[0])
+        for i, pool in enumerate(pools):
+            results[i].update(pool.submit(quality).result(), single_tps=statistics.median(single[i]),
+                              batch_tps=statistics.median(batched[i]))
+    finally:
+        for pool in pools:
+            pool.shutdown()
 
     reference = results[0]["greedy"]
-    rows = [[r["quantization"] or r["dtype"], r["device"], r["weights_mb"], r["rss_delta_mb"], r["single_tps"],
-             r["batch_tps"], r["perplexity"], f"{agreement(r['greedy'], reference):.1%}"] for r in results]
-    print(table(["variant", "device", "weights MB", "RSS +MB", "tok/s single", "tok/s batch 8",
-                 "perplexity", f"greedy = float32 ({AGREEMENT_TOKENS} tok)"], rows))
+    rows = [[r["variant"], r["device"], r["weights_mb"], r["private_mb"], r["shared_mb"],
+             r["single_tps"], r["batch_tps"], r["perplexity"], f"{agreement(r['greedy'], reference):.1%}"]
+            for r in results]
+    print(table(["variant", "device", "weights MB", "RSS private +MB", "RSS file +MB", "tok/s single",
+                 "tok/s batch 8", "perplexity", f"greedy = float32 ({AGREEMENT_TOKENS} tok)"], rows))
     print(f"\nperplexity over {results[0]['perplexity_tokens']} tokens of bench/data/perplexity.txt")
     return 0
 

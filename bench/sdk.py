@@ -4,10 +4,10 @@ A minimal raw-ASGI app (no framework) serves, over real loopback HTTP from a chi
 process, one fixed completion JSON body and one fixed stream of N SSE events shaped
 like `GenerationChunk` ending with `data: [DONE]`. The stream is pre-encoded and
 written in blocks of `--write-size` bytes, so the server costs next to nothing and
-the numbers measure the clients. Each client runs `--repeat` rounds, interleaved,
-and the table shows medians:
+the numbers measure the clients. Clients take turns request by request (so load from
+other processes falls on all alike), for `--repeat` rounds; the table shows medians:
 
-- not streamed: ms per request (raw: `httpx.Client.post` + `json.loads`);
+- not streamed: ms per request (raw: `httpx.Client.post` with the API key + `json.loads`);
 - streamed: events per second (raw: `iter_lines` + `json.loads` per event; the SDK:
   typed `GenerationChunk`s from `generate(stream=True)`).
 
@@ -34,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maas_sdk import MaaS
+from maas_sdk import AsyncMaaS, MaaS
 
 MODEL = "bench-model"
 PROMPT = "Write one sentence about the sea."
@@ -51,8 +51,9 @@ COMPLETION = {
     }],
     "usage": {"prompt_tokens": 8, "completion_tokens": 19, "total_tokens": 27},
 }
-# Like the SDK's own pool: without it, httpx's separate header and body writes can wait for a delayed ACK.
-NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+RAW, RAW_ASYNC = "raw httpx + json", "raw httpx async + json"
+API_KEY = "sk-bench"
+AUTH = {"authorization": f"Bearer {API_KEY}"}  # every client sends its key, as it would to a real server
 STREAM_TARGET = 50_000.0
 REQUEST_TARGET = 1.15
 
@@ -127,171 +128,206 @@ def start_server(events: int, write_size: int) -> tuple[multiprocessing.process.
     raise RuntimeError("the benchmark server did not start")
 
 
-# Each runner does one round and returns its cost: seconds per request, or seconds per event.
-Runner = Callable[[], float]
-
-
 @dataclass
 class Contender:
-    requests: Runner
-    stream: Runner
-    close: Callable[[], object]
+    """One client under test: a single request, and one whole stream counted in events.
+
+    The async ones give coroutine functions; `baseline` names the row they are compared with.
+    """
+
+    request: Callable[[], Any]
+    stream: Callable[[], Any]
+    close: Callable[[], Any]
+    baseline: str = RAW
 
 
-def raw_httpx(base_url: str, requests: int) -> Contender:
-    http = httpx.Client(timeout=60, transport=httpx.HTTPTransport(socket_options=NODELAY))
+def raw_httpx(base_url: str) -> Contender:
+    http = httpx.Client(timeout=60, headers=AUTH)
     url = f"{base_url}/completions"
     payload = {"model": MODEL, "prompt": PROMPT, "max_tokens": 32}
 
-    def requests_round() -> float:
-        start = time.perf_counter()
-        for _ in range(requests):
-            response = http.post(url, json=payload)
-            response.raise_for_status()
-            json.loads(response.content)
-        return (time.perf_counter() - start) / requests
+    def request() -> None:
+        response = http.post(url, json=payload)
+        response.raise_for_status()
+        json.loads(response.content)
 
-    def stream_round() -> float:
-        start = time.perf_counter()
+    def stream() -> int:
         count = 0
         with http.stream("POST", url, json={**payload, "stream": True}) as response:
             for line in response.iter_lines():
                 if line.startswith("data: ") and line != "data: [DONE]":
                     json.loads(line[6:])
                     count += 1
-        return (time.perf_counter() - start) / count
+        return count
 
-    return Contender(requests_round, stream_round, http.close)
-
-
-def maas_sync(base_url: str, requests: int) -> Contender:
-    client = MaaS(base_url=base_url, api_key="sk-bench", timeout=60)
-
-    def requests_round() -> float:
-        start = time.perf_counter()
-        for _ in range(requests):
-            client.generate(PROMPT, model=MODEL, max_tokens=32)
-        return (time.perf_counter() - start) / requests
-
-    def stream_round() -> float:
-        start = time.perf_counter()
-        count = 0
-        with client.generate(PROMPT, model=MODEL, max_tokens=32, stream=True) as stream:
-            for _chunk in stream:
-                count += 1
-        return (time.perf_counter() - start) / count
-
-    return Contender(requests_round, stream_round, client.close)
+    return Contender(request, stream, http.close)
 
 
-def maas_async(base_url: str, requests: int) -> Contender:
-    from maas_sdk import AsyncMaaS
+def maas_sync(base_url: str) -> Contender:
+    client = MaaS(base_url=base_url, api_key=API_KEY, timeout=60)
 
-    loop = asyncio.new_event_loop()
-    client = AsyncMaaS(base_url=base_url, api_key="sk-bench", timeout=60)
+    def request() -> None:
+        client.generate(PROMPT, model=MODEL, max_tokens=32)
 
-    async def requests_round() -> float:
-        start = time.perf_counter()
-        for _ in range(requests):
-            await client.generate(PROMPT, model=MODEL, max_tokens=32)
-        return (time.perf_counter() - start) / requests
+    def stream() -> int:
+        with client.generate(PROMPT, model=MODEL, max_tokens=32, stream=True) as chunks:
+            return sum(1 for _chunk in chunks)
 
-    async def stream_round() -> float:
-        start = time.perf_counter()
-        count = 0
-        async with await client.generate(PROMPT, model=MODEL, max_tokens=32, stream=True) as stream:
-            async for _chunk in stream:
-                count += 1
-        return (time.perf_counter() - start) / count
-
-    def close() -> None:
-        loop.run_until_complete(client.close())
-        loop.close()
-
-    return Contender(lambda: loop.run_until_complete(requests_round()),
-                     lambda: loop.run_until_complete(stream_round()), close)
+    return Contender(request, stream, client.close)
 
 
-def openai_client(base_url: str, requests: int) -> Contender | None:
+def openai_client(base_url: str) -> Contender | None:
     try:
         import openai
     except ImportError:
         return None
-    http = httpx.Client(timeout=60, transport=httpx.HTTPTransport(socket_options=NODELAY))
-    client = openai.OpenAI(base_url=base_url, api_key="sk-bench", timeout=60, http_client=http)
+    http = httpx.Client(timeout=60)
+    client = openai.OpenAI(base_url=base_url, api_key=API_KEY, timeout=60, http_client=http)
 
-    def requests_round() -> float:
-        start = time.perf_counter()
-        for _ in range(requests):
-            client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=32)
-        return (time.perf_counter() - start) / requests
+    def request() -> None:
+        client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=32)
 
-    def stream_round() -> float:
-        start = time.perf_counter()
+    def stream() -> int:
+        return sum(1 for _chunk in client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=32, stream=True))
+
+    return Contender(request, stream, client.close)
+
+
+def raw_httpx_async(base_url: str) -> Contender:
+    http = httpx.AsyncClient(timeout=60, headers=AUTH)
+    url = f"{base_url}/completions"
+    payload = {"model": MODEL, "prompt": PROMPT, "max_tokens": 32}
+
+    async def request() -> None:
+        response = await http.post(url, json=payload)
+        response.raise_for_status()
+        json.loads(response.content)
+
+    async def stream() -> int:
         count = 0
-        for _chunk in client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=32, stream=True):
-            count += 1
-        return (time.perf_counter() - start) / count
+        async with http.stream("POST", url, json={**payload, "stream": True}) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    json.loads(line[6:])
+                    count += 1
+        return count
 
-    return Contender(requests_round, stream_round, client.close)
+    return Contender(request, stream, http.aclose, RAW_ASYNC)
 
 
-def measure(runners: dict[str, Runner], repeat: int) -> dict[str, float]:
-    """Median cost of each runner over `repeat` rounds, interleaved so that load spikes hit them alike."""
-    for runner in runners.values():
-        runner()  # warm-up: connections, imports, caches
-    rounds: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeat):
-        for name, runner in runners.items():
-            rounds[name].append(runner())
-    return {name: statistics.median(costs) for name, costs in rounds.items()}
+def maas_async(base_url: str) -> Contender:
+    client = AsyncMaaS(base_url=base_url, api_key=API_KEY, timeout=60)
+
+    async def request() -> None:
+        await client.generate(PROMPT, model=MODEL, max_tokens=32)
+
+    async def stream() -> int:
+        count = 0
+        async with await client.generate(PROMPT, model=MODEL, max_tokens=32, stream=True) as chunks:
+            async for _chunk in chunks:
+                count += 1
+        return count
+
+    return Contender(request, stream, client.close, RAW_ASYNC)
+
+
+def request_round(clients: dict[str, Contender], requests: int) -> dict[str, float]:
+    """Seconds per request of each client, taking turns request by request, so that
+    load from other processes falls on all of them alike."""
+    spent = dict.fromkeys(clients, 0.0)
+    for _ in range(requests):
+        for name, client in clients.items():
+            start = time.perf_counter()
+            client.request()
+            spent[name] += time.perf_counter() - start
+    return {name: total / requests for name, total in spent.items()}
+
+
+async def async_request_round(clients: dict[str, Contender], requests: int) -> dict[str, float]:
+    spent = dict.fromkeys(clients, 0.0)
+    for _ in range(requests):
+        for name, client in clients.items():
+            start = time.perf_counter()
+            await client.request()
+            spent[name] += time.perf_counter() - start
+    return {name: total / requests for name, total in spent.items()}
+
+
+def stream_round(clients: dict[str, Contender], loop: asyncio.AbstractEventLoop) -> dict[str, float]:
+    """Seconds per event of each client, reading the whole stream once each."""
+    costs = {}
+    for name, client in clients.items():
+        start = time.perf_counter()
+        result = client.stream()
+        count = loop.run_until_complete(result) if asyncio.iscoroutine(result) else result
+        costs[name] = (time.perf_counter() - start) / count
+    return costs
+
+
+def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=1000, help="requests per round, not streamed (1000)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per round, not streamed (300)")
     parser.add_argument("--events", type=int, default=10_000, help="events in the streamed answer (10000)")
-    parser.add_argument("--repeat", type=int, default=7, help="rounds per client; the median is shown (7)")
+    parser.add_argument("--repeat", type=int, default=11, help="rounds per client; the median is shown (11)")
     parser.add_argument("--write-size", type=int, default=16_384,
                         help="bytes per server write of the stream (16384); 1 event per write: about 110")
-    parser.add_argument("--async", dest="include_async", action="store_true", help="also measure AsyncMaaS")
+    parser.add_argument("--async", dest="include_async", action="store_true",
+                        help="also measure AsyncMaaS, against raw httpx.AsyncClient")
     args = parser.parse_args()
 
     process, base_url = start_server(args.events, args.write_size)
+    loop = asyncio.new_event_loop()
     try:
-        clients = {"raw httpx + json": raw_httpx(base_url, args.requests),
-                   "maas-sdk MaaS": maas_sync(base_url, args.requests)}
-        if args.include_async:
-            clients["maas-sdk AsyncMaaS"] = maas_async(base_url, args.requests)
-        official = openai_client(base_url, args.requests)
+        sync_clients = {RAW: raw_httpx(base_url), "maas-sdk MaaS": maas_sync(base_url)}
+        official = openai_client(base_url)
         if official is not None:
-            clients["openai"] = official
-        per_request = measure({name: client.requests for name, client in clients.items()}, args.repeat)
-        per_event = measure({name: client.stream for name, client in clients.items()}, args.repeat)
+            sync_clients["openai"] = official
+        async_clients = {RAW_ASYNC: raw_httpx_async(base_url), "maas-sdk AsyncMaaS": maas_async(base_url)}
+        if not args.include_async:
+            async_clients = {}
+        clients = {**sync_clients, **async_clients}
+        request_round(sync_clients, 20)  # warm-up: connections, imports, caches
+        loop.run_until_complete(async_request_round(async_clients, 20))
+        stream_round(clients, loop)
+        request_rounds, stream_rounds = [], []
+        for _ in range(args.repeat):
+            costs = request_round(sync_clients, args.requests)
+            costs.update(loop.run_until_complete(async_request_round(async_clients, args.requests)))
+            request_rounds.append(costs)
+            stream_rounds.append(stream_round(clients, loop))
+        per_request, per_event = medians(request_rounds), medians(stream_rounds)
         for client in clients.values():
-            client.close()
+            closing = client.close()
+            if asyncio.iscoroutine(closing):
+                loop.run_until_complete(closing)
     finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
         process.terminate()
         process.join()
 
-    raw = "raw httpx + json"
-    print(f"\n{args.requests} requests x {args.repeat} rounds; stream of {args.events} events "
-          f"x {args.repeat} rounds; medians; loopback HTTP/1.1 (uvicorn, h11)\n")
-    print(f"{'client':<20} {'ms/request':>11} {'vs raw':>7} {'events/s':>10} {'vs raw':>7}")
-    print("-" * 59)
-    for name in clients:
-        request_ratio = per_request[name] / per_request[raw]
-        event_ratio = per_event[name] / per_event[raw]
-        print(f"{name:<20} {per_request[name] * 1000:>11.3f} {request_ratio:>6.2f}x "
+    print(f"\n{args.requests} requests x {args.repeat} rounds; a stream of {args.events} events x {args.repeat} "
+          f"rounds; medians; loopback HTTP/1.1 (uvicorn, h11); {args.write_size}-byte stream writes\n")
+    print(f"{'client':<24} {'ms/request':>11} {'vs raw':>7} {'events/s':>10} {'vs raw':>7}")
+    print("-" * 63)
+    for name, client in clients.items():
+        request_ratio = per_request[name] / per_request[client.baseline]
+        event_ratio = per_event[name] / per_event[client.baseline]
+        print(f"{name:<24} {per_request[name] * 1000:>11.3f} {request_ratio:>6.2f}x "
               f"{1 / per_event[name]:>10,.0f} {event_ratio:>6.2f}x")
     if official is None:
-        print(f"{'openai':<20} {'(not installed: pip install openai to compare)':>38}")
+        print(f"{'openai':<24} (not installed: pip install openai to compare)")
     sdk = "maas-sdk MaaS"
-    request_ok = per_request[sdk] / per_request[raw] <= REQUEST_TARGET
+    request_ok = per_request[sdk] / per_request[RAW] <= REQUEST_TARGET
     stream_ok = 1 / per_event[sdk] >= STREAM_TARGET
-    print("\n'vs raw' is cost relative to raw httpx (time per request or per event; lower is better).")
+    print("\n'vs raw': cost per request or per event relative to raw httpx (sync rows to the sync")
+    print("client, async rows to httpx.AsyncClient); lower is better.")
     print(f"targets: MaaS request <= {REQUEST_TARGET}x raw: {'met' if request_ok else 'MISSED'}; "
-          f"stream >= {STREAM_TARGET:,.0f} typed events/s: {'met' if stream_ok else 'MISSED'}")
+          f"MaaS stream >= {STREAM_TARGET:,.0f} typed events/s: {'met' if stream_ok else 'MISSED'}")
     return 0
 
 

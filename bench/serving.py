@@ -14,7 +14,9 @@ own cost per chunk stays a `json.loads`. Metrics follow vLLM's `benchmark_servin
 
 Every request asks for exactly `--output-len` tokens (`min_tokens = max_tokens`, greedy), so
 runs compare like with like. Two in-process references use the same model, dtype and thread
-count, in a child process that runs before the server starts:
+count, in a child process that only runs while the server is idle: the naive figure first,
+then each level's limit right before the server runs that level, so that drift in the
+machine's speed hits both sides of each ratio alike:
 
 - naive: the requests served one at a time by `model.generate()`;
 - limit: one fixed, left-padded batch of N = concurrency prompts through `model.generate()`,
@@ -41,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import GENERATOR, in_child, machine, prompts, server, summary, table
+from bench._common import GENERATOR, child, machine, prompts, server, summary, table
 
 
 @dataclass
@@ -151,32 +153,28 @@ async def run_level(client: httpx.AsyncClient, model: str, texts: list[str], out
     return RunResult(concurrency, time.perf_counter() - start, results)
 
 
-async def sweep(base_url: str, api_key: str | None, model: str, texts: list[str], output_len: int,
-                levels: list[int]) -> list[RunResult]:
+async def run_server_level(base_url: str, api_key: str | None, model: str, texts: list[str], output_len: int,
+                           level: int, warm_up: bool) -> RunResult:
+    """One concurrency level over a fresh connection pool (after a warm-up, if asked)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = httpx.Limits(max_connections=max(levels) + 2, max_keepalive_connections=max(levels) + 2)
+    limits = httpx.Limits(max_connections=level + 2, max_keepalive_connections=level + 2)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits,
                                  timeout=httpx.Timeout(600.0)) as client:
-        # Warm-up: a few concurrent requests on other prompts than the measured ones.
-        warm = await run_level(client, model, [f"Warm-up {i}: the weather today is" for i in range(2)],
-                               output_len, 2)
-        if warm.failures:
-            raise RuntimeError(f"warm-up failed: {warm.requests[0].error or warm.requests[1].error}")
-        runs = []
-        for level in levels:
-            run = await run_level(client, model, texts, output_len, level)
-            print(f"  concurrency {level:>2}: {run.output_tps:6.1f} tok/s, {run.failures} failures, "
-                  f"{run.wall_s:.1f} s", file=sys.stderr)
-            runs.append(run)
-        return runs
+        if warm_up:  # a few concurrent requests, on other prompts than the measured ones
+            warm = await run_level(client, model, [f"Warm-up {i}: the weather today is" for i in range(2)],
+                                   output_len, 2)
+            if warm.failures:
+                raise RuntimeError(f"warm-up failed: {warm.requests[0].error or warm.requests[1].error}")
+        return await run_level(client, model, texts, output_len, level)
 
 
 # ----- in-process references (run in a child process) -----
 
-def references(dtype: str, threads: int, texts: list[str], output_len: int, levels: list[int],
-               naive_requests: int, repeats: int) -> dict[str, Any]:
-    """Tokens/s of the naive server (one `generate()` per request, in turn) and of one fixed
-    batch per concurrency level (the median of `repeats` runs)."""
+# The child process's loaded model and tokenized prompts, kept between calls.
+_ref: dict[str, Any] = {}
+
+
+def _load_reference(dtype: str, threads: int, texts: list[str]) -> None:
     import torch
 
     from reference_server.loading import configure_threads, default_specs, load_model, resolve_device
@@ -189,29 +187,57 @@ def references(dtype: str, threads: int, texts: list[str], output_len: int, leve
     spec.dtype = dtype
     loaded = load_model(spec, cache_dir=settings.cache_dir, device=resolve_device(settings.device))
     tok = loaded.tokenizer
-    ids = [list(tok(t, add_special_tokens=True)["input_ids"]) for t in texts]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    _ref.update(torch=torch, loaded=loaded, ids=[list(tok(t, add_special_tokens=True)["input_ids"]) for t in texts],
+                pad=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    _generate(_ref["ids"][:2], 8)  # warm-up
 
-    def generate(batch: list[list[int]], tokens: int) -> float:
-        width = max(len(p) for p in batch)
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=loaded.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=loaded.device)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = loaded.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=tokens,
-                                        min_new_tokens=tokens, do_sample=False, pad_token_id=pad)
-        elapsed = time.perf_counter() - start
-        assert out.shape[1] - width == tokens, "generate() stopped early"
-        return elapsed
 
-    generate(ids[:2], 8)  # warm-up
-    naive_s = sum(generate([p], output_len) for p in ids[:naive_requests])
-    limit = {}
-    for level in levels:
-        batch = (ids * math.ceil(level / len(ids)))[:level]
-        limit[level] = statistics.median(level * output_len / generate(batch, output_len) for _ in range(repeats))
-    return {"naive": naive_requests * output_len / naive_s, "limit": limit, "dtype": loaded.dtype,
-            "device": loaded.device}
+def _generate(batch: list[list[int]], tokens: int) -> float:
+    """Seconds for one left-padded `model.generate()` call producing exactly `tokens` per row."""
+    torch, loaded, pad = _ref["torch"], _ref["loaded"], _ref["pad"]
+    width = max(len(p) for p in batch)
+    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=loaded.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=loaded.device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = loaded.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=tokens,
+                                    min_new_tokens=tokens, do_sample=False, pad_token_id=pad)
+    elapsed = time.perf_counter() - start
+    assert out.shape[1] - width == tokens, "generate() stopped early"
+    return elapsed
+
+
+def _naive(output_len: int) -> float:
+    """Tokens/s serving every prompt in turn, one `generate()` each."""
+    ids = _ref["ids"]
+    return len(ids) * output_len / sum(_generate([p], output_len) for p in ids)
+
+
+def _limit(level: int, output_len: int, repeats: int) -> float:
+    """Tokens/s of one fixed batch of `level` prompts (median of `repeats` runs)."""
+    ids = _ref["ids"]
+    batch = (ids * math.ceil(level / len(ids)))[:level]
+    return statistics.median(level * output_len / _generate(batch, output_len) for _ in range(repeats))
+
+
+class References:
+    """The naive and limit references, in a child process that loads the model once and then
+    stays idle while the server works, so each concurrency level's limit is measured right
+    before the server runs that level."""
+
+    def __init__(self, dtype: str, threads: int, texts: list[str], output_len: int, repeats: int) -> None:
+        self.output_len, self.repeats = output_len, repeats
+        self.pool = child()
+        self.pool.submit(_load_reference, dtype, threads, texts).result()
+
+    def naive(self) -> float:
+        return self.pool.submit(_naive, self.output_len).result()
+
+    def limit(self, level: int) -> float:
+        return self.pool.submit(_limit, level, self.output_len, self.repeats).result()
+
+    def close(self) -> None:
+        self.pool.shutdown()
 
 
 # ----- report -----
@@ -263,19 +289,30 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# serving: {args.model}, {args.num_requests} requests x {args.output_len} output tokens, "
           f"{args.threads} threads, {args.dtype}; {machine()}", file=sys.stderr)
-    refs = None
-    if not args.skip_references:
-        print("measuring in-process references...", file=sys.stderr)
-        refs = in_child(references, args.dtype, args.threads, texts, args.output_len, levels,
-                        args.num_requests, args.repeats)
-    print("measuring the server...", file=sys.stderr)
-    with server(args.model, args.threads, args.base_url, {"MAAS_DTYPE": args.dtype}, args.server_log) as url:
-        runs = asyncio.run(sweep(url, args.api_key, args.model, texts, args.output_len, levels))
+    refs = None if args.skip_references else References(args.dtype, args.threads, texts, args.output_len,
+                                                         args.repeats)
+    runs: list[RunResult] = []
+    figures: dict[str, Any] = {"naive": math.nan, "limit": {}}
+    try:
+        with server(args.model, args.threads, args.base_url, {"MAAS_DTYPE": args.dtype}, args.server_log) as url:
+            if refs is not None:
+                figures["naive"] = refs.naive()
+            for level in levels:
+                if refs is not None:
+                    figures["limit"][level] = refs.limit(level)
+                run = asyncio.run(run_server_level(url, args.api_key, args.model, texts, args.output_len, level,
+                                                   warm_up=not runs))
+                print(f"  concurrency {level:>2}: {run.output_tps:6.1f} tok/s, {run.failures} failures, "
+                      f"{run.wall_s:.1f} s", file=sys.stderr)
+                runs.append(run)
+    finally:
+        if refs is not None:
+            refs.close()
 
-    print(report(runs, refs))
+    print(report(runs, figures if refs is not None else None))
     if args.json:
         args.json.write_text(json.dumps({
-            "args": {k: str(v) for k, v in vars(args).items()}, "references": refs,
+            "args": {k: str(v) for k, v in vars(args).items()}, "references": figures,
             "runs": [{"concurrency": r.concurrency, "wall_s": r.wall_s, "output_tps": r.output_tps,
                       "stats": r.stats(), "requests": [asdict(q) for q in r.requests]} for r in runs],
         }, indent=1))

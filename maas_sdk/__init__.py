@@ -4,7 +4,7 @@
 from maas_sdk import MaaS
 
 with MaaS() as client:  # $MAAS_API_KEY, $MAAS_BASE_URL
-    print(client.generate("Once upon a time", model="smollm2-135m", max_tokens=20).text)
+    print(client.generate("Once upon a time", model="smollm2-135m-instruct", max_tokens=20).text)
 ```
 
 `AsyncMaaS` offers the same methods to `await`. Every exception raised on purpose derives

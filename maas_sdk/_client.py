@@ -16,10 +16,17 @@ import httpx
 from typing_extensions import Self, Unpack
 
 from maas_sdk import _endpoints as endpoints
-from maas_sdk._core import DEFAULT_LIMITS, SOCKET_OPTIONS, Call, ClientCore, StreamCall, transport_errors
-from maas_sdk._endpoints import EmbeddingInput, EncodingFormat
+from maas_sdk._core import DEFAULT_LIMITS, Call, ClientCore, StreamCall, transport_errors
 from maas_sdk._streaming import AsyncStream, ChunkT, Stream
-from maas_sdk._types import ChatParams, CompletionParams, MessageParam, Prompt, RequestOptions
+from maas_sdk._types import (
+    ChatParams,
+    CompletionParams,
+    EmbeddingInput,
+    EncodingFormat,
+    MessageParam,
+    Prompt,
+    RequestOptions,
+)
 from maas_sdk.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -49,8 +56,7 @@ class MaaS(ClientCore[httpx.Client]):
     """
 
     def _new_http_client(self, timeout: httpx.Timeout) -> httpx.Client:
-        transport = httpx.HTTPTransport(limits=DEFAULT_LIMITS, socket_options=SOCKET_OPTIONS)
-        return httpx.Client(transport=transport, timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
+        return httpx.Client(timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
 
     @property
     def models(self) -> Models:
@@ -178,8 +184,7 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
     """
 
     def _new_http_client(self, timeout: httpx.Timeout) -> httpx.AsyncClient:
-        transport = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS, socket_options=SOCKET_OPTIONS)
-        return httpx.AsyncClient(transport=transport, timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
+        return httpx.AsyncClient(timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
 
     @property
     def models(self) -> AsyncModels:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -33,11 +33,11 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
-    "SOCKET_OPTIONS",
     "Call",
     "ClientCore",
     "Settings",
     "StreamCall",
+    "set_request_id",
     "transport_errors",
 ]
 
@@ -45,9 +45,6 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-# httpx writes a request's headers and body separately; with Nagle's algorithm on, the body
-# can wait for the server's delayed ACK of the headers (40 ms on Linux) on a reused connection.
-SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 USER_AGENT = f"maas-sdk/{__version__}"
 # Methods that change state: each call gets one Idempotency-Key, repeated by its retries.
 _KEYED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -89,7 +86,7 @@ def _timeout(value: float | httpx.Timeout) -> httpx.Timeout:
 class Settings:
     """A client's configuration. Immutable: `with_options` makes a changed copy."""
 
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     base_url: str
     timeout: httpx.Timeout
     max_retries: int
@@ -99,6 +96,8 @@ class Settings:
     retry: RetryPolicy = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be 0 or more")
         headers = {"accept": "application/json", "user-agent": USER_AGENT, RETRY_COUNT_HEADER: "0"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
@@ -115,8 +114,6 @@ class Settings:
         max_retries: int,
         default_headers: Mapping[str, str] | None,
     ) -> Settings:
-        if max_retries < 0:
-            raise ValueError("max_retries must be 0 or more")
         api_key = api_key if api_key is not None else os.environ.get("MAAS_API_KEY")
         url = base_url if base_url is not None else os.environ.get("MAAS_BASE_URL") or DEFAULT_BASE_URL
         return cls(
@@ -142,6 +139,15 @@ class Settings:
         )
 
 
+def set_request_id(response: ResponseModel, request_id: str | None) -> None:
+    """Record the call's `x-request-id` on a response model.
+
+    `_request_id` is a plain slot, so this skips pydantic's `__setattr__` (its
+    validation-assignment machinery has nothing to do here).
+    """
+    object.__setattr__(response, "_request_id", request_id)
+
+
 class transport_errors:
     """Turn httpx's transport failures into `APITimeoutError` / `APIConnectionError`."""
 
@@ -163,7 +169,7 @@ class transport_errors:
             raise APIConnectionError(f"{self._doing}: {exc!r}", request=self._request) from exc
 
 
-class ClientCore(Generic[HttpT]):
+class ClientCore(ABC, Generic[HttpT]):
     """Configuration, connection pool ownership, and request building/parsing for a client."""
 
     _settings: Settings
@@ -188,9 +194,9 @@ class ClientCore(Generic[HttpT]):
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else self._new_http_client(self._settings.timeout)
 
+    @abstractmethod
     def _new_http_client(self, timeout: httpx.Timeout) -> HttpT:
         """The connection pool a client makes for itself when not given one."""
-        raise NotImplementedError
 
     @property
     def api_key(self) -> str | None:
@@ -262,5 +268,5 @@ class ClientCore(Generic[HttpT]):
             return cast(R, response.content)
         model = cast(type[ResponseModel], call.response_type)
         result = model.model_validate_json(response.content)
-        result._request_id = response.headers.get("x-request-id")
+        set_request_id(result, response.headers.get("x-request-id"))
         return cast(R, result)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from pydantic import BaseModel
 from typing_extensions import Unpack
 
+from maas_sdk import protocol as wire
 from maas_sdk._core import Call, StreamCall
 from maas_sdk._types import (
     ChatParams,
     CompletionParams,
+    EmbeddingInput,
+    EncodingFormat,
     FileInput,
     FineTuningParams,
     JSONBody,
@@ -28,30 +31,9 @@ from maas_sdk._types import (
     RequestOptions,
     SamplingParams,
 )
-from maas_sdk.protocol import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    Classifications,
-    Detokenized,
-    Embeddings,
-    Evaluation,
-    FileDeleted,
-    FileList,
-    FileObject,
-    FineTuningCheckpointList,
-    FineTuningEventList,
-    Generation,
-    GenerationChunk,
-    Model,
-    ModelList,
-    Tokenized,
-)
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-EncodingFormat = Literal["float", "base64"]
-EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 
 _OPTION_KEYS = ("extra_headers", "extra_query", "extra_body", "timeout")
 
@@ -65,7 +47,7 @@ def _segment(value: str) -> str:
 
 def _plain(value: object) -> object:
     if isinstance(value, BaseModel):
-        return value.model_dump(exclude_none=True)
+        return value.model_dump(mode="json", exclude_none=True)
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
@@ -101,6 +83,13 @@ def _wire(
     }
 
 
+def _split(params: Mapping[str, Any]) -> tuple[RequestOptions, dict[str, Any]]:
+    """An operation's keyword arguments as (request options, body parameters)."""
+    values = dict(params)
+    options = cast(RequestOptions, {key: values.pop(key) for key in _OPTION_KEYS if key in values})
+    return options, values
+
+
 def _call(method: str, path: str, response_type: type[R], options: RequestOptions, **wire: Any) -> Call[R]:
     return Call(method=method, path=path, response_type=response_type, **_wire(options, **wire))
 
@@ -113,8 +102,7 @@ def _sampling(
     response_type: type[R],
     chunk_type: type[T],
 ) -> StreamCall[R, T]:
-    values: dict[str, Any] = dict(params)
-    options = cast(RequestOptions, {key: values.pop(key) for key in _OPTION_KEYS if key in values})
+    options, values = _split(params)
     include_usage = values.pop("include_usage", None)
     body.update(_body(values))
     if include_usage is not None:
@@ -129,16 +117,16 @@ def _sampling(
 
 def completion(
     prompt: Prompt, *, model: str, stream: bool, **params: Unpack[CompletionParams]
-) -> StreamCall[Generation, GenerationChunk]:
+) -> StreamCall[wire.Generation, wire.GenerationChunk]:
     body: JSONBody = {"model": model, "prompt": prompt}
-    return _sampling("/completions", body, params, stream, Generation, GenerationChunk)
+    return _sampling("/completions", body, params, stream, wire.Generation, wire.GenerationChunk)
 
 
 def chat_completion(
     messages: Sequence[MessageParam], *, model: str, stream: bool, **params: Unpack[ChatParams]
-) -> StreamCall[ChatCompletion, ChatCompletionChunk]:
+) -> StreamCall[wire.ChatCompletion, wire.ChatCompletionChunk]:
     body: JSONBody = {"model": model, "messages": [_plain(m) if isinstance(m, BaseModel) else dict(m) for m in messages]}
-    return _sampling("/chat/completions", body, params, stream, ChatCompletion, ChatCompletionChunk)
+    return _sampling("/chat/completions", body, params, stream, wire.ChatCompletion, wire.ChatCompletionChunk)
 
 
 def embeddings(
@@ -148,84 +136,84 @@ def embeddings(
     encoding_format: EncodingFormat | None,
     dimensions: int | None,
     options: RequestOptions,
-) -> Call[Embeddings]:
+) -> Call[wire.Embeddings]:
     body = _body({"model": model, "input": input, "encoding_format": encoding_format, "dimensions": dimensions})
-    return _call("POST", "/embeddings", Embeddings, options, json=body)
+    return _call("POST", "/embeddings", wire.Embeddings, options, json=body)
 
 
 def classifications(
     input: str | list[str], *, model: str, labels: Sequence[str] | None, options: RequestOptions
-) -> Call[Classifications]:
+) -> Call[wire.Classifications]:
     body = _body({"model": model, "input": input, "labels": labels})
-    return _call("POST", "/classifications", Classifications, options, json=body)
+    return _call("POST", "/classifications", wire.Classifications, options, json=body)
 
 
 def tokenize(
     text: str, *, model: str, add_special_tokens: bool | None, options: RequestOptions
-) -> Call[Tokenized]:
+) -> Call[wire.Tokenized]:
     body = _body({"model": model, "text": text, "add_special_tokens": add_special_tokens})
-    return _call("POST", "/tokenize", Tokenized, options, json=body)
+    return _call("POST", "/tokenize", wire.Tokenized, options, json=body)
 
 
-def detokenize(tokens: Sequence[int], *, model: str, options: RequestOptions) -> Call[Detokenized]:
-    return _call("POST", "/detokenize", Detokenized, options, json={"model": model, "tokens": list(tokens)})
+def detokenize(tokens: Sequence[int], *, model: str, options: RequestOptions) -> Call[wire.Detokenized]:
+    return _call("POST", "/detokenize", wire.Detokenized, options, json={"model": model, "tokens": list(tokens)})
 
 
-def evaluation(*, model: str, file: str, options: RequestOptions) -> Call[Evaluation]:
-    return _call("POST", "/evaluations", Evaluation, options, json={"model": model, "file": file})
+def evaluation(*, model: str, file: str, options: RequestOptions) -> Call[wire.Evaluation]:
+    return _call("POST", "/evaluations", wire.Evaluation, options, json={"model": model, "file": file})
 
 
-def list_models(options: RequestOptions) -> Call[ModelList]:
-    return _call("GET", "/models", ModelList, options)
+def list_models(options: RequestOptions) -> Call[wire.ModelList]:
+    return _call("GET", "/models", wire.ModelList, options)
 
 
-def retrieve_model(model: str, options: RequestOptions) -> Call[Model]:
-    return _call("GET", f"/models/{_segment(model)}", Model, options)
+def retrieve_model(model: str, options: RequestOptions) -> Call[wire.Model]:
+    return _call("GET", f"/models/{_segment(model)}", wire.Model, options)
 
 
 def _file_content(file: FileInput, filename: str | None) -> tuple[str, bytes]:
     if isinstance(file, bytes):
-        return filename or "upload", file
+        return filename or "upload.jsonl", file
     if isinstance(file, (str, os.PathLike)):
         path = Path(file)
         return filename or path.name, path.read_bytes()
     name = getattr(file, "name", None)
-    return filename or (os.path.basename(name) if isinstance(name, str) else "upload"), file.read()
+    return filename or (os.path.basename(name) if isinstance(name, str) else "upload.jsonl"), file.read()
 
 
-def upload_file(file: FileInput, *, purpose: str, filename: str | None, options: RequestOptions) -> Call[FileObject]:
+def upload_file(
+    file: FileInput, *, purpose: str, filename: str | None, options: RequestOptions
+) -> Call[wire.FileObject]:
     name, content = _file_content(file, filename)
-    wire = _wire(options, form={"purpose": purpose})
     return Call(
         method="POST",
         path="/files",
-        response_type=FileObject,
+        response_type=wire.FileObject,
         files={"file": (name, content, "application/octet-stream")},
-        **wire,
+        **_wire(options, form={"purpose": purpose}),
     )
 
 
-def list_files(options: RequestOptions) -> Call[FileList]:
-    return _call("GET", "/files", FileList, options)
+def list_files(purpose: str | None, options: RequestOptions) -> Call[wire.FileList]:
+    return _call("GET", "/files", wire.FileList, options, query={"purpose": purpose})
 
 
-def retrieve_file(file_id: str, options: RequestOptions) -> Call[FileObject]:
-    return _call("GET", f"/files/{_segment(file_id)}", FileObject, options)
+def retrieve_file(file_id: str, options: RequestOptions) -> Call[wire.FileObject]:
+    return _call("GET", f"/files/{_segment(file_id)}", wire.FileObject, options)
 
 
 def file_content(file_id: str, options: RequestOptions) -> Call[bytes]:
     return _call("GET", f"/files/{_segment(file_id)}/content", bytes, options)
 
 
-def delete_file(file_id: str, options: RequestOptions) -> Call[FileDeleted]:
-    return _call("DELETE", f"/files/{_segment(file_id)}", FileDeleted, options)
+def delete_file(file_id: str, options: RequestOptions) -> Call[wire.FileDeleted]:
+    return _call("DELETE", f"/files/{_segment(file_id)}", wire.FileDeleted, options)
 
 
 def create_job(
     job_type: type[R], *, model: str, training_file: str, **params: Unpack[FineTuningParams]
 ) -> Call[R]:
-    values: dict[str, Any] = dict(params)
-    options = cast(RequestOptions, {key: values.pop(key) for key in _OPTION_KEYS if key in values})
+    options, values = _split(params)
     body = _body({"model": model, "training_file": training_file, **values})
     return _call("POST", "/fine_tuning/jobs", job_type, options, json=body)
 
@@ -244,11 +232,11 @@ def cancel_job(job_type: type[R], job_id: str, options: RequestOptions) -> Call[
 
 def job_events(
     job_id: str, *, limit: int | None, after: str | None, options: RequestOptions
-) -> Call[FineTuningEventList]:
+) -> Call[wire.FineTuningEventList]:
     path = f"/fine_tuning/jobs/{_segment(job_id)}/events"
-    return _call("GET", path, FineTuningEventList, options, query={"limit": limit, "after": after})
+    return _call("GET", path, wire.FineTuningEventList, options, query={"limit": limit, "after": after})
 
 
-def job_checkpoints(job_id: str, options: RequestOptions) -> Call[FineTuningCheckpointList]:
+def job_checkpoints(job_id: str, options: RequestOptions) -> Call[wire.FineTuningCheckpointList]:
     path = f"/fine_tuning/jobs/{_segment(job_id)}/checkpoints"
-    return _call("GET", path, FineTuningCheckpointList, options)
+    return _call("GET", path, wire.FineTuningCheckpointList, options)

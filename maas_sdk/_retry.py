@@ -142,9 +142,10 @@ def _replaying_async(
 class RetryPolicy:
     """How many times to retry; runs a call's attempts under tenacity.
 
-    The first attempt is made directly, so a call that succeeds pays nothing for the
-    retry machinery. If it fails, tenacity takes over: its first "attempt" re-raises
-    that failure, so tenacity judges it (retry? after how long?) like any later one.
+    The first attempt is made directly, so a call that succeeds (or fails for good)
+    pays nothing for the retry machinery. If it fails in a way worth retrying, tenacity
+    takes over: its first "attempt" re-raises that failure, so tenacity decides how
+    long to wait, and judges every later attempt.
     The stop, wait and retry rules are made once, here; the controller per call (it
     keeps the call's progress). The attempt function takes the `httpx.Request` first.
     """
@@ -162,6 +163,10 @@ class RetryPolicy:
             "reraise": True,
         }
 
+    def _retries(self, failure: APIError) -> bool:
+        """Whether tenacity would retry after this first failure (if not, it is raised as it is)."""
+        return self.max_retries > 0 and should_retry(failure)
+
     def send(
         self,
         attempt: Callable[[httpx.Request, bool], httpx.Response],
@@ -172,6 +177,8 @@ class RetryPolicy:
         try:
             return attempt(request, stream)
         except APIError as failure:
+            if not self._retries(failure):
+                raise
             resumed = _replaying(failure, attempt)
         return tenacity.Retrying(sleep=sleep, **self._rules)(resumed, request, stream)
 
@@ -185,5 +192,7 @@ class RetryPolicy:
         try:
             return await attempt(request, stream)
         except APIError as failure:
+            if not self._retries(failure):
+                raise
             resumed = _replaying_async(failure, attempt)
         return await tenacity.AsyncRetrying(sleep=sleep, **self._rules)(resumed, request, stream)

@@ -12,6 +12,8 @@ goes wrong:
   is complete and a missing `[DONE]` (some OpenAI-compatible servers omit it) is
   tolerated.
 
+After `[DONE]` the rest of the body (normally nothing but its end) is read and
+ignored, so that the connection goes back to the pool instead of being closed.
 Both streams always release their connection: at the end, on `break` (when the
 stream is closed or garbage collected), on an exception, and on `close()`.
 """
@@ -26,7 +28,7 @@ from typing import Generic, TypeVar, cast
 import httpx
 from pydantic import ValidationError
 
-from maas_sdk._core import transport_errors
+from maas_sdk._core import set_request_id, transport_errors
 from maas_sdk._exceptions import APIConnectionError, APIError, stream_error
 from maas_sdk._sse import SSEDecoder
 from maas_sdk.protocol import ChatCompletionChunk, GenerationChunk
@@ -41,10 +43,11 @@ _BROKEN = "The connection broke while the stream was being read"
 class ChunkParser(Generic[ChunkT]):
     """Bytes in, typed chunks out; remembers whether the stream is complete."""
 
-    __slots__ = ("_decoder", "_finished", "_open", "_request_id", "_response", "_type", "done")
+    __slots__ = ("_decoder", "_finished", "_open", "_request_id", "_response", "_validate", "done")
 
     def __init__(self, chunk_type: type[ChunkT], response: httpx.Response) -> None:
-        self._type = chunk_type
+        # The validator itself: `model_validate_json` adds a Python call per chunk around it.
+        self._validate = chunk_type.__pydantic_validator__.validate_json
         self._response = response
         self._request_id: str | None = response.headers.get("x-request-id")
         self._decoder = SSEDecoder()
@@ -53,7 +56,8 @@ class ChunkParser(Generic[ChunkT]):
         self._finished = False
 
     def feed(self, data: bytes) -> Iterator[ChunkT]:
-        """The chunks these bytes complete; stops at `[DONE]` (then `done` is True)."""
+        """The chunks these bytes complete; stops at `[DONE]` (then `done` is True, and the
+        caller stops feeding)."""
         for event in self._decoder.feed(data):
             if event.data == "[DONE]":
                 self.done = True
@@ -65,18 +69,19 @@ class ChunkParser(Generic[ChunkT]):
 
     def end(self) -> None:
         """The body ended without `[DONE]`: raise unless every choice had finished."""
-        if self.done or (self._finished and not self._open):
+        if self.done or (self._finished and not self._open and not self._decoder.pending):
             return
+        where = "in the middle of an event" if self._decoder.pending else "before `data: [DONE]`"
         raise APIConnectionError(
-            "The stream ended before `data: [DONE]`; the answer is incomplete", request=self._response.request
+            f"The stream ended {where}; the answer is incomplete", request=self._response.request
         )
 
     def _chunk(self, data: str) -> ChunkT:
         try:
-            chunk = cast(ChunkT, self._type.model_validate_json(data))
+            chunk: ChunkT = self._validate(data)
         except ValidationError:
             raise self._error(data) from None
-        chunk._request_id = self._request_id
+        set_request_id(chunk, self._request_id)
         for choice in chunk.choices:
             if choice.finish_reason is None:
                 self._open.add(choice.index)
@@ -99,9 +104,8 @@ def _read(response: httpx.Response, parser: ChunkParser[ChunkT]) -> Generator[Ch
     try:
         with transport_errors(response.request, _BROKEN):
             for data in response.iter_bytes():
-                yield from parser.feed(data)
-                if parser.done:
-                    return
+                if not parser.done:
+                    yield from parser.feed(data)
         parser.end()
     finally:
         response.close()
@@ -112,13 +116,12 @@ async def _aread(response: httpx.Response, parser: ChunkParser[ChunkT]) -> Async
     try:
         with transport_errors(response.request, _BROKEN):
             async for data in body:
-                for chunk in parser.feed(data):
-                    yield chunk
-                if parser.done:
-                    return
+                if not parser.done:
+                    for chunk in parser.feed(data):
+                        yield chunk
         parser.end()
     finally:
-        # Closed here, not left to the event loop's finalizer hook, which may run after the loop is gone.
+        # Closed now rather than by the event loop's finalizer hook, which may run after the loop is gone.
         await body.aclose()
         await response.aclose()
 

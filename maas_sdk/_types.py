@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import httpx
 from typing_extensions import TypedDict
@@ -21,6 +21,8 @@ __all__ = [
     "ChatParams",
     "ClientOptions",
     "CompletionParams",
+    "EmbeddingInput",
+    "EncodingFormat",
     "FileInput",
     "FineTuningParams",
     "JSONBody",
@@ -34,6 +36,8 @@ __all__ = [
 
 TimeoutParam = float | httpx.Timeout | None
 Prompt = str | list[str]
+EmbeddingInput = str | list[str] | list[int] | list[list[int]]
+EncodingFormat = Literal["float", "base64"]
 StopParam = str | Sequence[str] | None
 MessageParam = ChatMessage | Mapping[str, Any]
 FileInput = str | os.PathLike[str] | bytes | IO[bytes]
@@ -55,7 +59,8 @@ class RequestOptions(TypedDict, total=False):
 
     `extra_headers` are added to (and override) the request's headers,
     `extra_query` to its query string, `extra_body` to its JSON body (or form
-    fields, for uploads); `timeout` replaces the client's for this call.
+    fields, for uploads); `timeout` replaces the client's for this call (None keeps
+    the client's; `httpx.Timeout(None)` waits forever).
     """
 
     extra_headers: Mapping[str, str] | None
@@ -87,14 +92,20 @@ class SamplingParams(RequestOptions, total=False):
 
 
 class CompletionParams(SamplingParams, total=False):
+    """`generate()`'s parameters: the sampling ones, and `echo` (prepend the prompt to the text)."""
+
     echo: bool | None
 
 
 class ChatParams(SamplingParams, total=False):
+    """`chat()`'s parameters: the sampling ones, and `max_completion_tokens` (OpenAI's newer name)."""
+
     max_completion_tokens: int | None
 
 
 class FineTuningParams(RequestOptions, total=False):
+    """`fine_tuning.jobs.create()`'s optional parameters; models or plain dicts for the nested ones."""
+
     validation_file: str | None
     hyperparameters: Hyperparameters | Mapping[str, object] | None
     method: FineTuneMethod | Mapping[str, object] | None

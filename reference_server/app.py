@@ -21,6 +21,7 @@ from reference_server.lifecycle import Drainer, LifecycleMiddleware
 from reference_server.metrics import MetricsMiddleware, ServerMetrics
 from reference_server.middleware import RequestIdMiddleware
 from reference_server.models_service import ModelsService
+from reference_server.offload import ThreadWork
 from reference_server.ratelimit import RateLimitMiddleware, RateLimits
 from reference_server.registry import ModelRegistry
 from reference_server.security import APIKeyMiddleware, KeyRing
@@ -99,6 +100,7 @@ def create_app(settings: Optional[Settings] = None) -> Starlette:
     app.state.drainer = drainer
     app.state.draining = False
     app.state.rate_limits = rate_limits
+    app.state.thread_work = ThreadWork(settings.max_running, settings.max_queued)
     app.state.services = services
     install_error_handlers(app)
     return app

@@ -1,4 +1,5 @@
-"""The `maas` command: `maas serve` starts the reference server."""
+"""The `maas` command: `maas serve` starts the reference server; `maas bench NAME` runs one of
+the benchmarks in `bench/` (from a source checkout, where that folder sits beside this package)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARKS = ("serving", "embeddings", "quantization")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / f"{args.name}.py").is_file():
+        print(f"maas bench: {root / 'bench'} not found; the benchmarks run from a source checkout.",
+              file=sys.stderr)
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    module = importlib.import_module(f"bench.{args.name}")
+    return int(module.main(args.args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas", description="maas reference server and tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Seconds in-flight requests get on SIGTERM (else MAAS_SHUTDOWN_GRACE, 30).")
     serve.add_argument("--access-log", action="store_true", help="Log every request line.")
     serve.set_defaults(func=_serve)
+    bench = commands.add_parser("bench", help="Run a benchmark (see docs/benchmarks.md); options follow NAME.",
+                                add_help=False)
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="Options of that benchmark (--help lists them).")
+    bench.set_defaults(func=_bench)
     return parser
 
 

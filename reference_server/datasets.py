@@ -17,13 +17,14 @@ keys that decide the format must not be mixed on one line.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple
+from typing import Any, Literal
 
 Format = Literal["chat", "prompt_completion", "classification"]
-FORMATS: Tuple[Format, ...] = ("chat", "prompt_completion", "classification")
-GENERATION_FORMATS: Tuple[Format, ...] = ("chat", "prompt_completion")
+FORMATS: tuple[Format, ...] = ("chat", "prompt_completion", "classification")
+GENERATION_FORMATS: tuple[Format, ...] = ("chat", "prompt_completion")
 
 _ROLES = ("system", "user", "assistant", "developer")
 # How many distinct labels a classification file may have; more is almost always a mistake
@@ -31,10 +32,14 @@ _ROLES = ("system", "user", "assistant", "developer")
 MAX_LABELS = 1000
 
 
+class RecordError(ValueError):
+    """One line is not a valid record of its format; the message says what is wrong."""
+
+
 class DatasetError(ValueError):
     """The data is unusable; `line` is the 1-based line number of the first problem, if any."""
 
-    def __init__(self, message: str, line: Optional[int] = None) -> None:
+    def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(f"line {line}: {message}" if line is not None else message)
         self.line = line
 
@@ -45,20 +50,20 @@ class DatasetInfo:
 
     format: Format
     lines: int
-    labels: List[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
 
 
 def detect_line_format(record: Any) -> Format:
-    """The format of one parsed JSONL line; raises ValueError saying what is wrong with it."""
+    """The format of one parsed JSONL line; raises RecordError saying what is wrong with it."""
     if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+        raise RecordError(f"expected a JSON object, got {type(record).__name__}")
     kinds = [name for name, keys in (("chat", ("messages",)), ("prompt_completion", ("prompt", "completion")),
                                       ("classification", ("text", "label")))
              if any(key in record for key in keys)]
     if not kinds:
-        raise ValueError('expected "messages", "prompt"/"completion" or "text"/"label" keys')
+        raise RecordError('expected "messages", "prompt"/"completion" or "text"/"label" keys')
     if len(kinds) > 1:
-        raise ValueError(f"keys of several formats on one line ({', '.join(kinds)})")
+        raise RecordError(f"keys of several formats on one line ({', '.join(kinds)})")
     kind: Format = kinds[0]  # type: ignore[assignment]
     if kind == "chat":
         _check_messages(record["messages"])
@@ -71,48 +76,50 @@ def detect_line_format(record: Any) -> Format:
     return kind
 
 
-def label_of(record: Dict[str, Any]) -> str:
+def label_of(record: dict[str, Any]) -> str:
     """The label of a classification record as a string."""
-    label = record.get("label")
+    if "label" not in record:
+        raise RecordError('missing "label"')
+    label = record["label"]
     if isinstance(label, bool) or not isinstance(label, (str, int)):
-        raise ValueError('"label" must be a string or an integer')
+        raise RecordError('"label" must be a string or an integer')
     text = str(label).strip()
     if not text:
-        raise ValueError('"label" must not be empty')
+        raise RecordError('"label" must not be empty')
     return text
 
 
-def _check_text(record: Dict[str, Any], key: str, *, allow_empty: bool) -> None:
+def _check_text(record: dict[str, Any], key: str, *, allow_empty: bool) -> None:
     if key not in record:
-        raise ValueError(f'missing "{key}"')
+        raise RecordError(f'missing "{key}"')
     value = record[key]
     if not isinstance(value, str):
-        raise ValueError(f'"{key}" must be a string')
+        raise RecordError(f'"{key}" must be a string')
     if not allow_empty and not value.strip():
-        raise ValueError(f'"{key}" must not be empty')
+        raise RecordError(f'"{key}" must not be empty')
 
 
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
-        raise ValueError('"messages" must be a non-empty list')
+        raise RecordError('"messages" must be a non-empty list')
     has_assistant = False
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise ValueError(f"messages[{i}] must be an object")
+            raise RecordError(f"messages[{i}] must be an object")
         role = message.get("role")
         if role not in _ROLES:
-            raise ValueError(f"messages[{i}].role must be one of {', '.join(_ROLES)}")
+            raise RecordError(f"messages[{i}].role must be one of {', '.join(_ROLES)}")
         if not isinstance(message.get("content"), str):
-            raise ValueError(f"messages[{i}].content must be a string")
+            raise RecordError(f"messages[{i}].content must be a string")
         if role == "assistant":
             if not message["content"].strip():
-                raise ValueError(f"messages[{i}] is an empty assistant message")
+                raise RecordError(f"messages[{i}] is an empty assistant message")
             has_assistant = True
     if not has_assistant:
-        raise ValueError('"messages" has no assistant message to learn from')
+        raise RecordError('"messages" has no assistant message to learn from')
 
 
-def iter_records(data: bytes) -> Iterator[Tuple[int, Dict[str, Any]]]:
+def iter_records(data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, parsed object) for every non-blank line; DatasetError on undecodable lines."""
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
@@ -134,13 +141,13 @@ def validate(data: bytes) -> DatasetInfo:
     """Check every line of a JSONL file; the format of the first line sets the file's format."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    found: Optional[Format] = None
+    found: Format | None = None
     count = 0
-    labels: Dict[str, None] = {}
+    labels: dict[str, None] = {}
     for number, record in iter_records(data):
         try:
             kind = detect_line_format(record)
-        except ValueError as exc:
+        except RecordError as exc:
             raise DatasetError(str(exc), number) from None
         if found is None:
             found = kind
@@ -156,7 +163,7 @@ def validate(data: bytes) -> DatasetInfo:
     return DatasetInfo(format=found, lines=count, labels=sorted(labels))
 
 
-def load(path: Path) -> Tuple[DatasetInfo, List[Dict[str, Any]]]:
+def load(path: Path) -> tuple[DatasetInfo, list[dict[str, Any]]]:
     """Validate a stored file and return its records (used by training and evaluation)."""
     data = path.read_bytes()
     info = validate(data)

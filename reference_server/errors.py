@@ -92,12 +92,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    # This handler runs outside every middleware, so it sends the request id itself.
+    request_id = request.scope.get("state", {}).get("request_id")
     return JSONResponse(
         ErrorBody(
             error=ErrorDetail(message="The server failed to handle this request.", type="server_error",
                               code="internal_error")
         ).model_dump(),
         status_code=500,
+        headers={"x-request-id": request_id} if request_id else None,
     )
 
 

@@ -7,7 +7,8 @@ offending parameter, so no handler ever sees unvalidated input.
 from __future__ import annotations
 
 import json
-from typing import Any, Type, TypeVar
+import re
+from typing import Any, Optional, Type, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -17,6 +18,8 @@ from reference_server.errors import APIError, bad_request
 from reference_server.security import require_model
 
 M = TypeVar("M", bound=BaseModel)
+# A `\uXXXX` escape in the surrogate range: the only way a lone surrogate gets into parsed JSON.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def _loc_to_param(loc: tuple[Any, ...]) -> str:
@@ -68,11 +71,47 @@ async def read_json(request: Request) -> Any:
         raise bad_request("The request body is empty; a JSON object is required.", param="body",
                           code="invalid_json")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except UnicodeDecodeError:
         raise bad_request("The request body is not valid UTF-8.", param="body", code="invalid_json") from None
     except ValueError as exc:
         raise bad_request(f"The request body is not valid JSON: {exc}", param="body", code="invalid_json") from None
+    except RecursionError:
+        raise bad_request("The request body is nested too deeply.", param="body",
+                          code="invalid_json") from None
+    if _SURROGATE_ESCAPE.search(raw):
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise bad_request(f"{where} holds a lone UTF-16 surrogate escape, which is not text.",
+                              param=where, code="invalid_json")
+    return data
+
+
+def _lone_surrogate(data: Any) -> Optional[str]:
+    """Where the first string (or key) holding a lone surrogate is, if any: JSON lets `\\ud800`
+    through, but it is no Unicode text and no tokenizer can encode it."""
+    stack: list[tuple[Any, str]] = [(data, "body")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str) and not _is_text(value):
+            return path
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path != "body" else str(key)
+                if not _is_text(key):
+                    return path
+                stack.append((item, name))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+    return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def parse_body(request: Request, model: Type[M]) -> M:

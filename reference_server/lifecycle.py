@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import FrameType
-from typing import Optional, Set
 
 import anyio
 import uvicorn
@@ -80,7 +79,7 @@ class Drainer:
     """Tracks the `/v1` requests in flight and drains them on shutdown."""
 
     def __init__(self) -> None:
-        self._flights: Set[InFlight] = set()
+        self._flights: set[InFlight] = set()
 
     @property
     def in_flight(self) -> int:
@@ -123,7 +122,7 @@ class LifecycleMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
-        unavailable: Optional[APIError] = None
+        unavailable: APIError | None = None
         if getattr(state, "draining", False):
             unavailable = APIError(503, "The server is shutting down; retry shortly.", code="draining",
                                    headers={"retry-after": str(DRAINING_RETRY_AFTER)})
@@ -144,10 +143,10 @@ class LifecycleMiddleware:
         try:
             with flight.cancel_scope:
                 await self.app(scope, receive, observed_send)
+            if flight.cancel_scope.cancelled_caught:
+                await flight.cut_short(scope, receive, send)
         finally:
             self.drainer.discard(flight)
-        if flight.cancel_scope.cancelled_caught:
-            await flight.cut_short(scope, receive, send)
 
 
 class DrainingServer(uvicorn.Server):
@@ -163,10 +162,10 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.app = app
         self.grace = grace
-        self._drain: Optional["asyncio.Task[None]"] = None
+        self._drain: asyncio.Task[None] | None = None
         self._hurry = False
 
-    def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:
             self._hurry = True
         super().handle_exit(sig, frame)

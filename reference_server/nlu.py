@@ -20,8 +20,9 @@ call holds a model for long.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 from reference_server import datasets
 from reference_server.training.data import (
@@ -31,6 +32,7 @@ from reference_server.training.data import (
     encode_generation_record,
     encode_prompt_completion,
     pad_id,
+    token_batches,
     token_losses,
 )
 
@@ -55,14 +57,14 @@ class NLUError(ValueError):
 class Scored:
     """Label scores (summing to 1) for one input."""
 
-    scores: Dict[str, float]
+    scores: dict[str, float]
 
     @property
     def label(self) -> str:
         return max(self.scores, key=lambda k: self.scores[k])
 
 
-def check_labels(labels: Optional[Sequence[str]]) -> Optional[List[str]]:
+def check_labels(labels: Sequence[str] | None) -> list[str] | None:
     if labels is None:
         return None
     cleaned = [label.strip() for label in labels]
@@ -77,19 +79,19 @@ def check_labels(labels: Optional[Sequence[str]]) -> Optional[List[str]]:
     return cleaned
 
 
-def _softmax(values: Sequence[float]) -> List[float]:
+def _softmax(values: Sequence[float]) -> list[float]:
     top = max(values)
     exps = [math.exp(v - top) for v in values]
     total = sum(exps)
     return [e / total for e in exps]
 
 
-def trained_labels(loaded: Any) -> List[str]:
+def trained_labels(loaded: Any) -> list[str]:
     id2label = getattr(loaded.model.config, "id2label", None) or {}
     return [str(id2label[i]) for i in sorted(id2label)]
 
 
-def classify_with_head(loaded: Any, inputs: Sequence[str], labels: Optional[List[str]]) -> Tuple[List[Scored], int]:
+def classify_with_head(loaded: Any, inputs: Sequence[str], labels: list[str] | None) -> tuple[list[Scored], int]:
     """Softmax over a classification head; returns the scores and the prompt token count."""
     import torch
 
@@ -99,7 +101,7 @@ def classify_with_head(loaded: Any, inputs: Sequence[str], labels: Optional[List
         if unknown:
             raise NLUError(f"The model was trained on the labels {known}; it cannot score {unknown}.", "labels")
     keep = [known.index(label) for label in (labels or known)]
-    results: List[Scored] = []
+    results: list[Scored] = []
     tokens = 0
     tokenizer, model = loaded.tokenizer, loaded.model
     with torch.no_grad():
@@ -113,7 +115,7 @@ def classify_with_head(loaded: Any, inputs: Sequence[str], labels: Optional[List
     return results, tokens
 
 
-def zero_shot_by_similarity(vectors: Sequence[Sequence[float]], n_inputs: int, labels: List[str]) -> List[Scored]:
+def zero_shot_by_similarity(vectors: Sequence[Sequence[float]], n_inputs: int, labels: list[str]) -> list[Scored]:
     """Scores from the embeddings of the inputs followed by those of the labels (unit vectors)."""
     label_vectors = vectors[n_inputs:]
     results = []
@@ -132,7 +134,7 @@ def _answer_example(loaded: Any, text: str, labels: Sequence[str], label: str) -
     return encode_prompt_completion(loaded.tokenizer, prompt + "\nCategory: ", label, limit)
 
 
-def zero_shot_by_likelihood(loaded: Any, inputs: Sequence[str], labels: List[str]) -> Tuple[List[Scored], int]:
+def zero_shot_by_likelihood(loaded: Any, inputs: Sequence[str], labels: list[str]) -> tuple[list[Scored], int]:
     examples = [_answer_example(loaded, text, labels, label) for text in inputs for label in labels]
     if any(e.target_tokens == 0 for e in examples):
         raise NLUError(f"An input is too long for the model's {loaded.context_length}-token context.", "input")
@@ -144,17 +146,17 @@ def zero_shot_by_likelihood(loaded: Any, inputs: Sequence[str], labels: List[str
     return results, sum(len(e.input_ids) for e in examples)
 
 
-def _score(loaded: Any, examples: Sequence[Encoded]) -> Tuple[List[float], List[int], List[int]]:
+def _score(loaded: Any, examples: Sequence[Encoded]) -> tuple[list[float], list[int], list[int]]:
     """Per example: summed negative log-likelihood of its target tokens, their count, and top-1 hits."""
     import torch
 
-    nll: List[float] = []
-    counts: List[int] = []
-    hits: List[int] = []
+    nll: list[float] = []
+    counts: list[int] = []
+    hits: list[int] = []
     pad = pad_id(loaded.tokenizer)
     with torch.no_grad():
-        for start in range(0, len(examples), _BATCH):
-            batch = {k: v.to(loaded.device) for k, v in collate(examples[start:start + _BATCH], pad).items()}
+        for chunk in token_batches(examples):
+            batch = {k: v.to(loaded.device) for k, v in collate(chunk, pad).items()}
             a, b, c = token_losses(loaded.model, batch)
             nll += a.tolist()
             counts += b.tolist()
@@ -162,7 +164,7 @@ def _score(loaded: Any, examples: Sequence[Encoded]) -> Tuple[List[float], List[
     return nll, counts, hits
 
 
-def tokenize(loaded: Any, text: str, add_special_tokens: bool) -> Tuple[List[int], List[str]]:
+def tokenize(loaded: Any, text: str, add_special_tokens: bool) -> tuple[list[int], list[str]]:
     ids = list(loaded.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
     return ids, [str(t) for t in loaded.tokenizer.convert_ids_to_tokens(ids)]
 
@@ -176,7 +178,7 @@ def detokenize(loaded: Any, tokens: Sequence[int]) -> str:
 
 
 def evaluate(loaded: Any, task: str, info: datasets.DatasetInfo,
-             records: Sequence[Mapping[str, Any]]) -> Dict[str, float]:
+             records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """`accuracy` and macro `f1` for a classifier on classification data; `loss` (mean negative
     log-likelihood per completion token, as training reports it) and `perplexity` for a
     generator on chat or prompt/completion data."""
@@ -200,7 +202,7 @@ def evaluate(loaded: Any, task: str, info: datasets.DatasetInfo,
     raise NLUError("Evaluation needs a classifier or a generator; this model serves embeddings.", "model")
 
 
-def classification_metrics(truth: Sequence[str], predicted: Sequence[str]) -> Dict[str, float]:
+def classification_metrics(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
     """Accuracy, and F1 averaged over every label seen in either list (macro, as scikit-learn does)."""
     accuracy = sum(t == p for t, p in zip(truth, predicted)) / len(truth)
     f1s = []

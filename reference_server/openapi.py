@@ -9,8 +9,9 @@ else), and fuzzes the running server against the document.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Type
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -24,7 +25,7 @@ from maas_sdk._version import __version__
 Mode = Literal["validation", "serialization"]
 REF = "#/components/schemas/{model}"
 
-ERROR_MEANINGS: Dict[int, str] = {
+ERROR_MEANINGS: dict[int, str] = {
     400: "A parameter is missing or invalid (named in `error.param`), or the body is not a JSON object.",
     401: "The API key is missing or wrong.",
     403: "The API key may not use this model.",
@@ -48,7 +49,7 @@ class Param:
 
     name: str
     location: Literal["path", "query", "header"]
-    schema: Dict[str, Any]
+    schema: dict[str, Any]
     description: str = ""
 
 
@@ -64,16 +65,16 @@ class Operation:
     method: str
     path: str
     summary: str
-    request: Optional[Type[BaseModel]] = None
-    response: Optional[Type[BaseModel]] = None
-    response_schema: Optional[Dict[str, Any]] = None
-    stream: Optional[Type[BaseModel]] = None
-    multipart: Optional[Dict[str, Any]] = None
-    raw: Optional[str] = None
-    params: Tuple[Param, ...] = ()
-    errors: Tuple[int, ...] = ()
-    example: Optional[Dict[str, Any]] = None
-    tags: Tuple[str, ...] = field(default_factory=tuple)
+    request: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    response_schema: dict[str, Any] | None = None
+    stream: type[BaseModel] | None = None
+    multipart: dict[str, Any] | None = None
+    raw: str | None = None
+    params: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()
+    example: dict[str, Any] | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def authenticated(self) -> bool:
@@ -84,7 +85,7 @@ def _path(name: str, what: str) -> Param:
     return Param(name, "path", {"type": "string"}, f"The {what}'s id.")
 
 
-def _page(maximum: int) -> Tuple[Param, ...]:
+def _page(maximum: int) -> tuple[Param, ...]:
     return (
         Param("after", "query", {"type": "string"}, "Start after this id (from the previous page)."),
         Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": maximum}, "Page size."),
@@ -112,7 +113,7 @@ _UPLOAD = {
     "required": ["file", "purpose"],
 }
 
-OPERATIONS: Tuple[Operation, ...] = (
+OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/health", "Liveness: answers as soon as the process serves HTTP.",
               response_schema=_STATUS, tags=("server",)),
     Operation("GET", "/ready", "Readiness: 200 once every model is loaded, 503 while loading or draining.",
@@ -177,8 +178,8 @@ OPERATIONS: Tuple[Operation, ...] = (
 )
 
 
-def _body_models(operations: Sequence[Operation]) -> List[Tuple[Type[BaseModel], Mode]]:
-    pairs: List[Tuple[Type[BaseModel], Mode]] = [(p.ErrorBody, "serialization")]
+def _body_models(operations: Sequence[Operation]) -> list[tuple[type[BaseModel], Mode]]:
+    pairs: list[tuple[type[BaseModel], Mode]] = [(p.ErrorBody, "serialization")]
     for op in operations:
         if op.request is not None:
             pairs.append((op.request, "validation"))
@@ -188,11 +189,11 @@ def _body_models(operations: Sequence[Operation]) -> List[Tuple[Type[BaseModel],
     return list(dict.fromkeys(pairs))
 
 
-def _error_responses(op: Operation, error_ref: Dict[str, Any]) -> Dict[str, Any]:
+def _error_responses(op: Operation, error_ref: dict[str, Any]) -> dict[str, Any]:
     statuses = set(op.errors)
     if op.authenticated:
         statuses |= {401, 429, 500, 503}
-    responses: Dict[str, Any] = {}
+    responses: dict[str, Any] = {}
     for status in sorted(statuses):
         responses[str(status)] = {
             "description": ERROR_MEANINGS[status],
@@ -203,7 +204,7 @@ def _error_responses(op: Operation, error_ref: Dict[str, Any]) -> Dict[str, Any]
     return responses
 
 
-def _event_schema(chunk_ref: Dict[str, Any], error_ref: Dict[str, Any]) -> Dict[str, Any]:
+def _event_schema(chunk_ref: dict[str, Any], error_ref: dict[str, Any]) -> dict[str, Any]:
     """One server-sent event of a stream (sent when the body says `"stream": true`)."""
     return {
         "type": "object",
@@ -218,8 +219,8 @@ def _event_schema(chunk_ref: Dict[str, Any], error_ref: Dict[str, Any]) -> Dict[
     }
 
 
-def _operation(op: Operation, refs: Dict[Tuple[Type[BaseModel], Mode], Dict[str, Any]]) -> Dict[str, Any]:
-    doc: Dict[str, Any] = {
+def _operation(op: Operation, refs: dict[tuple[type[BaseModel], Mode], dict[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "operationId": op.method.lower() + op.path.replace("/", "_").replace("{", "").replace("}", "")
         .replace(".", "_"),
         "summary": op.summary,
@@ -233,13 +234,13 @@ def _operation(op: Operation, refs: Dict[Tuple[Type[BaseModel], Mode], Dict[str,
             for param in op.params
         ]
     if op.request is not None:
-        media: Dict[str, Any] = {"schema": refs[(op.request, "validation")]}
+        media: dict[str, Any] = {"schema": refs[(op.request, "validation")]}
         if op.example is not None:
             media["example"] = op.example
         doc["requestBody"] = {"required": True, "content": {"application/json": media}}
     elif op.multipart is not None:
         doc["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": op.multipart}}}
-    content: Dict[str, Any] = {}
+    content: dict[str, Any] = {}
     if op.raw is not None:
         content[op.raw] = {"schema": {"type": "string"}}
     elif op.response is not None:
@@ -255,10 +256,10 @@ def _operation(op: Operation, refs: Dict[Tuple[Type[BaseModel], Mode], Dict[str,
 
 
 @functools.lru_cache(maxsize=1)
-def openapi_document() -> Dict[str, Any]:
+def openapi_document() -> dict[str, Any]:
     """The document, built once per process."""
     refs, defs = models_json_schema(_body_models(OPERATIONS), ref_template=REF)
-    paths: Dict[str, Dict[str, Any]] = {}
+    paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
     return {

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Optional
+from collections.abc import Sequence
+from typing import Any
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
@@ -33,13 +34,13 @@ from reference_server.settings import Settings
 class RateLimits:
     """The request and token windows of every key; a limit of None is off."""
 
-    def __init__(self, rpm: Optional[int], tpm: Optional[int]) -> None:
+    def __init__(self, rpm: int | None, tpm: int | None) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self.requests: Optional[RateLimitItem] = RateLimitItemPerMinute(rpm, namespace="rpm") if rpm else None
-        self.tokens: Optional[RateLimitItem] = RateLimitItemPerMinute(tpm, namespace="tpm") if tpm else None
+        self.requests: RateLimitItem | None = RateLimitItemPerMinute(rpm, namespace="rpm") if rpm else None
+        self.tokens: RateLimitItem | None = RateLimitItemPerMinute(tpm, namespace="tpm") if tpm else None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "RateLimits":
+    def from_settings(cls, settings: Settings) -> RateLimits:
         return cls(settings.rate_limit_rpm, settings.rate_limit_tpm)
 
     async def admit_request(self, principal: str) -> None:
@@ -74,6 +75,21 @@ class RateLimits:
 async def charge_tokens(request: Request, tokens: int, param: str) -> None:
     """Count `tokens` against the caller's tokens-per-minute window, or raise 429/400."""
     limits: RateLimits = request.app.state.rate_limits
+    await limits.admit_tokens(request.state.principal, tokens, param)
+
+
+async def charge_input_tokens(request: Request, tokenizer: Any, inputs: Sequence[str | Sequence[int]],
+                              param: str = "input") -> None:
+    """Charge the tokens of `inputs` (texts or token-id lists). They are counted only when a
+    tokens-per-minute limit is set (so this costs nothing otherwise), with the settings the
+    embedding batcher uses, so texts count as in the usage reported; token ids count as sent."""
+    limits: RateLimits = request.app.state.rate_limits
+    if limits.tokens is None:
+        return
+    texts = [item for item in inputs if isinstance(item, str)]
+    tokens = sum(len(item) for item in inputs if not isinstance(item, str))
+    if texts:
+        tokens += sum(len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"])
     await limits.admit_tokens(request.state.principal, tokens, param)
 
 

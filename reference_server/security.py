@@ -20,8 +20,8 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,7 +42,7 @@ class Caller:
     """An authenticated caller: its principal and its model allowlist (None: every model)."""
 
     principal: str
-    models: Optional[Tuple[str, ...]] = None
+    models: tuple[str, ...] | None = None
 
     def may_use(self, model_id: str) -> bool:
         if self.models is None:
@@ -50,9 +50,9 @@ class Caller:
         return any(fnmatch.fnmatchcase(model_id, pattern) for pattern in self.models)
 
 
-def parse_key_file(text: str) -> List[Tuple[str, Optional[Tuple[str, ...]]]]:
+def parse_key_file(text: str) -> list[tuple[str, tuple[str, ...] | None]]:
     """`(key, allowlist)` per non-blank, non-comment line; ValueError names a bad line."""
-    entries: List[Tuple[str, Optional[Tuple[str, ...]]]] = []
+    entries: list[tuple[str, tuple[str, ...] | None]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -71,15 +71,15 @@ def parse_key_file(text: str) -> List[Tuple[str, Optional[Tuple[str, ...]]]]:
 class KeyRing:
     """The configured keys as `(digest, Caller)` pairs; empty means the API is open."""
 
-    def __init__(self, entries: Iterable[Tuple[str, Optional[Sequence[str]]]]) -> None:
-        self._entries: List[Tuple[bytes, Caller]] = [
+    def __init__(self, entries: Iterable[tuple[str, Sequence[str] | None]]) -> None:
+        self._entries: list[tuple[bytes, Caller]] = [
             (_digest(key), Caller(key_id(key), tuple(models) if models is not None else None))
             for key, models in entries
         ]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "KeyRing":
-        entries: List[Tuple[str, Optional[Sequence[str]]]] = [(key, None) for key in settings.api_keys]
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        entries: list[tuple[str, Sequence[str] | None]] = [(key, None) for key in settings.api_keys]
         if settings.api_keys_file is not None:
             try:
                 entries.extend(parse_key_file(settings.api_keys_file.read_text(encoding="utf-8")))
@@ -90,13 +90,13 @@ class KeyRing:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
-    def lookup(self, token: Optional[str]) -> Optional[Caller]:
+    def lookup(self, token: str | None) -> Caller | None:
         """The caller holding `token`. Every configured digest is compared, so the time taken
         reveals neither which key matched nor how much of one."""
         if token is None:
             return None
         digest = _digest(token)
-        found: Optional[Caller] = None
+        found: Caller | None = None
         for candidate, caller in self._entries:
             if hmac.compare_digest(candidate, digest):
                 found = caller
@@ -152,7 +152,7 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def _bearer(scope: Scope) -> Optional[str]:
+def _bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
             auth = value.decode("latin-1")

@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     # Fine-tuning
     fine_tuning_concurrency: int = Field(1, ge=1, description="Fine-tuning jobs that train at the same time.")
     training_threads: int = Field(1, ge=1, description="torch threads per training worker process.")
-    fine_tuning_max_attempts: int = Field(
-        3, ge=1, description="Starts a job gets (restarts included) before an interruption fails it."
+    fine_tuning_max_interruptions: int = Field(
+        3, ge=1, description="Fail a job, not resume it, at the n-th server crash during its training."
     )
 
     # HTTP

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import AsyncIterator, Optional
 
+import anyio
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
@@ -58,11 +59,15 @@ async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> Async
                 return
             yield item
     finally:
-        if pending is not None:
-            pending.cancel()
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        # Shielded: when the stream is cancelled (client gone, shutdown), the source must still
+        # unwind, and it can only be closed once the task running it has finished.
+        with anyio.CancelScope(shield=True):
+            if pending is not None:
+                pending.cancel()
+                await asyncio.wait({pending})
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 async def guarded(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -16,15 +16,7 @@ from maas_sdk.protocol.chat import (
     ChatMessage,
     ChunkChatChoice,
 )
-from maas_sdk.protocol.common import (
-    ErrorBody,
-    ErrorDetail,
-    RequestModel,
-    ResponseModel,
-    ResponsePart,
-    StreamOptions,
-    Usage,
-)
+from maas_sdk.protocol.common import ErrorBody, ErrorDetail, RequestModel, ResponseModel, StreamOptions, Usage
 from maas_sdk.protocol.completions import (
     CompletionChoice,
     CompletionRequest,
@@ -103,7 +95,6 @@ __all__ = [
     "ModelList",
     "RequestModel",
     "ResponseModel",
-    "ResponsePart",
     "SamplingFields",
     "StreamOptions",
     "TokenizeRequest",

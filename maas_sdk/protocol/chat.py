@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, ResponsePart, Usage
+from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
 from maas_sdk.protocol.completions import FinishReason, SamplingFields
 
 
@@ -15,7 +15,7 @@ class TextPart(RequestModel):
     text: str
 
 
-class ChatMessage(ResponsePart):
+class ChatMessage(ResponseModel):
     """A chat message. Used in requests and responses, so unknown fields are kept."""
 
     role: Literal["system", "user", "assistant", "developer"]
@@ -35,7 +35,7 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
 
 
-class ChatChoice(ResponsePart):
+class ChatChoice(ResponseModel):
     index: int = 0
     message: ChatMessage
     finish_reason: FinishReason | None = None
@@ -61,12 +61,12 @@ class ChatCompletion(ResponseModel):
         return self.choices[0].finish_reason if self.choices else None
 
 
-class ChatDelta(ResponsePart):
+class ChatDelta(ResponseModel):
     role: str | None = None
     content: str | None = None
 
 
-class ChunkChatChoice(ResponsePart):
+class ChunkChatChoice(ResponseModel):
     index: int = 0
     delta: ChatDelta
     finish_reason: FinishReason | None = None

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, ResponsePart, StreamOptions, Usage
+from maas_sdk.protocol.common import RequestModel, ResponseModel, StreamOptions, Usage
 
 FinishReason = Literal["stop", "length"]
 
@@ -36,7 +36,7 @@ class CompletionRequest(SamplingFields):
     echo: bool = False
 
 
-class CompletionChoice(ResponsePart):
+class CompletionChoice(ResponseModel):
     index: int = 0
     text: str = ""
     finish_reason: FinishReason | None = None

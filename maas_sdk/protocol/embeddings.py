@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, ResponsePart
+from maas_sdk.protocol.common import RequestModel, ResponseModel
 
 
 class EmbeddingRequest(RequestModel):
@@ -17,13 +17,13 @@ class EmbeddingRequest(RequestModel):
     user: str | None = None
 
 
-class Embedding(ResponsePart):
+class Embedding(ResponseModel):
     object: str = "embedding"
     index: int
     embedding: list[float] | str
 
 
-class EmbeddingUsage(ResponsePart):
+class EmbeddingUsage(ResponseModel):
     prompt_tokens: int = 0
     total_tokens: int = 0
 

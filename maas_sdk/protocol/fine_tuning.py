@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, ResponsePart
+from maas_sdk.protocol.common import RequestModel, ResponseModel
 
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -42,7 +42,7 @@ class FineTuningJobCreate(RequestModel):
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
-class FineTuningJobError(ResponsePart):
+class FineTuningJobError(ResponseModel):
     code: str | None = None
     message: str
     param: str | None = None
@@ -81,7 +81,7 @@ class FineTuningJobList(ResponseModel):
     has_more: bool = False
 
 
-class FineTuningEvent(ResponsePart):
+class FineTuningEvent(ResponseModel):
     id: str
     object: str = "fine_tuning.job.event"
     created_at: int
@@ -97,7 +97,7 @@ class FineTuningEventList(ResponseModel):
     has_more: bool = False
 
 
-class FineTuningCheckpoint(ResponsePart):
+class FineTuningCheckpoint(ResponseModel):
     id: str
     object: str = "fine_tuning.job.checkpoint"
     created_at: int

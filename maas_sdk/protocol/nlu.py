@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, ResponsePart, Usage
+from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
 
 
 class ClassificationRequest(RequestModel):
@@ -15,7 +15,7 @@ class ClassificationRequest(RequestModel):
     )
 
 
-class Classification(ResponsePart):
+class Classification(ResponseModel):
     index: int
     label: str
     score: float

@@ -25,12 +25,13 @@ class Files(SyncResource):
     ) -> FileObject:
         """Upload a file (a path, bytes or a binary file object) as multipart form data.
 
-        `filename` defaults to the path's or file object's name ("upload" for bytes).
+        `filename` defaults to the path's or file object's name ("upload.jsonl" for bytes).
         """
         return self._client._request(endpoints.upload_file(file, purpose=purpose, filename=filename, options=options))
 
-    def list(self, **options: Unpack[RequestOptions]) -> FileList:
-        return self._client._request(endpoints.list_files(options))
+    def list(self, *, purpose: str | None = None, **options: Unpack[RequestOptions]) -> FileList:
+        """The uploaded files, newest first; only those with `purpose` if given."""
+        return self._client._request(endpoints.list_files(purpose, options))
 
     def retrieve(self, file_id: str, **options: Unpack[RequestOptions]) -> FileObject:
         return self._client._request(endpoints.retrieve_file(file_id, options))
@@ -57,8 +58,9 @@ class AsyncFiles(AsyncResource):
         call = await asyncio.to_thread(endpoints.upload_file, file, purpose=purpose, filename=filename, options=options)
         return await self._client._request(call)
 
-    async def list(self, **options: Unpack[RequestOptions]) -> FileList:
-        return await self._client._request(endpoints.list_files(options))
+    async def list(self, *, purpose: str | None = None, **options: Unpack[RequestOptions]) -> FileList:
+        """The uploaded files, newest first; only those with `purpose` if given."""
+        return await self._client._request(endpoints.list_files(purpose, options))
 
     async def retrieve(self, file_id: str, **options: Unpack[RequestOptions]) -> FileObject:
         return await self._client._request(endpoints.retrieve_file(file_id, options))

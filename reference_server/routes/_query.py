@@ -3,7 +3,7 @@ a bad value is a 400 naming the parameter."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from starlette.requests import Request
 
@@ -23,13 +23,20 @@ def limit(request: Request, default: int, maximum: int) -> int:
     return value
 
 
-def choice(request: Request, name: str, allowed: Sequence[str], default: Optional[str]) -> Optional[str]:
+def choice(request: Request, name: str, allowed: Sequence[str], default: str | None) -> str | None:
     raw = request.query_params.get(name)
     if raw is None:
         return default
     if raw not in allowed:
         raise bad_request(f"{name} must be one of {', '.join(allowed)}, got {raw!r}.", param=name)
     return raw
+
+
+def only(request: Request, *names: str) -> None:
+    """400 naming the first query parameter the route does not take, as unknown body fields are."""
+    for name in request.query_params.keys():
+        if name not in names:
+            raise bad_request(f"Unrecognized query parameter: {name!r}", param=name, code="unknown_parameter")
 
 
 def principal(request: Request) -> str:

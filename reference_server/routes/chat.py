@@ -21,6 +21,7 @@ from maas_sdk.protocol import (
 )
 from reference_server.errors import bad_request
 from reference_server.http import json_response, parse_body
+from reference_server.ratelimit import charge_tokens
 from reference_server.routes import _generation as gen
 from reference_server.sse import event, sse_response
 
@@ -53,6 +54,7 @@ async def create_chat_completion(request: Request) -> Response:
     prompt_ids = render_chat(body.messages, served.loaded.tokenizer)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages")
+    await charge_tokens(request, len(prompt_ids) + params.max_tokens, "max_tokens")
     handle = gen.submit(served, prompt_ids, params)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

@@ -6,9 +6,6 @@ a generator classifies zero-shot among the given `labels` (see `reference_server
 
 from __future__ import annotations
 
-import asyncio
-from typing import List, Optional
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,10 +14,12 @@ from maas_sdk.protocol import Classification, ClassificationRequest, Classificat
 from reference_server import nlu
 from reference_server.errors import APIError, bad_request
 from reference_server.http import json_response, parse_body
+from reference_server.offload import ThreadWork
+from reference_server.ratelimit import charge_input_tokens
 from reference_server.registry import ServedModel
 
 
-def _inputs(raw: object, max_inputs: int) -> List[str]:
+def _inputs(raw: object, max_inputs: int) -> list[str]:
     items = [raw] if isinstance(raw, str) else list(raw)  # type: ignore[call-overload]
     if not items:
         raise bad_request("input must not be empty.", param="input")
@@ -33,11 +32,12 @@ def _inputs(raw: object, max_inputs: int) -> List[str]:
     return items
 
 
-async def _score(served: ServedModel, inputs: List[str], labels: Optional[List[str]]) -> tuple[list[nlu.Scored], int]:
+async def _score(served: ServedModel, inputs: list[str], labels: list[str] | None,
+                 work: ThreadWork) -> tuple[list[nlu.Scored], int]:
     from reference_server.engine.errors import QueueFullError
 
     if served.task == "classify":
-        return await asyncio.to_thread(nlu.classify_with_head, served.loaded, inputs, labels)
+        return await work.run(nlu.classify_with_head, served.loaded, inputs, labels)
     if labels is None:
         raise bad_request(f"The model '{served.id}' is not a trained classifier; pass `labels` to classify "
                           "zero-shot among them.", param="labels", code="labels_required")
@@ -51,7 +51,7 @@ async def _score(served: ServedModel, inputs: List[str], labels: Optional[List[s
             raise bad_request(str(exc), param="input") from None
         return nlu.zero_shot_by_similarity(vectors, len(inputs), labels), tokens
     if served.task == "generate":
-        return await asyncio.to_thread(nlu.zero_shot_by_likelihood, served.loaded, inputs, labels)
+        return await work.run(nlu.zero_shot_by_likelihood, served.loaded, inputs, labels)
     raise bad_request(f"The model '{served.id}' cannot classify.", param="model")
 
 
@@ -59,9 +59,10 @@ async def create_classifications(request: Request) -> Response:
     body = await parse_body(request, ClassificationRequest)
     served: ServedModel = request.app.state.registry.get(body.model)
     inputs = _inputs(body.input, request.app.state.settings.embed_max_inputs)
+    await charge_input_tokens(request, served.loaded.tokenizer, inputs)
     try:
         labels = nlu.check_labels(body.labels)
-        scored, tokens = await _score(served, inputs, labels)
+        scored, tokens = await _score(served, inputs, labels, request.app.state.thread_work)
     except nlu.NLUError as exc:
         raise bad_request(str(exc), param=exc.param) from None
     data = [Classification(index=i, label=s.label, score=s.scores[s.label], scores=s.scores)

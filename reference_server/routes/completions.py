@@ -13,6 +13,7 @@ from starlette.routing import Route
 from maas_sdk.protocol import CompletionChoice, CompletionRequest, Generation, GenerationChunk
 from reference_server.errors import bad_request
 from reference_server.http import json_response, parse_body
+from reference_server.ratelimit import charge_tokens
 from reference_server.routes import _generation as gen
 from reference_server.sse import event, sse_response
 
@@ -37,6 +38,7 @@ async def create_completion(request: Request) -> Response:
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     prompt_ids = tokenize_prompts(prompts, served.loaded.tokenizer)
     params = [gen.sampling_params(body, body.max_tokens, len(ids), served, settings, "prompt") for ids in prompt_ids]
+    await charge_tokens(request, sum(len(ids) + p.max_tokens for ids, p in zip(prompt_ids, params)), "max_tokens")
     handles = [gen.submit(served, ids, p) for ids, p in zip(prompt_ids, params)]
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from maas_sdk.protocol import Embedding, EmbeddingRequest, Embeddings, EmbeddingUsage
 from reference_server.errors import APIError, bad_request
 from reference_server.http import json_response, parse_body
+from reference_server.ratelimit import charge_input_tokens
 
 Inputs = Union[List[str], List[List[int]]]
 
@@ -55,6 +56,7 @@ async def create_embeddings(request: Request) -> Response:
     if body.dimensions is not None and body.dimensions != dims:
         raise bad_request(f"The model '{body.model}' produces {dims}-dimensional vectors; "
                           f"dimensions={body.dimensions} is not supported.", param="dimensions")
+    await charge_input_tokens(request, served.loaded.tokenizer, inputs)
     assert served.batcher is not None
     try:
         vectors, prompt_tokens = await served.batcher.embed(inputs)

@@ -19,7 +19,7 @@ from reference_server import datasets, nlu
 from reference_server.errors import bad_request
 from reference_server.http import json_response, parse_body
 from reference_server.routes import _query
-from reference_server.storage import ids
+from reference_server.storage import FileRecord, ids
 from reference_server.training.supervisor import FineTuningService
 
 
@@ -27,14 +27,15 @@ async def create_evaluation(request: Request) -> Response:
     body = await parse_body(request, EvaluationRequest)
     served = request.app.state.registry.get(body.model)
     service: FineTuningService = request.app.state.fine_tuning
-    record = None
+    record: FileRecord | None = None
     if ids.is_valid(ids.FILE, body.file):
         record = await service.db.get_file(body.file, _query.principal(request))
     if record is None:
         raise bad_request(f"No such file: {body.file}", param="file", code="file_not_found")
     try:
         info, records = await asyncio.to_thread(datasets.load, service.layout.file_path(record.id))
-        metrics = await asyncio.to_thread(nlu.evaluate, served.loaded, served.task, info, records)
+        work = request.app.state.thread_work
+        metrics = await work.run(nlu.evaluate, served.loaded, served.task, info, records)
     except nlu.NLUError as exc:
         raise bad_request(str(exc), param=exc.param) from None
     except (datasets.DatasetError, FileNotFoundError) as exc:

@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive
 
 from maas_sdk.protocol import FileDeleted, FileList
 from reference_server import datasets
@@ -48,12 +49,29 @@ def _clean_filename(raw: str | None) -> str:
 
 async def get_owned_file(request: Request, file_id: str) -> FileRecord:
     """The caller's file `file_id`, or 404 (also for a malformed id or someone else's file)."""
-    record = None
+    record: FileRecord | None = None
     if ids.is_valid(ids.FILE, file_id):
         record = await _service(request).db.get_file(file_id, _query.principal(request))
     if record is None:
         raise not_found(f"No such file: {file_id}", param="file_id", code="file_not_found")
     return record
+
+
+def _bounded(receive: Receive, limit: int, too_large: APIError) -> Receive:
+    """`receive`, failing with `too_large` once the body passes `limit` bytes, so an upload sent
+    without a Content-Length is refused as it streams in, not after it has been spooled to disk."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise too_large
+        return message
+
+    return bounded
 
 
 async def upload_file(request: Request) -> Response:
@@ -66,6 +84,7 @@ async def upload_file(request: Request) -> Response:
         raise too_large
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise bad_request("Upload the file as multipart/form-data with fields `file` and `purpose`.", param="file")
+    request = Request(request.scope, _bounded(request.receive, limit + _MULTIPART_OVERHEAD, too_large))
     async with request.form(max_files=1, max_fields=8) as form:
         upload = form.get("file")
         purpose = form.get("purpose")
@@ -94,6 +113,7 @@ async def upload_file(request: Request) -> Response:
 
 
 async def list_files(request: Request) -> Response:
+    _query.only(request, "purpose", "order", "after", "limit")
     purpose = _query.choice(request, "purpose", PURPOSES, None)
     order = _query.choice(request, "order", ("asc", "desc"), "desc")
     after = request.query_params.get("after")

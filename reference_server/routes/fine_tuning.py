@@ -14,13 +14,17 @@ import hashlib
 import json
 import secrets
 import time
-from typing import Optional
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from maas_sdk.protocol import FineTuningCheckpointList, FineTuningEventList, FineTuningJobCreate, FineTuningJobList
+from maas_sdk.protocol import (
+    FineTuningCheckpointList,
+    FineTuningEventList,
+    FineTuningJobCreate,
+    FineTuningJobList,
+)
 from reference_server.errors import bad_request, not_found
 from reference_server.http import json_response, parse_body
 from reference_server.routes import _query
@@ -38,7 +42,7 @@ def _service(request: Request) -> FineTuningService:
 
 async def _owned_job(request: Request) -> JobRecord:
     job_id = request.path_params["job_id"]
-    job = None
+    job: JobRecord | None = None
     if ids.is_valid(ids.JOB, job_id):
         job = await _service(request).db.get_job(job_id, _query.principal(request))
     if job is None:
@@ -47,7 +51,7 @@ async def _owned_job(request: Request) -> JobRecord:
 
 
 async def _training_data(request: Request, file_id: str, param: str, kind: str) -> FileRecord:
-    record = None
+    record: FileRecord | None = None
     if ids.is_valid(ids.FILE, file_id):
         record = await _service(request).db.get_file(file_id, _query.principal(request))
     if record is None:
@@ -59,14 +63,14 @@ async def _training_data(request: Request, file_id: str, param: str, kind: str) 
     return record
 
 
-def _base_folder(loaded: object) -> Optional[str]:
+def _base_folder(loaded: object) -> str | None:
     """The local folder the served base model was loaded from (the converted one for GGUF models)."""
     model = getattr(loaded, "model", None)
     folder = getattr(model, "name_or_path", None)
     return folder if isinstance(folder, str) and folder else None
 
 
-def _idempotency_key(request: Request) -> Optional[str]:
+def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
@@ -116,6 +120,7 @@ async def create_job(request: Request) -> Response:
 
 
 async def list_jobs(request: Request) -> Response:
+    _query.only(request, "after", "limit")
     after = request.query_params.get("after")
     try:
         jobs, more = await _service(request).db.list_jobs(_query.principal(request), after=after,
@@ -141,6 +146,7 @@ async def cancel_job(request: Request) -> Response:
 
 
 async def list_events(request: Request) -> Response:
+    _query.only(request, "after", "limit")
     job = await _owned_job(request)
     after = request.query_params.get("after")
     try:
@@ -152,6 +158,7 @@ async def list_events(request: Request) -> Response:
 
 
 async def list_checkpoints(request: Request) -> Response:
+    _query.only(request, "after", "limit")
     job = await _owned_job(request)
     after = request.query_params.get("after")
     try:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from maas_sdk.protocol import DetokenizeRequest, Detokenized, TokenizeRequest, Tokenized
+from maas_sdk.protocol import Detokenized, DetokenizeRequest, Tokenized, TokenizeRequest
 from reference_server import nlu
 from reference_server.errors import bad_request
 from reference_server.http import json_response, parse_body

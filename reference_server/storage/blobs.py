@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import List, Set
 
 from reference_server.storage.layout import TMP_PREFIX, DataLayout
 
@@ -34,9 +33,9 @@ def write_atomic(target: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def sweep(layout: DataLayout, known_ids: Set[str]) -> List[str]:
+def sweep(layout: DataLayout, known_ids: set[str]) -> list[str]:
     """Delete files in the files folder that no database row names; returns their names."""
-    removed: List[str] = []
+    removed: list[str] = []
     for entry in layout.files_dir.iterdir():
         if entry.is_file() and entry.name not in known_ids:
             entry.unlink()

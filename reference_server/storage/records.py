@@ -7,9 +7,15 @@ so the two are kept apart and converted in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from maas_sdk.protocol import FileObject, FineTuningCheckpoint, FineTuningEvent, FineTuningJob, FineTuningJobError
+from maas_sdk.protocol import (
+    FileObject,
+    FineTuningCheckpoint,
+    FineTuningEvent,
+    FineTuningJob,
+    FineTuningJobError,
+)
 
 ACTIVE_STATUSES = ("validating_files", "queued", "running")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -26,7 +32,7 @@ class FileRecord:
     format: str
     lines: int
     sha256: str
-    labels: List[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
 
     def to_wire(self) -> FileObject:
         return FileObject(
@@ -46,18 +52,19 @@ class JobRecord:
     kind: str
     status: str
     training_file: str
-    hyperparameters: Dict[str, Any]
-    method: Dict[str, Any]
+    hyperparameters: dict[str, Any]
+    method: dict[str, Any]
     seed: int
-    validation_file: Optional[str] = None
-    suffix: Optional[str] = None
-    finished_at: Optional[int] = None
-    fine_tuned_model: Optional[str] = None
-    trained_tokens: Optional[int] = None
-    error: Optional[Dict[str, Any]] = None
+    validation_file: str | None = None
+    suffix: str | None = None
+    finished_at: int | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    error: dict[str, Any] | None = None
     step: int = 0
-    total_steps: Optional[int] = None
+    total_steps: int | None = None
     attempt: int = 0
+    interruptions: int = 0
     cancel_requested: bool = False
 
     @property
@@ -84,7 +91,7 @@ class EventRecord:
     level: str
     type: str
     message: str
-    data: Optional[Dict[str, Any]] = None
+    data: dict[str, Any] | None = None
 
     def to_wire(self) -> FineTuningEvent:
         return FineTuningEvent(id=self.id, created_at=self.created_at, level=self.level, message=self.message,
@@ -98,7 +105,7 @@ class CheckpointRecord:
     created_at: int
     step_number: int
     path: str
-    metrics: Dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> FineTuningCheckpoint:
         return FineTuningCheckpoint(id=self.id, created_at=self.created_at, fine_tuning_job_id=self.job_id,

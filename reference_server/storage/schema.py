@@ -49,6 +49,7 @@ CREATE TABLE jobs (
     step INTEGER NOT NULL DEFAULT 0,
     total_steps INTEGER,
     attempt INTEGER NOT NULL DEFAULT 0,
+    interruptions INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_by_owner ON jobs (owner, seq);

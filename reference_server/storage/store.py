@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 from reference_server.storage import ids
 from reference_server.storage.records import (
@@ -35,7 +36,7 @@ from reference_server.storage.schema import migrate
 _JSON_COLUMNS = {"hyperparameters", "method", "error", "labels", "metrics", "data"}
 _JOB_UPDATABLE = {
     "status", "finished_at", "fine_tuned_model", "trained_tokens", "error", "step", "total_steps",
-    "attempt", "cancel_requested", "hyperparameters", "method",
+    "attempt", "interruptions", "cancel_requested", "hyperparameters", "method",
 }
 
 
@@ -54,7 +55,7 @@ class NewEvent:
     message: str
     level: str = "info"
     type: str = "message"
-    data: Optional[Dict[str, Any]] = None
+    data: dict[str, Any] | None = None
 
 
 def _now() -> int:
@@ -71,14 +72,11 @@ def _encode(column: str, value: Any) -> Any:
 
 def _row_to(cls: Any, row: sqlite3.Row) -> Any:
     names = {f.name for f in fields(cls)}
-    values: Dict[str, Any] = {}
-    for key in row.keys():
+    values: dict[str, Any] = {}
+    for key, value in dict(row).items():
         if key not in names:
             continue
-        value = row[key]
-        if key in _JSON_COLUMNS and value is not None:
-            value = json.loads(value)
-        values[key] = value
+        values[key] = json.loads(value) if key in _JSON_COLUMNS and value is not None else value
     if "cancel_requested" in values:
         values["cancel_requested"] = bool(values["cancel_requested"])
     return cls(**values)
@@ -107,14 +105,14 @@ class Store:
             raise
         self._conn.execute("COMMIT")
 
-    def _insert(self, conn: sqlite3.Connection, table: str, values: Dict[str, Any]) -> None:
+    def _insert(self, conn: sqlite3.Connection, table: str, values: dict[str, Any]) -> None:
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})",
                      [_encode(k, v) for k, v in values.items()])
 
-    def _page(self, table: str, where: str, args: Sequence[Any], after: Optional[str], limit: int,
-              newest_first: bool = True) -> Tuple[List[sqlite3.Row], bool]:
+    def _page(self, table: str, where: str, args: Sequence[Any], after: str | None, limit: int,
+              newest_first: bool = True) -> tuple[list[sqlite3.Row], bool]:
         """Rows of `table` matching `where`, after the row with id `after` (KeyError if unknown)."""
         order, cmp = ("DESC", "<") if newest_first else ("ASC", ">")
         params = list(args)
@@ -135,15 +133,15 @@ class Store:
         with self._transaction() as conn:
             self._insert(conn, "files", {f.name: getattr(record, f.name) for f in fields(record)})
 
-    def get_file(self, file_id: str, owner: Optional[str] = None) -> Optional[FileRecord]:
+    def get_file(self, file_id: str, owner: str | None = None) -> FileRecord | None:
         query, args = "SELECT * FROM files WHERE id = ?", [file_id]
         if owner is not None:
             query, args = query + " AND owner = ?", [file_id, owner]
         row = self._conn.execute(query, args).fetchone()
         return _row_to(FileRecord, row) if row else None
 
-    def list_files(self, owner: str, *, purpose: Optional[str] = None, after: Optional[str] = None,
-                   limit: int = 10000, newest_first: bool = True) -> Tuple[List[FileRecord], bool]:
+    def list_files(self, owner: str, *, purpose: str | None = None, after: str | None = None,
+                   limit: int = 10000, newest_first: bool = True) -> tuple[list[FileRecord], bool]:
         where, args = "owner = ?", [owner]
         if purpose is not None:
             where, args = where + " AND purpose = ?", [owner, purpose]
@@ -159,8 +157,8 @@ class Store:
 
     # Jobs
 
-    def create_job(self, record: JobRecord, *, idempotency_key: Optional[str] = None,
-                   digest: str = "") -> Tuple[JobRecord, bool]:
+    def create_job(self, record: JobRecord, *, idempotency_key: str | None = None,
+                   digest: str = "") -> tuple[JobRecord, bool]:
         """Insert the job, or return the one an earlier request with the same key created.
 
         Returns (job, created). Raises IdempotencyKeyReused if the key was used with another body.
@@ -182,25 +180,25 @@ class Store:
             self._add_event(conn, record.id, NewEvent(f"Created fine-tuning job {record.id}."))
         return record, True
 
-    def get_job(self, job_id: str, owner: Optional[str] = None) -> Optional[JobRecord]:
+    def get_job(self, job_id: str, owner: str | None = None) -> JobRecord | None:
         query, args = "SELECT * FROM jobs WHERE id = ?", [job_id]
         if owner is not None:
             query, args = query + " AND owner = ?", [job_id, owner]
         row = self._conn.execute(query, args).fetchone()
         return _row_to(JobRecord, row) if row else None
 
-    def list_jobs(self, owner: str, *, after: Optional[str] = None,
-                  limit: int = 20) -> Tuple[List[JobRecord], bool]:
+    def list_jobs(self, owner: str, *, after: str | None = None,
+                  limit: int = 20) -> tuple[list[JobRecord], bool]:
         rows, more = self._page("jobs", "owner = ?", [owner], after, limit)
         return [_row_to(JobRecord, r) for r in rows], more
 
-    def jobs_in(self, *statuses: str) -> List[JobRecord]:
+    def jobs_in(self, *statuses: str) -> list[JobRecord]:
         """Jobs in any of `statuses`, oldest first (the order they are worked on)."""
         marks = ", ".join("?" for _ in statuses)
         rows = self._conn.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY seq", statuses)
         return [_row_to(JobRecord, r) for r in rows]
 
-    def update_job(self, job_id: str, *, if_status: Sequence[str] = (), if_attempt: Optional[int] = None,
+    def update_job(self, job_id: str, *, if_status: Sequence[str] = (), if_attempt: int | None = None,
                    events: Sequence[NewEvent] = (), **changes: Any) -> bool:
         """Apply `changes` (and append `events`) only if the job is in one of `if_status` and at
         attempt `if_attempt` (when given). Returns whether the job matched; nothing is written if not."""
@@ -209,7 +207,8 @@ class Store:
             raise ValueError(f"cannot update job columns {sorted(unknown)}")
         changes["updated_at"] = _now()
         sets = ", ".join(f"{k} = ?" for k in changes)
-        where, args = "id = ?", [job_id]
+        where = "id = ?"
+        args: list[Any] = [job_id]
         if if_status:
             where += f" AND status IN ({', '.join('?' for _ in if_status)})"
             args += list(if_status)
@@ -235,8 +234,8 @@ class Store:
         with self._transaction() as conn:
             self._add_event(conn, job_id, event)
 
-    def list_events(self, job_id: str, *, after: Optional[str] = None,
-                    limit: int = 20) -> Tuple[List[EventRecord], bool]:
+    def list_events(self, job_id: str, *, after: str | None = None,
+                    limit: int = 20) -> tuple[list[EventRecord], bool]:
         """Newest first, like OpenAI; `after` is the last event id of the previous page."""
         rows, more = self._page("events", "job_id = ?", [job_id], after, limit)
         return [_row_to(EventRecord, r) for r in rows], more
@@ -244,7 +243,7 @@ class Store:
     # Checkpoints
 
     def add_checkpoint(self, job_id: str, attempt: int, step: int, path: str,
-                       metrics: Dict[str, Any]) -> Optional[CheckpointRecord]:
+                       metrics: dict[str, Any]) -> CheckpointRecord | None:
         """Record a checkpoint written by the worker of `attempt`; None if that worker is stale."""
         record = CheckpointRecord(id=ids.new_id(ids.CHECKPOINT), job_id=job_id, created_at=_now(),
                                   step_number=step, path=path, metrics=metrics)
@@ -258,17 +257,17 @@ class Store:
                                                    data={"step": step, "checkpoint": record.id}))
         return record
 
-    def latest_checkpoint(self, job_id: str) -> Optional[CheckpointRecord]:
+    def latest_checkpoint(self, job_id: str) -> CheckpointRecord | None:
         row = self._conn.execute("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
                                  [job_id]).fetchone()
         return _row_to(CheckpointRecord, row) if row else None
 
-    def list_checkpoints(self, job_id: str, *, after: Optional[str] = None,
-                         limit: int = 10) -> Tuple[List[CheckpointRecord], bool]:
+    def list_checkpoints(self, job_id: str, *, after: str | None = None,
+                         limit: int = 10) -> tuple[list[CheckpointRecord], bool]:
         rows, more = self._page("checkpoints", "job_id = ?", [job_id], after, limit)
         return [_row_to(CheckpointRecord, r) for r in rows], more
 
-    def drop_old_checkpoints(self, job_id: str, keep: int) -> List[str]:
+    def drop_old_checkpoints(self, job_id: str, keep: int) -> list[str]:
         """Forget all but the newest `keep` checkpoints; returns the folders to delete."""
         with self._transaction() as conn:
             rows = conn.execute("SELECT seq, path FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT -1 "
@@ -278,27 +277,27 @@ class Store:
 
     # Recovery
 
-    def recover(self, max_attempts: int) -> List[Tuple[str, str]]:
+    def recover(self, max_interruptions: int) -> list[tuple[str, str]]:
         """Make every job that was running when the server stopped truthful again.
 
         No worker survives its server, so a `running` job is really stopped:
         - cancelled, if its cancellation had been requested;
-        - failed, if it has already been started `max_attempts` times (a job that keeps
-          crashing the server must not crash it forever);
+        - failed, if this is the `max_interruptions`-th crash to interrupt it (a job that keeps
+          crashing the server must not crash it forever); a normal shutdown is no interruption;
         - otherwise queued again, to resume from its latest checkpoint, or from the start
           if it had none.
         Returns (job id, new status) for each job changed.
         """
-        changed: List[Tuple[str, str]] = []
+        changed: list[tuple[str, str]] = []
         for job in self.jobs_in("running"):
             checkpoint = self.latest_checkpoint(job.id)
             if job.cancel_requested:
                 status, error = "cancelled", None
                 event = NewEvent("The job was cancelled while the server was stopping.")
-            elif job.attempt >= max_attempts:
+            elif job.interruptions + 1 >= max_interruptions:
                 status = "failed"
-                message = (f"Training was interrupted {job.attempt} times by server restarts; "
-                           "the job is not retried again.")
+                message = (f"Training was interrupted {job.interruptions + 1} times by server crashes; "
+                           "the job is not resumed again.")
                 error = {"code": "interrupted", "message": message, "param": None}
                 event = NewEvent(message, level="error")
             else:
@@ -311,6 +310,7 @@ class Store:
                                      "again from the beginning.", level="warn")
             terminal = status != "queued"
             if self.update_job(job.id, if_status=("running",), if_attempt=job.attempt, events=[event], status=status,
-                               error=error, finished_at=_now() if terminal else None):
+                               error=error, finished_at=_now() if terminal else None,
+                               interruptions=job.interruptions + 1):
                 changed.append((job.id, status))
         return changed

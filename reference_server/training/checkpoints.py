@@ -14,7 +14,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 from reference_server.storage.layout import TMP_PREFIX
 
@@ -62,7 +62,7 @@ def remove_folder(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def save_checkpoint(target: Path, model: Any, optimizer: Any, scheduler: Any, state: Dict[str, Any]) -> None:
+def save_checkpoint(target: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -78,7 +78,7 @@ def save_checkpoint(target: Path, model: Any, optimizer: Any, scheduler: Any, st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_checkpoint(source: Path, model: Any, optimizer: Any, scheduler: Any) -> Dict[str, Any]:
+def load_checkpoint(source: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
     """Restore `model`'s trainable weights, the optimizer and the scheduler; returns the saved position."""
     import torch
     from safetensors.torch import load_file
@@ -90,11 +90,11 @@ def load_checkpoint(source: Path, model: Any, optimizer: Any, scheduler: Any) ->
     model.load_state_dict(weights, strict=False)
     optimizer.load_state_dict(torch.load(source / _OPTIMIZER, weights_only=True))
     scheduler.load_state_dict(torch.load(source / _SCHEDULER, weights_only=True))
-    state: Dict[str, Any] = json.loads((source / _STATE).read_text())
+    state: dict[str, Any] = json.loads((source / _STATE).read_text())
     return state
 
 
-def save_model(target: Path, model: Any, tokenizer: Any, marker: Dict[str, Any]) -> None:
+def save_model(target: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) -> None:
     """Write a self-contained Hugging Face folder (LoRA adapters merged into the weights)."""
     tmp = _scratch(target)
     try:

@@ -16,8 +16,9 @@ double counted and the ids are exactly those the model sees at inference.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any
 
 IGNORE_INDEX = -100
 
@@ -27,8 +28,8 @@ class Encoded:
     """One example: token ids and, per token, the id to predict there (IGNORE_INDEX = no loss),
     or for classification a single class index in `label`."""
 
-    input_ids: List[int]
-    labels: List[int]
+    input_ids: list[int]
+    labels: list[int]
     label: int = -1
 
     @property
@@ -45,11 +46,11 @@ def _render(tokenizer: Any, messages: Sequence[Mapping[str, str]], generation_pr
     return str(text)
 
 
-def _mask_by_spans(tokenizer: Any, text: str, spans: Sequence[Tuple[int, int]], max_length: int,
+def _mask_by_spans(tokenizer: Any, text: str, spans: Sequence[tuple[int, int]], max_length: int,
                    add_special_tokens: bool) -> Encoded:
     """Tokenize `text`; a token is a target when it starts inside one of the character `spans`."""
     enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
-    ids: List[int] = list(enc["input_ids"])[:max_length]
+    ids: list[int] = list(enc["input_ids"])[:max_length]
     offsets = list(enc["offset_mapping"])[:max_length]
     labels = [IGNORE_INDEX] * len(ids)
     for i, (start, end) in enumerate(offsets):
@@ -68,7 +69,7 @@ def encode_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]], max_lengt
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("this model has no chat template; use prompt/completion data instead")
     full = _render(tokenizer, messages, generation_prompt=False)
-    spans: List[Tuple[int, int]] = []
+    spans: list[tuple[int, int]] = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
@@ -106,7 +107,7 @@ def pad_id(tokenizer: Any) -> int:
     return 0
 
 
-def collate(examples: Sequence[Encoded], pad: int) -> Dict[str, Any]:
+def collate(examples: Sequence[Encoded], pad: int) -> dict[str, Any]:
     """Right-padded tensors: input_ids, attention_mask, and labels (per token, or per example)."""
     import torch
 
@@ -117,7 +118,7 @@ def collate(examples: Sequence[Encoded], pad: int) -> Dict[str, Any]:
         n = len(example.input_ids)
         ids[row, :n] = torch.tensor(example.input_ids, dtype=torch.long)
         mask[row, :n] = 1
-    batch: Dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+    batch: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
     if examples[0].labels:
         labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
         for row, example in enumerate(examples):
@@ -128,7 +129,24 @@ def collate(examples: Sequence[Encoded], pad: int) -> Dict[str, Any]:
     return batch
 
 
-def token_losses(model: Any, batch: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
+def token_batches(examples: Sequence[Encoded], max_tokens: int = 4096, max_items: int = 16) -> Iterator[list[Encoded]]:
+    """Consecutive batches whose padded size (items x longest) stays within `max_tokens`, so scoring
+    long conversations never materialises a logits tensor of many gigabytes (one row per token
+    and vocabulary entry)."""
+    batch: list[Encoded] = []
+    longest = 0
+    for example in examples:
+        width = max(longest, len(example.input_ids))
+        if batch and (len(batch) >= max_items or width * (len(batch) + 1) > max_tokens):
+            yield batch
+            batch, width = [], len(example.input_ids)
+        batch.append(example)
+        longest = width
+    if batch:
+        yield batch
+
+
+def token_losses(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     """Per example: summed negative log-likelihood of its target tokens, their count, and how many
     were the model's top prediction. The causal shift (token t predicts t + 1) is applied here."""
     import torch

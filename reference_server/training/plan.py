@@ -11,18 +11,19 @@ Two kinds of job exist, chosen by the base model's task:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 from maas_sdk.protocol import FineTuneMethod, Hyperparameters
+from reference_server.loading import Task
 
 CLASSIFIER = "classifier"
 GENERATOR = "generator"
 
 _KIND_BY_TASK = {"embed": CLASSIFIER, "classify": CLASSIFIER, "generate": GENERATOR}
-_SERVED_TASK = {CLASSIFIER: "classify", GENERATOR: "generate"}
+_SERVED_TASK: dict[str, Task] = {CLASSIFIER: "classify", GENERATOR: "generate"}
 _DATA_FORMATS = {CLASSIFIER: ("classification",), GENERATOR: ("chat", "prompt_completion")}
 
-_DEFAULTS: Dict[str, Dict[str, Any]] = {
+_DEFAULTS: dict[str, dict[str, Any]] = {
     CLASSIFIER: {"n_epochs": 3, "batch_size": 16, "method": "full",
                  "learning_rate": {"full": 1e-4, "lora": 5e-4}},
     GENERATOR: {"n_epochs": 3, "batch_size": 4, "method": "lora",
@@ -33,26 +34,26 @@ _DEFAULTS: Dict[str, Dict[str, Any]] = {
 MAX_LENGTH = {CLASSIFIER: 256, GENERATOR: 1024}
 
 
-def kind_for_task(task: str) -> Optional[str]:
+def kind_for_task(task: str) -> str | None:
     return _KIND_BY_TASK.get(task)
 
 
-def served_task(kind: str) -> str:
+def served_task(kind: str) -> Task:
     """The task the fine-tuned model is served for."""
     return _SERVED_TASK[kind]
 
 
-def data_formats(kind: str) -> Tuple[str, ...]:
+def data_formats(kind: str) -> tuple[str, ...]:
     """File formats a job of this kind can learn from."""
     return _DATA_FORMATS[kind]
 
 
-def resolve(kind: str, hyperparameters: Optional[Hyperparameters],
-            method: Optional[FineTuneMethod]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def resolve(kind: str, hyperparameters: Hyperparameters | None,
+            method: FineTuneMethod | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(hyperparameters, method) with every default filled in."""
     defaults = _DEFAULTS[kind]
     method_type = method.type if method is not None else defaults["method"]
-    resolved_method: Dict[str, Any] = {"type": method_type}
+    resolved_method: dict[str, Any] = {"type": method_type}
     if method_type == "lora":
         lora = method.lora if method is not None and method.lora is not None else None
         resolved_method["lora"] = {
@@ -70,13 +71,13 @@ def resolve(kind: str, hyperparameters: Optional[Hyperparameters],
     return resolved, resolved_method
 
 
-def fine_tuned_model_name(base: str, suffix: Optional[str], job_id: str) -> str:
+def fine_tuned_model_name(base: str, suffix: str | None, job_id: str) -> str:
     """`ft:<base>:<suffix>:<job-id>`; the suffix field is empty when none was given
     (`ft:<base>::<job-id>`), so the name always has four fields and ends with the job id."""
     return f"ft:{base}:{suffix or ''}:{job_id}"
 
 
-def total_steps(n_examples: int, hyperparameters: Dict[str, Any]) -> int:
+def total_steps(n_examples: int, hyperparameters: dict[str, Any]) -> int:
     per_epoch = -(-n_examples // int(hyperparameters["batch_size"]))
     steps = per_epoch * int(hyperparameters["n_epochs"])
     max_steps = hyperparameters.get("max_steps")

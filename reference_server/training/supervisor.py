@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Dict, Optional
+from typing import IO
 
 from starlette.applications import Starlette
 
@@ -51,7 +51,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 class _Worker:
     job_id: str
     attempt: int
-    process: "subprocess.Popen[bytes]"
+    process: subprocess.Popen[bytes]
     log: IO[bytes]
 
 
@@ -83,13 +83,13 @@ class FineTuningService:
         self.registry = registry
         self.layout = DataLayout(settings.data_dir)
         self.ready = asyncio.Event()
-        self._db: Optional[AsyncStore] = None
-        self._workers: Dict[str, _Worker] = {}
+        self._db: AsyncStore | None = None
+        self._workers: dict[str, _Worker] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._task: Optional["asyncio.Task[None]"] = None
+        self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._app: Optional[Starlette] = None
+        self._app: Starlette | None = None
 
     @property
     def db(self) -> AsyncStore:
@@ -107,14 +107,16 @@ class FineTuningService:
         removed = await asyncio.to_thread(blobs.sweep, self.layout, await self.db.file_ids())
         if removed:
             logger.warning("removed %d unrecorded file(s) left by an interrupted upload", len(removed))
-        for job_id, status in await self.db.recover(self.settings.fine_tuning_max_attempts):
+        for job_id, status in await self.db.recover(self.settings.fine_tuning_max_interruptions):
             logger.warning("job %s was running when the server stopped; it is now %s", job_id, status)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self, app: Starlette) -> None:
+        # The loop finishes the tick in progress rather than being cancelled mid-way, so no job is
+        # left marked running without a worker.
         self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         async with self._lock:
             workers = list(self._workers.values())
@@ -129,15 +131,14 @@ class FineTuningService:
     async def _run(self) -> None:
         try:
             await self._base_models_loaded()
-            await self._serve_succeeded()
+            if not self._stopping:
+                await self._serve_succeeded()
         finally:
             self.ready.set()
-        while True:
+        while not self._stopping:
             try:
                 async with self._lock:
                     await self._tick()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 logger.exception("fine-tuning supervisor tick failed")
             try:
@@ -151,7 +152,7 @@ class FineTuningService:
         in two threads at once (transformers imports its classes lazily), so fine-tuned models
         are loaded after them, one at a time."""
         models = getattr(self._app.state, "models_service", None) if self._app is not None else None
-        while models is not None and not models.ready.is_set() and models.error is None:
+        while models is not None and not models.ready.is_set() and models.error is None and not self._stopping:
             try:
                 await asyncio.wait_for(models.ready.wait(), timeout=_TICK)
             except asyncio.TimeoutError:
@@ -175,7 +176,7 @@ class FineTuningService:
 
     async def _validate(self, job: JobRecord) -> None:
         """Check the job's files are still there and unchanged, then queue it."""
-        problem: Optional[str] = None
+        problem: str | None = None
         param = "training_file"
         for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
             if file_id is None:
@@ -215,12 +216,14 @@ class FineTuningService:
                "PYTHONPATH": os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
         log_path = self.layout.worker_log(job.id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "ab")
+        # Forked here, on the event-loop thread, not in a worker thread: Linux sends the parent-death
+        # signal when the thread that forked the child exits, and this thread lives as long as the server.
+        log = open(log_path, "ab")  # noqa: ASYNC230, SIM115 - closed in _reconcile, when the worker ends
         try:
             # A session of its own, so a Ctrl-C meant for the server does not reach the worker too:
             # the server's shutdown stops it (SIGTERM) after the requests in flight have drained.
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=env, start_new_session=True)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,  # noqa: ASYNC220
+                                       stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         except OSError as exc:
             log.close()
             await self._fail(job.id, attempt, f"The training worker could not be started: {exc}")

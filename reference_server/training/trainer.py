@@ -13,9 +13,10 @@ same batches it would have seen had it never stopped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any
 
 from reference_server import datasets
 from reference_server.storage import DataLayout, JobRecord, NewEvent, Store
@@ -26,6 +27,7 @@ from reference_server.training.data import (
     encode_classification,
     encode_generation_record,
     pad_id,
+    token_batches,
     token_losses,
 )
 
@@ -33,7 +35,6 @@ from reference_server.training.data import (
 KEEP_CHECKPOINTS = 3
 # A job logs at most about this many per-step metric events, however long it runs.
 _MAX_STEP_EVENTS = 200
-_EVAL_BATCH = 16
 
 
 class TrainingError(RuntimeError):
@@ -66,7 +67,7 @@ class Trainer:
         self.should_stop = should_stop
         self.kind = job.kind
         self.hp = job.hyperparameters
-        self.labels: List[str] = []
+        self.labels: list[str] = []
 
     # Reporting, fenced by the attempt so a stale worker can never write.
 
@@ -80,7 +81,7 @@ class Trainer:
 
     # Data and model
 
-    def _load_file(self, file_id: str, what: str) -> List[Dict[str, Any]]:
+    def _load_file(self, file_id: str, what: str) -> list[dict[str, Any]]:
         path = self.layout.file_path(file_id)
         if not path.is_file():
             raise TrainingError(f"the {what} file {file_id} no longer exists")
@@ -90,7 +91,7 @@ class Trainer:
                                "job cannot learn from")
         return records
 
-    def _encode(self, tokenizer: Any, records: List[Dict[str, Any]], what: str) -> List[Encoded]:
+    def _encode(self, tokenizer: Any, records: list[dict[str, Any]], what: str) -> list[Encoded]:
         limit = plan.MAX_LENGTH[self.kind]
         if self.kind == plan.CLASSIFIER:
             index = {label: i for i, label in enumerate(self.labels)}
@@ -112,7 +113,7 @@ class Trainer:
         import torch
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-        common: Dict[str, Any] = {"dtype": torch.float32, "local_files_only": True, "trust_remote_code": False}
+        common: dict[str, Any] = {"dtype": torch.float32, "local_files_only": True, "trust_remote_code": False}
         if self.kind == plan.CLASSIFIER:
             model = AutoModelForSequenceClassification.from_pretrained(
                 self.job.base_path, num_labels=len(self.labels),
@@ -152,7 +153,8 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=float(self.hp["learning_rate"]), weight_decay=0.0)
         total = plan.total_steps(len(train), self.hp)
-        scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total)
+        scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+            optimizer, num_warmup_steps=0, num_training_steps=total)
         position = self._resume(model, optimizer, scheduler)
         resumed_at = position.step
         trainable = sum(p.numel() for p in params)
@@ -166,7 +168,7 @@ class Trainer:
         log_every = max(1, total // _MAX_STEP_EVENTS)
         while position.epoch < int(self.hp["n_epochs"]) and position.step < total:
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.job.seed + position.epoch))
-            epoch_losses: List[float] = []
+            epoch_losses: list[float] = []
             while position.batch < per_epoch and position.step < total:
                 if self.should_stop():
                     if position.step > resumed_at:
@@ -184,12 +186,13 @@ class Trainer:
                 position.step += 1
                 position.batch += 1
                 position.trained_tokens += int(batch["attention_mask"].sum())
-                epoch_losses.append(float(loss))
+                step_loss = float(loss.detach())
+                epoch_losses.append(step_loss)
                 events = []
                 if position.step % log_every == 0 or position.step == total:
                     events.append(NewEvent(
-                        f"Step {position.step}/{total}: training loss={float(loss):.4f}", type="metrics",
-                        data={"step": position.step, "total_steps": total, "train_loss": float(loss),
+                        f"Step {position.step}/{total}: training loss={step_loss:.4f}", type="metrics",
+                        data={"step": position.step, "total_steps": total, "train_loss": step_loss,
                               "learning_rate": scheduler.get_last_lr()[0],
                               "epoch": position.epoch + position.batch / per_epoch}))
                 self._update(step=position.step, trained_tokens=position.trained_tokens, events=events)
@@ -200,27 +203,27 @@ class Trainer:
 
         self._finish(model, tokenizer, position)
 
-    def _epoch_metrics(self, model: Any, valid: List[Encoded], pad: int, losses: List[float]) -> Dict[str, float]:
-        metrics: Dict[str, float] = {}
+    def _epoch_metrics(self, model: Any, valid: list[Encoded], pad: int, losses: list[float]) -> dict[str, float]:
+        metrics: dict[str, float] = {}
         if losses:
             metrics["train_loss"] = sum(losses) / len(losses)
         if valid:
             metrics.update(self._validate(model, valid, pad))
         return metrics
 
-    def _report_epoch(self, position: Position, metrics: Dict[str, float]) -> None:
+    def _report_epoch(self, position: Position, metrics: dict[str, float]) -> None:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) or "no metrics"
         self._event(f"Epoch {position.epoch} done at step {position.step}: {shown}", type="metrics",
                     data={"step": position.step, "epoch": position.epoch, **metrics})
 
-    def _validate(self, model: Any, valid: List[Encoded], pad: int) -> Dict[str, float]:
+    def _validate(self, model: Any, valid: list[Encoded], pad: int) -> dict[str, float]:
         import torch
 
         model.eval()
         loss_sum, count, correct = 0.0, 0, 0
         with torch.no_grad():
-            for start in range(0, len(valid), _EVAL_BATCH):
-                batch = {k: v.to(self.device) for k, v in collate(valid[start:start + _EVAL_BATCH], pad).items()}
+            for chunk in token_batches(valid):
+                batch = {k: v.to(self.device) for k, v in collate(chunk, pad).items()}
                 if self.kind == plan.CLASSIFIER:
                     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                     loss_sum += float(torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
@@ -235,7 +238,7 @@ class Trainer:
         return {"valid_loss": loss_sum / max(count, 1), name: correct / max(count, 1)}
 
     def _checkpoint(self, position: Position, model: Any, optimizer: Any, scheduler: Any,
-                    metrics: Dict[str, float], reason: str) -> None:
+                    metrics: dict[str, float], reason: str) -> None:
         target = self.layout.checkpoint_dir(self.job.id, self.job.attempt, position.step)
         state = {"step": position.step, "epoch": position.epoch, "batch": position.batch,
                  "trained_tokens": position.trained_tokens, "reason": reason}

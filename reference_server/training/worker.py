@@ -23,7 +23,6 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import List, Optional
 
 from reference_server.training import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_SUPERSEDED
 
@@ -53,7 +52,7 @@ def _failure_message(exc: BaseException) -> str:
     return f"Training failed: {text}"[:1000]
 
 
-def run(data_dir: Path, job_id: str, attempt: int, device: Optional[str], parent_pid: int) -> int:
+def run(data_dir: Path, job_id: str, attempt: int, device: str | None, parent_pid: int) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -85,7 +84,7 @@ def run(data_dir: Path, job_id: str, attempt: int, device: Optional[str], parent
             return EXIT_STOPPED
         except Superseded:
             return EXIT_SUPERSEDED
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong becomes the job's recorded error
             traceback.print_exc()
             message = _failure_message(exc)
             store.update_job(job_id, if_status=("running",), if_attempt=attempt, status="failed",
@@ -97,7 +96,7 @@ def run(data_dir: Path, job_id: str, attempt: int, device: Optional[str], parent
         store.close()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference_server.training.worker")
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--job", required=True)

@@ -1,4 +1,5 @@
-"""Schemathesis fuzzes the running server against its own OpenAPI document.
+"""Bad input against the running server: Schemathesis fuzzing against its own OpenAPI
+document, then hand-written cases that fuzzing does not reach.
 
 Every operation of `/openapi.json` gets its documented example, then valid and invalid
 bodies, parameters and headers generated from the schemas. Whatever arrives, the server
@@ -13,8 +14,10 @@ on two cores; everything else is sent as generated.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional, Type
+import socket
+from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -39,7 +42,7 @@ MODEL_FOR = {
     "/v1/evaluations": GENERATOR,
     "/v1/fine_tuning/jobs": GENERATOR,
 }
-STREAM_CHUNK: Dict[str, Type[BaseModel]] = {
+STREAM_CHUNK: dict[str, type[BaseModel]] = {
     op.path: op.stream for op in OPERATIONS if op.stream is not None
 }
 CHECKS = [
@@ -53,6 +56,7 @@ CHECKS = [
 CONFIG = schemathesis.Config.from_dict({
     "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
     "generation": {"mode": "all"},
+    "auth": {"openapi": {"bearerAuth": {"bearer": API_KEY}}},
 })
 
 # The document the server serves (tests/server/test_openapi.py checks they are equal), built
@@ -83,16 +87,107 @@ def check_stream_events(path: str, response: Any) -> None:
     assert events and events[-1] == "[DONE]", response.text[-300:]
     for data in events[:-1]:
         payload = json.loads(data)
-        model: Optional[Type[BaseModel]] = ErrorBody if "error" in payload else chunk_model
+        model: type[BaseModel] | None = ErrorBody if "error" in payload else chunk_model
         assert model is not None
         model.model_validate(payload)
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_document(case: Any, server: ServerProcess) -> None:
     bound(case)
-    response = case.call_and_validate(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"},
-                                      checks=CHECKS, timeout=60)
+    response = case.call_and_validate(base_url=server.url, checks=CHECKS, timeout=60)
     if response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
         check_stream_events(case.operation.path, response)
+
+
+# Hand-written bad input: (what, route, raw body, the parameter the 400 must name).
+def _json(**fields: Any) -> bytes:
+    return json.dumps({"model": GENERATOR, "prompt": "Hi", **fields}).encode()
+
+
+BAD_BODIES = [
+    ("malformed JSON", "/v1/completions", b'{"model": ', "body"),
+    ("array instead of object", "/v1/completions", b"[1, 2]", "body"),
+    ("empty body", "/v1/completions", b"", "body"),
+    ("invalid UTF-8", "/v1/completions", b'{"model": "\xff\xfe"}', "body"),
+    ("nested too deeply", "/v1/completions", b"[" * 100_000 + b"]" * 100_000, "body"),
+    ("integer of 5000 digits", "/v1/completions", b'{"max_tokens": ' + b"9" * 5000 + b"}", "body"),
+    ("wrong type", "/v1/completions", _json(max_tokens="many"), "max_tokens"),
+    ("huge float", "/v1/completions", _json(max_tokens=1e30), "max_tokens"),
+    ("seed beyond 64 bits", "/v1/completions", _json(seed=2**80), "seed"),
+    ("negative max_tokens", "/v1/completions", _json(max_tokens=-5), "max_tokens"),
+    ("max_tokens over the server's cap", "/v1/completions", _json(max_tokens=10**6), "max_tokens"),
+    ("NaN", "/v1/completions", _json()[:-1] + b', "temperature": NaN}', "temperature"),
+    ("unknown field", "/v1/completions", _json(max_tokenz=5), "max_tokenz"),
+    ("lone surrogate", "/v1/completions", _json()[:-1] + b', "stop": "\\ud800"}', "stop"),
+    ("empty prompt list", "/v1/completions", _json(prompt=[]), "prompt"),
+    ("five stop sequences", "/v1/completions", _json(stop=list("abcde")), "stop"),
+    ("prompt longer than the context", "/v1/completions", _json(prompt="word " * 9000), "prompt"),
+    ("no messages", "/v1/chat/completions", json.dumps({"model": GENERATOR, "messages": []}).encode(), "messages"),
+    ("unknown role", "/v1/chat/completions",
+     json.dumps({"model": GENERATOR, "messages": [{"role": "robot", "content": "x"}]}).encode(), "messages[0].role"),
+    ("empty input list", "/v1/embeddings", json.dumps({"model": EMBEDDER, "input": []}).encode(), "input"),
+    ("too many inputs", "/v1/embeddings", json.dumps({"model": EMBEDDER, "input": ["a"] * 2049}).encode(), "input"),
+    ("input longer than the model takes", "/v1/embeddings",
+     json.dumps({"model": EMBEDDER, "input": "word " * 600}).encode(), "input"),
+    ("token id outside the vocabulary", "/v1/embeddings",
+     json.dumps({"model": EMBEDDER, "input": [[2**70]]}).encode(), "input"),
+    ("form body to a JSON route", "/v1/completions", b"model=x&prompt=y", "body"),
+]
+
+
+@pytest.mark.parametrize(("what", "path", "raw", "param"), BAD_BODIES, ids=[case[0] for case in BAD_BODIES])
+def test_bad_input_is_a_400_naming_the_parameter(server: ServerProcess, what: str, path: str, raw: bytes,
+                                                 param: str) -> None:
+    reply = httpx.post(server.url + path, content=raw, timeout=30, headers={
+        "authorization": f"Bearer {API_KEY}", "content-type": "application/json"})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == param, error
+    assert error["type"] == "invalid_request_error"
+    if "context" in what:
+        assert "8192" in error["message"] and error["code"] == "context_length_exceeded"
+
+
+def test_oversized_bodies_are_413_whether_declared_or_chunked(server: ServerProcess) -> None:
+    big = _json(prompt="x" * (3 * 1024 * 1024))
+    headers = {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+    declared = httpx.post(f"{server.base_url}/completions", content=big, headers=headers, timeout=30)
+    chunked = httpx.post(f"{server.base_url}/completions", headers=headers, timeout=30,
+                         content=(big[i:i + 65536] for i in range(0, len(big), 65536)))
+    for reply in (declared, chunked):
+        assert reply.status_code == 413, reply.text
+        assert reply.json()["error"]["code"] == "request_too_large"
+
+
+def raw_request(server: ServerProcess, method: str, target: str) -> tuple[int, str]:
+    """Send `target` exactly as written (no client-side normalisation of `..`)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode(errors="replace")
+
+
+@pytest.mark.parametrize("target", [
+    "/v1/files/../../etc/passwd", "/v1/files/..%2F..%2Fetc%2Fpasswd", "/v1/files/..%2F..%2Fetc%2Fpasswd/content",
+    "/v1/files/%2e%2e%2f%2e%2e%2fetc%2fpasswd/content", "/v1/files/file-..%2F..%2F..%2Fetc%2Fpasswd/content",
+    "/v1/fine_tuning/jobs/..%2F..%2Fetc%2Fpasswd",
+])
+def test_path_traversal_in_ids_finds_nothing(server: ServerProcess, target: str) -> None:
+    for method in ("GET", "DELETE"):
+        status, body = raw_request(server, method, target)
+        assert status in (404, 405), (method, status, body)
+        assert "root:" not in body and json.loads(body)["error"]
+
+
+def test_wrong_methods_and_content_types(server: ServerProcess) -> None:
+    headers = {"authorization": f"Bearer {API_KEY}"}
+    wrong = httpx.put(f"{server.base_url}/completions", headers=headers, json={})
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    upload = httpx.post(f"{server.base_url}/files", headers=headers, json={"purpose": "fine-tune"})
+    assert upload.status_code == 400 and upload.json()["error"]["param"] == "file"

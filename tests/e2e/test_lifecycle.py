@@ -7,13 +7,12 @@ import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, List
+from typing import Any
 
 import httpx
 import pytest
 
-from maas_sdk import MaaS
-from maas_sdk._exceptions import NotFoundError
+from maas_sdk import BadRequestError, MaaS, NotFoundError, RequestTooLargeError
 from maas_sdk.protocol import FineTuningEvent
 from reference_server.launcher import ServerProcess
 from tests.conftest import API_KEY, EMBEDDER, GENERATOR
@@ -23,21 +22,21 @@ pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def records(name: str) -> List[Dict[str, Any]]:
+def records(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
 
 
-def all_events(client: MaaS, job_id: str) -> List[FineTuningEvent]:
+def all_events(client: MaaS, job_id: str) -> list[FineTuningEvent]:
     """Oldest first (the API lists newest first)."""
     return list(client.fine_tuning.jobs.events(job_id, limit=100))[::-1]
 
 
-def step_losses(events: List[FineTuningEvent]) -> List[float]:
+def step_losses(events: list[FineTuningEvent]) -> list[float]:
     """Training loss of each step (per-step metric events carry the learning rate)."""
     return [e.data["train_loss"] for e in events if e.type == "metrics" and e.data and "learning_rate" in e.data]
 
 
-def epoch_metrics(events: List[FineTuningEvent]) -> List[Dict[str, Any]]:
+def epoch_metrics(events: list[FineTuningEvent]) -> list[dict[str, Any]]:
     return [e.data for e in events if e.type == "metrics" and e.data and "valid_loss" in e.data]
 
 
@@ -73,6 +72,10 @@ def test_fine_tuned_classifier_generalises_and_evaluation_agrees(client: MaaS, s
     print(f"\nclassifier: trained in {sentiment.seconds:.1f} s; held-out accuracy {accuracy:.3f}")
     assert accuracy >= 0.9
 
+    with pytest.raises(BadRequestError) as unknown_label:
+        client.classify("Fine.", model=job.fine_tuned_model, labels=["positive", "sarcastic"])
+    assert unknown_label.value.param == "labels"
+
     evaluation = client.evaluate(model=job.fine_tuned_model, file=sentiment.heldout.id)
     assert evaluation.num_examples == len(rows)
     assert evaluation.metrics["accuracy"] == pytest.approx(accuracy)
@@ -103,9 +106,16 @@ def test_zero_shot_and_tokenization_on_the_default_models(client: MaaS) -> None:
     assert set(by_likelihood.data[0].scores) == set(labels)
     assert sum(by_likelihood.data[0].scores.values()) == pytest.approx(1.0)
 
+    with pytest.raises(BadRequestError) as no_labels:
+        client.classify("I love this.", model=GENERATOR)
+    assert no_labels.value.param == "labels"
+
     tokens = client.tokenize("Hello world", model=GENERATOR)
     assert tokens.count == len(tokens.tokens) > 0
     assert client.detokenize(tokens.tokens, model=GENERATOR).text == "Hello world"
+    with pytest.raises(BadRequestError) as bad_ids:
+        client.detokenize([tokens.tokens[0], 10**9], model=GENERATOR)
+    assert bad_ids.value.param == "tokens"
 
 
 def test_lora_fine_tuned_generator_learns_the_catchphrase(client: MaaS) -> None:
@@ -177,7 +187,7 @@ def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_job(
 
 def test_a_kill_9_mid_training_leaves_jobs_and_files_truthful(tmp_path: Path) -> None:
     env = {"MAAS_DATA_DIR": str(tmp_path / "data"), "MAAS_API_KEYS": "sk-alice,sk-bob",
-           "MAAS_ENABLED_MODELS": EMBEDDER, "MAAS_THREADS": "1"}
+           "MAAS_ENABLED_MODELS": EMBEDDER, "MAAS_THREADS": "1", "MAAS_MAX_UPLOAD_BYTES": str(64 * 1024)}
     uploaded = (DATA / "sentiment_train.jsonl").read_bytes()
     server = ServerProcess(env=env, log_path=tmp_path / "first.log").start()
     try:
@@ -213,6 +223,13 @@ def test_a_kill_9_mid_training_leaves_jobs_and_files_truthful(tmp_path: Path) ->
         assert finished.status == "succeeded" and finished.step == 10
         resumed = [e for e in all_events(alice, job.id) if e.message.startswith("Resumed from the checkpoint")]
         assert resumed and resumed[0].data["step"] >= 5
+
+        with pytest.raises(RequestTooLargeError):
+            alice.files.upload(uploaded * 4, filename="too-big.jsonl")
+        with httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer sk-alice"}) as http:
+            for path in ("/files/..%2F..%2Fmaas.sqlite3", "/files/file-..%2F..%2Fmaas.sqlite3/content",
+                         f"/files/{train.id.upper()}", "/fine_tuning/jobs/..%2Fjobs"):
+                assert http.get(path).status_code == 404, path
 
         bob = MaaS(api_key="sk-bob", base_url=server.base_url, timeout=60)
         assert bob.files.list().data == [] and list(bob.fine_tuning.jobs.list()) == []

@@ -4,7 +4,8 @@ whose schemas are exactly the wire models', and served open at `/openapi.json`."
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterator, Set, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -29,7 +30,7 @@ def http(app: Starlette) -> Iterator[TestClient]:
         yield client
 
 
-def app_operations(app: Starlette) -> Set[Tuple[str, str]]:
+def app_operations(app: Starlette) -> set[tuple[str, str]]:
     found = set()
     for route in app.routes:
         assert isinstance(route, Route), f"{route!r} is not a plain route; document how it is mounted"
@@ -40,7 +41,7 @@ def app_operations(app: Starlette) -> Set[Tuple[str, str]]:
     return found
 
 
-def document_operations(doc: Dict[str, Any]) -> Set[Tuple[str, str]]:
+def document_operations(doc: dict[str, Any]) -> set[tuple[str, str]]:
     return {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
 
 
@@ -101,7 +102,7 @@ def test_served_without_a_key(http: TestClient) -> None:
     assert reply.json()["openapi"] == "3.1.0"
 
 
-def _dump(doc: Dict[str, Any]) -> str:
+def _dump(doc: dict[str, Any]) -> str:
     import json
 
     return json.dumps(doc)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from reference_server.storage import DataLayout, FileRecord, IdempotencyKeyReused, JobRecord, NewEvent, Store, blobs
-from reference_server.storage import ids
+from reference_server.storage import (
+    DataLayout,
+    FileRecord,
+    IdempotencyKeyReused,
+    JobRecord,
+    NewEvent,
+    Store,
+    blobs,
+    ids,
+)
 from reference_server.storage.schema import SCHEMA_VERSION, SchemaTooNewError
 
 
@@ -22,19 +30,23 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def a_file(owner: str = "alice", **changes: object) -> FileRecord:
-    values = dict(id=ids.new_id(ids.FILE), owner=owner, filename="train.jsonl", purpose="fine-tune", bytes=10,
-                  created_at=int(time.time()), format="classification", lines=2, sha256="0" * 64,
-                  labels=["negative", "positive"])
+    values: dict[str, object] = {
+        "id": ids.new_id(ids.FILE), "owner": owner, "filename": "train.jsonl", "purpose": "fine-tune",
+        "bytes": 10, "created_at": int(time.time()), "format": "classification", "lines": 2, "sha256": "0" * 64,
+        "labels": ["negative", "positive"],
+    }
     values.update(changes)
     return FileRecord(**values)  # type: ignore[arg-type]
 
 
 def a_job(owner: str = "alice", **changes: object) -> JobRecord:
     now = int(time.time())
-    values = dict(id=ids.new_id(ids.JOB), owner=owner, created_at=now, updated_at=now, model="all-minilm-l6-v2",
-                  base_path="/models/minilm", kind="classifier", status="queued", training_file=ids.new_id(ids.FILE),
-                  hyperparameters={"n_epochs": 1, "batch_size": 8, "learning_rate": 1e-4, "max_steps": None},
-                  method={"type": "full"}, seed=7)
+    values: dict[str, object] = {
+        "id": ids.new_id(ids.JOB), "owner": owner, "created_at": now, "updated_at": now,
+        "model": "all-minilm-l6-v2", "base_path": "/models/minilm", "kind": "classifier", "status": "queued",
+        "training_file": ids.new_id(ids.FILE), "method": {"type": "full"}, "seed": 7,
+        "hyperparameters": {"n_epochs": 1, "batch_size": 8, "learning_rate": 1e-4, "max_steps": None},
+    }
     values.update(changes)
     return JobRecord(**values)  # type: ignore[arg-type]
 
@@ -121,11 +133,11 @@ def test_recovery_makes_every_interrupted_job_truthful(store: Store) -> None:
     store.add_checkpoint(with_checkpoint.id, 1, 12, "/ckpt", {})
     without_checkpoint, _ = store.create_job(a_job(status="running", attempt=1))
     cancelling, _ = store.create_job(a_job(status="running", attempt=1, cancel_requested=True))
-    worn_out, _ = store.create_job(a_job(status="running", attempt=3))
+    worn_out, _ = store.create_job(a_job(status="running", attempt=5, interruptions=2))
     queued, _ = store.create_job(a_job(status="queued"))
     done, _ = store.create_job(a_job(status="succeeded"))
 
-    changed = dict(store.recover(max_attempts=3))
+    changed = dict(store.recover(max_interruptions=3))
 
     assert changed == {with_checkpoint.id: "queued", without_checkpoint.id: "queued",
                        cancelling.id: "cancelled", worn_out.id: "failed"}
@@ -139,7 +151,8 @@ def test_recovery_makes_every_interrupted_job_truthful(store: Store) -> None:
     assert store.get_job(cancelling.id).finished_at is not None  # type: ignore[union-attr]
     assert store.get_job(queued.id).status == "queued"  # type: ignore[union-attr]
     assert store.get_job(done.id).status == "succeeded"  # type: ignore[union-attr]
-    assert store.recover(max_attempts=3) == []
+    assert store.get_job(without_checkpoint.id).interruptions == 1  # type: ignore[union-attr]
+    assert store.recover(max_interruptions=3) == []
 
 
 def test_state_survives_reopening(tmp_path: Path) -> None:

@@ -103,6 +103,29 @@ def test_own_pool_has_the_documented_limits() -> None:
     client.close()
 
 
+async def test_proxies_from_the_environment_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    with MaaS() as client:
+        assert "https://" in [pattern.pattern for pattern, proxy in client._http._mounts.items() if proxy]
+    async with AsyncMaaS() as async_client:
+        assert "https://" in [pattern.pattern for pattern, proxy in async_client._http._mounts.items() if proxy]
+
+
+def test_negative_max_retries_is_rejected() -> None:
+    with pytest.raises(ValueError, match="max_retries"):
+        MaaS(max_retries=-1)
+    client = MaaS()
+    with pytest.raises(ValueError, match="max_retries"):
+        client.with_options(max_retries=-1)
+    client.close()
+
+
+def test_api_key_not_in_settings_repr() -> None:
+    client = MaaS(api_key="sk-very-secret")
+    assert "sk-very-secret" not in repr(client._settings)
+    client.close()
+
+
 def test_timeout_accepts_float_and_per_call_override() -> None:
     recorder = Recorder()
     client = make_client(recorder, timeout=12.5)

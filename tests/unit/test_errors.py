@@ -5,22 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from maas_sdk import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    InternalServerError,
-    MaaSError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTooLargeError,
-    UnprocessableEntityError,
-)
+import maas_sdk as sdk
 
 from .fakes import make_client
 
@@ -28,20 +13,20 @@ from .fakes import make_client
 @pytest.mark.parametrize(
     ("status", "error"),
     [
-        (400, BadRequestError),
-        (401, AuthenticationError),
-        (403, PermissionDeniedError),
-        (404, NotFoundError),
-        (409, ConflictError),
-        (413, RequestTooLargeError),
-        (422, UnprocessableEntityError),
-        (429, RateLimitError),
-        (500, InternalServerError),
-        (503, InternalServerError),
-        (418, APIStatusError),
+        (400, sdk.BadRequestError),
+        (401, sdk.AuthenticationError),
+        (403, sdk.PermissionDeniedError),
+        (404, sdk.NotFoundError),
+        (409, sdk.ConflictError),
+        (413, sdk.RequestTooLargeError),
+        (422, sdk.UnprocessableEntityError),
+        (429, sdk.RateLimitError),
+        (500, sdk.InternalServerError),
+        (503, sdk.InternalServerError),
+        (418, sdk.APIStatusError),
     ],
 )
-def test_status_maps_to_exception(status: int, error: type[APIStatusError]) -> None:
+def test_status_maps_to_exception(status: int, error: type[sdk.APIStatusError]) -> None:
     body = {"error": {"message": "it failed", "type": "some_type", "param": "temperature", "code": "bad_value"}}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -51,7 +36,7 @@ def test_status_maps_to_exception(status: int, error: type[APIStatusError]) -> N
         make_client(handler).generate("hi", model="m", temperature=9)
     exc = info.value
     assert type(exc) is error
-    assert isinstance(exc, APIError) and isinstance(exc, MaaSError)
+    assert isinstance(exc, sdk.APIError) and isinstance(exc, sdk.MaaSError)
     assert exc.status_code == status
     assert exc.param == "temperature"
     assert exc.code == "bad_value"
@@ -68,7 +53,7 @@ def test_error_without_json_body_keeps_the_text() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, text="no such route")
 
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(sdk.NotFoundError) as info:
         make_client(handler).models.list()
     assert info.value.body == "no such route"
     assert "no such route" in str(info.value)
@@ -77,10 +62,10 @@ def test_error_without_json_body_keeps_the_text() -> None:
 
 def test_flat_error_shape_is_understood() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"object": "error", "message": "bad n", "type": "BadRequestError",
+        return httpx.Response(400, json={"object": "error", "message": "bad n", "type": "sdk.BadRequestError",
                                          "param": "n", "code": 400})
 
-    with pytest.raises(BadRequestError) as info:
+    with pytest.raises(sdk.BadRequestError) as info:
         make_client(handler).generate("hi", model="m")
     assert info.value.param == "n"
     assert info.value.code == "400"
@@ -88,8 +73,8 @@ def test_flat_error_shape_is_understood() -> None:
 
 
 def test_hierarchy() -> None:
-    assert issubclass(APITimeoutError, APIConnectionError)
-    assert issubclass(APIConnectionError, APIError)
-    assert issubclass(RequestTooLargeError, APIStatusError)
-    assert issubclass(APIStatusError, APIError)
-    assert issubclass(APIError, MaaSError)
+    assert issubclass(sdk.APITimeoutError, sdk.APIConnectionError)
+    assert issubclass(sdk.APIConnectionError, sdk.APIError)
+    assert issubclass(sdk.RequestTooLargeError, sdk.APIStatusError)
+    assert issubclass(sdk.APIStatusError, sdk.APIError)
+    assert issubclass(sdk.APIError, sdk.MaaSError)

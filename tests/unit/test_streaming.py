@@ -142,7 +142,13 @@ def test_missing_done_not_tolerated_when_one_choice_is_open() -> None:
 
 def test_event_cut_mid_way_is_a_connection_error() -> None:
     body = Body([sse(chunk("a"), done=False) + b'data: {"id": "cmpl-1", "obj'])
-    with pytest.raises(APIConnectionError), stream_of(body) as stream:
+    with pytest.raises(APIConnectionError, match="middle of an event"), stream_of(body) as stream:
+        list(stream)
+
+
+def test_cut_after_every_choice_finished_is_still_an_error_if_an_event_was_cut() -> None:
+    body = Body([sse(chunk("a", "stop"), done=False) + b"data: [DO"])
+    with pytest.raises(APIConnectionError, match="middle of an event"), stream_of(body) as stream:
         list(stream)
 
 
@@ -161,11 +167,13 @@ def test_transport_error_mid_body_is_a_connection_error_and_not_retried(error: E
     assert body.closed
 
 
-def test_reading_stops_at_done() -> None:
+def test_what_follows_done_is_read_but_ignored() -> None:
+    # Read to the end, so the connection can be reused; not parsed, so it cannot fail the stream.
     body = Body([COMPLETE, b"data: trailing garbage that would fail\n\n"])
     with stream_of(body) as stream:
         assert len(list(stream)) == 3
-    assert body.pieces_read == 1
+    assert body.pieces_read == 2
+    assert body.closed
 
 
 def test_connection_released_on_break_in_with_block() -> None:
