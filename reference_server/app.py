@@ -8,8 +8,9 @@ hosted by any ASGI server.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, List, Optional, Protocol
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -35,7 +36,7 @@ class Service(Protocol):
     async def stop(self, app: Starlette) -> None: ...
 
 
-def _routes() -> List[BaseRoute]:
+def _routes() -> list[BaseRoute]:
     from reference_server import metrics, openapi
     from reference_server.routes import (
         chat,
@@ -50,24 +51,24 @@ def _routes() -> List[BaseRoute]:
         tokenize,
     )
 
-    routes: List[BaseRoute] = []
+    routes: list[BaseRoute] = []
     for module in (health, metrics, openapi, models, completions, chat, embeddings,
                    files, fine_tuning, classifications, tokenize, evaluations):
         routes.extend(module.routes)
     return routes
 
 
-def create_app(settings: Optional[Settings] = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     logging.getLogger("reference_server").setLevel(settings.log_level.upper())
     registry = ModelRegistry()
     metrics = ServerMetrics()
     models_service = ModelsService(settings, registry)
-    services: List[Service] = [models_service, FineTuningService(settings, registry)]
+    services: list[Service] = [models_service, FineTuningService(settings, registry)]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        started: List[Service] = []
+        started: list[Service] = []
         try:
             for service in services:
                 await service.start(app)

@@ -8,7 +8,6 @@ names no file path and shows no stack.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -42,10 +41,10 @@ class APIError(Exception):
         status: int,
         message: str,
         *,
-        type: Optional[str] = None,
-        param: Optional[str] = None,
-        code: Optional[str] = None,
-        headers: Optional[Dict[str, str]] = None,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -63,11 +62,11 @@ class APIError(Exception):
         return Response(body, status_code=self.status, media_type="application/json", headers=self.headers)
 
 
-def bad_request(message: str, param: Optional[str] = None, code: str = "invalid_value") -> APIError:
+def bad_request(message: str, param: str | None = None, code: str = "invalid_value") -> APIError:
     return APIError(400, message, param=param, code=code)
 
 
-def not_found(message: str, param: Optional[str] = None, code: str = "not_found") -> APIError:
+def not_found(message: str, param: str | None = None, code: str = "not_found") -> APIError:
     return APIError(404, message, param=param, code=code)
 
 

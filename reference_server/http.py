@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional, Type, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -87,7 +87,7 @@ async def read_json(request: Request) -> Any:
     return data
 
 
-def _lone_surrogate(data: Any) -> Optional[str]:
+def _lone_surrogate(data: Any) -> str | None:
     """Where the first string (or key) holding a lone surrogate is, if any: JSON lets `\\ud800`
     through, but it is no Unicode text and no tokenizer can encode it."""
     stack: list[tuple[Any, str]] = [(data, "body")]
@@ -114,7 +114,7 @@ def _is_text(value: str) -> bool:
     return True
 
 
-async def parse_body(request: Request, model: Type[M]) -> M:
+async def parse_body(request: Request, model: type[M]) -> M:
     """The body as `model`. A body naming a `model` is checked against the caller's model
     allowlist here (403), so no route can forget to."""
     data = await read_json(request)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Dict, List, Optional
+from typing import IO
 
 import httpx
 
@@ -30,19 +30,19 @@ class ServerProcess:
 
     def __init__(
         self,
-        env: Optional[Dict[str, str]] = None,
-        port: Optional[int] = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
         ready_timeout: float = 300.0,
-        log_path: Optional[Path] = None,
-        extra_args: Optional[List[str]] = None,
+        log_path: Path | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
         self.ready_timeout = ready_timeout
         self.log_path = log_path
         self.extra_args = extra_args or []
-        self.process: Optional[subprocess.Popen[bytes]] = None
-        self._log: Optional[IO[bytes]] = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -52,10 +52,10 @@ class ServerProcess:
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         command = [sys.executable, "-m", "reference_server", "serve", "--host", "127.0.0.1",
                    "--port", str(self.port), *self.extra_args]
-        self._log = open(self.log_path, "ab") if self.log_path else None
+        self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             command, env=self.env, stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
@@ -75,7 +75,7 @@ class ServerProcess:
             time.sleep(0.25)
         raise TimeoutError(f"the server was not ready within {self.ready_timeout} s")
 
-    def stop(self, grace: float = 30.0) -> Optional[int]:
+    def stop(self, grace: float = 30.0) -> int | None:
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -99,7 +99,7 @@ class ServerProcess:
             self.process.wait()
             self.process = None
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:  # noqa: PYI034 - subclasses keep this type
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -13,9 +13,17 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -58,10 +66,10 @@ class ServerMetrics:
         self.running = Gauge("maas_num_requests_running", "Sequences decoding now.", ["model"], registry=r)
         self.waiting = Gauge("maas_num_requests_waiting", "Requests queued for a batch slot.", ["model"],
                              registry=r)
-        self._watched: "weakref.WeakSet[object]" = weakref.WeakSet()
+        self._watched: weakref.WeakSet[object] = weakref.WeakSet()
         self._watch_lock = threading.Lock()
 
-    def watch(self, served: "ServedModel") -> None:
+    def watch(self, served: ServedModel) -> None:
         """Record `served`'s engine observations from now on (once per engine; idempotent)."""
         engine = served.engine
         if engine is None or engine in self._watched:
@@ -72,9 +80,9 @@ class ServerMetrics:
             self._watched.add(engine)
             engine.add_observer(EngineMetrics(self, served.id))  # type: ignore[arg-type]
 
-    def refresh_gauges(self, models: "ModelRegistry") -> None:
+    def refresh_gauges(self, models: ModelRegistry) -> None:
         for served in models.list():
-            stats: Optional[Callable[[], dict]] = None
+            stats: Callable[[], dict] | None = None
             if served.engine is not None:
                 stats = served.engine.stats
             elif served.batcher is not None:
@@ -104,11 +112,11 @@ class EngineMetrics:
         self.generation_tokens = metrics.generation_tokens.labels(model)
         self.batch_size = metrics.batch_size.labels(model)
 
-    def on_step(self, report: "StepReport") -> None:
+    def on_step(self, report: StepReport) -> None:
         if report.kind == "decode":
             self.batch_size.observe(report.batch_size)
 
-    def on_request_done(self, report: "RequestReport") -> None:
+    def on_request_done(self, report: RequestReport) -> None:
         if report.queue_time_s is not None:  # it was prefilled
             self.prompt_tokens.inc(report.prompt_tokens)
         self.generation_tokens.inc(report.completion_tokens)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 
@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("reference_server")
 
 
-def configured_specs(settings: Settings) -> List["ModelSpec"]:
+def configured_specs(settings: Settings) -> list[ModelSpec]:
     from reference_server.loading import ModelSpec, default_specs
 
-    specs: List[ModelSpec] = []
+    specs: list[ModelSpec] = []
     if settings.default_models:
         for spec in default_specs():
             if settings.enabled_models and spec.id not in settings.enabled_models:
@@ -39,7 +39,7 @@ def configured_specs(settings: Settings) -> List["ModelSpec"]:
     return specs
 
 
-def serve_loaded(loaded: "LoadedModel", settings: Settings, **extra: object) -> ServedModel:
+def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> ServedModel:
     """Wrap a loaded model with the engine or batcher for its task, started."""
     from reference_server.engine.embeddings import EmbeddingBatcher
     from reference_server.engine.generation import GenerationEngine
@@ -78,8 +78,8 @@ class ModelsService:
         self.settings = settings
         self.registry = registry
         self.ready = asyncio.Event()
-        self.error: Optional[BaseException] = None
-        self._task: Optional["asyncio.Task[None]"] = None
+        self.error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self, app: Starlette) -> None:
         self._task = asyncio.create_task(self._load_all())

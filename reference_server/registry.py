@@ -5,10 +5,11 @@ Routes look models up here; fine-tuned models are registered at run time.
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any
 
 from maas_sdk.protocol import Model
 from reference_server.errors import APIError, not_found
@@ -29,13 +30,13 @@ TASK_ROUTES = {
 class ServedModel:
     id: str
     task: str
-    loaded: "LoadedModel"
-    engine: Optional["GenerationEngine"] = None
-    batcher: Optional["EmbeddingBatcher"] = None
-    parent: Optional[str] = None
-    owner: Optional[str] = None
+    loaded: LoadedModel
+    engine: GenerationEngine | None = None
+    batcher: EmbeddingBatcher | None = None
+    parent: str | None = None
+    owner: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
-    extra: Dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> Model:
         loaded = self.loaded
@@ -57,18 +58,18 @@ class ModelRegistry:
     """Thread-safe map from model id to `ServedModel`."""
 
     def __init__(self) -> None:
-        self._models: Dict[str, ServedModel] = {}
+        self._models: dict[str, ServedModel] = {}
         self._lock = threading.Lock()
 
     def register(self, served: ServedModel) -> None:
         with self._lock:
             self._models[served.id] = served
 
-    def unregister(self, model_id: str) -> Optional[ServedModel]:
+    def unregister(self, model_id: str) -> ServedModel | None:
         with self._lock:
             return self._models.pop(model_id, None)
 
-    def list(self) -> List[ServedModel]:
+    def list(self) -> builtins.list[ServedModel]:
         with self._lock:
             return list(self._models.values())
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 def _user_cache() -> Path:
@@ -23,9 +22,9 @@ class ModelConfig(BaseSettings):
     id: str
     path: str
     task: Literal["generate", "embed", "classify"]
-    gguf_file: Optional[str] = None
+    gguf_file: str | None = None
     dtype: str = "auto"
-    quantization: Optional[Literal["int8"]] = None
+    quantization: Literal["int8"] | None = None
 
 
 class Settings(BaseSettings):
@@ -38,16 +37,16 @@ class Settings(BaseSettings):
 
     # Models
     default_models: bool = Field(True, description="Serve the bundled default models.")
-    enabled_models: Annotated[List[str], NoDecode] = Field(
+    enabled_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated ids of default models to load (empty = all)."
     )
-    models: Annotated[List[ModelConfig], NoDecode] = Field(
+    models: Annotated[list[ModelConfig], NoDecode] = Field(
         default_factory=list, description="Extra models, as a JSON list of {id, path, task, ...}."
     )
-    device: Optional[str] = Field(None, description="cuda, cpu, ... (default: cuda when available).")
+    device: str | None = Field(None, description="cuda, cpu, ... (default: cuda when available).")
     dtype: str = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
-    quantization: Optional[Literal["int8"]] = Field(None, description="Default quantization for generators.")
-    threads: Optional[int] = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
+    quantization: Literal["int8"] | None = Field(None, description="Default quantization for generators.")
+    threads: int | None = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
     cache_dir: Path = Field(default_factory=_user_cache)
     data_dir: Path = Field(default_factory=lambda: _user_cache() / "data")
 
@@ -72,15 +71,15 @@ class Settings(BaseSettings):
     )
 
     # HTTP
-    api_keys: Annotated[List[str], NoDecode] = Field(
+    api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, repr=False, description="Comma-separated Bearer keys; empty means no auth."
     )
-    api_keys_file: Optional[Path] = Field(
+    api_keys_file: Path | None = Field(
         None, description="File of Bearer keys, one per line, each optionally followed by its model allowlist."
     )
-    rate_limit_rpm: Optional[int] = Field(None, ge=1, description="Requests per minute per API key.")
-    rate_limit_tpm: Optional[int] = Field(None, ge=1, description="Tokens per minute per API key.")
-    cors_origins: Annotated[List[str], NoDecode] = Field(
+    rate_limit_rpm: int | None = Field(None, ge=1, description="Requests per minute per API key.")
+    rate_limit_tpm: int | None = Field(None, ge=1, description="Tokens per minute per API key.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; empty means CORS off."
     )
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Optional
+from collections.abc import AsyncIterator
 
 import anyio
 from pydantic import BaseModel
@@ -43,7 +43,7 @@ async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> Async
     """Yield `source`'s items, plus a `: ping` comment whenever it is silent for `interval` s
     (long prefills behind a queue), so proxies and clients do not time the stream out."""
     iterator = source.__aiter__()
-    pending: Optional["asyncio.Task[bytes]"] = None
+    pending: asyncio.Task[bytes] | None = None
     try:
         while True:
             if pending is None:
@@ -77,13 +77,13 @@ async def guarded(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield item
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the client must hear of any failure
         yield error_event(exc)
     yield DONE
 
 
 def sse_response(source: AsyncIterator[bytes], keepalive: float,
-                 background: Optional[BackgroundTask] = None) -> StreamingResponse:
+                 background: BackgroundTask | None = None) -> StreamingResponse:
     return StreamingResponse(
         with_keepalive(guarded(source), keepalive),
         media_type="text/event-stream",

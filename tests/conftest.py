@@ -4,13 +4,12 @@ on a free loopback port, protected by an API key (so every call also tests auth)
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
 
 from maas_sdk import AsyncMaaS, MaaS
-
 from reference_server.launcher import ServerProcess
 
 API_KEY = "sk-test-0123456789"

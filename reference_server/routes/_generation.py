@@ -5,7 +5,8 @@ dropping the work when the client goes away."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, List, Optional, Tuple, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 
@@ -22,7 +23,7 @@ T = TypeVar("T")
 MAX_STOP_SEQUENCES = 4
 
 
-def stop_list(stop: Optional[Any]) -> List[str]:
+def stop_list(stop: Any | None) -> list[str]:
     if stop is None:
         return []
     stops = [stop] if isinstance(stop, str) else list(stop)
@@ -36,12 +37,12 @@ def stop_list(stop: Optional[Any]) -> List[str]:
 
 def sampling_params(
     req: SamplingFields,
-    max_tokens: Optional[int],
+    max_tokens: int | None,
     prompt_tokens: int,
     served: ServedModel,
     settings: Settings,
     prompt_param: str,
-) -> "SamplingParams":
+) -> SamplingParams:
     from reference_server.engine.sampling import SamplingParams
 
     context = served.loaded.context_length
@@ -85,7 +86,7 @@ def sampling_params(
     )
 
 
-def submit(served: ServedModel, prompt_ids: List[int], params: "SamplingParams") -> "GenerationHandle":
+def submit(served: ServedModel, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
     from reference_server.engine.errors import EngineStoppedError, QueueFullError
 
     assert served.engine is not None
@@ -100,9 +101,9 @@ def submit(served: ServedModel, prompt_ids: List[int], params: "SamplingParams")
         raise bad_request(str(exc), param="prompt") from None
 
 
-async def collect(handle: "GenerationHandle") -> Tuple[str, Optional[str]]:
-    parts: List[str] = []
-    finish: Optional[str] = None
+async def collect(handle: GenerationHandle) -> tuple[str, str | None]:
+    parts: list[str] = []
+    finish: str | None = None
     async for ev in handle:
         parts.append(ev.text)
         if ev.finish_reason is not None:
@@ -110,13 +111,13 @@ async def collect(handle: "GenerationHandle") -> Tuple[str, Optional[str]]:
     return "".join(parts), finish
 
 
-def usage(handles: List["GenerationHandle"]) -> Usage:
+def usage(handles: list[GenerationHandle]) -> Usage:
     prompt = sum(h.prompt_tokens for h in handles)
     completion = sum(h.completion_tokens for h in handles)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-async def merged(handles: List["GenerationHandle"]) -> AsyncIterator[Tuple[int, "TokenEvent"]]:
+async def merged(handles: list[GenerationHandle]) -> AsyncIterator[tuple[int, TokenEvent]]:
     """Token events of several handles as `(index, event)`, in arrival order.
 
     Closing this iterator (the client went away) cancels every handle.
@@ -128,15 +129,15 @@ async def merged(handles: List["GenerationHandle"]) -> AsyncIterator[Tuple[int, 
         finally:
             handles[0].cancel()
         return
-    queue: "asyncio.Queue[Tuple[int, Any]]" = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
     end = object()
 
-    async def pump(index: int, handle: "GenerationHandle") -> None:
+    async def pump(index: int, handle: GenerationHandle) -> None:
         try:
             async for ev in handle:
                 queue.put_nowait((index, ev))
             queue.put_nowait((index, end))
-        except BaseException as exc:  # forwarded to the consumer
+        except BaseException as exc:  # noqa: BLE001 - forwarded to the consumer
             queue.put_nowait((index, exc))
 
     tasks = [asyncio.create_task(pump(i, h)) for i, h in enumerate(handles)]

@@ -34,7 +34,7 @@ def choice(request: Request, name: str, allowed: Sequence[str], default: str | N
 
 def only(request: Request, *names: str) -> None:
     """400 naming the first query parameter the route does not take, as unknown body fields are."""
-    for name in request.query_params.keys():
+    for name in request.query_params:
         if name not in names:
             raise bad_request(f"Unrecognized query parameter: {name!r}", param=name, code="unknown_parameter")
 

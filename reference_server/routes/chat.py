@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, AsyncIterator, Dict, List, Optional
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,12 +27,12 @@ from reference_server.routes import _generation as gen
 from reference_server.sse import event, sse_response
 
 
-def render_chat(messages: List[ChatMessage], tokenizer: Any) -> List[int]:
+def render_chat(messages: list[ChatMessage], tokenizer: Any) -> list[int]:
     """Token ids of the conversation in the model's chat template, ready for the reply."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise bad_request("This model has no chat template; use /v1/completions.", param="model",
                           code="no_chat_template")
-    turns: List[Dict[str, str]] = []
+    turns: list[dict[str, str]] = []
     for i, message in enumerate(messages):
         role = "system" if message.role == "developer" else message.role
         if message.content is None and role != "assistant":
@@ -40,7 +41,7 @@ def render_chat(messages: List[ChatMessage], tokenizer: Any) -> List[int]:
         turns.append({"role": role, "content": message.text()})
     try:
         rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True)
-    except Exception as exc:  # template rejected the conversation (e.g. role order)
+    except Exception as exc:  # noqa: BLE001 - template rejected the conversation (e.g. role order)
         raise bad_request(f"The model's chat template rejected the messages: {exc}", param="messages") from None
     ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
     return [int(t) for t in ids]
@@ -62,7 +63,7 @@ async def create_chat_completion(request: Request) -> Response:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        def chunk(delta: ChatDelta, finish: Optional[str]) -> ChatCompletionChunk:
+        def chunk(delta: ChatDelta, finish: str | None) -> ChatCompletionChunk:
             return ChatCompletionChunk(
                 id=completion_id, created=created, model=body.model,
                 choices=[ChunkChatChoice(index=0, delta=delta, finish_reason=finish)],  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import AsyncIterator, List, Optional
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,10 +18,10 @@ from reference_server.routes import _generation as gen
 from reference_server.sse import event, sse_response
 
 
-def tokenize_prompts(prompts: List[str], tokenizer: object) -> List[List[int]]:
+def tokenize_prompts(prompts: list[str], tokenizer: object) -> list[list[int]]:
     if not prompts:
         raise bad_request("prompt must not be an empty list.", param="prompt")
-    ids: List[List[int]] = []
+    ids: list[list[int]] = []
     for prompt in prompts:
         tokens = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])  # type: ignore[operator]
         if not tokens:
@@ -60,7 +60,7 @@ async def create_completion(request: Request) -> Response:
 
         return sse_response(chunks(), settings.keepalive_seconds)
 
-    async def run_all() -> List[CompletionChoice]:
+    async def run_all() -> list[CompletionChoice]:
         choices = []
         for index, handle in enumerate(handles):
             text, finish = await gen.collect(handle)
@@ -72,7 +72,7 @@ async def create_completion(request: Request) -> Response:
                                     usage=gen.usage(handles)))
 
 
-def _chunk(cid: str, created: int, model: str, index: int, text: str, finish: Optional[str]) -> GenerationChunk:
+def _chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None) -> GenerationChunk:
     return GenerationChunk(
         id=cid, created=created, model=model,
         choices=[CompletionChoice(index=index, text=text, finish_reason=finish)],  # type: ignore[arg-type]

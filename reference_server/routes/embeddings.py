@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import array
 import base64
-from typing import List, Sequence, Union
+from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,7 +15,7 @@ from reference_server.errors import APIError, bad_request
 from reference_server.http import json_response, parse_body
 from reference_server.ratelimit import charge_input_tokens
 
-Inputs = Union[List[str], List[List[int]]]
+Inputs = list[str] | list[list[int]]
 
 
 def normalise_inputs(raw: object, max_inputs: int) -> Inputs:
@@ -39,7 +39,7 @@ def normalise_inputs(raw: object, max_inputs: int) -> Inputs:
     return items
 
 
-def encode(vector: Sequence[float], fmt: str) -> Union[List[float], str]:
+def encode(vector: Sequence[float], fmt: str) -> list[float] | str:
     if fmt == "base64":
         return base64.b64encode(array.array("f", vector).tobytes()).decode()
     return list(vector)

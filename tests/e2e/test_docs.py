@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List
 
 import pytest
 
@@ -16,12 +15,12 @@ from reference_server.launcher import ServerProcess
 from tests.conftest import API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
-FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 DOCUMENTS = sorted(ROOT.glob("docs/*.md")) + [ROOT / "README.md"]
 ALLOWED = {"python", "shell", "bash", "text", "console", ""}
 
 
-def python_blocks(path: Path) -> List[str]:
+def python_blocks(path: Path) -> list[str]:
     blocks = []
     for lang, body in FENCE.findall(path.read_text()):
         assert lang in ALLOWED, f"{path.name}: unexpected fence language {lang!r}"

@@ -50,7 +50,7 @@ def test_stop_sequence_cuts_text(client: MaaS) -> None:
 
 
 def test_seeded_sampling_is_reproducible(client: MaaS) -> None:
-    kwargs = dict(model=GENERATOR, max_tokens=16, temperature=1.0, top_p=0.95, top_k=50)
+    kwargs = {"model": GENERATOR, "max_tokens": 16, "temperature": 1.0, "top_p": 0.95, "top_k": 50}
     a = client.generate("Once upon a time", seed=1234, **kwargs)
     b = client.generate("Once upon a time", seed=1234, **kwargs)
     assert a.text == b.text
@@ -128,9 +128,9 @@ def test_bad_parameter_is_a_400_naming_it(client: MaaS, kwargs: dict, param: str
 
 def test_wrong_key_is_rejected(server: object) -> None:
     base_url = server.base_url  # type: ignore[attr-defined]
-    with MaaS(api_key="sk-wrong", base_url=base_url, max_retries=0) as bad:
-        with pytest.raises(AuthenticationError) as info:
-            bad.models.list()
+    with MaaS(api_key="sk-wrong", base_url=base_url, max_retries=0) as bad, \
+            pytest.raises(AuthenticationError) as info:
+        bad.models.list()
     assert info.value.status_code == 401
 
 
