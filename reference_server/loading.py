@@ -201,7 +201,7 @@ def quantize_int8(model: Any) -> Any:
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*")
         warnings.filterwarnings("ignore", message=r"(?s).*migrate to use torchao.*")
         quantize: Any = torch.ao.quantization.quantize_dynamic  # untyped in torch
-        return quantize(model, chosen, dtype=torch.qint8)
+        return quantize(model, chosen, dtype=torch.qint8, inplace=True)  # no float copy kept
 
 
 def ensure_converted(folder: Path, gguf_file: str, *, cache_dir: Path) -> Path:
