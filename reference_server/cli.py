@@ -8,7 +8,7 @@ import os
 import sys
 
 # After the drain, how long uvicorn waits for connections to close before cancelling them.
-CLOSE_SECONDS = 5.0
+CLOSE_SECONDS = 5
 
 
 def _serve(args: argparse.Namespace) -> int:

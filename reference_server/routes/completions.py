@@ -67,7 +67,11 @@ async def create_completion(request: Request) -> Response:
             choices.append(CompletionChoice(index=index, text=echo[index] + text, finish_reason=finish))
         return choices
 
-    choices = await gen.unless_disconnected(request, run_all(), lambda: [h.cancel() for h in handles])
+    def cancel_all() -> None:
+        for handle in handles:
+            handle.cancel()
+
+    choices = await gen.unless_disconnected(request, run_all(), cancel_all)
     return json_response(Generation(id=completion_id, created=created, model=body.model, choices=choices,
                                     usage=gen.usage(handles)))
 
