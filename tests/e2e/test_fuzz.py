@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from maas_sdk.protocol import ErrorBody
 from reference_server.launcher import ServerProcess
 from reference_server.openapi import OPERATIONS, openapi_document
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR
+from tests.conftest import API_KEY, EMBEDDER, GENERATOR, post_declared_and_chunked
 
 pytestmark = pytest.mark.slow
 
@@ -153,10 +153,7 @@ def test_bad_input_is_a_400_naming_the_parameter(server: ServerProcess, what: st
 def test_oversized_bodies_are_413_whether_declared_or_chunked(server: ServerProcess) -> None:
     big = _json(prompt="x" * (3 * 1024 * 1024))
     headers = {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
-    declared = httpx.post(f"{server.base_url}/completions", content=big, headers=headers, timeout=30)
-    chunked = httpx.post(f"{server.base_url}/completions", headers=headers, timeout=30,
-                         content=(big[i:i + 65536] for i in range(0, len(big), 65536)))
-    for reply in (declared, chunked):
+    for reply in post_declared_and_chunked(f"{server.base_url}/completions", headers, big, 65536):
         assert reply.status_code == 413, reply.text
         assert reply.json()["error"]["code"] == "request_too_large"
 

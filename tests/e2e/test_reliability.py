@@ -29,7 +29,7 @@ from reference_server.app import create_app
 from reference_server.launcher import ServerProcess, free_port
 from reference_server.registry import ModelRegistry
 from reference_server.settings import Settings
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR
+from tests.conftest import API_KEY, EMBEDDER, GENERATOR, post_declared_and_chunked
 
 pytestmark = pytest.mark.slow
 
@@ -173,10 +173,7 @@ def test_oversized_uploads_are_413_whether_declared_or_chunked(tiny: ObservedSer
                             data={"purpose": "fine-tune"})
     body = request.read()
     multipart = {**AUTH, "content-type": request.headers["content-type"]}
-    declared = httpx.post(f"{tiny.base_url}/files", headers=multipart, content=body, timeout=30)
-    chunked = httpx.post(f"{tiny.base_url}/files", headers=multipart, timeout=30,
-                         content=(body[i:i + 8192] for i in range(0, len(body), 8192)))
-    for reply in (declared, chunked):
+    for reply in post_declared_and_chunked(f"{tiny.base_url}/files", multipart, body, 8192):
         assert reply.status_code == 413, reply.text
         assert reply.json()["error"]["param"] == "file"
     small = httpx.post(f"{tiny.base_url}/files", headers=AUTH, files={"file": ("ok.jsonl", line.encode() * 4)},
