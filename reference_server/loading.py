@@ -177,7 +177,7 @@ def load_model(spec: ModelSpec, *, cache_dir: Path, device: str | None = None) -
 # On SmolLM2-135M, quantizing every Linear layer nearly triples perplexity on
 # bench/data/perplexity.txt (23.6 -> 68) and keeps 30% of greedy next-token choices; keeping
 # these three in float holds perplexity at 29 and 81% of the choices, and a batch of 8 still
-# decodes about 1.6 times as fast as float32.
+# decodes 1.2 to 1.6 times as fast as float32 on a 2-core CPU (see docs/benchmarks.md).
 INT8_KEEP_FLOAT = ("o_proj", "down_proj", "lm_head")
 
 
