@@ -1,8 +1,9 @@
 """One error shape for every failure: `{"error": {"message", "type", "param", "code"}}`.
 
 Handlers raise `APIError`; the exception handlers installed by `install_error_handlers`
-render it, turn unknown routes into 404 and any unexpected exception into a 500 that
-names no file path and shows no stack.
+render it, turn the engines' refusals into 429 (queue full) and 503 (stopping) with
+`Retry-After`, unknown routes into 404 and any unexpected exception into a 500 that names
+no file path and shows no stack.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from maas_sdk.protocol import ErrorBody, ErrorDetail
+from reference_server.engine.errors import EngineStoppedError, QueueFullError
 
 logger = logging.getLogger("reference_server")
 
@@ -75,6 +77,15 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+async def _queue_full(request: Request, exc: Exception) -> Response:
+    return APIError(429, f"The server is overloaded ({exc}); retry shortly.", code="overloaded",
+                    headers={"retry-after": "1"}).response()
+
+
+async def _engine_stopped(request: Request, exc: Exception) -> Response:
+    return APIError(503, "The model is shutting down.", code="unavailable", headers={"retry-after": "5"}).response()
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
@@ -105,5 +116,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: Starlette) -> None:
     app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(QueueFullError, _queue_full)
+    app.add_exception_handler(EngineStoppedError, _engine_stopped)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -18,7 +18,8 @@ from reference_server.errors import APIError, bad_request
 from reference_server.security import require_model
 
 M = TypeVar("M", bound=BaseModel)
-# A `\uXXXX` escape in the surrogate range: the only way a lone surrogate gets into parsed JSON.
+# A JSON escape in the UTF-16 surrogate range (`\ud800` to `\udfff`): the only way a lone
+# surrogate gets into parsed JSON, so bodies without one skip the walk below.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 

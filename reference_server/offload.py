@@ -4,7 +4,7 @@ bounded queue like the engines'.
 `asyncio.to_thread` hands work to the default executor, whose queue has no bound: under
 load, requests would pile up there and wait without limit. `ThreadWork.run` lets at most
 `max_running` calls run and `max_waiting` more wait for a turn; beyond that it answers 429
-at once, as a full engine queue does.
+at once (QueueFullError), as a full engine queue does.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from reference_server.errors import APIError
+from reference_server.engine.errors import QueueFullError
 
 T = TypeVar("T")
 
@@ -28,8 +28,7 @@ class ThreadWork:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a thread, once a slot is free; 429 if too many calls already wait."""
         if self._slots.locked() and self._waiting >= self.max_waiting:
-            raise APIError(429, f"The server is overloaded ({self._waiting} requests are waiting); "
-                                "retry shortly.", code="overloaded", headers={"retry-after": "1"})
+            raise QueueFullError(f"{self._waiting} requests are waiting")
         self._waiting += 1
         try:
             await self._slots.acquire()

@@ -86,19 +86,21 @@ def sampling_params(
     )
 
 
-def submit(served: ServedModel, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
-    from reference_server.engine.errors import EngineStoppedError, QueueFullError
-
+def submit(served: ServedModel, prompts: list[list[int]], params: list[SamplingParams]) -> list[GenerationHandle]:
+    """One engine request per prompt, all or none: if the engine refuses one (queue full,
+    stopping: mapped to 429/503 by the error handlers), those already admitted are cancelled."""
     assert served.engine is not None
+    handles: list[GenerationHandle] = []
     try:
-        return served.engine.submit(prompt_ids, params)
-    except QueueFullError as exc:
-        raise APIError(429, f"The server is overloaded ({exc}); retry shortly.", code="overloaded",
-                       headers={"retry-after": "1"}) from None
-    except EngineStoppedError:
-        raise APIError(503, "The model is shutting down.", code="unavailable", headers={"retry-after": "5"}) from None
-    except ValueError as exc:
-        raise bad_request(str(exc), param="prompt") from None
+        for ids, p in zip(prompts, params):
+            handles.append(served.engine.submit(ids, p))
+    except BaseException as exc:
+        for handle in handles:
+            handle.cancel()
+        if isinstance(exc, ValueError):
+            raise bad_request(str(exc), param="prompt") from None
+        raise
+    return handles
 
 
 async def collect(handle: GenerationHandle) -> tuple[str, str | None]:

@@ -56,7 +56,7 @@ async def create_chat_completion(request: Request) -> Response:
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages")
     await charge_tokens(request, len(prompt_ids) + params.max_tokens, "max_tokens")
-    handle = gen.submit(served, prompt_ids, params)
+    (handle,) = gen.submit(served, [prompt_ids], [params])
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from maas_sdk.protocol import Classification, ClassificationRequest, Classifications, Usage
 from reference_server import nlu
-from reference_server.errors import APIError, bad_request
+from reference_server.errors import bad_request
 from reference_server.http import json_response, parse_body
 from reference_server.offload import ThreadWork
 from reference_server.ratelimit import charge_input_tokens
@@ -34,8 +34,6 @@ def _inputs(raw: object, max_inputs: int) -> list[str]:
 
 async def _score(served: ServedModel, inputs: list[str], labels: list[str] | None,
                  work: ThreadWork) -> tuple[list[nlu.Scored], int]:
-    from reference_server.engine.errors import QueueFullError
-
     if served.task == "classify":
         return await work.run(nlu.classify_with_head, served.loaded, inputs, labels)
     if labels is None:
@@ -44,9 +42,6 @@ async def _score(served: ServedModel, inputs: list[str], labels: list[str] | Non
     if served.task == "embed" and served.batcher is not None:
         try:
             vectors, tokens = await served.batcher.embed(inputs + labels)
-        except QueueFullError as exc:
-            raise APIError(429, f"The server is overloaded ({exc}); retry shortly.", code="overloaded",
-                           headers={"retry-after": "1"}) from None
         except ValueError as exc:
             raise bad_request(str(exc), param="input") from None
         return nlu.zero_shot_by_similarity(vectors, len(inputs), labels), tokens

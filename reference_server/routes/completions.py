@@ -39,7 +39,7 @@ async def create_completion(request: Request) -> Response:
     prompt_ids = tokenize_prompts(prompts, served.loaded.tokenizer)
     params = [gen.sampling_params(body, body.max_tokens, len(ids), served, settings, "prompt") for ids in prompt_ids]
     await charge_tokens(request, sum(len(ids) + p.max_tokens for ids, p in zip(prompt_ids, params)), "max_tokens")
-    handles = [gen.submit(served, ids, p) for ids, p in zip(prompt_ids, params)]
+    handles = gen.submit(served, prompt_ids, params)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     echo = prompts if body.echo else [""] * len(prompts)

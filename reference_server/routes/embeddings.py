@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from maas_sdk.protocol import Embedding, EmbeddingRequest, Embeddings, EmbeddingUsage
-from reference_server.errors import APIError, bad_request
+from reference_server.errors import bad_request
 from reference_server.http import json_response, parse_body
 from reference_server.ratelimit import charge_input_tokens
 
@@ -46,8 +46,6 @@ def encode(vector: Sequence[float], fmt: str) -> list[float] | str:
 
 
 async def create_embeddings(request: Request) -> Response:
-    from reference_server.engine.errors import EngineStoppedError, QueueFullError
-
     body = await parse_body(request, EmbeddingRequest)
     settings = request.app.state.settings
     served = request.app.state.registry.get_for(body.model, "embed")
@@ -60,11 +58,6 @@ async def create_embeddings(request: Request) -> Response:
     assert served.batcher is not None
     try:
         vectors, prompt_tokens = await served.batcher.embed(inputs)
-    except QueueFullError as exc:
-        raise APIError(429, f"The server is overloaded ({exc}); retry shortly.", code="overloaded",
-                       headers={"retry-after": "1"}) from None
-    except EngineStoppedError:
-        raise APIError(503, "The model is shutting down.", code="unavailable", headers={"retry-after": "5"}) from None
     except ValueError as exc:
         raise bad_request(str(exc), param="input") from None
     request.app.state.metrics.prompt_tokens.labels(served.id).inc(prompt_tokens)

@@ -147,6 +147,17 @@ async def test_classification_work_is_queued_within_bounds_too(tiny: ObservedSer
     assert refused.json()["error"]["code"] == "overloaded" and refused.headers["retry-after"] == "1"
 
 
+def test_a_refused_multi_prompt_request_leaves_nothing_running(tiny: ObservedServer) -> None:
+    """Three prompts against one slot and one queue place: the third is refused, so the whole
+    request is a 429 and the two already admitted are cancelled rather than left decoding."""
+    wait_until_idle(tiny, 30)
+    reply = httpx.post(f"{tiny.base_url}/completions", headers=AUTH, timeout=30,
+                       json={**LONG, "prompt": ["One,", "Two,", "Three,"]})
+    assert reply.status_code == 429, reply.text
+    assert reply.json()["error"]["code"] == "overloaded" and reply.headers["retry-after"] == "1"
+    assert wait_until_idle(tiny, 3) < 3
+
+
 def test_a_disconnected_stream_frees_its_slot(tiny: ObservedServer) -> None:
     wait_until_idle(tiny, 30)
     with httpx.Client(base_url=tiny.base_url, headers=AUTH, timeout=60) as http, \

@@ -62,7 +62,7 @@ def test_error_without_json_body_keeps_the_text() -> None:
 
 def test_flat_error_shape_is_understood() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"object": "error", "message": "bad n", "type": "sdk.BadRequestError",
+        return httpx.Response(400, json={"object": "error", "message": "bad n", "type": "BadRequestError",
                                          "param": "n", "code": 400})
 
     with pytest.raises(sdk.BadRequestError) as info:
