@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m reference_server.launcher $(PY) examples/quickstart.py
+	$(PY) -m reference_server.testing $(PY) examples/quickstart.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q

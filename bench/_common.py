@@ -98,7 +98,7 @@ def server(models: str, threads: int, base_url: str | None, extra_env: dict[str,
     if base_url is not None:
         yield base_url.rstrip("/")
         return
-    from reference_server.launcher import ServerProcess
+    from reference_server.testing import ServerProcess
 
     with tempfile.TemporaryDirectory(prefix="maas-bench-") as tmp:
         env = {"MAAS_ENABLED_MODELS": models, "MAAS_THREADS": str(threads), "MAAS_DATA_DIR": tmp,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from reference_server.engine.generation import GenerationEngine
-from reference_server.engine.sampling import SamplingParams
-from reference_server.loading import LoadedModel, default_specs, load_model
+from reference_server.inference.engine.generation import GenerationEngine
+from reference_server.inference.engine.sampling import SamplingParams
+from reference_server.inference.loading import LoadedModel, default_specs, load_model
 
 QUESTIONS = [
     "What is the capital of France?",

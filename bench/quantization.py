@@ -1,7 +1,7 @@
 """Precision and quantization variants of the default generator side by side: speed, memory
 and quality, so a deployment can pick `MAAS_DTYPE` / `MAAS_QUANTIZATION` knowingly.
 
-Each variant is loaded through `reference_server.loading.load_model` (the server's own code
+Each variant is loaded through `reference_server.inference.loading.load_model` (the server's own code
 path) in its own child process, one after another, so its memory figures are its own. The
 speed runs then take turns across the variants (each child idle while another runs), so
 drift in the machine's speed hits every variant alike. Per variant:
@@ -51,7 +51,7 @@ def load(dtype: str, quantization: str | None, device: str, threads: int, output
     import psutil
     import torch
 
-    from reference_server.loading import configure_threads, default_specs, load_model
+    from reference_server.inference.loading import configure_threads, default_specs, load_model
     from reference_server.settings import Settings
 
     warnings.filterwarnings("ignore")
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output_len < AGREEMENT_TOKENS:
         parser.error(f"--output-len must be at least {AGREEMENT_TOKENS} (the greedy agreement window)")
 
-    from reference_server.loading import resolve_device
+    from reference_server.inference.loading import resolve_device
 
     device = resolve_device(args.device)
     variants: list[tuple[str, str | None, str]] = [("float32", None, device), ("bfloat16", None, device)]

@@ -182,7 +182,7 @@ async def soak(base_url: str, api_key: str | None, pid: int | None, args: argpar
 
 @contextlib.contextmanager
 def launched(args: argparse.Namespace) -> Iterator[tuple[str, int]]:
-    from reference_server.launcher import ServerProcess
+    from reference_server.testing import ServerProcess
 
     with tempfile.TemporaryDirectory(prefix="maas-soak-") as tmp:
         env = {"MAAS_ENABLED_MODELS": f"{GENERATOR},{EMBEDDER}", "MAAS_THREADS": str(args.threads),

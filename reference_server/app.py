@@ -17,15 +17,15 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
-from reference_server.errors import install_error_handlers
-from reference_server.lifecycle import Drainer, LifecycleMiddleware
-from reference_server.metrics import MetricsMiddleware, ServerMetrics
-from reference_server.middleware import RequestIdMiddleware
-from reference_server.models_service import ModelsService
-from reference_server.offload import ThreadWork
-from reference_server.ratelimit import RateLimitMiddleware, RateLimits
-from reference_server.registry import ModelRegistry
-from reference_server.security import APIKeyMiddleware, KeyRing
+from reference_server.http.errors import install_error_handlers
+from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
+from reference_server.http.metrics import MetricsMiddleware, ServerMetrics
+from reference_server.http.middleware.request_id import RequestIdMiddleware
+from reference_server.inference.service import ModelsService
+from reference_server.inference.offload import ThreadWork
+from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
+from reference_server.inference.registry import ModelRegistry
+from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.settings import Settings
 from reference_server.training.supervisor import FineTuningService
 
@@ -37,8 +37,9 @@ class Service(Protocol):
 
 
 def _routes() -> list[BaseRoute]:
-    from reference_server import metrics, openapi
-    from reference_server.routes import (
+    from reference_server.http import metrics
+    from reference_server.http import openapi
+    from reference_server.http.routes import (
         chat,
         classifications,
         completions,

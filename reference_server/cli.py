@@ -15,7 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reference_server.app import create_app
-    from reference_server.lifecycle import DrainingServer
+    from reference_server.http.middleware.draining import DrainingServer
     from reference_server.settings import Settings
 
     overrides = {"host": args.host, "port": args.port}

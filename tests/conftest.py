@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from maas_sdk import AsyncMaaS, MaaS
-from reference_server.launcher import ServerProcess
+from reference_server.testing import ServerProcess
 
 API_KEY = "sk-test-0123456789"
 GENERATOR = "smollm2-135m-instruct"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from maas_sdk.protocol import FineTuneMethod, Hyperparameters
-from reference_server.loading import Task
+from reference_server.inference.loading import Task
 
 CLASSIFIER = "classifier"
 GENERATOR = "generator"

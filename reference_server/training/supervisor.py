@@ -33,8 +33,8 @@ from typing import IO
 
 from starlette.applications import Starlette
 
-from reference_server.models_service import serve_loaded
-from reference_server.registry import ModelRegistry
+from reference_server.inference.service import serve_loaded
+from reference_server.inference.registry import ModelRegistry
 from reference_server.settings import Settings
 from reference_server.storage import AsyncStore, DataLayout, JobRecord, NewEvent, Store, blobs
 from reference_server.training import EXIT_OK, EXIT_STOPPED, plan
@@ -329,7 +329,7 @@ class FineTuningService:
 
     async def _register(self, job: JobRecord, name: str) -> None:
         """Load the job's model folder and serve it as `name`, with the engine for its task."""
-        from reference_server.loading import ModelSpec, load_model
+        from reference_server.inference.loading import ModelSpec, load_model
 
         if any(m.id == name for m in self.registry.list()):
             return

@@ -21,7 +21,7 @@ from typing import Any
 from reference_server import datasets
 from reference_server.storage import DataLayout, JobRecord, NewEvent, Store
 from reference_server.training import checkpoints, plan
-from reference_server.training.data import (
+from reference_server.datasets.encoding import (
     Encoded,
     collate,
     encode_classification,

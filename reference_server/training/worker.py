@@ -60,7 +60,7 @@ def run(data_dir: Path, job_id: str, attempt: int, device: str | None, parent_pi
     if parent_pid and os.getppid() != parent_pid:
         return EXIT_SUPERSEDED  # the server died before this process was set up
 
-    from reference_server.loading import resolve_device
+    from reference_server.inference.loading import resolve_device
     from reference_server.storage import DataLayout, NewEvent, Store
     from reference_server.training.trainer import StopRequested, Superseded, Trainer
 

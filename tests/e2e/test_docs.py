@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reference_server.launcher import ServerProcess
+from reference_server.testing import ServerProcess
 from tests.conftest import API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]

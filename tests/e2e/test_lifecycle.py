@@ -14,7 +14,7 @@ import pytest
 
 from maas_sdk import BadRequestError, MaaS, NotFoundError, RequestTooLargeError
 from maas_sdk.protocol import FineTuningEvent
-from reference_server.launcher import ServerProcess
+from reference_server.testing import ServerProcess
 from tests.conftest import API_KEY, EMBEDDER, GENERATOR
 
 pytestmark = pytest.mark.slow

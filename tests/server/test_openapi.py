@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from maas_sdk import protocol as p
 from reference_server.app import create_app
-from reference_server.openapi import OPERATIONS, REF, openapi_document
+from reference_server.http.openapi import OPERATIONS, REF, openapi_document
 from reference_server.settings import Settings
 
 

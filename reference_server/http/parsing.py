@@ -1,0 +1,135 @@
+"""Request parsing and response helpers shared by every route.
+
+`parse_body` turns any malformed or invalid JSON body into a 400 that names the
+offending parameter, so no handler ever sees unvalidated input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from reference_server.http.errors import APIError, bad_request
+from reference_server.http.middleware.auth import require_model
+
+M = TypeVar("M", bound=BaseModel)
+# A JSON escape in the UTF-16 surrogate range (`\ud800` to `\udfff`): the only way a lone
+# surrogate gets into parsed JSON, so bodies without one skip the walk below.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _loc_to_param(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("str", "list[str]", "list[int]", "list[list[int]]", "function-after", "literal"):
+            # union/tagged branches add the branch name to the location; keep the field path only
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "body"
+
+
+def validation_error(exc: ValidationError) -> APIError:
+    """The first validation error as a 400 naming the parameter."""
+    first = exc.errors(include_url=False)[0]
+    param = _loc_to_param(tuple(first["loc"]))
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {param}"
+        code = "unknown_parameter"
+    elif kind == "missing":
+        message = f"Missing required parameter: {param}"
+        code = "missing_required_parameter"
+    else:
+        message = f"Invalid value for {param}: {first['msg']}"
+        code = "invalid_value"
+    return bad_request(message, param=param, code=code)
+
+
+async def read_json(request: Request) -> Any:
+    """The JSON body, bounded by the server's `max_body_bytes` (413 beyond it)."""
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"Request body of {declared} bytes exceeds the limit of {limit} bytes.",
+                       code="request_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise bad_request("The request body is empty; a JSON object is required.", param="body",
+                          code="invalid_json")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise bad_request("The request body is not valid UTF-8.", param="body", code="invalid_json") from None
+    except ValueError as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}", param="body", code="invalid_json") from None
+    except RecursionError:
+        raise bad_request("The request body is nested too deeply.", param="body",
+                          code="invalid_json") from None
+    if _SURROGATE_ESCAPE.search(raw):
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise bad_request(f"{where} holds a lone UTF-16 surrogate escape, which is not text.",
+                              param=where, code="invalid_json")
+    return data
+
+
+def _lone_surrogate(data: Any) -> str | None:
+    """Where the first string (or key) holding a lone surrogate is, if any: JSON lets `\\ud800`
+    through, but it is no Unicode text and no tokenizer can encode it."""
+    stack: list[tuple[Any, str]] = [(data, "body")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str) and not _is_text(value):
+            return path
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path != "body" else str(key)
+                if not _is_text(key):
+                    return path
+                stack.append((item, name))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+    return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The body as `model`. A body naming a `model` is checked against the caller's model
+    allowlist here (403), so no route can forget to."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.", param="body", code="invalid_json")
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    model_id = getattr(parsed, "model", None)
+    if isinstance(model_id, str):
+        require_model(request, model_id)
+    return parsed
+
+
+def json_response(body: BaseModel, status: int = 200) -> Response:
+    return Response(body.model_dump_json(exclude_none=False), status_code=status, media_type="application/json")

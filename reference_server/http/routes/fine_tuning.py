@@ -1,0 +1,179 @@
+"""`/v1/fine_tuning/jobs` (OpenAI shape): create, list, retrieve and cancel jobs; their events
+and checkpoints.
+
+Creation checks everything that can be checked at once (the base model can be trained, the
+files exist, belong to the caller and hold data of the right format) so a job that is accepted
+can only fail for reasons that arise later. With an `Idempotency-Key` header, a retried
+request from the same caller returns the job the first one created instead of a second job.
+Jobs are listed newest first; each caller sees only its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from maas_sdk.protocol import (
+    FineTuningCheckpointList,
+    FineTuningEventList,
+    FineTuningJobCreate,
+    FineTuningJobList,
+)
+from reference_server.http.errors import bad_request, not_found
+from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.routes import _query
+from reference_server.storage import FileRecord, IdempotencyKeyReused, JobRecord, ids
+from reference_server.training import plan
+from reference_server.training.supervisor import FineTuningService
+
+_MAX_IDEMPOTENCY_KEY = 255
+
+
+def _service(request: Request) -> FineTuningService:
+    service: FineTuningService = request.app.state.fine_tuning
+    return service
+
+
+async def _owned_job(request: Request) -> JobRecord:
+    job_id = request.path_params["job_id"]
+    job: JobRecord | None = None
+    if ids.is_valid(ids.JOB, job_id):
+        job = await _service(request).db.get_job(job_id, _query.principal(request))
+    if job is None:
+        raise not_found(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id", code="job_not_found")
+    return job
+
+
+async def _training_data(request: Request, file_id: str, param: str, kind: str) -> FileRecord:
+    record: FileRecord | None = None
+    if ids.is_valid(ids.FILE, file_id):
+        record = await _service(request).db.get_file(file_id, _query.principal(request))
+    if record is None:
+        raise bad_request(f"No such file: {file_id}", param=param, code="file_not_found")
+    formats = plan.data_formats(kind)
+    if record.format not in formats:
+        raise bad_request(f"The file {file_id} holds {record.format} data; a {kind} job learns from "
+                          f"{' or '.join(formats)} data.", param=param, code="invalid_file_format")
+    return record
+
+
+def _base_folder(loaded: object) -> str | None:
+    """The local folder the served base model was loaded from (the converted one for GGUF models)."""
+    model = getattr(loaded, "model", None)
+    folder = getattr(model, "name_or_path", None)
+    return folder if isinstance(folder, str) and folder else None
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise bad_request(f"Idempotency-Key must be 1 to {_MAX_IDEMPOTENCY_KEY} printable characters.",
+                          param="Idempotency-Key")
+    return key
+
+
+async def create_job(request: Request) -> Response:
+    body = await parse_body(request, FineTuningJobCreate)
+    key = _idempotency_key(request)
+    service = _service(request)
+    served = request.app.state.registry.get(body.model)
+    kind = plan.kind_for_task(served.task)
+    base_path = _base_folder(served.loaded)
+    if kind is None or base_path is None:
+        raise bad_request(f"The model '{body.model}' cannot be fine-tuned.", param="model",
+                          code="model_not_trainable")
+    training = await _training_data(request, body.training_file, "training_file", kind)
+    if kind == plan.CLASSIFIER and len(training.labels) < 2:
+        raise bad_request(f"The file {training.id} has a single label; a classifier needs at least two.",
+                          param="training_file", code="invalid_file_format")
+    if body.validation_file is not None:
+        validation = await _training_data(request, body.validation_file, "validation_file", kind)
+        extra = sorted(set(validation.labels) - set(training.labels))
+        if extra:
+            raise bad_request(f"The validation file has labels the training file lacks: {', '.join(extra)}",
+                              param="validation_file", code="invalid_file_format")
+
+    hyperparameters, method = plan.resolve(kind, body.hyperparameters, body.method)
+    now = int(time.time())
+    job = JobRecord(
+        id=ids.new_id(ids.JOB), owner=_query.principal(request), created_at=now, updated_at=now,
+        model=body.model, base_path=base_path, kind=kind, status="validating_files",
+        training_file=training.id, validation_file=body.validation_file, hyperparameters=hyperparameters,
+        method=method, suffix=body.suffix, seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+    )
+    digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    try:
+        job, _ = await service.db.create_job(job, idempotency_key=key, digest=digest)
+    except IdempotencyKeyReused as exc:
+        raise bad_request(f"This Idempotency-Key was already used for a different request (job {exc.job_id}).",
+                          param="Idempotency-Key", code="idempotency_key_reused") from None
+    service.wake()
+    return json_response(job.to_wire())
+
+
+async def list_jobs(request: Request) -> Response:
+    _query.only(request, "after", "limit")
+    after = request.query_params.get("after")
+    try:
+        jobs, more = await _service(request).db.list_jobs(_query.principal(request), after=after,
+                                                          limit=_query.limit(request, 20, 100))
+    except KeyError:
+        raise bad_request(f"after names no job of yours: {after}", param="after") from None
+    return json_response(FineTuningJobList(data=[j.to_wire() for j in jobs], has_more=more))
+
+
+async def retrieve_job(request: Request) -> Response:
+    return json_response((await _owned_job(request)).to_wire())
+
+
+async def cancel_job(request: Request) -> Response:
+    job = await _owned_job(request)
+    if job.status in ("succeeded", "failed"):
+        raise bad_request(f"The job {job.id} has already {job.status}; it cannot be cancelled.",
+                          param="fine_tuning_job_id", code="job_not_cancellable")
+    service = _service(request)
+    if job.status != "cancelled":
+        await service.cancel(job.id)
+    return json_response((await _owned_job(request)).to_wire())
+
+
+async def list_events(request: Request) -> Response:
+    _query.only(request, "after", "limit")
+    job = await _owned_job(request)
+    after = request.query_params.get("after")
+    try:
+        events, more = await _service(request).db.list_events(job.id, after=after,
+                                                              limit=_query.limit(request, 20, 1000))
+    except KeyError:
+        raise bad_request(f"after names no event of this job: {after}", param="after") from None
+    return json_response(FineTuningEventList(data=[e.to_wire() for e in events], has_more=more))
+
+
+async def list_checkpoints(request: Request) -> Response:
+    _query.only(request, "after", "limit")
+    job = await _owned_job(request)
+    after = request.query_params.get("after")
+    try:
+        checkpoints, more = await _service(request).db.list_checkpoints(job.id, after=after,
+                                                                        limit=_query.limit(request, 10, 100))
+    except KeyError:
+        raise bad_request(f"after names no checkpoint of this job: {after}", param="after") from None
+    return json_response(FineTuningCheckpointList(data=[c.to_wire() for c in checkpoints], has_more=more))
+
+
+routes = [
+    Route("/v1/fine_tuning/jobs", create_job, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs", list_jobs, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}", retrieve_job, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/events", list_events, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/checkpoints", list_checkpoints, methods=["GET"]),
+]

@@ -1,0 +1,1 @@
+"""Inference: loading models, serving them through engines, and the tasks run on them. No HTTP here."""

@@ -1,0 +1,278 @@
+"""Dynamic batching for embedding models.
+
+Embedding calls are short and often arrive together (many clients, or one client sending
+many inputs). Encoding them one forward pass per input wastes most of the CPU, so calls are
+queued and a worker thread packs every input waiting at that moment into batches, bounded by
+count and by padded tokens, after sorting them by length so that similar lengths share a batch
+and little compute goes to padding. Each batch runs in one forward pass; the vectors are then
+routed back to their calls in the original order.
+
+Vectors are the mean of the last hidden states over real tokens, L2-normalised (the
+sentence-transformers recipe for models such as all-MiniLM-L6-v2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from reference_server.inference.engine.errors import EngineStoppedError, QueueFullError
+
+if TYPE_CHECKING:
+    from reference_server.inference.loading import LoadedModel
+
+__all__ = ["EmbeddingBatcher", "QueueFullError"]
+
+EmbeddingInput = str | Sequence[int]
+
+
+@dataclass
+class _Job:
+    """One `embed()` call: its inputs, where its vectors go, and how to wake its caller."""
+
+    inputs: list[EmbeddingInput]
+    future: asyncio.Future[tuple[list[list[float]], int]]
+    loop: asyncio.AbstractEventLoop
+    vectors: list[list[float] | None] = field(default_factory=list)
+    remaining: int = 0
+    prompt_tokens: int = 0
+
+    @property
+    def abandoned(self) -> bool:
+        return self.future.done()
+
+    def succeed(self) -> None:
+        result = ([v for v in self.vectors if v is not None], self.prompt_tokens)
+        self._resolve(lambda: self.future.set_result(result))
+
+    def fail(self, exc: BaseException) -> None:
+        self._resolve(lambda: self.future.set_exception(exc))
+
+    def _resolve(self, action: Any) -> None:
+        def run() -> None:
+            if not self.future.done():  # the caller may have given up meanwhile
+                action()
+
+        try:
+            self.loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the caller's loop is closed
+            pass
+
+
+@dataclass
+class _Item:
+    job: _Job
+    index: int
+    ids: list[int]
+
+
+class EmbeddingBatcher:
+    """Queues `embed()` calls for one embedding model and runs them in packed batches."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        max_batch_size: int = 32,
+        max_batch_tokens: int = 8192,
+        max_queued: int = 1024,
+    ) -> None:
+        if max_batch_size < 1 or max_batch_tokens < 1 or max_queued < 0:
+            raise ValueError("max_batch_size and max_batch_tokens must be >= 1 and max_queued >= 0")
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queued = max_queued
+        self._id = loaded.spec.id
+        self._model = loaded.model
+        self._tokenizer = loaded.tokenizer
+        self._device = torch.device(loaded.device)
+        self._max_length = loaded.context_length
+        self._vocab_size = int(loaded.model.config.vocab_size)
+        pad = loaded.tokenizer.pad_token_id
+        self._pad_id = int(pad) if pad is not None else 0
+        self._prefix, self._suffix = _special_affixes(loaded.tokenizer)
+        self._cond = threading.Condition()
+        self._queue: deque[_Job] = deque()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._counters = {"requests": 0, "inputs": 0, "batches": 0, "tokens": 0, "last_batch_size": 0}
+
+    def start(self) -> None:
+        """Start the worker thread (uses the torch thread count in effect now)."""
+        if self._thread is not None:
+            return
+        threads = torch.get_num_threads()
+        self._thread = threading.Thread(
+            target=self._run, args=(threads,), name=f"embed-{self._id}", daemon=True
+        )
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Finish the batch in progress, fail queued calls with EngineStoppedError, join the worker."""
+        thread = self._thread
+        if thread is None:
+            return
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        await asyncio.to_thread(thread.join)
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> tuple[list[list[float]], int]:
+        """Vectors for `inputs` (strings or token-id lists), in order, and the tokens they used.
+
+        Raises ValueError for an input longer than the model accepts (or with unknown token
+        ids), QueueFullError when `max_queued` calls are already waiting, EngineStoppedError
+        when the batcher is not running.
+        """
+        if self._thread is None or self._stopping:
+            raise EngineStoppedError("the embedding batcher is not running")
+        items = list(inputs)
+        if not items:
+            return [], 0
+        loop = asyncio.get_running_loop()
+        job = _Job(inputs=items, future=loop.create_future(), loop=loop)
+        with self._cond:
+            if len(self._queue) >= max(1, self.max_queued):
+                raise QueueFullError(f"{len(self._queue)} embedding requests are waiting")
+            self._queue.append(job)
+            self._cond.notify()
+        return await job.future
+
+    def stats(self) -> dict[str, int]:
+        return {**self._counters, "waiting": len(self._queue)}
+
+    # ----- worker thread -----
+
+    def _run(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+        pending: list[_Job] = []
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._stopping and not self._queue:
+                        self._cond.wait()
+                    if self._stopping:
+                        pending = list(self._queue)
+                        self._queue.clear()
+                        break
+                    jobs = list(self._queue)
+                    self._queue.clear()
+                self._process(jobs)
+        for job in pending:
+            job.fail(EngineStoppedError("the embedding batcher stopped before this request ran"))
+
+    def _process(self, jobs: list[_Job]) -> None:
+        items: list[_Item] = []
+        for job in jobs:
+            if job.abandoned:
+                continue
+            try:
+                encoded = self._encode(job.inputs)
+            except Exception as exc:  # noqa: BLE001 - raised again in the caller's embed()
+                job.fail(exc)
+                continue
+            job.vectors = [None] * len(encoded)
+            job.remaining = len(encoded)
+            job.prompt_tokens = sum(len(ids) for ids in encoded)
+            items.extend(_Item(job, i, ids) for i, ids in enumerate(encoded))
+        items.sort(key=lambda it: len(it.ids))
+        for batch in self._pack(items):
+            live = [it for it in batch if not it.job.abandoned]
+            if not live:
+                continue
+            try:
+                vectors = self._forward([it.ids for it in live])
+            except Exception as exc:  # noqa: BLE001 - raised again in each caller's embed()
+                for job in {id(it.job): it.job for it in live}.values():
+                    job.fail(exc)
+                continue
+            for it, vector in zip(live, vectors):
+                it.job.vectors[it.index] = vector
+                it.job.remaining -= 1
+                if it.job.remaining == 0:
+                    it.job.succeed()
+        self._counters["requests"] += len(jobs)
+
+    def _pack(self, items: list[_Item]) -> list[list[_Item]]:
+        """Consecutive runs of (length-sorted) items within the count and padded-token caps."""
+        batches: list[list[_Item]] = []
+        current: list[_Item] = []
+        for item in items:
+            width = len(item.ids)  # sorted ascending: the newest item is the widest
+            if current and (
+                len(current) >= self.max_batch_size or (len(current) + 1) * width > self.max_batch_tokens
+            ):
+                batches.append(current)
+                current = []
+            current.append(item)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _encode(self, inputs: list[EmbeddingInput]) -> list[list[int]]:
+        """Token ids (with the model's special tokens) per input; ValueError naming the first
+        input that cannot be embedded."""
+        texts = [(i, x) for i, x in enumerate(inputs) if isinstance(x, str)]
+        encoded: list[list[int] | None] = [None] * len(inputs)
+        if texts:
+            ids = self._tokenizer([x for _, x in texts], add_special_tokens=True, truncation=False)[
+                "input_ids"
+            ]
+            for (i, _), row in zip(texts, ids):
+                encoded[i] = list(row)
+        for i, x in enumerate(inputs):
+            if encoded[i] is not None:
+                continue
+            tokens = [int(t) for t in x]
+            bad = [t for t in tokens if not 0 <= t < self._vocab_size]
+            if bad:
+                raise ValueError(
+                    f"input[{i}] has token id {bad[0]}, outside the vocabulary (0..{self._vocab_size - 1})"
+                )
+            encoded[i] = self._prefix + tokens + self._suffix
+        result = [row for row in encoded if row is not None]
+        for i, row in enumerate(result):  # every input was encoded, so indices still match
+            if len(row) > self._max_length:
+                raise ValueError(
+                    f"input[{i}] is {len(row)} tokens long; model '{self._id}' accepts at most "
+                    f"{self._max_length} tokens per input"
+                )
+        return result
+
+    def _forward(self, rows: list[list[int]]) -> list[list[float]]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = 1
+        ids, mask = ids.to(self._device), mask.to(self._device)
+        hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        vectors = F.normalize(pooled.float(), p=2, dim=-1)
+        self._counters["batches"] += 1
+        self._counters["inputs"] += len(rows)
+        self._counters["tokens"] += int(mask.sum())
+        self._counters["last_batch_size"] = len(rows)
+        rows_out: list[list[float]] = vectors.cpu().tolist()
+        return rows_out
+
+
+def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a single text (e.g. [CLS] … [SEP]),
+    found by encoding a probe word with and without them; token-id inputs get the same frame."""
+    probe = "hello"
+    bare = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            return full[:start], full[start + len(bare) :]
+    return [], []

@@ -1,0 +1,94 @@
+"""The models the server serves, by id, with the engine or batcher that runs each.
+
+Routes look models up here; fine-tuned models are registered at run time.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from maas_sdk.protocol import Model
+from reference_server.http.errors import APIError, not_found
+
+if TYPE_CHECKING:
+    from reference_server.inference.engine.embeddings import EmbeddingBatcher
+    from reference_server.inference.engine.generation import GenerationEngine
+    from reference_server.inference.loading import LoadedModel
+
+TASK_ROUTES = {
+    "generate": "completions and chat completions",
+    "embed": "embeddings",
+    "classify": "classifications",
+}
+
+
+@dataclass
+class ServedModel:
+    id: str
+    task: str
+    loaded: LoadedModel
+    engine: GenerationEngine | None = None
+    batcher: EmbeddingBatcher | None = None
+    parent: str | None = None
+    owner: str | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> Model:
+        loaded = self.loaded
+        return Model(
+            id=self.id,
+            created=self.created,
+            owned_by=self.owner or "maas",
+            task=self.task,
+            context_length=loaded.context_length,
+            parameters=loaded.parameters,
+            dtype=loaded.dtype,
+            device=loaded.device,
+            quantization=loaded.spec.quantization,
+            parent=self.parent,
+        )
+
+
+class ModelRegistry:
+    """Thread-safe map from model id to `ServedModel`."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, ServedModel] = {}
+        self._lock = threading.Lock()
+
+    def register(self, served: ServedModel) -> None:
+        with self._lock:
+            self._models[served.id] = served
+
+    def unregister(self, model_id: str) -> ServedModel | None:
+        with self._lock:
+            return self._models.pop(model_id, None)
+
+    def list(self) -> builtins.list[ServedModel]:
+        with self._lock:
+            return list(self._models.values())
+
+    def get(self, model_id: str) -> ServedModel:
+        with self._lock:
+            served = self._models.get(model_id)
+        if served is None:
+            raise not_found(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+        return served
+
+    def get_for(self, model_id: str, task: str) -> ServedModel:
+        """The model, checked to serve `task`; 400 naming `model` otherwise."""
+        served = self.get(model_id)
+        if served.task != task:
+            raise APIError(
+                400,
+                f"The model '{model_id}' serves {TASK_ROUTES.get(served.task, served.task)}, "
+                f"not {TASK_ROUTES.get(task, task)}.",
+                param="model",
+                code="model_task_mismatch",
+            )
+        return served

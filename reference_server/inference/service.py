@@ -1,0 +1,109 @@
+"""Loads the configured models in the background and runs their engines.
+
+Loading happens off the event loop after the server has started, so `/health`
+answers at once and `/ready` answers 503 until every model is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+
+from reference_server.inference.registry import ModelRegistry, ServedModel
+from reference_server.settings import Settings
+
+if TYPE_CHECKING:
+    from reference_server.inference.loading import LoadedModel, ModelSpec
+
+logger = logging.getLogger("reference_server")
+
+
+def configured_specs(settings: Settings) -> list[ModelSpec]:
+    from reference_server.inference.loading import ModelSpec, default_specs
+
+    specs: list[ModelSpec] = []
+    if settings.default_models:
+        for spec in default_specs():
+            if settings.enabled_models and spec.id not in settings.enabled_models:
+                continue
+            if settings.dtype != "auto" and spec.dtype == "auto":
+                spec.dtype = settings.dtype
+            if settings.quantization and spec.task == "generate" and spec.quantization is None:
+                spec.quantization = settings.quantization
+            specs.append(spec)
+    for extra in settings.models:
+        specs.append(ModelSpec(**extra.model_dump()))
+    return specs
+
+
+def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> ServedModel:
+    """Wrap a loaded model with the engine or batcher for its task, started."""
+    from reference_server.inference.engine.embeddings import EmbeddingBatcher
+    from reference_server.inference.engine.generation import GenerationEngine
+
+    served = ServedModel(id=loaded.spec.id, task=loaded.spec.task, loaded=loaded, **extra)  # type: ignore[arg-type]
+    if loaded.task == "generate":
+        served.engine = GenerationEngine(
+            loaded,
+            max_running=settings.max_running,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_queued=settings.max_queued,
+        )
+        served.engine.start()
+    elif loaded.task == "embed":
+        served.batcher = EmbeddingBatcher(
+            loaded,
+            max_batch_size=settings.embed_max_batch_size,
+            max_batch_tokens=settings.embed_max_batch_tokens,
+            max_queued=settings.embed_max_queued,
+        )
+        served.batcher.start()
+    return served
+
+
+async def stop_served(served: ServedModel) -> None:
+    if served.engine is not None:
+        await served.engine.stop()
+    if served.batcher is not None:
+        await served.batcher.stop()
+
+
+class ModelsService:
+    """Owns the registry's lifetime: load at start (in a thread), stop engines at shutdown."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.ready = asyncio.Event()
+        self.error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, app: Starlette) -> None:
+        self._task = asyncio.create_task(self._load_all())
+
+    async def _load_all(self) -> None:
+        from reference_server.inference.loading import configure_threads, load_model
+
+        try:
+            configure_threads(self.settings.threads)
+            for spec in configured_specs(self.settings):
+                logger.info("loading model %s (%s)", spec.id, spec.task)
+                loaded = await asyncio.to_thread(
+                    load_model, spec, cache_dir=self.settings.cache_dir, device=self.settings.device
+                )
+                self.registry.register(serve_loaded(loaded, self.settings))
+                logger.info("model %s ready on %s (%s)", spec.id, loaded.device, loaded.dtype)
+            self.ready.set()
+        except Exception as exc:  # reported by /ready; the process keeps serving health
+            self.error = exc
+            logger.exception("model loading failed")
+
+    async def stop(self, app: Starlette) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        for served in self.registry.list():
+            await stop_served(served)
+
