@@ -40,7 +40,12 @@ _ref: dict[str, Any] = {}
 def _load_reference(threads: int) -> None:
     import torch
 
-    from reference_server.inference.loading import configure_threads, default_specs, load_model, resolve_device
+    from reference_server.inference.loading import (
+        configure_threads,
+        default_specs,
+        load_model,
+        resolve_device,
+    )
     from reference_server.settings import Settings
 
     warnings.filterwarnings("ignore")

@@ -18,14 +18,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from reference_server.http.errors import install_error_handlers
-from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
 from reference_server.http.metrics import MetricsMiddleware, ServerMetrics
-from reference_server.http.middleware.request_id import RequestIdMiddleware
-from reference_server.inference.service import ModelsService
-from reference_server.inference.offload import ThreadWork
-from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
-from reference_server.inference.registry import ModelRegistry
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
+from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
+from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
+from reference_server.http.middleware.request_id import RequestIdMiddleware
+from reference_server.inference.offload import ThreadWork
+from reference_server.inference.registry import ModelRegistry
+from reference_server.inference.service import ModelsService
 from reference_server.settings import Settings
 from reference_server.training.supervisor import FineTuningService
 
@@ -37,8 +37,7 @@ class Service(Protocol):
 
 
 def _routes() -> list[BaseRoute]:
-    from reference_server.http import metrics
-    from reference_server.http import openapi
+    from reference_server.http import metrics, openapi
     from reference_server.http.routes import (
         chat,
         classifications,

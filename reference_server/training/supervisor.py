@@ -33,8 +33,8 @@ from typing import IO
 
 from starlette.applications import Starlette
 
-from reference_server.inference.service import serve_loaded
 from reference_server.inference.registry import ModelRegistry
+from reference_server.inference.service import serve_loaded
 from reference_server.settings import Settings
 from reference_server.storage import AsyncStore, DataLayout, JobRecord, NewEvent, Store, blobs
 from reference_server.training import EXIT_OK, EXIT_STOPPED, plan

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from reference_server import datasets
-from reference_server.storage import DataLayout, JobRecord, NewEvent, Store
-from reference_server.training import checkpoints, plan
 from reference_server.datasets.encoding import (
     Encoded,
     collate,
@@ -30,6 +28,8 @@ from reference_server.datasets.encoding import (
     token_batches,
     token_losses,
 )
+from reference_server.storage import DataLayout, JobRecord, NewEvent, Store
+from reference_server.training import checkpoints, plan
 
 # Checkpoints kept per job (the newest ones); older folders are deleted.
 KEEP_CHECKPOINTS = 3

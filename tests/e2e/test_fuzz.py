@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, settings
 from pydantic import BaseModel
 
 from maas_sdk.protocol import ErrorBody
-from reference_server.testing import ServerProcess
 from reference_server.http.openapi import OPERATIONS, openapi_document
+from reference_server.testing import ServerProcess
 from tests.conftest import API_KEY, EMBEDDER, GENERATOR, post_declared_and_chunked
 
 pytestmark = pytest.mark.slow

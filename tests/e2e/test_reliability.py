@@ -26,9 +26,9 @@ from starlette.testclient import TestClient
 
 from maas_sdk import APIConnectionError, AsyncMaaS, InternalServerError, MaaS, MaaSError
 from reference_server.app import create_app
-from reference_server.testing import ServerProcess, free_port
 from reference_server.inference.registry import ModelRegistry
 from reference_server.settings import Settings
+from reference_server.testing import ServerProcess, free_port
 from tests.conftest import API_KEY, EMBEDDER, GENERATOR, post_declared_and_chunked
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from reference_server.inference.loading import LoadedModel, ModelSpec, configure_threads, default_specs, load_model
+from reference_server.inference.loading import (
+    LoadedModel,
+    ModelSpec,
+    configure_threads,
+    default_specs,
+    load_model,
+)
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from maas_sdk.protocol import Classification, ClassificationRequest, Classifications, Usage
-from reference_server.inference import tasks as nlu
 from reference_server.http.errors import bad_request
-from reference_server.http.parsing import json_response, parse_body
-from reference_server.inference.offload import ThreadWork
 from reference_server.http.middleware.ratelimit import charge_input_tokens
+from reference_server.http.parsing import json_response, parse_body
+from reference_server.inference import tasks as nlu
+from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ServedModel
 
 

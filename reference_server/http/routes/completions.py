@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from maas_sdk.protocol import CompletionChoice, CompletionRequest, Generation, GenerationChunk
 from reference_server.http.errors import bad_request
-from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.middleware.ratelimit import charge_tokens
+from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _generation as gen
 from reference_server.http.sse import event, sse_response
 

@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from maas_sdk.protocol import Embedding, EmbeddingRequest, Embeddings, EmbeddingUsage
 from reference_server.http.errors import bad_request
-from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.middleware.ratelimit import charge_input_tokens
+from reference_server.http.parsing import json_response, parse_body
 
 Inputs = list[str] | list[list[int]]
 

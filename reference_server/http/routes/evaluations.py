@@ -16,10 +16,10 @@ from starlette.routing import Route
 
 from maas_sdk.protocol import Evaluation, EvaluationRequest
 from reference_server import datasets
-from reference_server.inference import tasks as nlu
 from reference_server.http.errors import bad_request
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _query
+from reference_server.inference import tasks as nlu
 from reference_server.storage import FileRecord, ids
 from reference_server.training.supervisor import FineTuningService
 

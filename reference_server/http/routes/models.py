@@ -7,8 +7,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from maas_sdk.protocol import ModelList
-from reference_server.http.parsing import json_response
 from reference_server.http.middleware.auth import caller_of, require_model
+from reference_server.http.parsing import json_response
 
 
 async def list_models(request: Request) -> Response:

@@ -13,9 +13,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from maas_sdk.protocol import Detokenized, DetokenizeRequest, Tokenized, TokenizeRequest
-from reference_server.inference import tasks as nlu
 from reference_server.http.errors import bad_request
 from reference_server.http.parsing import json_response, parse_body
+from reference_server.inference import tasks as nlu
 
 
 async def tokenize(request: Request) -> Response:

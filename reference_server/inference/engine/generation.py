@@ -34,7 +34,12 @@ from transformers import DynamicCache
 
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
-from reference_server.inference.engine.kvcache import PaddedBatch, check_mergeable, left_padded, positions_from_mask
+from reference_server.inference.engine.kvcache import (
+    PaddedBatch,
+    check_mergeable,
+    left_padded,
+    positions_from_mask,
+)
 from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
 
 if TYPE_CHECKING:
