@@ -16,9 +16,7 @@ from maas_sdk.protocol import (
     FineTuningJob,
     FineTuningJobError,
 )
-
-ACTIVE_STATUSES = ("validating_files", "queued", "running")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+from maas_sdk.protocol.vocabulary import TERMINAL_STATUSES
 
 
 @dataclass
