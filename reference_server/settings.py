@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from reference_server.inference.loading.spec import ModelSpec
+from reference_server.inference.loading.spec import Dtype, ModelSpec
 
 
 def _user_cache() -> Path:
@@ -33,7 +33,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Extra models (local folders), as a JSON list of {id, path, task, ...}."
     )
     device: str | None = Field(None, description="cuda, cpu, ... (default: cuda when available).")
-    dtype: str = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
+    dtype: Dtype = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
     quantization: Literal["int8"] | None = Field(None, description="Default quantization for generators.")
     threads: int | None = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
     cache_dir: Path = Field(default_factory=_user_cache)

@@ -70,7 +70,7 @@ class ServerMetrics:
 
     def refresh_gauges(self, models: ModelRegistry) -> None:
         for served in models.list():
-            stats: Callable[[], dict] | None = None
+            stats: Callable[[], dict[str, int]] | None = None
             if served.engine is not None:
                 stats = served.engine.stats
             elif served.batcher is not None:

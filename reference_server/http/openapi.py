@@ -10,7 +10,7 @@ the running server against the document.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -82,7 +82,7 @@ def _event_schema(chunk_ref: dict[str, Any], error_ref: dict[str, Any]) -> dict[
     }
 
 
-def _operation(op: Operation, refs: dict[tuple[type[BaseModel], Mode], dict[str, Any]]) -> dict[str, Any]:
+def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "operationId": op.method.lower() + op.doc_path.replace("/", "_").replace("{", "").replace("}", "")
         .replace(".", "_"),

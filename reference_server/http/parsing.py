@@ -37,7 +37,7 @@ def _loc_to_param(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "body"
 
 
-def validation_error(exc: ValidationError) -> HTTPError:
+def validation_error(exc: ValidationError) -> InvalidRequest:
     """The first validation error as a 400 naming the parameter."""
     first = exc.errors(include_url=False)[0]
     param = _loc_to_param(tuple(first["loc"]))

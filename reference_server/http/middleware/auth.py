@@ -157,6 +157,6 @@ def _bearer(scope: Scope) -> str | None:
         if name == b"authorization":
             auth = value.decode("latin-1")
             if auth[:7].lower() == "bearer ":
-                return auth[7:].strip()
+                return str(auth[7:].strip())
             return None
     return None

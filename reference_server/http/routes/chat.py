@@ -76,7 +76,7 @@ async def create_chat_completion(request: Request) -> Response:
         def chunk(delta: ChatDelta, finish: str | None) -> ChatCompletionChunk:
             return ChatCompletionChunk(
                 id=completion_id, created=created, model=body.model,
-                choices=[ChunkChatChoice(index=0, delta=delta, finish_reason=finish)],  # type: ignore[arg-type]
+                choices=[ChunkChatChoice(index=0, delta=delta, finish_reason=finish)],
             )
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -97,7 +97,7 @@ async def create_chat_completion(request: Request) -> Response:
         ChatCompletion(
             id=completion_id, created=created, model=body.model,
             choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text),
-                                finish_reason=finish)],  # type: ignore[arg-type]
+                                finish_reason=finish)],
             usage=gen.usage([handle]),
         )
     )

@@ -88,6 +88,6 @@ async def create_completion(request: Request) -> Response:
 def _chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None) -> GenerationChunk:
     return GenerationChunk(
         id=cid, created=created, model=model,
-        choices=[CompletionChoice(index=index, text=text, finish_reason=finish)],  # type: ignore[arg-type]
+        choices=[CompletionChoice(index=index, text=text, finish_reason=finish)],
     )
 

@@ -27,7 +27,7 @@ Inputs = list[str] | list[list[int]]
 def normalise_inputs(raw: object, max_inputs: int) -> Inputs:
     """Inputs as a list of strings or a list of token-id lists; 400 naming `input` otherwise."""
     if isinstance(raw, str):
-        items: list = [raw]
+        items: list[Any] = [raw]
     elif isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
         items = [raw]
     else:
