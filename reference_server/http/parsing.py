@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from reference_server.errors import InvalidRequest
 from reference_server.http.errors import HTTPError, bad_request
 from reference_server.http.middleware.auth import require_model
 from reference_server.state import state_of

@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import base64
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
