@@ -79,9 +79,14 @@ def _cell(value: Any) -> str:
 
 
 def machine() -> str:
-    """One line naming the CPU count and load, printed with every result."""
+    """One line naming the CPU, the flags that decide its speed (AVX-512, AMX, bfloat16; read
+    from /proc/cpuinfo now), the CPU count and the load, printed with every result."""
+    from reference_server.inference.loading import cpu_flags, cpu_model
+
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the start"
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or "bf16" in f)
+    return (f"{cpu_model()}, {os.cpu_count()} CPUs, flags: {' '.join(flags) or 'none of avx512/amx/bf16'}; "
+            f"load average {load} (1, 5, 15 min) at the start")
 
 
 def child() -> ProcessPoolExecutor:

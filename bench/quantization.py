@@ -18,10 +18,13 @@ drift in the machine's speed hits every variant alike. Per variant:
   equal float32's at the same position. A single early divergence changes every later
   token, so this is a strict measure.
 
-float16 is included only where CUDA is available (it is not supported on CPU); int8 is
-dynamic quantization of the Linear layers and runs on CPU only.
+float16 is included only where CUDA is available (it is not supported on CPU); int8 and int4
+are weight-only quantization (`reference_server/inference/loading/quantize.py`, bfloat16
+activations) and run on CPU only. The last columns compare each variant with float32 against
+the targets: perplexity within 3%, greedy agreement >= 80%, weights <= 0.35x, single-sequence
+decode >= 1x.
 
-    python -m bench.quantization                  # float32, bfloat16, int8 (+ float16 on CUDA)
+    python -m bench.quantization                  # float32, bfloat16, int8, int4 (+ float16 on CUDA)
     python -m bench.quantization --quick
 """
 
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     variants: list[tuple[str, str | None, str]] = [("float32", None, device), ("bfloat16", None, device)]
     if device.startswith("cuda"):
         variants.append(("float16", None, device))
-    variants.append(("float32", "int8", "cpu"))
+    variants += [("bfloat16", "int8", "cpu"), ("bfloat16", "int4", "cpu")]
 
     print(f"# quantization: {GENERATOR}, {args.output_len} output tokens, {args.threads} threads; {machine()}",
           file=sys.stderr)
@@ -167,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         for pool in pools:
             pool.shutdown()
 
-    reference = results[0]["greedy"]
+    base = results[0]
+    reference = base["greedy"]
     rows = [[r["variant"], r["device"], r["weights_mb"], r["private_mb"], r["shared_mb"],
-             r["single_tps"], r["batch_tps"], r["perplexity"], f"{agreement(r['greedy'], reference):.1%}"]
+             r["single_tps"], r["batch_tps"], r["perplexity"], f"{agreement(r['greedy'], reference):.1%}",
+             f"{r['perplexity'] / base['perplexity'] - 1:+.1%}", f"{r['weights_mb'] / base['weights_mb']:.2f}x",
+             f"{r['single_tps'] / base['single_tps']:.2f}x"]
             for r in results]
     print(table(["variant", "device", "weights MB", "RSS private +MB", "RSS file +MB", "tok/s single",
-                 "tok/s batch 8", "perplexity", f"greedy = float32 ({AGREEMENT_TOKENS} tok)"], rows))
+                 "tok/s batch 8", "perplexity", f"greedy = float32 ({AGREEMENT_TOKENS} tok)",
+                 "perplexity vs float32", "weights vs float32", "single vs float32"], rows))
     print(f"\nperplexity over {results[0]['perplexity_tokens']} tokens of bench/data/perplexity.txt")
     return 0
 

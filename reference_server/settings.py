@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     )
     device: str | None = Field(None, description="cuda, cpu, ... (default: cuda when available).")
     dtype: Dtype = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
-    quantization: Literal["int8"] | None = Field(None, description="Default quantization for generators.")
+    quantization: Literal["int8", "int4"] | None = Field(
+        None, description="Default weight-only quantization for generators (CPU): int8 or int4.")
     threads: int | None = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
     cache_dir: Path = Field(default_factory=_user_cache)
     data_dir: Path = Field(default_factory=lambda: _user_cache() / "data")

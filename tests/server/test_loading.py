@@ -11,14 +11,16 @@ import torch
 from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.inference.loading import (
     CONVERSION_MARKER,
-    INT8_KEEP_FLOAT,
     LoadedModel,
     ModelSpec,
+    auto_dtype,
     configure_threads,
+    cpu_flags,
     default_specs,
     ensure_converted,
     load_model,
 )
+from reference_server.inference.loading.quantize import Int8Embedding, Int8Linear
 
 
 def _converted_folder(generator: LoadedModel) -> Path:
@@ -77,6 +79,9 @@ def test_invalid_configurations_are_rejected(cache_dir: Path, tmp_path: Path) ->
     spec = ModelSpec(id="x", path=str(tmp_path), task="generate", quantization="int8")
     with pytest.raises(ValueError, match="CPU only"):
         load_model(spec, cache_dir=cache_dir, device="cuda")
+    spec = ModelSpec(id="x", path=str(tmp_path), task="generate", quantization="int4", dtype="float32")
+    with pytest.raises(ValueError, match="computes in bfloat16"):
+        load_model(spec, cache_dir=cache_dir, device="cpu")
     with pytest.raises(ValueError, match="dtype"):  # a spec is checked on every assignment too
         spec.dtype = "float64"  # type: ignore[assignment]
     with pytest.raises(FileNotFoundError):
@@ -85,17 +90,27 @@ def test_invalid_configurations_are_rejected(cache_dir: Path, tmp_path: Path) ->
         load_model(ModelSpec(id="unknown", path=None, task="embed"), cache_dir=cache_dir)
 
 
-def test_int8_quantization_keeps_logits_close(generator: LoadedModel, cache_dir: Path) -> None:
+def _quantized(method: str, cache_dir: Path) -> LoadedModel:
     spec = next(s for s in default_specs() if s.id == DEFAULT_GENERATOR)
-    spec.quantization = "int8"
-    quantized = load_model(spec, cache_dir=cache_dir, device="cpu")
-    named = list(quantized.model.named_modules())
-    kept_float = {name.rsplit(".", 1)[-1] for name, m in named if type(m) is torch.nn.Linear}
-    assert kept_float == set(INT8_KEEP_FLOAT)
-    assert sum(type(m) is torch.nn.Linear for _, m in named) == 30 * 2 + 1  # o, down per layer; lm_head
-    quantized_linears = sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for _, m in named)
-    assert quantized_linears == 30 * 5  # q, k, v, gate and up of every decoder layer
-    assert quantized.parameters == generator.parameters
+    spec.quantization = method  # type: ignore[assignment]
+    return load_model(spec, cache_dir=cache_dir, device="cpu")
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_weight_only_quantization_keeps_logits_close(generator: LoadedModel, cache_dir: Path, method: str) -> None:
+    quantized = _quantized(method, cache_dir)
+    model = quantized.model
+    assert quantized.dtype == "bfloat16" and quantized.parameters == generator.parameters
+    named = list(model.named_modules())
+    assert not [n for n, m in named if type(m) is torch.nn.Linear and not _is_int4(m)]
+    # The tied embedding and output head read one int8 table.
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    assert isinstance(head, Int8Linear) and isinstance(embed, Int8Embedding)
+    assert head.qweight is embed.qweight and head.qweight.dtype == torch.int8
+    linears = [m for _, m in named if isinstance(m, Int8Linear)]
+    assert len(linears) == (1 if method == "int4" else 30 * 7 + 1)
+    if method == "int4":
+        assert sum(_is_int4(m) for _, m in named) == 30 * 7
     prompt = generator.tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],
         add_generation_prompt=True,
@@ -103,10 +118,22 @@ def test_int8_quantization_keeps_logits_close(generator: LoadedModel, cache_dir:
         return_dict=True,
     )["input_ids"]
     with torch.inference_mode():
-        full = generator.model(input_ids=prompt).logits[0, -1]
-        small = quantized.model(input_ids=prompt).logits[0, -1]
+        full = generator.model(input_ids=prompt).logits[0, -1].float()
+        small = model(input_ids=prompt).logits[0, -1].float()
     assert int(small.argmax()) == int(full.argmax())
-    assert torch.nn.functional.cosine_similarity(full, small, dim=0) > 0.97
+    assert torch.nn.functional.cosine_similarity(full, small, dim=0) > 0.99
+
+
+def _is_int4(module: torch.nn.Module) -> bool:
+    return type(module) is torch.nn.Linear and type(module.weight).__name__ == "Int4OpaqueTensor"
+
+
+def test_auto_dtype_follows_the_cpu_flags() -> None:
+    assert auto_dtype("cpu", frozenset({"avx2", "avx512f"})) == torch.float32
+    assert auto_dtype("cpu", frozenset({"avx512f", "avx512_bf16"})) == torch.bfloat16
+    assert auto_dtype("cpu", frozenset({"amx_bf16", "amx_tile"})) == torch.bfloat16
+    native = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    assert auto_dtype("cpu") == (torch.bfloat16 if native else torch.float32)
 
 
 def test_configure_threads() -> None:

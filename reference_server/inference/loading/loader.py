@@ -14,7 +14,6 @@ from typing import Any
 from maas_sdk.protocol.vocabulary import Task
 from reference_server.inference.loading.device import resolve_device, torch_dtype
 from reference_server.inference.loading.gguf import ensure_converted, load_tokenizer
-from reference_server.inference.loading.quantize import quantize_int8
 from reference_server.inference.loading.sources import resolve_source
 from reference_server.inference.loading.spec import LoadedModel, ModelSpec
 
@@ -22,17 +21,11 @@ from reference_server.inference.loading.spec import LoadedModel, ModelSpec
 def load_model(spec: ModelSpec, *, cache_dir: Path, device: str | None = None) -> LoadedModel:
     """Load `spec` onto `device` (default: CUDA when available, else CPU).
 
-    Raises ValueError for combinations that cannot run (float16 or int8 on the wrong device) and
-    FileNotFoundError when the weights are not installed.
+    Raises ValueError for combinations that cannot run (float16, int8 or int4 on the wrong device)
+    and FileNotFoundError when the weights are not installed.
     """
-    import torch
-
     dev = resolve_device(device)
-    dtype = torch_dtype(spec, dev)
-    if spec.quantization == "int8" and not dev.startswith("cpu"):
-        raise ValueError(f"model {spec.id!r}: int8 dynamic quantization runs on CPU only, not on {dev!r}")
-    if spec.quantization == "int8" and dtype != torch.float32:
-        raise ValueError(f"model {spec.id!r}: int8 dynamic quantization needs float32 weights")
+    dtype = _quantized_dtype(spec, dev) if spec.quantization else torch_dtype(spec, dev)
 
     folder, gguf_file = resolve_source(spec)
     if gguf_file is not None:
@@ -45,8 +38,10 @@ def load_model(spec: ModelSpec, *, cache_dir: Path, device: str | None = None) -
     model.to(dev)
     model.eval()
     parameters = sum(p.numel() for p in model.parameters())
-    if spec.quantization == "int8":
-        model = quantize_int8(model)
+    if spec.quantization:
+        from reference_server.inference.loading.quantize import quantize_weights  # imports torch(ao)
+
+        model = quantize_weights(model, spec.quantization)
 
     return LoadedModel(
         spec=spec,
@@ -57,6 +52,19 @@ def load_model(spec: ModelSpec, *, cache_dir: Path, device: str | None = None) -
         context_length=_context_length(spec.task, folder, model.config, tokenizer),
         parameters=parameters,
     )
+
+
+def _quantized_dtype(spec: ModelSpec, device: str) -> Any:
+    """Quantized weights run with bfloat16 activations on CPU (what the int8 and int4 kernels take)."""
+    if not device.startswith("cpu"):
+        raise ValueError(f"model {spec.id!r}: {spec.quantization} weight-only quantization runs on CPU only, "
+                         f"not on {device!r}")
+    if spec.dtype not in ("auto", "bfloat16"):
+        raise ValueError(f"model {spec.id!r}: {spec.quantization} weight-only quantization computes in "
+                         f"bfloat16; set dtype to auto or bfloat16, not {spec.dtype}")
+    import torch
+
+    return torch.bfloat16
 
 
 def _model_class(task: Task) -> Any:

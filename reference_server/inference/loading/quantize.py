@@ -1,40 +1,132 @@
-"""int8 dynamic quantization of a loaded generator, in place."""
+"""Weight-only quantization of a loaded generator (CPU), in place: int8, or int4 + int8.
+
+Decoding one sequence on a CPU is bound by reading the weights from memory, so storing them
+in fewer bits speeds it up as long as the matmul reads the small weights directly instead
+of first unpacking them to float (torchao's generic int8 weight-only path does the latter,
+and on a 2-core CPU it decodes slower than plain bfloat16). So:
+
+- `int8`: every Linear layer's weight is int8 with one scale per output channel (symmetric,
+  torchao's `choose_qparams_affine` / `quantize_affine`), multiplied by
+  `torch._weight_int8pack_mm`, which reads int8 weights and bfloat16 activations;
+- `int4`: the decoder's Linear layers are int4 in groups of 32 with a scale and zero point per
+  group (torchao's CPU int4 weight-only tensor, run by the tinygemm kernel
+  `_weight_int4pack_mm_for_cpu`), the embedding table and output head stay int8.
+
+Activations stay bfloat16 (both kernels want it; float32 activations take a slow path).
+The input embedding and the output head share one tensor in small models (SmolLM2 ties
+them), so both are replaced by views of one int8 table: an embedding lookup scales the rows
+it picks, the head multiplies by the whole table. Quantizing the head matters: it is a fifth
+of this model's weights and read in full for every token.
+
+Measured on SmolLM2-135M, see docs/benchmarks.md (`bench/quantization.py`).
+"""
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+import logging
+from typing import Any, Literal
 
-# Linear layers left in float by `quantize_int8`. The attention output and MLP down
-# projections read activations with a few large outliers (the attention mix, the gated
-# activation), which one int8 scale per batch flattens; the output head decides every token.
-# On SmolLM2-135M, quantizing every Linear layer nearly triples perplexity on
-# bench/data/perplexity.txt (23.6 -> 68) and keeps 30% of greedy next-token choices; keeping
-# these three in float holds perplexity at 29 and 81% of the choices, and a batch of 8 still
-# decodes 1.2 to 1.6 times as fast as float32 on a 2-core CPU (see docs/benchmarks.md).
-INT8_KEEP_FLOAT = ("o_proj", "down_proj", "lm_head")
+import torch
+import torch.nn.functional as F
 
-
-def quantize_int8(model: Any) -> Any:
-    """Replace the nn.Linear layers (but those named in INT8_KEEP_FLOAT) with dynamically quantized
-    int8 versions (weights int8, activations quantized per batch), which speeds up CPU matmuls
-    and cuts their memory by four.
-
-    Uses `torch.ao.quantization.quantize_dynamic`, still present in torch 2.13 although marked
-    deprecated in favour of the separate torchao package, which is not a dependency here.
-    """
-    import torch
-
-    chosen = {
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in INT8_KEEP_FLOAT
-    }
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
-        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*")
-        warnings.filterwarnings("ignore", message=r"(?s).*migrate to use torchao.*")
-        quantize: Any = torch.ao.quantization.quantize_dynamic  # untyped in torch
-        return quantize(model, chosen, dtype=torch.qint8, inplace=True)  # no float copy kept
+Quantization = Literal["int8", "int4"]
+# Weights of one int4 group share a scale and zero point (torchao's CPU kernel takes 32..128).
+INT4_GROUP_SIZE = 32
+# Activations of quantized models: what both CPU kernels take on their fast path.
+QUANTIZED_DTYPE = torch.bfloat16
 
 
+def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 weights with one scale per output row (dim 0), via torchao's primitives."""
+    from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, quantize_affine
+
+    w = weight.detach().float()
+    block = (1, w.shape[1])
+    scale, zero = choose_qparams_affine(w, MappingType.SYMMETRIC, block, torch.int8, quant_min=-127,
+                                     quant_max=127, eps=1e-8, scale_dtype=torch.float32)
+    q = quantize_affine(w, block, scale, zero, torch.int8, quant_min=-127, quant_max=127)
+    return q.contiguous(), scale.reshape(-1)
+
+
+class Int8Linear(torch.nn.Module):
+    """y = x @ (q * scale).T + bias, with q int8 [out, in] and scale [out]; `torch._weight_int8pack_mm`
+    reads q as int8 (no float copy of the weight is ever made)."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = int(qweight.shape[1]), int(qweight.shape[0])
+        self.register_buffer("qweight", qweight)
+        self.register_buffer("scale", scale.to(QUANTIZED_DTYPE))
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().to(QUANTIZED_DTYPE),
+                                                                requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, self.in_features).to(QUANTIZED_DTYPE).contiguous()
+        y = torch._weight_int8pack_mm(flat, self.qweight, self.scale)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per channel"
+
+
+class Int8Embedding(torch.nn.Module):
+    """An embedding table stored as int8 rows with one scale per row (the tied head's tensors)."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, padding_idx: int | None) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = int(qweight.shape[0]), int(qweight.shape[1])
+        self.padding_idx = padding_idx
+        self.register_buffer("qweight", qweight)
+        self.register_buffer("scale", scale.to(QUANTIZED_DTYPE))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = F.embedding(ids, self.qweight).to(QUANTIZED_DTYPE)
+        return rows * self.scale[ids].unsqueeze(-1)
+
+
+def quantize_weights(model: Any, method: Quantization) -> Any:
+    """Quantize `model` (loaded in `QUANTIZED_DTYPE`) in place and return it."""
+    head = model.get_output_embeddings()
+    embed = model.get_input_embeddings()
+    tied = head is not None and embed is not None and head.weight is embed.weight
+    if method == "int4":
+        _int4_decoder(model, skip={id(head)})
+    _int8_linears(model)
+    if tied:  # the head became an Int8Linear; the embedding reads the same int8 table
+        new_head = model.get_output_embeddings()
+        model.set_input_embeddings(Int8Embedding(new_head.qweight, new_head.scale, embed.padding_idx))
+    return model
+
+
+def _int8_linears(model: Any) -> None:
+    """Every remaining float `nn.Linear` becomes an `Int8Linear`."""
+    for name, module in list(model.named_modules()):
+        if type(module) is not torch.nn.Linear or not module.weight.is_floating_point():
+            continue
+        if _is_tensor_subclass(module.weight):  # already int4
+            continue
+        q, scale = int8_per_channel(module.weight)
+        _replace(model, name, Int8Linear(q, scale, module.bias))
+
+
+def _int4_decoder(model: Any, skip: set[int]) -> None:
+    from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
+    from torchao.quantization import quantize_
+
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # it logs every layer it skips
+    config = PrototypeInt4WeightOnlyConfig(group_size=INT4_GROUP_SIZE, set_inductor_config=False)
+    quantize_(model, config, filter_fn=lambda m, _: isinstance(m, torch.nn.Linear) and id(m) not in skip
+              and m.in_features % INT4_GROUP_SIZE == 0)
+
+
+def _is_tensor_subclass(t: torch.Tensor) -> bool:
+    return type(t) not in (torch.Tensor, torch.nn.Parameter)
+
+
+def _replace(model: Any, name: str, module: torch.nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)

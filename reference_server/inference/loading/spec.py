@@ -28,7 +28,7 @@ class ModelSpec(BaseModel):
     task: Task
     gguf_file: str | None = None
     dtype: Dtype = "auto"
-    quantization: Literal["int8"] | None = None
+    quantization: Literal["int8", "int4"] | None = None
 
 
 @dataclass
