@@ -1,29 +1,37 @@
-"""Online serving benchmark: the reference server under concurrent streaming load, against
+"""Online serving benchmark: the reference server under the workloads people send, against
 what the same model does in-process with plain `model.generate()`.
 
-The server is driven over real HTTP with streaming `POST /v1/completions`, one closed loop
-per concurrency level (`--concurrency` requests in flight until `--num-requests` are done),
-after a warm-up. The client is httpx with the SSE lines parsed by hand, not the SDK, so its
-own cost per chunk stays a `json.loads`. Metrics follow vLLM's `benchmark_serving`:
+The server is driven over real HTTP with streaming requests (httpx, SSE lines parsed by hand,
+so the client's own cost per chunk stays a `json.loads`). Metrics follow vLLM's
+`benchmark_serving`: TTFT (request sent to the first chunk carrying text), TPOT per request
+((E2EL - TTFT) / (output tokens - 1)), ITL (every gap between chunks carrying text), E2EL,
+and output tokens/s (the server's `usage` tokens / wall time). Every request asks for
+exactly its output length (`min_tokens = max_tokens`, greedy), so runs compare like with like.
 
-- TTFT: request sent to the first chunk carrying text;
-- TPOT: per request, (E2EL - TTFT) / (output tokens - 1);
-- ITL: every gap between consecutive chunks carrying text;
-- E2EL: request sent to the last chunk carrying text;
-- output tokens/s: all output tokens (from the server's `usage`) / wall time of the run.
+Named workloads (`--workloads`, all by default):
 
-Every request asks for exactly `--output-len` tokens (`min_tokens = max_tokens`, greedy), so
-runs compare like with like. Two in-process references use the same model, dtype and thread
-count, in a child process that only runs while the server is idle: the naive figure first,
-then each level's limit right before the server runs that level, so that drift in the
-machine's speed hits both sides of each ratio alike:
+- `short`: the one-line prompts of `data/prompts.txt`, 64 output tokens, closed loop at each
+  `--concurrency` level;
+- `mixed`: prompt lengths drawn uniformly from 8 to 512 tokens (windows of
+  `data/perplexity.txt`), 64 output tokens, closed loop at each level;
+- `long-prompt`: 7 streams decoding while a 2,000-token prompt arrives: the streams' ITL
+  before and during its prefill (chunked prefill keeps the latter close to the former);
+- `shared-prefix`: chat requests sharing a 400-token system prompt with distinct user turns,
+  on a server with prefix reuse and on one without (`MAAS_PREFIX_CACHE_MB=0`): TTFT of each,
+  and whether the greedy outputs are identical;
+- `poisson`: requests with mixed prompt lengths arriving at `--rate` per second (open loop):
+  goodput, the requests per second that meet TTFT <= 1 s and TPOT <= 200 ms.
 
-- naive: the requests served one at a time by `model.generate()`;
-- limit: one fixed, left-padded batch of N = concurrency prompts through `model.generate()`,
-  which is what batching can reach at best for that many sequences.
+`short` and `mixed` are compared with two in-process references on the same model, dtype and
+thread count, in a child process that only runs while the server is idle, each measured right
+before the server runs the same prompts (so drift in the machine's speed hits both sides):
 
-    python -m bench.serving                       # full sweep, a few minutes on 2 cores
-    python -m bench.serving --quick               # 8 requests at concurrency 1 and 8
+- naive: the level's requests served one at a time by `model.generate()`;
+- limit: one fixed, left-padded batch of c prompts through `model.generate()`.
+
+    python -m bench.serving                       # every workload, about 10 minutes on 2 cores
+    python -m bench.serving --quick               # fewer requests, c = 1 and 8
+    python -m bench.serving --workloads mixed --concurrency 8 --json mixed.json
     python -m bench.serving --base-url http://host:8000/v1 --skip-references
 """
 
@@ -33,6 +41,8 @@ import argparse
 import asyncio
 import json
 import math
+import os
+import random
 import statistics
 import sys
 import time
@@ -43,7 +53,13 @@ from typing import Any
 
 import httpx
 
-from bench._common import GENERATOR, child, machine, prompts, server, summary, table
+from bench._common import GENERATOR, child, machine, perplexity_text, prompts, server, summary, table
+
+WORKLOADS = ("short", "mixed", "long-prompt", "shared-prefix", "poisson")
+# Goodput's service-level objectives (per request).
+SLO_TTFT_S, SLO_TPOT_S = 1.0, 0.2
+LONG_PROMPT_TOKENS, LONG_PROMPT_STREAMS = 2000, 7
+SYSTEM_PROMPT_TOKENS = 400
 
 
 @dataclass
@@ -51,13 +67,20 @@ class RequestResult:
     ok: bool = False
     error: str = ""
     output_tokens: int = 0
+    start: float = math.nan  # perf_counter when sent
     ttft: float = math.nan
     e2el: float = math.nan
     itl: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # perf_counter of every chunk carrying text
+    text: str = ""
 
     @property
     def tpot(self) -> float:
         return (self.e2el - self.ttft) / (self.output_tokens - 1) if self.output_tokens > 1 else math.nan
+
+    @property
+    def meets_slo(self) -> bool:
+        return self.ok and self.ttft <= SLO_TTFT_S and not self.tpot > SLO_TPOT_S
 
 
 @dataclass
@@ -92,16 +115,55 @@ class RunResult:
         }
 
 
+# ----- inputs -----
+
+def _tokenizer() -> Any:
+    """The generator's tokenizer, to cut prompts of exact token lengths."""
+    from reference_server.inference.loading import default_specs, ensure_converted
+    from reference_server.inference.loading.gguf import load_tokenizer
+    from reference_server.inference.loading.sources import resolve_source
+    from reference_server.settings import Settings
+
+    spec = next(s for s in default_specs() if s.id == GENERATOR)
+    folder, gguf = resolve_source(spec)
+    if gguf is not None:
+        folder = ensure_converted(folder, gguf, cache_dir=Settings().cache_dir)
+    return load_tokenizer(folder)
+
+
+class Texts:
+    """Prompts cut from the fixed text at token lengths; no two share their first tokens, so
+    only the shared-prefix workload can profit from prefix reuse."""
+
+    def __init__(self) -> None:
+        self.tok = _tokenizer()
+        self.corpus = list(self.tok(perplexity_text(), add_special_tokens=False)["input_ids"])
+
+    def window(self, index: int, length: int) -> str:
+        corpus = self.corpus * (length // len(self.corpus) + 2)
+        start = (index * 37) % len(self.corpus)
+        return f"({index}) " + str(self.tok.decode(corpus[start:start + length]))
+
+    def mixed(self, n: int, seed: int) -> list[str]:
+        rng = random.Random(seed)
+        return [self.window(seed * 1000 + i, rng.randint(8, 512)) for i in range(n)]
+
+
 # ----- the HTTP client -----
 
-async def one_request(client: httpx.AsyncClient, model: str, prompt: str, output_len: int) -> RequestResult:
-    """One streaming completion, timed per vLLM's definitions."""
-    body = {"model": model, "prompt": prompt, "max_tokens": output_len, "min_tokens": output_len,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+async def one_request(client: httpx.AsyncClient, model: str, prompt: str | list[dict[str, str]],
+                      output_len: int) -> RequestResult:
+    """One streaming completion (a string prompt) or chat completion (messages), timed per
+    vLLM's definitions."""
+    chat = not isinstance(prompt, str)
+    body: dict[str, Any] = {"model": model, "max_tokens": output_len, "min_tokens": output_len, "temperature": 0,
+                            "stream": True, "stream_options": {"include_usage": True}}
+    body["messages" if chat else "prompt"] = prompt
     result = RequestResult()
-    start = last = time.perf_counter()
+    parts: list[str] = []
+    result.start = last = time.perf_counter()
     try:
-        async with client.stream("POST", "/completions", json=body) as response:
+        async with client.stream("POST", "/chat/completions" if chat else "/completions", json=body) as response:
             if response.status_code != 200:
                 result.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
                 return result
@@ -116,10 +178,14 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str, output
                     result.error = str(chunk["error"].get("message", chunk["error"]))
                     return result
                 choices = chunk.get("choices")
-                if choices and choices[0].get("text"):
+                text = (choices[0].get("delta", {}).get("content") if chat else choices[0].get("text")) \
+                    if choices else None
+                if text:
                     now = time.perf_counter()
+                    parts.append(text)
+                    result.times.append(now)
                     if math.isnan(result.ttft):
-                        result.ttft = now - start
+                        result.ttft = now - result.start
                     else:
                         result.itl.append(now - last)
                     last = now
@@ -128,7 +194,8 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str, output
     except httpx.HTTPError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         return result
-    result.e2el = last - start
+    result.e2el = last - result.start
+    result.text = "".join(parts)
     if math.isnan(result.ttft):
         result.error = "no text in the stream"
     elif result.output_tokens != output_len:
@@ -138,8 +205,8 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str, output
     return result
 
 
-async def run_level(client: httpx.AsyncClient, model: str, texts: list[str], output_len: int,
-                    concurrency: int) -> RunResult:
+async def closed_loop(client: httpx.AsyncClient, model: str, texts: list[Any], output_len: int,
+                      concurrency: int) -> RunResult:
     """All `texts` as requests, at most `concurrency` in flight at any time."""
     pending = iter(texts)
     results: list[RequestResult] = []
@@ -153,28 +220,79 @@ async def run_level(client: httpx.AsyncClient, model: str, texts: list[str], out
     return RunResult(concurrency, time.perf_counter() - start, results)
 
 
-async def run_server_level(base_url: str, api_key: str | None, model: str, texts: list[str], output_len: int,
-                           level: int, warm_up: bool) -> RunResult:
-    """One concurrency level over a fresh connection pool (after a warm-up, if asked)."""
+def _client(base_url: str, api_key: str | None, connections: int) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = httpx.Limits(max_connections=level + 2, max_keepalive_connections=level + 2)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits,
-                                 timeout=httpx.Timeout(600.0)) as client:
-        if warm_up:  # a few concurrent requests, on other prompts than the measured ones
-            warm = await run_level(client, model, [f"Warm-up {i}: the weather today is" for i in range(2)],
-                                   output_len, 2)
-            if warm.failures:
-                raise RuntimeError(f"warm-up failed: {warm.requests[0].error or warm.requests[1].error}")
-        return await run_level(client, model, texts, output_len, level)
+    limits = httpx.Limits(max_connections=connections + 2, max_keepalive_connections=connections + 2)
+    return httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=httpx.Timeout(600.0))
+
+
+async def _warm_up(client: httpx.AsyncClient, model: str, output_len: int, prompt: Any = None) -> None:
+    texts = [prompt] * 2 if prompt is not None else [f"Warm-up {i}: the weather today is" for i in range(2)]
+    warm = await closed_loop(client, model, texts, min(output_len, 16), 2)
+    if warm.failures:
+        raise RuntimeError(f"warm-up failed: {warm.requests[0].error or warm.requests[1].error}")
+
+
+async def run_closed(base_url: str, api_key: str | None, model: str, texts: list[Any], output_len: int,
+                     level: int, warm_up: Any = False) -> RunResult:
+    """One closed-loop level over a fresh connection pool, after a warm-up if asked (True, or
+    the prompt to warm up with)."""
+    async with _client(base_url, api_key, level) as client:
+        if warm_up is not False:
+            await _warm_up(client, model, output_len, None if warm_up is True else warm_up)
+        return await closed_loop(client, model, texts, output_len, level)
+
+
+async def run_long_prompt(base_url: str, api_key: str | None, model: str, streams: list[str], long_prompt: str,
+                          output_len: int) -> dict[str, Any]:
+    """`streams` decoding; once each has streamed a few tokens, `long_prompt` arrives. The
+    streams' gaps are split into those that ended before it was sent and those that overlap
+    the time until its first token (its prefill)."""
+    async with _client(base_url, api_key, len(streams) + 1) as client:
+        await _warm_up(client, model, output_len)
+        tasks = [asyncio.create_task(one_request(client, model, s, output_len)) for s in streams]
+        await asyncio.sleep(0.2)
+        long_task = asyncio.create_task(_after_tokens(client, model, long_prompt, tasks))
+        results = await asyncio.gather(*tasks)
+        long = await long_task
+    sent, first = long.start, long.start + long.ttft
+    before = [b - a for r in results for a, b in zip(r.times, r.times[1:]) if b < sent]
+    during = [b - a for r in results for a, b in zip(r.times, r.times[1:]) if b > sent and a < first]
+    out = {"before": summary(before), "during": summary(during), "long_ttft_s": long.ttft,
+           "long_ok": long.ok, "failures": sum(not r.ok for r in results) + (not long.ok),
+           "gaps_before": len(before), "gaps_during": len(during)}
+    out["ratio"] = out["during"]["p99"] / out["before"]["p50"]
+    return out
+
+
+async def _after_tokens(client: httpx.AsyncClient, model: str, prompt: str, tasks: list[Any]) -> RequestResult:
+    await asyncio.sleep(2.0)  # the streams are prefilled and decoding by now
+    return await one_request(client, model, prompt, 4)
+
+
+async def run_open_loop(base_url: str, api_key: str | None, model: str, texts: list[str], output_len: int,
+                        rate: float, seed: int) -> RunResult:
+    """Requests sent at exponentially distributed intervals (mean 1 / `rate`), whatever the
+    server's progress (open loop)."""
+    rng = random.Random(seed)
+    async with _client(base_url, api_key, len(texts)) as client:
+        await _warm_up(client, model, output_len)
+        tasks = []
+        start = time.perf_counter()
+        for text in texts:
+            tasks.append(asyncio.create_task(one_request(client, model, text, output_len)))
+            await asyncio.sleep(rng.expovariate(rate))
+        results = list(await asyncio.gather(*tasks))
+    return RunResult(0, time.perf_counter() - start, results)
 
 
 # ----- in-process references (run in a child process) -----
 
-# The child process's loaded model and tokenized prompts, kept between calls.
+# The child process's loaded model, kept between calls.
 _ref: dict[str, Any] = {}
 
 
-def _load_reference(dtype: str, threads: int, texts: list[str]) -> None:
+def _load_reference(dtype: str, threads: int) -> None:
     import torch
 
     from reference_server.inference.loading import (
@@ -189,12 +307,15 @@ def _load_reference(dtype: str, threads: int, texts: list[str]) -> None:
     configure_threads(threads)
     settings = Settings()
     spec = next(s for s in default_specs() if s.id == GENERATOR)
-    spec.dtype = dtype
+    spec.dtype = dtype  # type: ignore[assignment]
     loaded = load_model(spec, cache_dir=settings.cache_dir, device=resolve_device(settings.device))
     tok = loaded.tokenizer
-    _ref.update(torch=torch, loaded=loaded, ids=[list(tok(t, add_special_tokens=True)["input_ids"]) for t in texts],
-                pad=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-    _generate(_ref["ids"][:2], 8)  # warm-up
+    _ref.update(torch=torch, loaded=loaded, pad=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    _generate([_ids("Warm-up: the weather today is")] * 2, 8)
+
+
+def _ids(text: str) -> list[int]:
+    return list(_ref["loaded"].tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
 def _generate(batch: list[list[int]], tokens: int) -> float:
@@ -203,71 +324,208 @@ def _generate(batch: list[list[int]], tokens: int) -> float:
     width = max(len(p) for p in batch)
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=loaded.device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=loaded.device)
+    sync = torch.cuda.synchronize if loaded.device.startswith("cuda") else (lambda: None)
+    sync()
     start = time.perf_counter()
     with torch.inference_mode():
         out = loaded.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=tokens,
                                     min_new_tokens=tokens, do_sample=False, pad_token_id=pad)
+    sync()
     elapsed = time.perf_counter() - start
     assert out.shape[1] - width == tokens, "generate() stopped early"
     return elapsed
 
 
-def _naive(output_len: int) -> float:
-    """Tokens/s serving every prompt in turn, one `generate()` each."""
-    ids = _ref["ids"]
+def _naive(texts: list[str], output_len: int) -> float:
+    """Tokens/s serving `texts` in turn, one `generate()` each."""
+    ids = [_ids(t) for t in texts]
     return len(ids) * output_len / sum(_generate([p], output_len) for p in ids)
 
 
-def _limit(level: int, output_len: int, repeats: int) -> float:
-    """Tokens/s of one fixed batch of `level` prompts (median of `repeats` runs)."""
-    ids = _ref["ids"]
-    batch = (ids * math.ceil(level / len(ids)))[:level]
-    return statistics.median(level * output_len / _generate(batch, output_len) for _ in range(repeats))
+def _limit(texts: list[str], output_len: int, repeats: int) -> float:
+    """Tokens/s of one fixed batch of all `texts` (median of `repeats` runs)."""
+    ids = [_ids(t) for t in texts]
+    return statistics.median(len(ids) * output_len / _generate(ids, output_len) for _ in range(repeats))
 
 
 class References:
     """The naive and limit references, in a child process that loads the model once and then
-    stays idle while the server works, so each concurrency level's limit is measured right
-    before the server runs that level."""
+    stays idle while the server works."""
 
-    def __init__(self, dtype: str, threads: int, texts: list[str], output_len: int, repeats: int) -> None:
+    def __init__(self, dtype: str, threads: int, output_len: int, repeats: int) -> None:
         self.output_len, self.repeats = output_len, repeats
         self.pool = child()
-        self.pool.submit(_load_reference, dtype, threads, texts).result()
+        self.pool.submit(_load_reference, dtype, threads).result()
 
-    def naive(self) -> float:
-        return self.pool.submit(_naive, self.output_len).result()
+    def naive(self, texts: list[str]) -> float:
+        return self.pool.submit(_naive, texts, self.output_len).result()
 
-    def limit(self, level: int) -> float:
-        return self.pool.submit(_limit, level, self.output_len, self.repeats).result()
+    def limit(self, texts: list[str]) -> float:
+        return self.pool.submit(_limit, texts, self.output_len, self.repeats).result()
 
     def close(self) -> None:
         self.pool.shutdown()
 
 
+# ----- the workloads -----
+
+@dataclass
+class Plan:
+    levels: list[int]
+    output_len: int
+    requests_per_stream: int  # closed loop: requests per level = max(4, this x level)
+    repeats: int
+    rate: float
+    poisson_requests: int
+    shared_requests: int
+
+
+def requests_at(level: int, plan: Plan) -> int:
+    return max(4, plan.requests_per_stream * level)
+
+
+def closed_workload(name: str, url: str, args: argparse.Namespace, plan: Plan, texts: Texts,
+                    refs: References | None) -> dict[str, Any]:
+    """`short` or `mixed`: each level against the naive and fixed-batch references."""
+    out: dict[str, Any] = {"levels": []}
+    for i, level in enumerate(plan.levels):
+        n = requests_at(level, plan)
+        pool = prompts(n) if name == "short" else texts.mixed(n, seed=level)
+        entry: dict[str, Any] = {"concurrency": level, "requests": n}
+        if refs is not None:
+            entry["naive_tps"] = refs.naive(pool[:4])
+            entry["limit_tps"] = refs.limit(pool[:level])
+        run = asyncio.run(run_closed(url, args.api_key, args.model, pool, plan.output_len, level, warm_up=i == 0))
+        entry.update(_run_figures(run))
+        out["levels"].append(entry)
+        _progress(f"{name} c={level}: {run.output_tps:.1f} tok/s, {run.failures} failures, {run.wall_s:.1f} s")
+    return out
+
+
+def _run_figures(run: RunResult) -> dict[str, Any]:
+    return {"output_tps": run.output_tps, "wall_s": run.wall_s, "request_rate": run.request_rate,
+            "failures": run.failures, "stats": run.stats(),
+            "results": [{k: v for k, v in asdict(r).items() if k not in ("times", "text")} for r in run.requests]}
+
+
+def long_prompt_workload(url: str, args: argparse.Namespace, plan: Plan, texts: Texts) -> dict[str, Any]:
+    streams = prompts(LONG_PROMPT_STREAMS)
+    long_prompt = texts.window(7, LONG_PROMPT_TOKENS)
+    out = asyncio.run(run_long_prompt(url, args.api_key, args.model, streams, long_prompt, plan.output_len * 3))
+    _progress(f"long-prompt: ITL p50 before {out['before']['p50'] * 1e3:.0f} ms, p99 during "
+              f"{out['during']['p99'] * 1e3:.0f} ms ({out['ratio']:.2f}x)")
+    return out
+
+
+def shared_prefix_chats(texts: Texts, n: int) -> tuple[list[list[dict[str, str]]], list[dict[str, str]]]:
+    system = "You are a careful assistant. Use this background:\n" + texts.window(0, SYSTEM_PROMPT_TOKENS)
+    questions = prompts(n + 1)
+    chats = [[{"role": "system", "content": system}, {"role": "user", "content": q}] for q in questions]
+    return chats[1:], chats[0]
+
+
+def shared_prefix_workload(url: str, args: argparse.Namespace, plan: Plan, texts: Texts) -> dict[str, Any]:
+    """The same chats on this server (prefix reuse on) and on a second one with it off."""
+    chats, warm = shared_prefix_chats(texts, plan.shared_requests)
+    # One at a time: TTFT is then the prefill alone, and each greedy output is computed in a batch
+    # of one on both servers, so any difference between them comes from the reuse.
+    level, output_len = 1, 32
+    on = asyncio.run(run_closed(url, args.api_key, args.model, chats, output_len, level, warm_up=warm))
+    with server(args.model, args.threads, None, {**_server_env(args), "MAAS_PREFIX_CACHE_MB": "0"}) as off_url:
+        off = asyncio.run(run_closed(off_url, args.api_key, args.model, chats, output_len, level, warm_up=warm))
+    same = sum(a.ok and a.text == b.text for a, b in zip(on.requests, off.requests))
+    out = {"on": _run_figures(on), "off": _run_figures(off), "concurrency": level,
+           "identical": same == len(chats), "identical_count": same}
+    out["ttft_gain"] = out["off"]["stats"]["ttft"]["p50"] / out["on"]["stats"]["ttft"]["p50"]
+    _progress(f"shared-prefix: TTFT p50 {out['on']['stats']['ttft']['p50'] * 1e3:.0f} ms with reuse, "
+              f"{out['off']['stats']['ttft']['p50'] * 1e3:.0f} ms without; identical: {out['identical']}")
+    return out
+
+
+def poisson_workload(url: str, args: argparse.Namespace, plan: Plan, texts: Texts) -> dict[str, Any]:
+    pool = texts.mixed(plan.poisson_requests, seed=99)
+    run = asyncio.run(run_open_loop(url, args.api_key, args.model, pool, plan.output_len, plan.rate, seed=5))
+    good = sum(r.meets_slo for r in run.requests)
+    out = {"rate": plan.rate, "goodput": good / run.wall_s, "slo_met": good, **_run_figures(run)}
+    _progress(f"poisson at {plan.rate}/s: goodput {out['goodput']:.2f} req/s ({good}/{len(run.requests)} met the SLO)")
+    return out
+
+
+def _progress(line: str) -> None:
+    print(f"  {line}", file=sys.stderr, flush=True)
+
+
+def _server_env(args: argparse.Namespace) -> dict[str, str]:
+    return {"MAAS_DTYPE": args.dtype}
+
+
 # ----- report -----
 
-def report(runs: list[RunResult], refs: dict[str, Any] | None) -> str:
-    headers = ["c", "ours tok/s", "naive tok/s", "limit tok/s", "ours/naive", "ours/limit",
-               "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "ITL p50 ms", "ITL p99 ms",
-               "E2E p50 s", "E2E p99 s", "req/s", "failures"]
-    rows = []
-    for run in runs:
-        s = run.stats()
-        naive = refs["naive"] if refs else math.nan
-        limit = refs["limit"].get(run.concurrency, math.nan) if refs else math.nan
-        rows.append([run.concurrency, run.output_tps, naive, limit, run.output_tps / naive,
-                     run.output_tps / limit, s["ttft"]["p50"] * 1e3, s["ttft"]["p99"] * 1e3,
-                     s["tpot"]["p50"] * 1e3, s["itl"]["p50"] * 1e3, s["itl"]["p99"] * 1e3,
-                     s["e2el"]["p50"], s["e2el"]["p99"], run.request_rate, run.failures])
-    detail_headers = ["c"] + [f"{m} {k}" for m in ("TTFT", "TPOT", "ITL", "E2E") for k in ("mean", "p50", "p99")]
-    detail = []
-    for run in runs:
-        s = run.stats()
-        detail.append([run.concurrency] + [s[m][k] * (1 if m == "e2el" else 1e3)
-                                           for m in ("ttft", "tpot", "itl", "e2el") for k in ("mean", "p50", "p99")])
-    return (table(headers, rows) + "\n\nLatency detail (TTFT, TPOT, ITL in ms; E2E in s):\n\n"
-            + table(detail_headers, detail))
+def report(figures: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for name in ("short", "mixed"):
+        if name not in figures:
+            continue
+        rows = []
+        for e in figures[name]["levels"]:
+            s = e["stats"]
+            naive, limit = e.get("naive_tps", math.nan), e.get("limit_tps", math.nan)
+            rows.append([e["concurrency"], e["requests"], e["output_tps"], naive, limit, e["output_tps"] / naive,
+                         e["output_tps"] / limit, s["ttft"]["p50"] * 1e3, s["ttft"]["p99"] * 1e3,
+                         s["tpot"]["p50"] * 1e3, s["itl"]["p50"] * 1e3, s["itl"]["p99"] * 1e3, e["failures"]])
+        parts.append(f"### {name}\n\n" + table(
+            ["c", "requests", "ours tok/s", "naive tok/s", "limit tok/s", "ours/naive", "ours/limit", "TTFT p50 ms",
+             "TTFT p99 ms", "TPOT p50 ms", "ITL p50 ms", "ITL p99 ms", "failures"], rows))
+    if "long-prompt" in figures:
+        f = figures["long-prompt"]
+        parts.append("### long-prompt\n\n" + table(
+            ["streams", "prompt tokens", "ITL p50 before ms", "ITL p99 before ms", "ITL p50 during ms",
+             "ITL p99 during ms", "p99 during / p50 before", "long prompt TTFT s", "failures"],
+            [[LONG_PROMPT_STREAMS, LONG_PROMPT_TOKENS, f["before"]["p50"] * 1e3, f["before"]["p99"] * 1e3,
+              f["during"]["p50"] * 1e3, f["during"]["p99"] * 1e3, f["ratio"], f["long_ttft_s"], f["failures"]]]))
+    if "shared-prefix" in figures:
+        f = figures["shared-prefix"]
+        rows = [[label, f["concurrency"], f[k]["output_tps"], f[k]["stats"]["ttft"]["p50"] * 1e3,
+                 f[k]["stats"]["ttft"]["p99"] * 1e3, f[k]["stats"]["tpot"]["p50"] * 1e3, f[k]["failures"]]
+                for label, k in (("on", "on"), ("off", "off"))]
+        parts.append("### shared-prefix\n\n" + table(
+            ["prefix reuse", "c", "tok/s", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "failures"], rows)
+            + f"\n\nTTFT p50 off / on: {f['ttft_gain']:.2f}x; greedy outputs identical on and off: "
+              f"{f['identical_count']} of {len(f['on']['results'])}")
+    if "poisson" in figures:
+        f = figures["poisson"]
+        s = f["stats"]
+        parts.append("### poisson\n\n" + table(
+            ["rate req/s", "requests", "goodput req/s", "met SLO", "tok/s", "TTFT p50 ms", "TTFT p99 ms",
+             "TPOT p50 ms", "TPOT p99 ms", "failures"],
+            [[f["rate"], len(f["results"]), f["goodput"], f["slo_met"], f["output_tps"], s["ttft"]["p50"] * 1e3,
+              s["ttft"]["p99"] * 1e3, s["tpot"]["p50"] * 1e3, s["tpot"]["p99"] * 1e3, f["failures"]]])
+            + f"\n\nSLO: TTFT <= {SLO_TTFT_S:g} s and TPOT <= {SLO_TPOT_S * 1e3:g} ms")
+    return "\n\n".join(parts)
+
+
+def plot(figures: dict[str, Any], path: Path) -> None:
+    """Throughput of the server and the references per level (short, mixed), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in ("short", "mixed") if n in figures]
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(5 * max(1, len(names)), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        levels = figures[name]["levels"]
+        xs = [e["concurrency"] for e in levels]
+        ax.plot(xs, [e["output_tps"] for e in levels], "o-", label="server (HTTP, streaming)")
+        if "limit_tps" in levels[0]:
+            ax.plot(xs, [e["limit_tps"] for e in levels], "s--", label="fixed batch generate()")
+            ax.plot(xs, [e["naive_tps"] for e in levels], "^:", label="naive generate()")
+        ax.set(title=name, xlabel="concurrency", ylabel="output tokens/s", xscale="log", xticks=xs)
+        ax.set_xticklabels([str(x) for x in xs])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,52 +534,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", help="Benchmark this running server (…/v1) instead of starting one.")
     parser.add_argument("--api-key", help="Bearer key for --base-url.")
     parser.add_argument("--model", default=GENERATOR)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"Comma-separated: {', '.join(WORKLOADS)}.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, server and references (default 2).")
-    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 (default float32).")
-    parser.add_argument("--num-requests", type=int, default=32)
+    parser.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 (CUDA), auto (default float32).")
     parser.add_argument("--output-len", type=int, default=64)
-    parser.add_argument("--concurrency", default="1,2,4,8,16", help="Comma-separated levels.")
-    parser.add_argument("--repeats", type=int, default=3, help="Runs per fixed-batch reference (median).")
+    parser.add_argument("--concurrency", default="1,8,16", help="Comma-separated levels for short and mixed.")
+    parser.add_argument("--requests-per-stream", type=int, default=2,
+                        help="Closed loop: each level runs max(4, this x c) requests.")
+    parser.add_argument("--repeats", type=int, default=2, help="Runs per fixed-batch reference (median).")
+    parser.add_argument("--rate", type=float, default=1.5, help="poisson: requests per second.")
+    parser.add_argument("--poisson-requests", type=int, default=48)
     parser.add_argument("--skip-references", action="store_true", help="Only measure the server.")
-    parser.add_argument("--quick", action="store_true", help="8 requests at concurrency 1 and 8, one repeat.")
+    parser.add_argument("--quick", action="store_true", help="c = 1 and 8, fewer requests, one repeat.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
+    parser.add_argument("--plot", type=Path, help="Also draw short/mixed throughput to this PNG.")
     parser.add_argument("--server-log", type=Path, help="Keep the started server's log here.")
     args = parser.parse_args(argv)
+    plan = Plan(levels=[int(c) for c in args.concurrency.split(",")], output_len=args.output_len,
+                requests_per_stream=args.requests_per_stream, repeats=args.repeats, rate=args.rate,
+                poisson_requests=args.poisson_requests, shared_requests=12)
     if args.quick:
-        args.num_requests, args.concurrency, args.repeats = 8, "1,8", 1
-    levels = [int(c) for c in args.concurrency.split(",")]
-    texts = prompts(args.num_requests)
+        plan = Plan(levels=[1, 8], output_len=min(args.output_len, 32), requests_per_stream=1, repeats=1,
+                    rate=args.rate, poisson_requests=12, shared_requests=6)
+    chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = sorted(set(chosen) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
+    if args.base_url and "shared-prefix" in chosen:
+        parser.error("shared-prefix starts a second server (prefix reuse off); leave it out with --base-url")
 
-    print(f"# serving: {args.model}, {args.num_requests} requests x {args.output_len} output tokens, "
-          f"{args.threads} threads, {args.dtype}; {machine()}", file=sys.stderr)
-    refs = None if args.skip_references else References(args.dtype, args.threads, texts, args.output_len,
-                                                         args.repeats)
-    runs: list[RunResult] = []
-    figures: dict[str, Any] = {"naive": math.nan, "limit": {}}
+    header = (f"# serving: {args.model}, workloads {', '.join(chosen)}; {args.threads} threads, {args.dtype}; "
+              f"{machine()}")
+    print(header, flush=True)
+    texts = Texts()
+    refs = None
+    if not args.skip_references and {"short", "mixed"} & set(chosen):
+        refs = References(args.dtype, args.threads, plan.output_len, plan.repeats)
+    figures: dict[str, Any] = {}
+    started = time.perf_counter()
     try:
-        with server(args.model, args.threads, args.base_url, {"MAAS_DTYPE": args.dtype}, args.server_log) as url:
-            if refs is not None:
-                figures["naive"] = refs.naive()
-            for level in levels:
-                if refs is not None:
-                    figures["limit"][level] = refs.limit(level)
-                run = asyncio.run(run_server_level(url, args.api_key, args.model, texts, args.output_len, level,
-                                                   warm_up=not runs))
-                print(f"  concurrency {level:>2}: {run.output_tps:6.1f} tok/s, {run.failures} failures, "
-                      f"{run.wall_s:.1f} s", file=sys.stderr)
-                runs.append(run)
+        with server(args.model, args.threads, args.base_url, _server_env(args), args.server_log) as url:
+            for name in chosen:
+                if name in ("short", "mixed"):
+                    figures[name] = closed_workload(name, url, args, plan, texts, refs)
+                elif name == "long-prompt":
+                    figures[name] = long_prompt_workload(url, args, plan, texts)
+                elif name == "shared-prefix":
+                    figures[name] = shared_prefix_workload(url, args, plan, texts)
+                else:
+                    figures[name] = poisson_workload(url, args, plan, texts)
     finally:
         if refs is not None:
             refs.close()
 
-    print(report(runs, figures if refs is not None else None))
+    print(report(figures))
+    print(f"\n(wall time {time.perf_counter() - started:.0f} s; load average now "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())})")
     if args.json:
-        args.json.write_text(json.dumps({
-            "args": {k: str(v) for k, v in vars(args).items()}, "references": figures,
-            "runs": [{"concurrency": r.concurrency, "wall_s": r.wall_s, "output_tps": r.output_tps,
-                      "stats": r.stats(), "requests": [asdict(q) for q in r.requests]} for r in runs],
-        }, indent=1))
-    return 1 if any(r.failures for r in runs) else 0
+        args.json.write_text(json.dumps({"header": header, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "plan": asdict(plan), "workloads": figures}, indent=1))
+    if args.plot:
+        plot(figures, args.plot)
+    failures = sum(e["failures"] for n in ("short", "mixed") if n in figures for e in figures[n]["levels"])
+    failures += sum(int(figures[n]["failures"]) for n in ("long-prompt", "poisson") if n in figures)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
