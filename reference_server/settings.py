@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     max_running: int = Field(16, ge=1, description="Sequences decoding together per generative model.")
     max_batch_tokens: int = Field(4096, ge=16, description="Prompt tokens prefilled in one step.")
     max_queued: int = Field(256, ge=0, description="Requests waiting per model before 429.")
+    prefill_chunk_tokens: int = Field(
+        256, ge=0, description="Prompt tokens prefilled per step while other sequences decode (0: whole prompts).")
+    prefix_cache_mb: int = Field(
+        256, ge=0, description="MiB of cached prompt prefixes reused by later prompts per model (0: off).")
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
 

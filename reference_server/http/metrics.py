@@ -54,6 +54,17 @@ class ServerMetrics:
         self.running = Gauge("maas_num_requests_running", "Sequences decoding now.", ["model"], registry=r)
         self.waiting = Gauge("maas_num_requests_waiting", "Requests queued for a batch slot.", ["model"],
                              registry=r)
+        self.kv_live = Gauge("maas_kv_cache_live_tokens", "Tokens the live sequences hold in the KV cache.",
+                             ["model"], registry=r)
+        self.kv_allocated = Gauge("maas_kv_cache_allocated_tokens",
+                                  "Token positions the KV cache holds memory for (all slots).", ["model"],
+                                  registry=r)
+        self.kv_bytes = Gauge("maas_kv_cache_bytes", "Bytes the KV cache holds (allocated positions).", ["model"],
+                              registry=r)
+        self.prefix_bytes = Gauge("maas_prefix_cache_bytes", "Bytes of stored prompt prefixes.", ["model"],
+                                  registry=r)
+        self.prefix_hits = Gauge("maas_prefix_cache_hit_tokens", "Prompt tokens taken from stored prefixes "
+                                 "instead of prefilled (cumulative).", ["model"], registry=r)
         self._watched: weakref.WeakSet[object] = weakref.WeakSet()
         self._watch_lock = threading.Lock()
 
@@ -80,6 +91,12 @@ class ServerMetrics:
             values = stats()
             self.running.labels(served.id).set(values.get("running", 0))
             self.waiting.labels(served.id).set(values.get("waiting", 0))
+            if "kv_live_tokens" in values:
+                self.kv_live.labels(served.id).set(values["kv_live_tokens"])
+                self.kv_allocated.labels(served.id).set(values["kv_allocated_tokens"])
+                self.kv_bytes.labels(served.id).set(values["kv_allocated_tokens"] * values["kv_bytes_per_token"])
+                self.prefix_bytes.labels(served.id).set(values["prefix_cache_bytes"])
+                self.prefix_hits.labels(served.id).set(values["prefix_hit_tokens"])
 
 
 class EngineMetrics:

@@ -49,6 +49,8 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             max_running=settings.max_running,
             max_batch_tokens=settings.max_batch_tokens,
             max_queued=settings.max_queued,
+            prefill_chunk_tokens=settings.prefill_chunk_tokens,
+            prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
         )
         served.engine.start()
     elif loaded.task == "embed":

@@ -51,7 +51,10 @@ def generator(cache_dir: Path, torch_threads: int) -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def embedder(cache_dir: Path, torch_threads: int) -> LoadedModel:
-    return load_model(_default("embed"), cache_dir=cache_dir, device="cpu")
+    """The default embedder in float32, for the same reason: its tests compare vectors closely."""
+    spec = _default("embed")
+    spec.dtype = "float32"
+    return load_model(spec, cache_dir=cache_dir, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 import torch
-from transformers import DynamicCache
 
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer, StopMatcher
 from reference_server.inference.engine.embeddings import EmbeddingBatcher
@@ -22,7 +21,8 @@ from reference_server.inference.engine.generation import (
     RequestReport,
     StepReport,
 )
-from reference_server.inference.engine.kvcache import PaddedBatch, left_padded, positions_from_mask
+from reference_server.inference.engine.kvcache import SlotKVCache
+from reference_server.inference.engine.prefix_cache import PrefixCache
 from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
 from reference_server.inference.loading import LoadedModel
 
@@ -85,8 +85,9 @@ def prompts(chat_prompt: Callable[[str], list[int]]) -> list[list[int]]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def alone(generator: LoadedModel, prompts: list[list[int]]) -> list[Result]:
-    """Greedy output of each prompt decoded on its own (batch of one)."""
-    async with running(generator) as engine:
+    """Greedy output of each prompt decoded on its own (batch of one, whole-prompt prefill, no
+    prefix reuse): the reference every batched, sliced or reused run must equal."""
+    async with running(generator, prefill_chunk_tokens=0, prefix_cache_bytes=0) as engine:
         return [await collect(engine.submit(p, greedy())) for p in prompts]
 
 
@@ -118,6 +119,39 @@ async def test_greedy_in_batch_with_late_joiners_matches_alone(
     for a, b in zip(alone, together):
         assert b.token_ids == a.token_ids
         assert (b.text, b.finish_reason) == (a.text, a.finish_reason)
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["sliced", "sliced+reused"])
+async def test_sliced_prefill_and_prefix_reuse_match_alone(
+    generator: LoadedModel, chat_prompt: Callable[[str], list[int]], reuse: bool
+) -> None:
+    """Prompts sharing a long system prompt join a running batch while another decodes: with
+    prefills sliced into 16 tokens (and prefixes reused), each output equals its output alone."""
+    system = "You answer briefly. " + "Background: the lighthouse stands on a rock by the sea. " * 8
+    chats = [[int(t) for t in generator.tokenizer.apply_chat_template(
+        [{"role": "system", "content": system}, {"role": "user", "content": q}], add_generation_prompt=True,
+        return_dict=False)] for q in QUESTIONS[:3]]
+    assert len(chats[0]) > 100
+    params = greedy(8, ignore_eos=True)
+    async with running(generator, prefill_chunk_tokens=0, prefix_cache_bytes=0) as engine:
+        reference = [await collect(engine.submit(c, params)) for c in chats]
+    recorder = Recorder()
+    async with running(generator, prefill_chunk_tokens=16, prefix_cache_bytes=(64 << 20) * reuse) as engine:
+        first = await collect(engine.submit(chats[0], params))  # stores the prefix
+        long = asyncio.create_task(collect(engine.submit(chat_prompt(QUESTIONS[2]), greedy(30, ignore_eos=True))))
+        await wait_until(lambda: engine.stats()["generated_tokens"] > 10)
+        engine.add_observer(recorder)
+        rest = await asyncio.gather(*(collect(engine.submit(c, params)) for c in chats[1:]))
+        await long
+        stats = engine.stats()
+    assert [r.token_ids for r in [first, *rest]] == [r.token_ids for r in reference]
+    prefills = [step for step in recorder.steps if step.kind == "prefill"]
+    assert all(step.tokens <= 16 for step in prefills)  # someone was decoding all along
+    if reuse:
+        assert stats["prefix_hits"] >= 2 and stats["prefix_hit_tokens"] >= 2 * 100
+        assert sum(step.tokens for step in prefills) < 2 * 40
+    else:
+        assert stats["prefix_hits"] == 0 and len(prefills) >= 2 * 100 // 16
 
 
 async def test_eos_finishes_with_stop_and_is_not_text(generator: LoadedModel, alone: list[Result]) -> None:
@@ -294,47 +328,63 @@ async def test_stopped_engine_fails_pending_requests(
 # ----- KV cache batch helpers -----
 
 
-def test_merged_and_trimmed_batch_decodes_like_separate_rows(
+def test_slot_cache_decodes_rows_of_any_length_like_separate_rows(
     generator: LoadedModel, prompts: list[list[int]]
 ) -> None:
+    """Rows of different lengths decode together under a per-row mask, prefilled in slices or
+    whole, in any slot, and swapping rows moves their cache."""
     model = generator.model
+    layers = model.config.num_hidden_layers
 
-    def prefill(rows: list[list[int]]) -> PaddedBatch:
-        ids, mask = left_padded(rows, 0, "cpu")
-        cache = DynamicCache(config=model.config)
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions_from_mask(mask),
-            cache=cache,
-            use_cache=True,
-        )
-        return PaddedBatch(cache, mask, mask.sum(1), out.logits[:, -1].argmax(-1))
+    def prefill(cache: SlotKVCache, slot: int, ids: list[int], chunk: int) -> torch.Tensor:
+        for start in range(0, len(ids), chunk):
+            inputs = cache.plan_prefill([slot], [start], [ids[start : start + chunk]], 0)
+            logits: torch.Tensor = model(**inputs, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        return logits[0]
 
-    def step(batch: PaddedBatch) -> torch.Tensor:
-        inputs = batch.step_inputs()
-        logits: torch.Tensor = model(**inputs, cache=batch.cache, use_cache=True).logits[:, -1]
-        batch.advance(inputs["attention_mask"], logits.argmax(-1))
-        return logits
+    def decode(cache: SlotKVCache, lengths: list[int], tokens: list[int]) -> torch.Tensor:
+        inputs = cache.plan_decode(lengths)
+        out: torch.Tensor = model(input_ids=torch.tensor([[t] for t in tokens]), **inputs, cache=cache,
+                                  use_cache=True, logits_to_keep=1).logits[:, -1]
+        return out
 
     short, long = prompts[4], prompts[3]
     with torch.inference_mode():
-        a = prefill([short])
-        b = prefill([long])
-        ref_a, ref_b = step(a), step(b)
+        alone = []
+        for ids in (short, long):
+            cache = SlotKVCache(layers, 1, 512, torch.device("cpu"))
+            first = prefill(cache, 0, ids, len(ids))
+            alone.append((first, decode(cache, [len(ids)], [int(first.argmax())])[0]))
 
-        merged = prefill([short])
-        other = prefill([long])
-        merged.merge(other)
-        assert merged.mask.shape == (2, len(long)) and merged.mask[0].sum() == len(short)
-        both = step(merged)
-        torch.testing.assert_close(both[0], ref_a[0], atol=2e-4, rtol=0)
-        torch.testing.assert_close(both[1], ref_b[0], atol=2e-4, rtol=0)
+        cache = SlotKVCache(layers, 4, 512, torch.device("cpu"))
+        a = prefill(cache, 2, short, 5)  # in slices of 5 tokens, into slot 2
+        b = prefill(cache, 0, long, len(long))
+        torch.testing.assert_close(a, alone[0][0], atol=2e-4, rtol=0)
+        torch.testing.assert_close(b, alone[1][0], atol=2e-4, rtol=0)
+        cache.swap(2, 1, len(short), 0)  # rows decode from slots 0..n-1
+        both = decode(cache, [len(long), len(short)], [int(b.argmax()), int(a.argmax())])
+        torch.testing.assert_close(both[0], alone[1][1], atol=2e-4, rtol=0)
+        torch.testing.assert_close(both[1], alone[0][1], atol=2e-4, rtol=0)
+        assert cache.allocated_tokens == 4 * 256
 
-        merged.keep([0])  # the long row leaves: its padding-only columns go too
-        assert merged.mask.shape == (1, len(short) + 1) and bool(merged.mask.all())
-        ref_next = step(a)
-        torch.testing.assert_close(step(merged)[0], ref_next[0], atol=2e-4, rtol=0)
+
+def test_prefix_cache_is_bounded_and_least_recently_used() -> None:
+    kv = torch.zeros(2, 2, 1, 40, 4)  # 2 layers, 40 tokens: 2,560 bytes
+    cache = PrefixCache(max_bytes=6_000, min_tokens=4)
+    a, b = list(range(40)), list(range(100, 140))
+    cache.insert(a, kv)
+    cache.insert(b, kv)
+    assert cache.lookup(a[:10] + [999] * 5) == (10, cache.lookup(a[:10] + [999])[1])
+    assert cache.lookup([7, 8, 9, 10, 11])[0] == 0  # nothing in common
+    assert cache.lookup(a[:3] + [999])[0] == 0  # below min_tokens
+    assert cache.lookup(a)[0] == 39  # the last prompt token is always prefilled
+    assert not cache.wants(a[:20]) and cache.wants(a + [1])
+    cache.insert(list(range(200, 240)), kv)  # over 6,000 bytes: b, the least recently used, goes
+    assert len(cache) == 2 and cache.bytes == 2 * 2560
+    assert cache.lookup(b)[0] == 0 and cache.lookup(a)[0] == 39
+    cache.insert(a + [1, 2], torch.zeros(2, 2, 1, 42, 4))  # extends a: replaces it
+    assert len(cache) == 2 and cache.lookup(a + [1, 2, 3])[0] == 42
+    assert PrefixCache(max_bytes=0).lookup(a) == (0, None)
 
 
 # ----- sampler -----

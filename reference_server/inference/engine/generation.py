@@ -4,10 +4,16 @@ Running `model.generate()` per request decodes one sequence per forward pass and
 of the CPU idle: a small model decodes several times more tokens per second when eight
 sequences share each forward. This engine keeps one running batch and, at every step:
 
-1. drops sequences that were cancelled or finished, freeing their slots;
-2. admits waiting requests into the free slots and prefills them together (left-padded,
-   bounded by `max_batch_tokens`), then merges their KV cache into the running batch;
-3. decodes one token for every running sequence with a single forward pass.
+1. drops sequences that were cancelled or finished, freeing their cache slots;
+2. admits waiting requests into free slots, starting each from the longest prefix of its
+   prompt found in the prefix cache (`prefix_cache`);
+3. prefills the next slice of the admitted prompts, at most `prefill_chunk_tokens` tokens
+   while other sequences are decoding (so a long prompt delays their next token by one
+   slice, not by its whole prefill) and up to `max_batch_tokens` when none are;
+4. decodes one token for every running sequence with a single forward pass.
+
+Every sequence keeps one row of a preallocated KV cache (`kvcache.SlotKVCache`) from
+admission to the end, so joining, leaving and decoding never copy the cache.
 
 The loop runs on its own thread so the asyncio event loop never blocks on torch; results
 travel back per request through `loop.call_soon_threadsafe` into an `asyncio.Queue`. A
@@ -29,17 +35,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from transformers import DynamicCache
 
 from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
-from reference_server.inference.engine.kvcache import (
-    PaddedBatch,
-    check_mergeable,
-    left_padded,
-    positions_from_mask,
-)
+from reference_server.inference.engine.kvcache import CAPACITY_STEP, SlotKVCache, check_supported
+from reference_server.inference.engine.prefix_cache import PrefixCache
 from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
 from reference_server.inference.engine.worker import EngineThread
 
@@ -73,7 +74,7 @@ class TokenEvent:
 
 @dataclass(frozen=True)
 class StepReport:
-    """One forward pass: a prefill of newly admitted requests, or a decode step."""
+    """One forward pass: a prefill (slice) of admitted requests, or a decode step."""
 
     kind: Literal["prefill", "decode"]
     batch_size: int
@@ -135,6 +136,9 @@ class _Sequence:
         self.submitted_time = time.monotonic()
         self.scheduled_time: float | None = None
         self.token_times: list[float] = []
+        self.slot = -1  # row of the engine's KV cache, from admission on
+        self.cached = 0  # tokens whose keys and values are in that row
+        self.next_token = 0  # the token the next decode step feeds
 
     @property
     def queue_time(self) -> float | None:
@@ -225,13 +229,19 @@ class GenerationEngine(EngineThread):
         max_running: int = 16,
         max_batch_tokens: int = 4096,
         max_queued: int = 256,
+        prefill_chunk_tokens: int = 256,
+        prefix_cache_bytes: int = 256 * 2**20,
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_running and max_batch_tokens must be >= 1 and max_queued >= 0")
+        if prefill_chunk_tokens < 0 or prefix_cache_bytes < 0:
+            raise ValueError("prefill_chunk_tokens and prefix_cache_bytes must be >= 0")
         super().__init__(f"generation-{loaded.spec.id}")
         self.max_running = max_running
         self.max_batch_tokens = max_batch_tokens
         self.max_queued = max_queued
+        # 0: no slicing, a prompt is prefilled in one forward (up to max_batch_tokens).
+        self.prefill_chunk_tokens = prefill_chunk_tokens or max_batch_tokens
         self._model = loaded.model
         self._config = loaded.model.config
         self._device = torch.device(loaded.device)
@@ -244,11 +254,16 @@ class GenerationEngine(EngineThread):
         self._eos_set = frozenset(self._eos_ids)
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = int(pad) if pad is not None else (self._eos_ids[0] if self._eos_ids else 0)
-        check_mergeable(DynamicCache(config=self._config))
+        check_supported(self._config)
+        text_config = self._config.get_text_config()
+        self._cache = SlotKVCache(int(text_config.num_hidden_layers), max_running, self._context_length,
+                                  self._device)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
 
         self._waiting: deque[_Sequence] = deque()
-        self._running: list[_Sequence] = []
-        self._batch: PaddedBatch | None = None
+        self._running: list[_Sequence] = []  # decoding; running[i] holds cache slot i
+        self._prefilling: list[_Sequence] = []  # admitted, prompt not fully cached yet
+        self._slot_owner: dict[int, _Sequence] = {}
         self._observers: list[EngineObserver] = []
         self._counters = {
             "steps": 0,
@@ -259,6 +274,8 @@ class GenerationEngine(EngineThread):
             "finished": 0,
             "failed": 0,
             "cancelled": 0,
+            "prefix_hits": 0,
+            "prefix_hit_tokens": 0,
         }
 
     # ----- event loop side -----
@@ -292,7 +309,7 @@ class GenerationEngine(EngineThread):
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
         with self._cond:
-            in_flight = len(self._waiting) + len(self._running)
+            in_flight = len(self._waiting) + len(self._running) + len(self._prefilling)
             if in_flight >= self.max_running + self.max_queued:
                 raise QueueFullError(
                     f"{len(self._waiting)} requests are waiting and {len(self._running)} running"
@@ -302,12 +319,21 @@ class GenerationEngine(EngineThread):
         return GenerationHandle(seq, self._wake)
 
     def stats(self) -> dict[str, int]:
-        """Current load and cumulative counters (a snapshot; safe to call from any thread)."""
+        """Current load, KV cache use and cumulative counters (a snapshot; safe to call from any
+        thread). `kv_live_tokens` is the sum of the live sequences' cached lengths,
+        `kv_allocated_tokens` what the cache holds memory for, `prefix_cache_bytes` what the
+        stored prefixes take."""
+        live = [*self._running, *self._prefilling]
         return {
             **self._counters,
-            "running": len(self._running),
+            "running": len(live),
             "waiting": len(self._waiting),
             "max_running": self.max_running,
+            "kv_live_tokens": sum(s.cached for s in live),
+            "kv_allocated_tokens": self._cache.allocated_tokens,
+            "kv_bytes_per_token": self._cache.bytes_per_token(),
+            "prefix_cache_bytes": self.prefix_cache.bytes,
+            "prefix_cache_entries": len(self.prefix_cache),
         }
 
     def _wake(self) -> None:
@@ -320,50 +346,70 @@ class GenerationEngine(EngineThread):
         torch.set_num_threads(threads)
         with torch.inference_mode():
             while True:
-                admitted: list[_Sequence] = []
                 try:
                     self._drop_cancelled()
-                    admissions = self._next_admissions()
-                    if admissions is None:
+                    if not self._admit():
                         break
-                    admitted = admissions
-                    if admitted:
-                        self._prefill(admitted)
+                    if self._prefilling:
+                        self._prefill()
                     if self._running:
                         self._decode()
                 except Exception as exc:  # a bug outside the per-request guards: fail what is in flight
                     logger.exception("generation engine step failed")
-                    in_flight = admitted + self._running
-                    self._running = []
-                    self._batch = None  # its state may be half-updated
+                    in_flight = self._prefilling + self._running
+                    self._running, self._prefilling, self._slot_owner = [], [], {}
+                    self._cache.release()  # its state may be half-updated
                     self._fail_all(in_flight, exc)
         self._abort_all()
 
-    def _next_admissions(self) -> list[_Sequence] | None:
-        """Wait for work; pop the waiting requests that fit now. None means: stop."""
+    def _admit(self) -> bool:
+        """Wait for work; move the waiting requests that have a free slot into prefill. False: stop."""
         dropped: list[_Sequence] = []
         with self._cond:
-            while not self._stopping and not self._waiting and not self._running:
+            while not self._stopping and not self._waiting and not self._running and not self._prefilling:
+                if self._cache.allocated_tokens > 8 * CAPACITY_STEP:
+                    self._cache.release()  # idle: give back what long sequences made it grow to
                 self._cond.wait()
             if self._stopping:
-                return None
+                return False
             if any(s.cancelled for s in self._waiting):
                 dropped = [s for s in self._waiting if s.cancelled]
                 self._waiting = deque(s for s in self._waiting if not s.cancelled)
             admitted: list[_Sequence] = []
-            width = 0
-            slots = self.max_running - len(self._running)
-            while self._waiting and len(admitted) < slots:
-                candidate = max(width, len(self._waiting[0].prompt_ids))
-                if admitted and candidate * (len(admitted) + 1) > self.max_batch_tokens:
-                    break
+            free = self.max_running - len(self._running) - len(self._prefilling)
+            while self._waiting and len(admitted) < free:
                 admitted.append(self._waiting.popleft())
-                width = candidate
         for seq in dropped:
             self._end_cancelled(seq)
-        return admitted
+        now = time.monotonic()
+        for seq in admitted:
+            seq.scheduled_time = now
+            seq.slot = next(i for i in range(self.max_running) if i not in self._slot_owner)
+            self._slot_owner[seq.slot] = seq
+            self._prefilling.append(seq)
+            self._reuse_prefix(seq)
+        return True
+
+    def _reuse_prefix(self, seq: _Sequence) -> None:
+        hit, kv = self.prefix_cache.lookup(seq.prompt_ids)
+        if kv is None:
+            return
+        try:
+            self._cache.write(seq.slot, kv, hit)
+        except Exception:  # the prompt is then prefilled in full
+            logger.exception("copying a cached prefix failed")
+            return
+        seq.cached = hit
+        self._counters["prefix_hits"] += 1
+        self._counters["prefix_hit_tokens"] += hit
 
     def _drop_cancelled(self) -> None:
+        if any(s.cancelled for s in self._prefilling):
+            for s in self._prefilling:
+                if s.cancelled:
+                    self._end_cancelled(s)
+                    self._free(s)
+            self._prefilling = [s for s in self._prefilling if not s.cancelled]
         if any(s.cancelled for s in self._running):
             keep = [i for i, s in enumerate(self._running) if not s.cancelled]
             for s in self._running:
@@ -371,80 +417,124 @@ class GenerationEngine(EngineThread):
                     self._end_cancelled(s)
             self._retain(keep)
 
+    # ----- cache slots -----
+
+    def _free(self, seq: _Sequence) -> None:
+        if self._slot_owner.get(seq.slot) is seq:
+            del self._slot_owner[seq.slot]
+
+    def _move(self, seq: _Sequence, slot: int) -> None:
+        """Put `seq`'s cache row into `slot`, swapping with whichever sequence holds it."""
+        if seq.slot == slot:
+            return
+        other = self._slot_owner.get(slot)
+        self._cache.swap(seq.slot, slot, seq.cached, other.cached if other is not None else 0)
+        del self._slot_owner[seq.slot]
+        if other is not None:
+            other.slot = seq.slot
+            self._slot_owner[other.slot] = other
+        seq.slot = slot
+        self._slot_owner[slot] = seq
+
     def _retain(self, keep: list[int]) -> None:
-        """Keep only the running rows `keep` (indices into the current batch)."""
+        """Keep only the running rows `keep` (indices into `_running`), then pack them into
+        slots 0..len(keep)-1 so the next decode step's keys are a view of the cache."""
         if len(keep) == len(self._running):
             return
+        kept = set(keep)
+        for i, seq in enumerate(self._running):
+            if i not in kept:
+                self._free(seq)
         self._running = [self._running[i] for i in keep]
-        if not keep or self._batch is None:
-            self._batch = None
-            self._running = []
-            return
-        self._batch.keep(keep)
+        for i, seq in enumerate(self._running):
+            self._move(seq, i)
 
-    def _prefill(self, admitted: list[_Sequence]) -> None:
+    # ----- forward passes -----
+
+    def _prefill(self) -> None:
+        """Prefill the next slice of the admitted prompts, oldest first, within the step's budget."""
+        budget = self.prefill_chunk_tokens if self._running else max(self.max_batch_tokens, self.prefill_chunk_tokens)
+        batch: list[tuple[_Sequence, int]] = []
+        cols = 0
+        for seq in self._prefilling:
+            remaining = len(seq.prompt_ids) - seq.cached
+            take = min(remaining, budget) if not batch else min(remaining, cols)
+            if batch and (len(batch) + 1) * max(cols, take) > budget:
+                break
+            batch.append((seq, take))
+            cols = max(cols, take)
+        seqs = [seq for seq, _ in batch]
         start = time.monotonic()
-        for seq in admitted:
-            seq.scheduled_time = start
         try:
-            ids, mask = left_padded([s.prompt_ids for s in admitted], self._pad_id, self._device)
-            cache = DynamicCache(config=self._config)
-            out = self._model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions_from_mask(mask),
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            inputs = self._cache.plan_prefill(
+                [s.slot for s in seqs], [s.cached for s in seqs],
+                [s.prompt_ids[s.cached : s.cached + n] for s, n in batch], self._pad_id)
+            out = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :]
         except Exception as exc:
-            logger.exception("prefill of %d requests failed", len(admitted))
-            self._fail_all(admitted, exc)
+            logger.exception("prefill of %d requests failed", len(seqs))
+            for seq in seqs:
+                self._free(seq)
+            self._prefilling = [s for s in self._prefilling if s not in seqs]
+            self._fail_all(seqs, exc)
             return
-        prompt_tokens = sum(len(s.prompt_ids) for s in admitted)
+        tokens = sum(n for _, n in batch)
         self._counters["prefills"] += 1
-        self._counters["prompt_tokens"] += prompt_tokens
-        self._report_step(StepReport("prefill", len(admitted), prompt_tokens, time.monotonic() - start))
+        self._counters["prompt_tokens"] += tokens
+        self._report_step(StepReport("prefill", len(seqs), tokens, time.monotonic() - start))
 
-        tokens = self._sample(admitted, logits)
-        keep = self._advance(admitted, tokens)
-        if not keep:
+        done: list[int] = []
+        for i, (seq, n) in enumerate(batch):
+            seq.cached += n
+            if seq.cached == len(seq.prompt_ids):
+                done.append(i)
+        if not done:
             return
-        joined = PaddedBatch(
-            cache=cache,
-            mask=mask,
-            positions=mask.sum(dim=1),
-            next_tokens=_token_tensor(tokens, self._device),
-        )
-        joined.keep(keep)
-        if self._batch is None:
-            self._batch = joined
-        else:
-            self._batch.merge(joined)
-        self._running.extend(admitted[i] for i in keep)
+        finished = [seqs[i] for i in done]
+        self._prefilling = [s for s in self._prefilling if s not in finished]
+        for seq in finished:
+            self._store_prefix(seq)
+        sampled = self._sample(finished, logits[torch.tensor(done, device=logits.device)])
+        keep = set(self._advance(finished, sampled))
+        for i, (seq, token) in enumerate(zip(finished, sampled)):
+            if i in keep and token is not None:
+                seq.next_token = token
+                self._move(seq, len(self._running))
+                self._running.append(seq)
+            else:
+                self._free(seq)
+
+    def _store_prefix(self, seq: _Sequence) -> None:
+        if not self.prefix_cache.wants(seq.prompt_ids):
+            return
+        try:
+            self.prefix_cache.insert(seq.prompt_ids, self._cache.read(seq.slot, len(seq.prompt_ids)))
+        except Exception:  # reuse is an optimisation; the request goes on
+            logger.exception("storing a prompt prefix failed")
 
     def _decode(self) -> None:
-        batch = self._batch
-        assert batch is not None
-        start = time.monotonic()
         running = self._running
+        start = time.monotonic()
         try:
-            inputs = batch.step_inputs()
-            out = self._model(**inputs, cache=batch.cache, use_cache=True, logits_to_keep=1)
+            inputs = self._cache.plan_decode([s.cached for s in running])
+            inputs["input_ids"] = torch.tensor([[s.next_token] for s in running], device=self._device)
+            out = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :]
         except Exception as exc:
             logger.exception("decode step for %d sequences failed", len(running))
-            self._batch = None
+            for seq in running:
+                self._free(seq)
             self._running = []
             self._fail_all(running, exc)
             return
+        for seq in running:
+            seq.cached += 1
         tokens = self._sample(running, logits)
         keep = self._advance(running, tokens)
-        batch.advance(
-            inputs["attention_mask"],
-            _token_tensor(tokens, self._device),
-        )
+        for i in keep:
+            token = tokens[i]
+            assert token is not None
+            running[i].next_token = token
         self._counters["steps"] += 1
         self._counters["last_batch_size"] = len(running)
         self._report_step(StepReport("decode", len(running), len(running), time.monotonic() - start))
@@ -547,10 +637,10 @@ class GenerationEngine(EngineThread):
 
     def _abort_all(self) -> None:
         with self._cond:
-            pending = list(self._waiting) + self._running
+            pending = list(self._waiting) + self._prefilling + self._running
             self._waiting.clear()
-        self._running = []
-        self._batch = None
+        self._running, self._prefilling, self._slot_owner = [], [], {}
+        self._cache.release()
         for seq in pending:
             if seq.finish_reason is None:
                 seq.deliver(EngineStoppedError("the generation engine stopped before this request finished"))
@@ -562,11 +652,6 @@ class GenerationEngine(EngineThread):
                 observer.on_step(report)
             except Exception:
                 logger.exception("engine observer failed")
-
-
-def _token_tensor(tokens: list[int | None], device: torch.device) -> torch.Tensor:
-    """Sampled tokens as the next decode input; failed rows (None) feed a placeholder until they leave."""
-    return torch.tensor([0 if t is None else t for t in tokens], dtype=torch.long, device=device)
 
 
 def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:

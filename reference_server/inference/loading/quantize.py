@@ -38,7 +38,7 @@ QUANTIZED_DTYPE = torch.bfloat16
 
 def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 weights with one scale per output row (dim 0), via torchao's primitives."""
-    from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, quantize_affine
+    from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, quantize_affine  # type: ignore[import-untyped]
 
     w = weight.detach().float()
     block = (1, w.shape[1])
@@ -51,6 +51,9 @@ def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class Int8Linear(torch.nn.Module):
     """y = x @ (q * scale).T + bias, with q int8 [out, in] and scale [out]; `torch._weight_int8pack_mm`
     reads q as int8 (no float copy of the weight is ever made)."""
+
+    qweight: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
@@ -74,6 +77,9 @@ class Int8Linear(torch.nn.Module):
 
 class Int8Embedding(torch.nn.Module):
     """An embedding table stored as int8 rows with one scale per row (the tied head's tensors)."""
+
+    qweight: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, padding_idx: int | None) -> None:
         super().__init__()
@@ -113,8 +119,10 @@ def _int8_linears(model: Any) -> None:
 
 
 def _int4_decoder(model: Any, skip: set[int]) -> None:
-    from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
-    from torchao.quantization import quantize_
+    from torchao.prototype.quantization.int4.inference_workflow import (  # type: ignore[import-untyped]
+        PrototypeInt4WeightOnlyConfig,
+    )
+    from torchao.quantization import quantize_  # type: ignore[import-untyped]
 
     logging.getLogger("torchao").setLevel(logging.ERROR)  # it logs every layer it skips
     config = PrototypeInt4WeightOnlyConfig(group_size=INT4_GROUP_SIZE, set_inductor_config=False)

@@ -1,0 +1,93 @@
+"""Reuse of prompt prefixes: the keys and values of recent prompts, bounded in bytes, LRU.
+
+Chat requests of one application usually start with the same system prompt, and prefilling
+it again for every request is most of their time to first token. Once a prompt is
+prefilled, its cached tokens are copied here; a new prompt then starts from the longest
+prefix it shares with a stored one (at least `min_tokens`), copied into its slot, and only
+the rest is prefilled. The last prompt token is always prefilled, since its logits pick the
+first output token.
+
+Entries are whole prompts: a system prompt shared by many requests is found as the common
+prefix of any stored one. A new prompt that extends a stored one replaces it, one that is a
+prefix of a stored one is not stored again. When the bytes held pass `max_bytes`, the least
+recently used entries go first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+
+class PrefixCache:
+    def __init__(self, max_bytes: int, min_tokens: int = 16) -> None:
+        self.max_bytes = max_bytes
+        self.min_tokens = min_tokens
+        self._entries: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.hit_tokens = 0
+        self.lookups = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, prompt: list[int]) -> tuple[int, torch.Tensor | None]:
+        """The number of leading tokens of `prompt` whose keys and values are stored (never the
+        whole prompt), and those (`[layers, 2, kv_heads, tokens, head_dim]`, to be sliced)."""
+        if not self.enabled:
+            return 0, None
+        self.lookups += 1
+        best, best_key = 0, None
+        limit = len(prompt) - 1
+        for key in self._entries:
+            n = _common_prefix(key, prompt, limit)
+            if n > best:
+                best, best_key = n, key
+        if best_key is None or best < self.min_tokens:
+            return 0, None
+        self._entries.move_to_end(best_key)
+        self.hits += 1
+        self.hit_tokens += best
+        return best, self._entries[best_key]
+
+    def wants(self, prompt: list[int]) -> bool:
+        """Whether `insert` would store `prompt` (so the caller copies its cache only then)."""
+        if not self.enabled or len(prompt) < self.min_tokens:
+            return False
+        key = tuple(prompt)
+        return not any(len(k) >= len(key) and k[: len(key)] == key for k in self._entries)
+
+    def insert(self, prompt: list[int], kv: torch.Tensor) -> None:
+        """Store `kv`, the cached keys and values of all of `prompt`, evicting as needed."""
+        key = tuple(prompt)
+        size = kv.numel() * kv.element_size()
+        if size > self.max_bytes:
+            return
+        for old in [k for k in self._entries if len(k) < len(key) and key[: len(k)] == k]:
+            self._drop(old)  # the new entry covers it
+        self._entries[key] = kv
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+    def _drop(self, key: tuple[int, ...]) -> None:
+        kv = self._entries.pop(key)
+        self.bytes -= kv.numel() * kv.element_size()
+
+
+def _common_prefix(a: tuple[int, ...], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
