@@ -1,7 +1,17 @@
-"""Constants the tests share: the session server's API key and the default models' ids."""
+"""Constants the tests share: the session server's API key, the default models' ids, where the engine tests run."""
+
+import os
 
 from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
 
 API_KEY = "sk-test-0123456789"
 GENERATOR = DEFAULT_GENERATOR
 EMBEDDER = DEFAULT_EMBEDDER
+
+# Where the in-process engine tests (tests/server) run: CPU in float32 unless told otherwise
+# (bench/gpu_check.sh runs them on CUDA in float16 and bfloat16), and how close logits and
+# vectors computed in different batch shapes must be there.
+DEVICE = os.environ.get("MAAS_TEST_DEVICE", "cpu")
+DTYPE = os.environ.get("MAAS_TEST_DTYPE", "float32")
+LOGITS_ATOL = 2e-4 if DTYPE == "float32" else 0.5
+VECTORS_ATOL = 1e-5 if DTYPE == "float32" else 1e-2

@@ -19,6 +19,7 @@ from reference_server.inference.loading import (
     default_specs,
     load_model,
 )
+from tests.constants import DEVICE, DTYPE
 
 
 @pytest.fixture(scope="session")
@@ -45,16 +46,16 @@ def generator(cache_dir: Path, torch_threads: int) -> LoadedModel:
     compare greedy tokens exactly across batch shapes, which bfloat16's coarser rounding would
     turn into near-ties decided by the shape."""
     spec = _default("generate")
-    spec.dtype = "float32"
-    return load_model(spec, cache_dir=cache_dir, device="cpu")
+    spec.dtype = DTYPE  # type: ignore[assignment]
+    return load_model(spec, cache_dir=cache_dir, device=DEVICE)
 
 
 @pytest.fixture(scope="session")
 def embedder(cache_dir: Path, torch_threads: int) -> LoadedModel:
     """The default embedder in float32, for the same reason: its tests compare vectors closely."""
     spec = _default("embed")
-    spec.dtype = "float32"
-    return load_model(spec, cache_dir=cache_dir, device="cpu")
+    spec.dtype = DTYPE  # type: ignore[assignment]
+    return load_model(spec, cache_dir=cache_dir, device=DEVICE)
 
 
 @pytest.fixture(scope="session")

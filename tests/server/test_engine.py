@@ -25,6 +25,7 @@ from reference_server.inference.engine.kvcache import SlotKVCache
 from reference_server.inference.engine.prefix_cache import PrefixCache
 from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
 from reference_server.inference.loading import LoadedModel
+from tests.constants import LOGITS_ATOL, VECTORS_ATOL
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -344,7 +345,7 @@ def test_slot_cache_decodes_rows_of_any_length_like_separate_rows(
 
     def decode(cache: SlotKVCache, lengths: list[int], tokens: list[int]) -> torch.Tensor:
         inputs = cache.plan_decode(lengths)
-        out: torch.Tensor = model(input_ids=torch.tensor([[t] for t in tokens]), **inputs, cache=cache,
+        out: torch.Tensor = model(input_ids=torch.tensor([[t] for t in tokens], device=generator.device), **inputs, cache=cache,
                                   use_cache=True, logits_to_keep=1).logits[:, -1]
         return out
 
@@ -352,19 +353,19 @@ def test_slot_cache_decodes_rows_of_any_length_like_separate_rows(
     with torch.inference_mode():
         alone = []
         for ids in (short, long):
-            cache = SlotKVCache(layers, 1, 512, torch.device("cpu"))
+            cache = SlotKVCache(layers, 1, 512, torch.device(generator.device))
             first = prefill(cache, 0, ids, len(ids))
             alone.append((first, decode(cache, [len(ids)], [int(first.argmax())])[0]))
 
-        cache = SlotKVCache(layers, 4, 512, torch.device("cpu"))
+        cache = SlotKVCache(layers, 4, 512, torch.device(generator.device))
         a = prefill(cache, 2, short, 5)  # in slices of 5 tokens, into slot 2
         b = prefill(cache, 0, long, len(long))
-        torch.testing.assert_close(a, alone[0][0], atol=2e-4, rtol=0)
-        torch.testing.assert_close(b, alone[1][0], atol=2e-4, rtol=0)
+        torch.testing.assert_close(a, alone[0][0], atol=LOGITS_ATOL, rtol=0)
+        torch.testing.assert_close(b, alone[1][0], atol=LOGITS_ATOL, rtol=0)
         cache.swap(2, 1, len(short), 0)  # rows decode from slots 0..n-1
         both = decode(cache, [len(long), len(short)], [int(b.argmax()), int(a.argmax())])
-        torch.testing.assert_close(both[0], alone[1][1], atol=2e-4, rtol=0)
-        torch.testing.assert_close(both[1], alone[0][1], atol=2e-4, rtol=0)
+        torch.testing.assert_close(both[0], alone[1][1], atol=LOGITS_ATOL, rtol=0)
+        torch.testing.assert_close(both[1], alone[0][1], atol=LOGITS_ATOL, rtol=0)
         assert cache.allocated_tokens == 4 * 256
 
 
@@ -503,11 +504,11 @@ async def test_embedding_batches_match_single_calls(embedder: LoadedModel) -> No
     single = torch.tensor(singles)
     assert single.shape == (5, 384)
     torch.testing.assert_close(single.norm(dim=-1), torch.ones(5))
-    torch.testing.assert_close(torch.tensor([c[0][0] for c in concurrent[:5]]), single, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor([c[0][0] for c in concurrent[:5]]), single, atol=VECTORS_ATOL, rtol=0)
     vectors, tokens = concurrent[5]
-    torch.testing.assert_close(torch.tensor(vectors), single, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(vectors), single, atol=VECTORS_ATOL, rtol=0)
     assert tokens == sum(len(embedder.tokenizer(t)["input_ids"]) for t in texts)
-    torch.testing.assert_close(torch.tensor(from_ids[0]), single[3], atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(from_ids[0]), single[3], atol=VECTORS_ATOL, rtol=0)
     assert id_tokens == len(ids) + 2  # [CLS] ... [SEP]
     sims = single @ single.T
     assert sims[0, 1] > sims[0, 2] + 0.3 and sims[0, 1] > sims[1, 2] + 0.3

@@ -57,6 +57,7 @@ class _Plan:
     lengths: list[int]  # prefill: real tokens of each row's chunk
     positions: torch.Tensor | None  # decode: the column each row writes
     width: int  # columns to attend over
+    rows_index: torch.Tensor | None = None  # decode: 0..rows-1, made once per step
 
 
 class SlotKVCache:
@@ -107,7 +108,8 @@ class SlotKVCache:
         width = max(lengths) + 1
         positions = torch.tensor(lengths, dtype=torch.long, device=self.device)
         self._reserve(width, len(lengths))
-        self._plan = _Plan("decode", len(lengths), [], [], [], positions, width)
+        self._plan = _Plan("decode", len(lengths), [], [], [], positions, width,
+                           torch.arange(len(lengths), device=self.device))
         cols = torch.arange(width, device=self.device)
         mask = (cols.unsqueeze(0) <= positions.unsqueeze(1))[:, None, None, :]
         return {"attention_mask": mask, "position_ids": positions.unsqueeze(1)}
@@ -172,7 +174,7 @@ class SlotKVCache:
             self._allocate(self.layers, key_states.shape[1], key_states.shape[3], key_states.dtype)
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         if plan.kind == "decode":
-            rows = torch.arange(plan.rows, device=keys.device)
+            rows = plan.rows_index
             keys[rows, :, plan.positions] = key_states[:, :, 0]
             values[rows, :, plan.positions] = value_states[:, :, 0]
             return keys[: plan.rows, :, : plan.width], values[: plan.rows, :, : plan.width]
