@@ -7,9 +7,10 @@ sequences share each forward. This engine keeps one running batch and, at every 
 1. drops sequences that were cancelled or finished, freeing their cache slots;
 2. admits waiting requests into free slots, starting each from the longest prefix of its
    prompt found in the prefix cache (`prefix_cache`);
-3. prefills the next slice of the admitted prompts, at most `prefill_chunk_tokens` tokens
-   while other sequences are decoding (so a long prompt delays their next token by one
-   slice, not by its whole prefill) and up to `max_batch_tokens` when none are;
+3. prefills the next slice of the admitted prompts: while other sequences are decoding, at
+   most `prefill_chunk_tokens` tokens and no more than a slice measured to take
+   `SLICE_DECODE_RATIO` decode steps (so a long prompt delays their next token by one short
+   slice, not by its whole prefill); up to `max_batch_tokens` when none are;
 4. decodes one token for every running sequence with a single forward pass.
 
 Every sequence keeps one row of a preallocated KV cache (`kvcache.SlotKVCache`) from
@@ -60,6 +61,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# While sequences decode, a prefill slice may take this many decode steps' time (measured as
+# the engine runs), so their inter-token latency stays within 1 + this of a plain decode step.
+SLICE_DECODE_RATIO = 1.25
+# The smallest slice, however slow prefill is (a prompt must progress).
+MIN_SLICE_TOKENS = 16
+# Weight of the newest measurement in the running averages of step times.
+_EMA = 0.2
 
 
 @dataclass(frozen=True)
@@ -229,7 +238,7 @@ class GenerationEngine(EngineThread):
         max_running: int = 16,
         max_batch_tokens: int = 4096,
         max_queued: int = 256,
-        prefill_chunk_tokens: int = 256,
+        prefill_chunk_tokens: int = 512,
         prefix_cache_bytes: int = 256 * 2**20,
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
@@ -242,6 +251,9 @@ class GenerationEngine(EngineThread):
         self.max_queued = max_queued
         # 0: no slicing, a prompt is prefilled in one forward (up to max_batch_tokens).
         self.prefill_chunk_tokens = prefill_chunk_tokens or max_batch_tokens
+        self._adaptive_slices = prefill_chunk_tokens > 0
+        self._decode_s: float | None = None  # running average of a decode step
+        self._prefill_token_s: float | None = None  # of one prompt token's prefill
         self._model = loaded.model
         self._config = loaded.model.config
         self._device = torch.device(loaded.device)
@@ -387,6 +399,7 @@ class GenerationEngine(EngineThread):
             seq.slot = next(i for i in range(self.max_running) if i not in self._slot_owner)
             self._slot_owner[seq.slot] = seq
             self._prefilling.append(seq)
+            self._cache.reserve(len(seq.prompt_ids) + 1, seq.slot + 1)
             self._reuse_prefix(seq)
         return True
 
@@ -453,7 +466,7 @@ class GenerationEngine(EngineThread):
 
     def _prefill(self) -> None:
         """Prefill the next slice of the admitted prompts, oldest first, within the step's budget."""
-        budget = self.prefill_chunk_tokens if self._running else max(self.max_batch_tokens, self.prefill_chunk_tokens)
+        budget = self._slice_budget() if self._running else max(self.max_batch_tokens, self.prefill_chunk_tokens)
         batch: list[tuple[_Sequence, int]] = []
         cols = 0
         for seq in self._prefilling:
@@ -479,9 +492,12 @@ class GenerationEngine(EngineThread):
             self._fail_all(seqs, exc)
             return
         tokens = sum(n for _, n in batch)
+        elapsed = time.monotonic() - start
+        if tokens >= MIN_SLICE_TOKENS:
+            self._prefill_token_s = _average(self._prefill_token_s, elapsed / (len(seqs) * cols))
         self._counters["prefills"] += 1
         self._counters["prompt_tokens"] += tokens
-        self._report_step(StepReport("prefill", len(seqs), tokens, time.monotonic() - start))
+        self._report_step(StepReport("prefill", len(seqs), tokens, elapsed))
 
         done: list[int] = []
         for i, (seq, n) in enumerate(batch):
@@ -503,6 +519,13 @@ class GenerationEngine(EngineThread):
                 self._running.append(seq)
             else:
                 self._free(seq)
+
+    def _slice_budget(self) -> int:
+        """Prompt tokens to prefill in this step while others decode (see the module docstring)."""
+        if not self._adaptive_slices or self._decode_s is None or self._prefill_token_s is None:
+            return self.prefill_chunk_tokens
+        fits = int(SLICE_DECODE_RATIO * self._decode_s / self._prefill_token_s)
+        return max(MIN_SLICE_TOKENS, min(self.prefill_chunk_tokens, fits))
 
     def _store_prefix(self, seq: _Sequence) -> None:
         if not self.prefix_cache.wants(seq.prompt_ids):
@@ -535,9 +558,11 @@ class GenerationEngine(EngineThread):
             token = tokens[i]
             assert token is not None
             running[i].next_token = token
+        elapsed = time.monotonic() - start
+        self._decode_s = _average(self._decode_s, elapsed)
         self._counters["steps"] += 1
         self._counters["last_batch_size"] = len(running)
-        self._report_step(StepReport("decode", len(running), len(running), time.monotonic() - start))
+        self._report_step(StepReport("decode", len(running), len(running), elapsed))
         self._retain(keep)
 
     def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[int | None]:
@@ -652,6 +677,10 @@ class GenerationEngine(EngineThread):
                 observer.on_step(report)
             except Exception:
                 logger.exception("engine observer failed")
+
+
+def _average(current: float | None, sample: float) -> float:
+    return sample if current is None else (1 - _EMA) * current + _EMA * sample
 
 
 def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:

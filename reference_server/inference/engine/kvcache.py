@@ -136,6 +136,11 @@ class SlotKVCache:
         return {"input_ids": ids.to(self.device), "position_ids": pos.to(self.device),
                 "attention_mask": mask.unsqueeze(1).to(self.device)}
 
+    def reserve(self, width: int, rows: int) -> None:
+        """Make room for `width` columns in `rows` slots now (one growth for a long prompt,
+        instead of one per `CAPACITY_STEP` of its prefill slices)."""
+        self._reserve(min(width, self.max_capacity), rows)
+
     def _reserve(self, width: int, rows: int) -> None:
         if width > self.max_capacity:
             raise ValueError(f"a sequence needs {width} cached tokens; the cache holds at most {self.max_capacity}")
