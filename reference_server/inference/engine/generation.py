@@ -7,10 +7,11 @@ sequences share each forward. This engine keeps one running batch and, at every 
 1. drops sequences that were cancelled or finished, freeing their cache slots;
 2. admits waiting requests into free slots, starting each from the longest prefix of its
    prompt found in the prefix cache (`prefix_cache`);
-3. prefills the next slice of the admitted prompts: while other sequences are decoding, at
-   most `prefill_chunk_tokens` tokens and no more than a slice measured to take
-   `SLICE_DECODE_RATIO` decode steps (so a long prompt delays their next token by one short
-   slice, not by its whole prefill); up to `max_batch_tokens` when none are;
+3. prefills admitted prompts, several in one left-padded forward (up to `max_batch_tokens`
+   tokens, little padding). While other sequences decode, a prompt longer than
+   `prefill_chunk_tokens` is prefilled in slices, each measured to take at most
+   `SLICE_DECODE_RATIO` decode steps, one per step: a long prompt then delays the others'
+   next token by one short slice, not by its whole prefill;
 4. decodes one token for every running sequence with a single forward pass.
 
 Every sequence keeps one row of a preallocated KV cache (`kvcache.SlotKVCache`) from
@@ -64,9 +65,12 @@ logger = logging.getLogger(__name__)
 
 # While sequences decode, a prefill slice may take this many decode steps' time (measured as
 # the engine runs), so their inter-token latency stays within 1 + this of a plain decode step.
-SLICE_DECODE_RATIO = 1.25
+SLICE_DECODE_RATIO = 2.0
+# Prompts of different lengths share a prefill forward (left-padded) only while the padded
+# tokens stay within this factor of the real ones; the others go in the next forward.
+PACKED_PADDING = 1.3
 # The smallest slice, however slow prefill is (a prompt must progress).
-MIN_SLICE_TOKENS = 16
+MIN_SLICE_TOKENS = 32
 # Weight of the newest measurement in the running averages of step times.
 _EMA = 0.2
 
@@ -465,17 +469,27 @@ class GenerationEngine(EngineThread):
     # ----- forward passes -----
 
     def _prefill(self) -> None:
-        """Prefill the next slice of the admitted prompts, oldest first, within the step's budget."""
-        budget = self._slice_budget() if self._running else max(self.max_batch_tokens, self.prefill_chunk_tokens)
+        """Prefill the next part of the admitted prompts (see the module docstring, step 3)."""
+        budget = max(self.max_batch_tokens, self.prefill_chunk_tokens)
         batch: list[tuple[_Sequence, int]] = []
-        cols = 0
-        for seq in self._prefilling:
+        cols = 0  # the forward's padded width
+        # Oldest first while others decode; shortest first when none do, so that prompts of
+        # similar lengths share a forward and the first outputs start soonest.
+        order = self._prefilling if self._running else sorted(self._prefilling,
+                                                              key=lambda q: len(q.prompt_ids) - q.cached)
+        for seq in order:
             remaining = len(seq.prompt_ids) - seq.cached
-            take = min(remaining, budget) if not batch else min(remaining, cols)
-            if batch and (len(batch) + 1) * max(cols, take) > budget:
-                break
+            long = bool(self._running) and remaining > self.prefill_chunk_tokens
+            take = min(remaining, self._slice_budget() if long else budget)
+            if batch:
+                width = max(cols, take)
+                real = sum(n for _, n in batch) + take
+                if long or (len(batch) + 1) * width > min(budget, PACKED_PADDING * real):
+                    break  # a long prompt's slice goes alone; over budget or mostly padding: next time
             batch.append((seq, take))
             cols = max(cols, take)
+            if long:
+                break
         seqs = [seq for seq, _ in batch]
         start = time.monotonic()
         try:
@@ -521,11 +535,11 @@ class GenerationEngine(EngineThread):
                 self._free(seq)
 
     def _slice_budget(self) -> int:
-        """Prompt tokens to prefill in this step while others decode (see the module docstring)."""
+        """Tokens of a long prompt to prefill in this step while others decode."""
         if not self._adaptive_slices or self._decode_s is None or self._prefill_token_s is None:
             return self.prefill_chunk_tokens
         fits = int(SLICE_DECODE_RATIO * self._decode_s / self._prefill_token_s)
-        return max(MIN_SLICE_TOKENS, min(self.prefill_chunk_tokens, fits))
+        return min(self.prefill_chunk_tokens, max(MIN_SLICE_TOKENS, fits))
 
     def _store_prefix(self, seq: _Sequence) -> None:
         if not self.prefix_cache.wants(seq.prompt_ids):
