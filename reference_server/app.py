@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     drainer = Drainer()
     rate_limits = RateLimits.from_settings(settings)
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])]
+                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params"])]
     app = Starlette(
         routes=_routes(),
         middleware=[
