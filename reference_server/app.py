@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 
 from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import MetricsMiddleware, ServerMetrics
+from reference_server.http.middleware.access_log import AccessLogMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
 from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=_routes(),
         middleware=[
             Middleware(RequestIdMiddleware),
+            *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
             Middleware(MetricsMiddleware, metrics=metrics),
             *(cors if settings.cors_origins else []),
             Middleware(LifecycleMiddleware, drainer=drainer),

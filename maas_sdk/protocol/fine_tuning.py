@@ -60,7 +60,7 @@ class FineTuneMethod(RequestModel):
     def training(self) -> Literal["full", "lora"] | None:
         """full or lora, whichever form chose it (None: the model's default)."""
         if self.type in ("full", "lora"):
-            return self.type  # type: ignore[return-value]
+            return self.type
         return self.supervised.training if self.supervised is not None else None
 
     @property
