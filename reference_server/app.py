@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 
 from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import MetricsMiddleware, ServerMetrics
+from reference_server.http.middleware.access_log import AccessLogMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
 from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
@@ -81,11 +82,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     drainer = Drainer()
     rate_limits = RateLimits.from_settings(settings)
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])]
+                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params"])]
     app = Starlette(
         routes=_routes(),
         middleware=[
             Middleware(RequestIdMiddleware),
+            *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
             Middleware(MetricsMiddleware, metrics=metrics),
             *(cors if settings.cors_origins else []),
             Middleware(LifecycleMiddleware, drainer=drainer),

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from maas_sdk import protocol as p
 from maas_sdk._version import __version__
+from reference_server.http.middleware.auth import is_protected
 
 Mode = Literal["validation", "serialization"]
 REF = "#/components/schemas/{model}"
@@ -78,7 +79,7 @@ class Operation:
 
     @property
     def authenticated(self) -> bool:
-        return self.path.startswith("/v1")
+        return is_protected(self.path)
 
 
 def _path(name: str, what: str) -> Param:
@@ -124,6 +125,8 @@ OPERATIONS: tuple[Operation, ...] = (
               tags=("models",)),
     Operation("GET", "/v1/models/{model_id}", "Describe one model.", response=p.Model,
               params=(_path("model_id", "model"),), errors=(403, 404), tags=("models",)),
+    Operation("DELETE", "/v1/models/{model_id}", "Delete one of your fine-tuned models (and its files).",
+              response=p.ModelDeleted, params=(_path("model_id", "model"),), errors=(403, 404), tags=("models",)),
     Operation("POST", "/v1/completions", "Generate text from a prompt.", request=p.CompletionRequest,
               response=p.Generation, stream=p.GenerationChunk, errors=_BODY, tags=("generation",),
               example={"model": GENERATOR, "prompt": "The capital of France is", "max_tokens": 4}),
@@ -144,6 +147,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/v1/detokenize", "Turn token ids back into text.", request=p.DetokenizeRequest,
               response=p.Detokenized, errors=_BODY, tags=("nlu",),
               example={"model": GENERATOR, "tokens": [19556, 905]}),
+    Operation("POST", "/tokenize", "vLLM's tokenize: a prompt, or messages in the chat template.",
+              request=p.VLLMTokenizeRequest, response=p.VLLMTokenizeResponse, errors=_BODY, tags=("nlu",),
+              example={"prompt": "Hello world", "add_special_tokens": False}),
+    Operation("POST", "/detokenize", "vLLM's detokenize.", request=p.VLLMDetokenizeRequest,
+              response=p.VLLMDetokenizeResponse, errors=_BODY, tags=("nlu",), example={"tokens": [19556, 905]}),
+    Operation("GET", "/tokenizer_info", "vLLM's tokenizer_info: special tokens and chat template.",
+              response=p.TokenizerInfo, errors=(403, 404), tags=("nlu",),
+              params=(Param("model", "query", {"type": "string"}, "Default: the first generator."),)),
     Operation("POST", "/v1/evaluations", "Measure a model on a labelled file of yours.",
               request=p.EvaluationRequest, response=p.Evaluation, errors=_BODY, tags=("nlu",)),
     Operation("POST", "/v1/files", "Upload a JSONL data file.", multipart=_UPLOAD, response=p.FileObject,

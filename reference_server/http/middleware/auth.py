@@ -103,9 +103,18 @@ class KeyRing:
         return found
 
 
+# vLLM's tokenizer routes sit at the root but use the models like any `/v1` route does.
+PROTECTED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info"})
+
+
+def is_protected(path: str) -> bool:
+    return path.startswith("/v1") or path in PROTECTED_ROOT_PATHS
+
+
 class APIKeyMiddleware:
-    """Bearer-key check on `/v1` routes; health, readiness, metrics and the OpenAPI
-    document stay open. Sets `scope["state"]["principal"]` and `["caller"]`."""
+    """Bearer-key check on `/v1` routes and vLLM's root tokenizer routes; health, readiness,
+    metrics and the OpenAPI document stay open. Sets `scope["state"]["principal"]` and
+    `["caller"]`."""
 
     def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
         self.app = app
@@ -116,7 +125,7 @@ class APIKeyMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        if not self.keys or not scope["path"].startswith("/v1"):
+        if not self.keys or not is_protected(scope["path"]):
             state["principal"] = ANONYMOUS
             state["caller"] = Caller(ANONYMOUS)
             await self.app(scope, receive, send)
