@@ -97,6 +97,11 @@ def final_chat_completion(chunks: Sequence[ChatCompletionChunk]) -> ChatCompleti
     for index, choice in sorted(_choices(chunks).items()):
         message = {"role": "assistant", **choice.pop("delta", {})}
         message.setdefault("content", None)
+        for value in message.values():  # a streamed tool call's `index` says where it goes, not what it is
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, dict):
+                        item.pop("index", None)
         choices.append({**choice, "index": index, "message": message})
     answer["choices"] = choices
     return ChatCompletion.model_validate(answer)
