@@ -1,8 +1,10 @@
 """A streamed answer put back together: the `Generation` or `ChatCompletion` its chunks make up.
 
 `get_final_completion()` on a stream returns what the same request without `stream`
-would have returned. Each choice's pieces are merged field by field, in their JSON
-form, so that fields this SDK does not model (a server's extensions) are merged too:
+would have returned. A stream keeps each chunk's JSON text (a string: cheap to keep,
+and nothing for the garbage collector to scan, unlike the parsed chunks); the pieces
+of each choice are merged field by field from it, so that fields this SDK does not
+model (a server's extensions) are merged too:
 strings are concatenated (`text`, `content`, a tool call's `arguments`), lists are
 extended (logprobs), lists of objects with an `index` (tool calls) are merged by
 index, and fields that name rather than add (`index`, `id`, `type`, `role`,
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from maas_sdk.protocol import ChatCompletion, ChatCompletionChunk, Generation, GenerationChunk
+from maas_sdk.protocol import ChatCompletion, Generation
 
 __all__ = ["final_chat_completion", "final_generation"]
 
@@ -62,36 +64,35 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _envelope(chunks: Sequence[GenerationChunk | ChatCompletionChunk], object_name: str) -> JSONObject:
-    """The fields around the choices: the first chunk's id, model and creation time, the last usage."""
+def _envelope(chunks: Sequence[JSONObject], object_name: str) -> JSONObject:
+    """The fields around the choices: the first chunk's (id, model, creation time, ...), the last usage."""
     if not chunks:
         raise RuntimeError("the stream carried no chunks to assemble")
-    first = chunks[0]
-    answer: JSONObject = first.model_dump(mode="json", exclude_none=True, exclude={"choices", "usage"})
+    answer = {key: value for key, value in chunks[0].items() if key not in ("choices", "usage") and value is not None}
     answer["object"] = object_name
-    usage = next((chunk.usage for chunk in reversed(chunks) if chunk.usage is not None), None)
+    usage = next((chunk["usage"] for chunk in reversed(chunks) if chunk.get("usage")), None)
     if usage is not None:
-        answer["usage"] = usage.model_dump(mode="json")
+        answer["usage"] = usage
     return answer
 
 
-def _choices(chunks: Sequence[GenerationChunk | ChatCompletionChunk]) -> dict[int, JSONObject]:
+def _choices(chunks: Sequence[JSONObject]) -> dict[int, JSONObject]:
     merged: dict[int, JSONObject] = {}
     for chunk in chunks:
-        for choice in chunk.choices:
-            piece = choice.model_dump(mode="json", exclude_none=True)
-            _merge(merged.setdefault(choice.index, {}), piece)
+        for choice in chunk.get("choices") or ():
+            index = choice.get("index", 0)
+            _merge(merged.setdefault(index, {}), choice)
     return merged
 
 
-def final_generation(chunks: Sequence[GenerationChunk]) -> Generation:
+def final_generation(chunks: Sequence[JSONObject]) -> Generation:
     answer = _envelope(chunks, "text_completion")
     choices = _choices(chunks)
     answer["choices"] = [{"text": "", **choices[index], "index": index} for index in sorted(choices)]
     return Generation.model_validate(answer)
 
 
-def final_chat_completion(chunks: Sequence[ChatCompletionChunk]) -> ChatCompletion:
+def final_chat_completion(chunks: Sequence[JSONObject]) -> ChatCompletion:
     answer = _envelope(chunks, "chat.completion")
     choices = []
     for index, choice in sorted(_choices(chunks).items()):

@@ -15,7 +15,7 @@ goes wrong:
 Helpers, on both streams: `text_stream` yields only the text of the first choice,
 `until_done()` reads what is left, and `get_final_completion()` reads what is left and
 returns the whole answer (a `Generation` or `ChatCompletion`, as without `stream`),
-assembled from every chunk (a stream keeps its chunks for this).
+assembled from every chunk (a stream keeps each chunk's JSON text for this).
 
 After `[DONE]` the rest of the body (normally nothing but its end) is read and
 ignored, so that the connection goes back to the pool instead of being closed.
@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Generic, TypeVar, cast, overload
 
 import httpx
 from pydantic import ValidationError
@@ -55,7 +55,8 @@ _BROKEN = "The connection broke while the stream was being read"
 class ChunkParser(Generic[ChunkT]):
     """Bytes in, typed chunks out; remembers whether the stream is complete."""
 
-    __slots__ = ("_decoder", "_finished", "_open", "_request_id", "_response", "_validate", "chunks", "done")
+    __slots__ = ("_chat", "_decoder", "_finished", "_open", "_received", "_request_id", "_response", "_validate",
+                 "done")
 
     def __init__(self, chunk_type: type[ChunkT], response: httpx.Response) -> None:
         # The validator itself: `model_validate_json` adds a Python call per chunk around it.
@@ -66,7 +67,8 @@ class ChunkParser(Generic[ChunkT]):
         self.done = False
         self._open: set[int] = set()
         self._finished = False
-        self.chunks: list[ChunkT] = []
+        self._chat = issubclass(chunk_type, ChatCompletionChunk)
+        self._received: list[str] = []  # each chunk's JSON, for `final_completion()`
 
     def feed(self, data: bytes) -> Iterator[ChunkT]:
         """The chunks these bytes complete; stops at `[DONE]` (then `done` is True, and the
@@ -95,7 +97,7 @@ class ChunkParser(Generic[ChunkT]):
         except ValidationError:
             raise self._error(data) from None
         set_request_id(chunk, self._request_id)
-        self.chunks.append(chunk)
+        self._received.append(data)
         for choice in chunk.choices:
             if choice.finish_reason is None:
                 self._open.add(choice.index)
@@ -115,11 +117,8 @@ class ChunkParser(Generic[ChunkT]):
 
     def final_completion(self) -> Generation | ChatCompletion:
         """The whole answer the chunks read so far make up."""
-        chunks: list[Any] = self.chunks
-        if chunks and isinstance(chunks[0], ChatCompletionChunk):
-            final: Generation | ChatCompletion = final_chat_completion(chunks)
-        else:
-            final = final_generation(chunks)
+        chunks = [json.loads(data) for data in self._received]
+        final = final_chat_completion(chunks) if self._chat else final_generation(chunks)
         set_request_id(final, self._request_id)
         return final
 

@@ -127,3 +127,16 @@ def test_requests_carry_the_streams_parameters() -> None:
     make_client(handler).generate("hi", model="m", n=2, stream=True, include_usage=True).until_done()
     assert json.loads(seen[0].content) == {"model": "m", "prompt": "hi", "n": 2, "stream": True,
                                            "stream_options": {"include_usage": True}}
+
+
+def test_a_stream_keeps_no_parsed_chunk_alive() -> None:
+    """The stream keeps chunks' JSON text for `get_final_completion()`, not the chunks: thousands of
+    kept models would be scanned by every garbage collection (measured: 4x fewer events/s)."""
+    import gc
+
+    stream = make_client(serving(COMPLETION)).generate("hi", model="m", n=2, stream=True)
+    chunks = list(stream)
+    gc.collect()
+    holders = [r for r in gc.get_referrers(chunks[0]) if r is not chunks and not isinstance(r, type(gc))]
+    assert not [r for r in holders if isinstance(r, list)]
+    assert stream.get_final_completion().choices[0].text == "Hello"
