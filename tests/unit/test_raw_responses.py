@@ -186,6 +186,9 @@ async def test_async_raw_and_streaming_responses() -> None:
     async with client.with_streaming_response.generate("hi", model="m") as response:
         assert (await response.parse()).text == "raw text"
         assert response.status_code == 200
+    async with client.with_streaming_response.models.list() as response:
+        listed = await response.parse()
+        assert isinstance(listed, AsyncPage) and [m.id async for m in listed] == ["a", "b"]
     async with client.fine_tuning.jobs.with_streaming_response.retrieve("ftjob-1") as response:
         assert (await response.json())["status"] == "succeeded"
     with pytest.raises(BadRequestError):
