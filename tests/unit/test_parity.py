@@ -123,8 +123,13 @@ def test_the_documented_surface_exists() -> None:
     expected = {
         "generate", "chat", "embed", "classify", "tokenize", "detokenize", "evaluate",
         "models", "files", "fine_tuning", "with_options", "close",
+        "score", "with_raw_response", "with_streaming_response",
     }
     assert expected <= public_names(MaaS)
+    for resource in (Models, Files, FineTuning, FineTuningJobs):
+        assert {"with_raw_response", "with_streaming_response"} <= public_names(resource)
+    assert {"data", "has_more", "has_next_page", "get_next_page", "iter_pages"} <= public_names(Page)
+    assert {"text_stream", "until_done", "get_final_completion"} <= public_names(Stream)
     assert {"upload", "list", "retrieve", "content", "delete"} <= public_names(Files)
     assert {"create", "list", "retrieve", "cancel", "events", "checkpoints", "wait"} <= public_names(FineTuningJobs)
     generate = inspect.signature(MaaS.generate).parameters
