@@ -116,7 +116,9 @@ class ChunkParser(Generic[ChunkT]):
         return APIError(f"Malformed chunk in stream: {data[:200]!r}", self._response.request, body=data)
 
     def final_completion(self) -> Generation | ChatCompletion:
-        """The whole answer the chunks read so far make up."""
+        """The whole answer the chunks make up, once the stream has been read to its end."""
+        if not (self.done or (self._finished and not self._open)):
+            raise RuntimeError("the stream was closed before its end: there is no whole answer to assemble")
         chunks = [json.loads(data) for data in self._received]
         final = final_chat_completion(chunks) if self._chat else final_generation(chunks)
         set_request_id(final, self._request_id)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from maas_sdk import ChatCompletion, Generation
 
@@ -93,6 +94,14 @@ def test_final_chat_completion_merges_content_logprobs_and_tool_calls() -> None:
     assert calls == [{"id": "call_1", "type": "function",
                       "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]
     assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
+
+
+def test_a_stream_closed_early_has_no_final_completion() -> None:
+    stream = make_client(serving(COMPLETION)).generate("hi", model="m", stream=True)
+    next(stream)
+    stream.close()
+    with pytest.raises(RuntimeError, match="closed before its end"):
+        stream.get_final_completion()
 
 
 def test_final_completion_equals_the_unstreamed_answer_shape() -> None:
