@@ -134,3 +134,19 @@ async def test_async_stream_helpers_and_score(async_client: AsyncMaaS, client: M
     assert score.is_greedy is True
     raw = await async_client.with_raw_response.score(PROMPT, whole.text, model=GENERATOR)
     assert raw.parse().logprob == pytest.approx(score.logprob, abs=1e-6)
+
+
+def test_a_streamed_answer_with_several_choices_assembles_to_the_unstreamed_one(client: MaaS) -> None:
+    kwargs = {"model": GENERATOR, "max_tokens": 8, "temperature": 1.0, "seed": 5, "n": 2}
+    whole = client.generate(PROMPT, **kwargs)
+    with client.generate(PROMPT, stream=True, **kwargs) as stream:
+        final = stream.get_final_completion()
+    assert [c.text for c in final.choices] == [c.text for c in whole.choices]
+    assert [c.finish_reason for c in final.choices] == [c.finish_reason for c in whole.choices]
+    chat_kwargs = {"model": GENERATOR, "max_tokens": 8, "temperature": 1.0, "seed": 5, "n": 2}
+    messages = [{"role": "user", "content": "Tell me a word."}]
+    reply = client.chat(messages, **chat_kwargs)
+    with client.chat(messages, stream=True, **chat_kwargs) as chat_stream:
+        assembled = chat_stream.get_final_completion()
+    assert [c.message.content for c in assembled.choices] == [c.message.content for c in reply.choices]
+    assert all(c.message.role == "assistant" for c in assembled.choices)
