@@ -122,11 +122,11 @@ def test_score_of_a_greedy_continuation_matches_its_generation(client: MaaS) -> 
 
 
 async def test_async_stream_helpers_and_score(async_client: AsyncMaaS, client: MaaS) -> None:
-    whole = client.generate(PROMPT, model=GENERATOR, max_tokens=8, temperature=0)
-    stream = await async_client.generate(PROMPT, model=GENERATOR, max_tokens=8, temperature=0, stream=True)
+    whole = client.generate(PROMPT, model=GENERATOR, max_tokens=5, temperature=0)
+    stream = await async_client.generate(PROMPT, model=GENERATOR, max_tokens=5, temperature=0, stream=True)
     async with stream:
         assert "".join([text async for text in stream.text_stream]) == whole.text
-    stream = await async_client.generate(PROMPT, model=GENERATOR, max_tokens=8, temperature=0, stream=True)
+    stream = await async_client.generate(PROMPT, model=GENERATOR, max_tokens=5, temperature=0, stream=True)
     async with stream:
         final = await stream.get_final_completion()
     assert final.text == whole.text
@@ -136,6 +136,7 @@ async def test_async_stream_helpers_and_score(async_client: AsyncMaaS, client: M
     assert raw.parse().logprob == pytest.approx(score.logprob, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_streamed_answer_with_several_choices_assembles_to_the_unstreamed_one(client: MaaS) -> None:
     kwargs = {"model": GENERATOR, "max_tokens": 8, "temperature": 1.0, "seed": 5, "n": 2}
     whole = client.generate(PROMPT, **kwargs)
