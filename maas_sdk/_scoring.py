@@ -56,7 +56,7 @@ def score_of(generation: Generation, prompt_chars: int) -> Score:
             continue
         value = logprobs.token_logprobs[position]
         if value is None:
-            raise ValueError("the continuation's first token has no logprob: the prompt must not be empty")
+            raise ValueError("the continuation's first token starts the text, so it has no logprob")
         tokens.append(token)
         values.append(value)
         alternatives = tops[position] if position < len(tops) else None
