@@ -66,7 +66,6 @@ def score_of(generation: Generation, prompt_chars: int) -> Score:
             greedy = greedy and value >= max(alternatives.values()) - _GREEDY_TOLERANCE
     if not tokens:
         raise ValueError("the server's answer holds no token of the continuation")
-    score = Score.model_validate({"model": generation.model, "logprob": sum(values), "tokens": tokens,
-                                  "token_logprobs": values, "is_greedy": greedy})
+    score = Score(model=generation.model, logprob=sum(values), tokens=tokens, token_logprobs=values, is_greedy=greedy)
     set_request_id(score, generation.request_id)
     return score
