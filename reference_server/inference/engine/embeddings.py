@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.errors import EngineStoppedError, QueueFullError
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class EmbeddingBatcher:
     async def embed(self, inputs: Sequence[EmbeddingInput]) -> tuple[list[list[float]], int]:
         """Vectors for `inputs` (strings or token-id lists), in order, and the tokens they used.
 
-        Raises ValueError for an input longer than the model accepts (or with unknown token
+        Raises InvalidRequest for an input longer than the model accepts (or with unknown token
         ids), QueueFullError when `max_queued` calls are already waiting, EngineStoppedError
         when the batcher is not running.
         """
@@ -217,7 +218,7 @@ class EmbeddingBatcher:
         return batches
 
     def _encode(self, inputs: list[EmbeddingInput]) -> list[list[int]]:
-        """Token ids (with the model's special tokens) per input; ValueError naming the first
+        """Token ids (with the model's special tokens) per input; InvalidRequest naming the first
         input that cannot be embedded."""
         texts = [(i, x) for i, x in enumerate(inputs) if isinstance(x, str)]
         encoded: list[list[int] | None] = [None] * len(inputs)
@@ -233,16 +234,18 @@ class EmbeddingBatcher:
             tokens = [int(t) for t in x]
             bad = [t for t in tokens if not 0 <= t < self._vocab_size]
             if bad:
-                raise ValueError(
-                    f"input[{i}] has token id {bad[0]}, outside the vocabulary (0..{self._vocab_size - 1})"
+                raise InvalidRequest(
+                    f"input[{i}] has token id {bad[0]}, outside the vocabulary (0..{self._vocab_size - 1})",
+                    param="input",
                 )
             encoded[i] = self._prefix + tokens + self._suffix
         result = [row for row in encoded if row is not None]
         for i, row in enumerate(result):  # every input was encoded, so indices still match
             if len(row) > self._max_length:
-                raise ValueError(
+                raise InvalidRequest(
                     f"input[{i}] is {len(row)} tokens long; model '{self._id}' accepts at most "
-                    f"{self._max_length} tokens per input"
+                    f"{self._max_length} tokens per input",
+                    param="input",
                 )
         return result
 

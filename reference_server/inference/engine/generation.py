@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from transformers import DynamicCache
 
+from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import (
@@ -319,28 +320,30 @@ class GenerationEngine:
     def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle:
         """Queue a request; call from the event loop that will iterate the handle.
 
-        Raises QueueFullError when `max_running + max_queued` requests are already in, ValueError
+        Raises QueueFullError when `max_running + max_queued` requests are already in, InvalidRequest
         for an unusable prompt, EngineStoppedError when the engine is not running.
         """
         if self._thread is None or self._stopping:
             raise EngineStoppedError("the generation engine is not running")
         ids = [int(t) for t in prompt_ids]
         if not ids:
-            raise ValueError("the prompt is empty: at least one token is needed")
+            raise InvalidRequest("the prompt is empty: at least one token is needed", param="prompt")
         if len(ids) >= self._context_length:
-            raise ValueError(
+            raise InvalidRequest(
                 f"the prompt has {len(ids)} tokens but this model's context length is {self._context_length}; "
-                "it must leave room for at least one generated token"
+                "it must leave room for at least one generated token",
+                param="prompt",
             )
         bad = [t for t in ids if not 0 <= t < self._vocab_size]
         if bad:
-            raise ValueError(
-                f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})"
+            raise InvalidRequest(
+                f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})",
+                param="prompt",
             )
         used = [*params.stop_token_ids, *params.logit_bias]
         if any(not 0 <= t < self._vocab_size for t in used):
-            raise ValueError(f"a stop or logit_bias token id is outside this model's vocabulary "
-                             f"(0..{self._vocab_size - 1})")
+            raise InvalidRequest(f"a stop or logit_bias token id is outside this model's vocabulary "
+                                 f"(0..{self._vocab_size - 1})", param="logit_bias")
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
         with self._cond:

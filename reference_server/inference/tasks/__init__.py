@@ -35,6 +35,7 @@ from reference_server.datasets.encoding import (
     token_batches,
     token_losses,
 )
+from reference_server.errors import InvalidRequest
 
 # Cosine similarities of sentence embeddings differ by a few hundredths between labels; dividing
 # by this temperature spreads them into scores that read as confidences.
@@ -45,12 +46,11 @@ MAX_LABELS = 64
 _BATCH = 16
 
 
-class NLUError(ValueError):
+class NLUError(InvalidRequest):
     """A request that cannot be served as asked; `param` names the offending parameter."""
 
     def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param)
 
 
 @dataclass
