@@ -19,7 +19,7 @@ from reference_server import datasets
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _query
 from reference_server.http.routing import BODY_ERRORS, RouteTable
-from reference_server.inference import tasks as nlu
+from reference_server.inference.tasks import evaluate
 from reference_server.state import state_of
 
 table = RouteTable("nlu")
@@ -34,6 +34,6 @@ async def create_evaluation(request: Request) -> Response:
     served = state.registry.get(body.model)
     record = await state.storage.owned_file(_query.principal(request), body.file, param="file")
     info, records = await asyncio.to_thread(datasets.load, state.storage.layout.file_path(record.id))
-    metrics = await state.thread_work.run(nlu.evaluate, served.loaded, served.task, info, records)
+    metrics = await state.thread_work.run(evaluate.evaluate, served.loaded, served.task, info, records)
     return json_response(Evaluation(model=body.model, file=record.id, metrics=metrics, num_examples=len(records)))
 

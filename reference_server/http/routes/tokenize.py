@@ -16,7 +16,7 @@ from maas_sdk.protocol import Detokenized, DetokenizeRequest, Tokenized, Tokeniz
 from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routing import BODY_ERRORS, RouteTable
-from reference_server.inference import tasks as nlu
+from reference_server.inference.tasks import tokens as tokenizing
 from reference_server.state import state_of
 
 table = RouteTable("nlu")
@@ -29,7 +29,7 @@ table = RouteTable("nlu")
 async def tokenize(request: Request) -> Response:
     body = await parse_body(request, TokenizeRequest)
     loaded = state_of(request).registry.get(body.model).loaded
-    tokens, strings = await asyncio.to_thread(nlu.tokenize, loaded, body.text, body.add_special_tokens)
+    tokens, strings = await asyncio.to_thread(tokenizing.tokenize, loaded, body.text, body.add_special_tokens)
     return json_response(Tokenized(model=body.model, tokens=tokens, token_strings=strings, count=len(tokens),
                                    max_model_len=loaded.context_length))
 
@@ -40,6 +40,6 @@ async def tokenize(request: Request) -> Response:
 async def detokenize(request: Request) -> Response:
     body = await parse_body(request, DetokenizeRequest)
     loaded = state_of(request).registry.get(body.model).loaded
-    text = await asyncio.to_thread(nlu.detokenize, loaded, body.tokens)
+    text = await asyncio.to_thread(tokenizing.detokenize, loaded, body.tokens)
     return json_response(Detokenized(model=body.model, text=text))
 
