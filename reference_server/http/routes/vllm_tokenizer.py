@@ -26,8 +26,8 @@ from reference_server.http.middleware.auth import caller_of, require_model
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes.chat import apply_template
 from reference_server.http.routing import BODY_ERRORS, Param, RouteTable
-from reference_server.inference import tasks as nlu
 from reference_server.inference.registry import ServedModel
+from reference_server.inference.tasks import tokens as tokenizing
 from reference_server.state import state_of
 
 table = RouteTable("nlu")
@@ -61,7 +61,7 @@ async def vllm_tokenize(request: Request) -> Response:
         if body.add_special_tokens:
             tokens = list(loaded.tokenizer.build_inputs_with_special_tokens(tokens))
     else:
-        tokens, _ = await asyncio.to_thread(nlu.tokenize, loaded, body.prompt or "",
+        tokens, _ = await asyncio.to_thread(tokenizing.tokenize, loaded, body.prompt or "",
                                             body.add_special_tokens is not False)
     strs = [str(t) for t in loaded.tokenizer.convert_ids_to_tokens(tokens)] if body.return_token_strs else None
     return json_response(VLLMTokenizeResponse(count=len(tokens), max_model_len=loaded.context_length,
@@ -73,7 +73,7 @@ async def vllm_tokenize(request: Request) -> Response:
 async def vllm_detokenize(request: Request) -> Response:
     body = await parse_body(request, VLLMDetokenizeRequest)
     loaded = _model_or_default(request, body.model).loaded
-    text = await asyncio.to_thread(nlu.detokenize, loaded, body.tokens)
+    text = await asyncio.to_thread(tokenizing.detokenize, loaded, body.tokens)
     return json_response(VLLMDetokenizeResponse(prompt=text))
 
 
