@@ -15,8 +15,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reference_server.app import create_app
-    from reference_server.http.middleware.draining import DrainingServer
+    from reference_server.server import DrainingServer
     from reference_server.settings import Settings
+    from reference_server.state import state_of_app
 
     overrides = {"host": args.host, "port": args.port}
     if args.api_keys is not None:
@@ -39,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=CLOSE_SECONDS,
         access_log=False,  # ours (reference_server.access) logs duration and request id too
     )
-    DrainingServer(config, app, grace=settings.shutdown_grace).run()
+    DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import (
     ChatChoice,
     ChatChoiceLogprobs,
@@ -22,13 +22,18 @@ from maas_sdk.protocol import (
     ChatMessage,
     ChunkChatChoice,
 )
+from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
 from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _generation as gen
 from reference_server.http.routes._logprobs import chat_logprobs
+from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
+from reference_server.state import state_of
+
+table = RouteTable("generation")
 
 
 def render_chat(messages: list[ChatMessage], tokenizer: Any) -> list[int]:
@@ -57,11 +62,15 @@ def apply_template(tokenizer: Any, turns: list[dict[str, str]], *, add_generatio
     return [int(t) for t in ids]
 
 
+@table.route("POST", "/v1/chat/completions", "Generate the next message of a conversation.",
+             request=p.ChatCompletionRequest, response=p.ChatCompletion, stream=p.ChatCompletionChunk,
+             errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
 async def create_chat_completion(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
-    settings = request.app.state.settings
-    served = request.app.state.registry.get_for(body.model, "generate")
-    request.app.state.metrics.watch(served)
+    settings = state_of(request).settings
+    served = state_of(request).registry.get_for(body.model, "generate")
+    state_of(request).metrics.watch(served)
     n = gen.choice_count(body.n, settings)
     if body.top_logprobs is not None and not body.logprobs:
         raise bad_request("top_logprobs needs logprobs: true.", param="top_logprobs")
@@ -116,5 +125,3 @@ async def create_chat_completion(request: Request) -> Response:
     return mark_ignored(json_response(ChatCompletion(**reply, choices=choices,
                                                      usage=gen.usage(len(prompt_ids), handles))), body)
 
-
-routes = [Route("/v1/chat/completions", create_chat_completion, methods=["POST"])]

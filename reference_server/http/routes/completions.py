@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import (
     CompletionChoice,
     CompletionLogprobs,
@@ -20,15 +20,20 @@ from maas_sdk.protocol import (
     Generation,
     GenerationChunk,
 )
+from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
 from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _generation as gen
 from reference_server.http.routes._logprobs import CompletionLogprobsBuilder, merge
+from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.token_strings import TokenStrings
+from reference_server.state import state_of
+
+table = RouteTable("generation")
 
 
 @dataclass
@@ -48,8 +53,8 @@ def prompts_of(body: CompletionRequest, served: ServedModel) -> list[Prompt]:
         raise bad_request("prompt must not be an empty list.", param="prompt")
     vocab = gen.vocabulary_size(served)
     prompts: list[Prompt] = []
-    for p, item in enumerate(items):
-        where = "prompt" if single else f"prompt[{p}]"
+    for k, item in enumerate(items):
+        where = "prompt" if single else f"prompt[{k}]"
         if isinstance(item, str):
             ids = list(tokenizer(item, add_special_tokens=True)["input_ids"])
             text = item
@@ -66,11 +71,14 @@ def prompts_of(body: CompletionRequest, served: ServedModel) -> list[Prompt]:
     return prompts
 
 
+@table.route("POST", "/v1/completions", "Generate text from a prompt.", request=p.CompletionRequest,
+             response=p.Generation, stream=p.GenerationChunk, errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "prompt": "The capital of France is", "max_tokens": 4})
 async def create_completion(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
-    settings = request.app.state.settings
-    served = request.app.state.registry.get_for(body.model, "generate")
-    request.app.state.metrics.watch(served)
+    settings = state_of(request).settings
+    served = state_of(request).registry.get_for(body.model, "generate")
+    state_of(request).metrics.watch(served)
     n = gen.choice_count(body.n, settings)
     best_of = gen.choice_count(body.best_of, settings, "best_of") if body.best_of is not None else n
     if best_of < n:
@@ -84,14 +92,14 @@ async def create_completion(request: Request) -> Response:
     # Ranking best_of candidates needs each token's logprob, asked for or not.
     logprobs = body.logprobs if body.logprobs is not None else (0 if best_of > n else None)
     prompt_logprobs = body.logprobs if body.echo else None
-    base = [gen.sampling_params(body, body.max_tokens, len(p.ids), served, settings, "prompt",
-                                logprobs=logprobs, prompt_logprobs=prompt_logprobs) for p in prompts]
-    await charge_tokens(request, sum(len(p.ids) + b.max_tokens * best_of for p, b in zip(prompts, base)),
+    base = [gen.sampling_params(body, body.max_tokens, len(pr.ids), served, settings, "prompt",
+                                logprobs=logprobs, prompt_logprobs=prompt_logprobs) for pr in prompts]
+    await charge_tokens(request, sum(len(pr.ids) + b.max_tokens * best_of for pr, b in zip(prompts, base)),
                         "max_tokens")
     # One engine request per (prompt, candidate); candidate j of prompt i is at i * best_of + j.
     flat = [(i, j) for i in range(len(prompts)) for j in range(best_of)]
     handles = gen.submit(served, [prompts[i].ids for i, _ in flat], [gen.with_seed(base[i], j) for i, j in flat])
-    prompt_tokens = sum(len(p.ids) for p in prompts)
+    prompt_tokens = sum(len(pr.ids) for pr in prompts)
     strings = gen.token_strings(served)
     reply = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,
              "system_fingerprint": gen.fingerprint(served)}
@@ -154,5 +162,3 @@ def _choice(index: int, prompt: Prompt, result: gen.Collected, body: CompletionR
         logprobs = merge(parts)
     return CompletionChoice(index=index, text=text, finish_reason=result.finish_reason, logprobs=logprobs)
 
-
-routes = [Route("/v1/completions", create_completion, methods=["POST"])]
