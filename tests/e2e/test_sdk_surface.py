@@ -20,7 +20,7 @@ from maas_sdk import (
     Stream,
     StreamedResponse,
 )
-from tests.conftest import EMBEDDER, GENERATOR
+from tests.constants import EMBEDDER, GENERATOR
 
 PROMPT = "The three primary colors are"
 
