@@ -55,7 +55,10 @@ class MaaS(ClientCore[httpx.Client], Viewable):
 
     Calls are retried `max_retries` times on connection errors, timeouts, 408, 409,
     429 and 5xx answers. Every method also accepts `extra_headers`, `extra_query`,
-    `extra_body` and `timeout` (see `RequestOptions`).
+    `extra_body` and `timeout` (see `RequestOptions`), and has a raw form:
+    `client.with_raw_response.generate(...)` (status, headers, `.parse()`) and
+    `client.with_streaming_response.generate(...)` (a context manager; the body is read
+    when asked). `list()` methods return a `Page` that iterates every item.
     """
 
     _context_manager = ResponseContextManager

@@ -1,7 +1,7 @@
 """What the sync and async clients share: settings, request building and answer parsing.
 
-An operation is described once, as a `Call` (built in `_endpoints`). The client
-shells only move it over the wire; everything else happens here, once:
+An operation is described once, as a `Call` (built in `_endpoints`). The transports
+(`_transport`) only move it over the wire; everything else happens here, once:
 URL join, headers (`Authorization`, `User-Agent`, `Idempotency-Key`, the caller's
 extras), JSON or multipart body, per-call timeout, status -> exception mapping,
 parsing into the response model and copying `x-request-id` onto it.
