@@ -76,7 +76,11 @@ class BasePage(Generic[ItemT, ApiT]):
     def _next_call(self) -> Call[ListBody[ItemT]] | None:
         if not (self.has_more and self.data):
             return None
-        return replace(self._call, query={**(self._call.query or {}), "after": self.data[-1].id})
+        query = self._call.query or {}
+        cursor = self.data[-1].id
+        if cursor == query.get("after"):  # a server that ignores `after` would be walked forever
+            return None
+        return replace(self._call, query={**query, "after": cursor})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(data={self.data!r}, has_more={self.has_more})"

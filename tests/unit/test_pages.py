@@ -108,3 +108,14 @@ async def test_async_pager_awaits_to_a_page_and_iterates_every_item() -> None:
     models = await client.models.list()
     assert [m.id for m in models.data] == ["a", "b"]
     assert [m.id async for m in client.models.list()] == ["a", "b"]
+
+
+def test_a_server_that_ignores_the_cursor_is_not_walked_forever() -> None:
+    requests: list[httpx.Request] = []
+
+    def same_page(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return json_response({"object": "list", "data": [a_file(0), a_file(1)], "has_more": True})
+
+    assert [f.id for f in make_client(same_page).files.list()] == ["file-0", "file-1", "file-0", "file-1"]
+    assert [r.url.params.get("after") for r in requests] == [None, "file-1"]
