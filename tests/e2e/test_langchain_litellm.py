@@ -12,6 +12,8 @@ import pytest
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, GENERATOR
 
+pytestmark = pytest.mark.slow  # importing langchain and litellm alone takes seconds
+
 QUESTION = "What is the capital of France?"
 
 
