@@ -36,7 +36,7 @@ class Service(Protocol):
     async def stop(self, app: Starlette) -> None: ...
 
 
-def _routes() -> list[BaseRoute]:
+def _routes(settings: Settings) -> list[BaseRoute]:
     from reference_server.http import metrics, openapi
     from reference_server.http.routes import (
         chat,
@@ -48,6 +48,7 @@ def _routes() -> list[BaseRoute]:
         fine_tuning,
         health,
         models,
+        playground,
         tokenize,
     )
 
@@ -55,6 +56,8 @@ def _routes() -> list[BaseRoute]:
     for module in (health, metrics, openapi, models, completions, chat, embeddings,
                    files, fine_tuning, classifications, tokenize, evaluations):
         routes.extend(module.routes)
+    if settings.playground:
+        routes.extend(playground.routes)
     return routes
 
 
@@ -83,7 +86,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])]
     app = Starlette(
-        routes=_routes(),
+        routes=_routes(settings),
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics),

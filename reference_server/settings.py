@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
     keepalive_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval.")
     log_level: str = "info"
+    playground: bool = Field(True, description="Serve the browser playground at /playground (and / leads there).")
 
     @field_validator("api_keys", "enabled_models", "cors_origins", mode="before")
     @classmethod

@@ -59,7 +59,7 @@ class Operation:
 
     `stream` names the chunk model of the `text/event-stream` answer sent when the body
     says `"stream": true`; `multipart` describes a form upload instead of a JSON body;
-    `raw` is the media type of a non-JSON answer.
+    `raw` is the media type of a non-JSON answer; `redirect` the address a 307 answer points to.
     """
 
     method: str
@@ -71,6 +71,7 @@ class Operation:
     stream: type[BaseModel] | None = None
     multipart: dict[str, Any] | None = None
     raw: str | None = None
+    redirect: str | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     example: dict[str, Any] | None = None
@@ -120,6 +121,13 @@ OPERATIONS: tuple[Operation, ...] = (
               response_schema=_READY, errors=(503,), tags=("server",)),
     Operation("GET", "/metrics", "Prometheus metrics.", raw="text/plain", tags=("server",)),
     Operation("GET", "/openapi.json", "This document.", response_schema={"type": "object"}, tags=("server",)),
+    Operation("GET", "/", "The playground's address (when MAAS_PLAYGROUND is on).", redirect="/playground",
+              tags=("playground",)),
+    Operation("GET", "/playground", "The browser playground: chat, embeddings and tokenizer views.",
+              raw="text/html", tags=("playground",)),
+    Operation("GET", "/playground/{name}", "One of the playground's static assets.", raw="text/plain",
+              params=(Param("name", "path", {"type": "string"}, "The asset's file name."),), errors=(404,),
+              tags=("playground",)),
     Operation("GET", "/v1/models", "List the models this API key may use.", response=p.ModelList,
               tags=("models",)),
     Operation("GET", "/v1/models/{model_id}", "Describe one model.", response=p.Model,
@@ -249,6 +257,10 @@ def _operation(op: Operation, refs: dict[tuple[type[BaseModel], Mode], dict[str,
         content["application/json"] = {"schema": op.response_schema}
     if op.stream is not None:
         content["text/event-stream"] = {"schema": _event_schema(refs[(op.stream, "serialization")], error_ref)}
+    if op.redirect is not None:
+        doc["responses"] = {"307": {"description": f"Redirect to {op.redirect}.",
+                                    "headers": {"location": {"schema": {"type": "string"}}}}}
+        return doc
     doc["responses"] = {"200": {"description": "Success.", "content": content}, **_error_responses(op, error_ref)}
     if op.authenticated:
         doc["security"] = [{"bearerAuth": []}]
