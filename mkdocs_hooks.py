@@ -8,8 +8,8 @@ the Prometheus registry), so the site cannot disagree with the server it documen
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 MARKER = re.compile(r"<!-- generated: (\w+) -->")
