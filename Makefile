@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 # Debian packages the tests drive: a headless browser for the playground, a terminal multiplexer.
 SYSTEM_COMMANDS := chromium tmux
 
-.PHONY: install system-packages demo test test-fast typecheck lint docs docs-serve bench clean
+.PHONY: install system-packages demo test test-fast typecheck lint docs docs-serve plots bench clean
 
 install: system-packages $(STAMP)
 
@@ -45,6 +45,7 @@ test-fast: install
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict maas_sdk
+	$(VENV)/bin/mypy --strict --follow-imports=silent maas_cli
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check maas_sdk maas_cli reference_server tests bench
@@ -55,6 +56,15 @@ docs: $(STAMP)
 
 docs-serve: $(STAMP)
 	$(VENV)/bin/mkdocs serve
+
+# The docs' plots, from fresh runs on this machine (a few minutes on 2 cores).
+plots: $(STAMP)
+	mkdir -p bench/results
+	$(PY) -m bench.serving --skip-references --threads 1 --num-requests 8 --concurrency 1,2,4,8 --output-len 32 \
+		--json bench/results/serving.json
+	$(PY) -m bench.plots serving bench/results/serving.json docs/img/serving.png
+	$(PY) -m bench.plots record-fine-tune bench/results/fine-tune.json
+	$(PY) -m bench.plots fine-tune bench/results/fine-tune.json docs/img/fine-tune-loss.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

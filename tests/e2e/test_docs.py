@@ -92,3 +92,14 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     assert "MAAS_PLAYGROUND" in settings and "generated:" not in settings
     reference = (tmp_path / "api/clients/index.html").read_text()
     assert "on connection errors, timeouts, 408" in reference, "the SDK's docstrings are on the page"
+
+
+@pytest.mark.parametrize(("kind", "results"), [("serving", "serving.json"), ("fine-tune", "fine-tune.json")])
+def test_plots_are_drawn_from_the_recorded_runs(kind: str, results: str, tmp_path: Path) -> None:
+    """The docs' plots come from results files of real runs, kept in bench/results/."""
+    recorded = ROOT / "bench" / "results" / results
+    assert recorded.is_file(), f"{recorded} is missing: make plots"
+    out = tmp_path / "plot.png"
+    subprocess.run([sys.executable, "-m", "bench.plots", kind, str(recorded), str(out)], cwd=ROOT, check=True,
+                   timeout=120)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
