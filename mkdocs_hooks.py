@@ -91,6 +91,14 @@ GENERATORS: dict[str, Callable[[], str]] = {
 }
 
 
+def on_config(config: Any) -> Any:
+    """The site is versioned with the package: its title carries the SDK's version."""
+    from maas_sdk import __version__
+
+    config["site_name"] = f"maas {__version__}"
+    return config
+
+
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     def replace(match: re.Match[str]) -> str:
         return GENERATORS[match.group(1)]()

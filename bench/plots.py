@@ -46,11 +46,18 @@ def serving(results: dict[str, Any], out: Path) -> None:
     right.set(xlabel="concurrent streams", ylabel="ms", title="Latency", xscale="log", yscale="log", xticks=levels)
     right.set_xticklabels([str(level) for level in levels])
     right.legend(fontsize=8)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "125" else "")
     for axis in (left, right):
         axis.grid(alpha=0.3)
+        axis.xaxis.set_minor_formatter(NullFormatter())
+    right.yaxis.set_major_formatter(plain)
+    right.yaxis.set_minor_formatter(plain)
     args = results["args"]
+    threads = f"{args['threads']} thread" + ("" if str(args["threads"]) == "1" else "s")
     fig.suptitle(f"{args['model']}, {args['num_requests']} requests x {args['output_len']} tokens, "
-                 f"{args['threads']} threads, {args['dtype']}", fontsize=10)
+                 f"{threads}, {args['dtype']}", fontsize=10)
     fig.text(0.5, 0.005, f"{results.get('machine', 'machine not recorded')}; a shared machine, other work running",
              ha="center", fontsize=8, color="#555")
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))

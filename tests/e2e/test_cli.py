@@ -14,6 +14,7 @@ from typing import Any
 import pexpect
 import pytest
 
+import maas_sdk
 from maas_sdk import MaaS
 from reference_server.testing import ServerProcess, free_port
 from tests.conftest import API_KEY, EMBEDDER, GENERATOR
@@ -63,6 +64,8 @@ def test_help_lists_every_command() -> None:
     for command in COMMANDS:
         assert f" {command} " in result.stdout, command
     assert ESCAPE not in result.stdout
+    version = maas("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"maas {maas_sdk.__version__}"
     assert maas("fine-tune", "--help").returncode == 0
     for sub in ("create", "list", "show", "events", "cancel"):
         assert sub in maas("fine-tune", "--help").stdout
@@ -181,6 +184,8 @@ def test_chat_repl_streams_stops_resets_and_exits(server: ServerProcess) -> None
     child.expect_exact("you> ")
     child.sendline("/model")
     child.expect_exact(f"served: {GENERATOR}")
+    child.sendline("/system You answer in one short sentence.")
+    child.expect_exact("(system prompt: You answer in one short sentence.)")
     child.sendline("/reset")
     child.expect_exact("(conversation cleared)")
     child.expect_exact("you> ")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import maas_sdk
 from reference_server.testing import ServerProcess
 from tests.conftest import API_KEY
 
@@ -85,6 +86,7 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
                             env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr
+    assert f"maas {maas_sdk.__version__}" in (tmp_path / "index.html").read_text(), "versioned with the package"
     for page in ("index.html", "cli/index.html", "playground/index.html", "guides/streaming/index.html",
                  "server/settings/index.html", "api/clients/index.html"):
         assert (tmp_path / page).is_file(), page
