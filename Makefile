@@ -37,15 +37,14 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 demo: install
 	$(PY) -m reference_server.testing $(PY) examples/quickstart.py
 
-test: install
+test: install typecheck lint
 	$(PY) -m pytest -q
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy --strict maas_sdk
-	$(VENV)/bin/mypy --strict --follow-imports=silent maas_cli
+	$(VENV)/bin/mypy --strict maas_sdk maas_cli reference_server
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check maas_sdk maas_cli reference_server tests bench

@@ -32,8 +32,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reference_server.app import create_app
-    from reference_server.http.middleware.draining import DrainingServer
+    from reference_server.server import DrainingServer
     from reference_server.settings import Settings
+    from reference_server.state import state_of_app
 
     overrides = {"host": args.host, "port": args.port}
     if args.api_keys is not None:
@@ -52,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=CLOSE_SECONDS,
         access_log=args.access_log,
     )
-    DrainingServer(config, app, grace=settings.shutdown_grace).run()
+    DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
 
 

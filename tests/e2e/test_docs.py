@@ -20,7 +20,7 @@ import pytest
 
 import maas_sdk
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY
+from tests.constants import API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)

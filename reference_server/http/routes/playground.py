@@ -12,9 +12,9 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
-from starlette.routing import Route
 
-from reference_server.http.errors import APIError
+from reference_server.http.errors import not_found
+from reference_server.http.routing import Param, RouteTable
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "playground"
 
@@ -32,24 +32,25 @@ HEADERS = {
 ASSETS = {path.name: path for path in STATIC.iterdir() if path.is_file() and path.name != "index.html"}
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
+table = RouteTable("playground")
 
+
+@table.route("GET", "/", "The playground's address (when MAAS_PLAYGROUND is on).", redirect="/playground")
 async def root(request: Request) -> Response:
     return RedirectResponse("/playground", status_code=307)
 
 
+@table.route("GET", "/playground", "The browser playground: chat, embeddings and tokenizer views.",
+             raw="text/html")
 async def page(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=HEADERS)
 
 
+@table.route("GET", "/playground/{name}", "One of the playground's static assets.", raw="text/plain",
+             params=(Param("name", "path", {"type": "string"}, "The asset's file name."),), errors=(404,))
 async def asset(request: Request) -> Response:
-    path = ASSETS.get(request.path_params["name"])
+    name = request.path_params["name"]
+    path = ASSETS.get(name)
     if path is None:
-        raise APIError(404, f"No playground asset named '{request.path_params['name']}'.")
+        raise not_found(f"No playground asset named '{name}'.", param="name")
     return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), headers=HEADERS)
-
-
-routes = [
-    Route("/", root, methods=["GET"]),
-    Route("/playground", page, methods=["GET"]),
-    Route("/playground/{name}", asset, methods=["GET"]),
-]
