@@ -65,6 +65,13 @@ def models(ctx: typer.Context, json_: JSON = False) -> None:
               [(m.id, m.task, m.context_length, m.parameters, m.parent) for m in listed.data])
 
 
+def _print_chunk(out: Output, chunk: GenerationChunk) -> None:
+    if out.json:
+        out.data(chunk)
+    elif chunk.choices:
+        out.token(chunk.choices[0].text)
+
+
 @app.command()
 def generate(
     ctx: typer.Context,
@@ -97,13 +104,6 @@ def generate(
 
 
 app.command("chat")(_chat.chat)
-
-
-def _print_chunk(out: Output, chunk: GenerationChunk) -> None:
-    if out.json:
-        out.data(chunk)
-    elif chunk.choices:
-        out.token(chunk.choices[0].text)
 
 
 @app.command()

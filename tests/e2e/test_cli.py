@@ -17,7 +17,7 @@ import pytest
 import maas_sdk
 from maas_sdk import MaaS
 from reference_server.testing import ServerProcess, free_port
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ESCAPE = "\x1b["

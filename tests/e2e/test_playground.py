@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 pytestmark = pytest.mark.slow
 
