@@ -63,7 +63,8 @@ def _loop(api: MaaS, conversation: Conversation, out: Output) -> None:
         try:
             line = input("" if out.json else PROMPT).strip()
         except EOFError:
-            out.line()
+            if not out.json:
+                out.line()
             return
         except KeyboardInterrupt:
             out.line()
@@ -112,20 +113,25 @@ def _command(api: MaaS, conversation: Conversation, line: str, out: Output) -> b
         return False
     if name == "/reset":
         conversation.turns.clear()
-        out.line("(conversation cleared)", style="dim")
+        _note(out, "(conversation cleared)")
     elif name == "/system":
         conversation.system = argument or None
-        out.line(f"(system prompt: {argument})" if argument else "(system prompt removed)", style="dim")
+        _note(out, f"(system prompt: {argument})" if argument else "(system prompt removed)")
     elif name == "/model":
         served = [m.id for m in api.models.list().data if m.task == "generate"]
         if argument in served:
             conversation.model = argument
-            out.line(f"(model: {argument})", style="dim")
+            _note(out, f"(model: {argument})")
         else:
-            out.line(f"(model: {conversation.model}; served: {', '.join(served)})", style="dim")
+            _note(out, f"(model: {conversation.model}; served: {', '.join(served)})")
     else:
-        out.line(HELP, style="dim")
+        _note(out, HELP)
     return True
+
+
+def _note(out: Output, text: str) -> None:
+    """A remark for the person at the terminal; on stderr with --json, so stdout stays JSON lines."""
+    (out.errors if out.json else out.console).print(text, style="dim", markup=False)
 
 
 def _enable_line_editing() -> None:

@@ -160,6 +160,14 @@ def test_exit_codes_scripts_rely_on(server: ServerProcess) -> None:
     assert down.returncode == 1 and "error:" in down.stderr
 
 
+def test_chat_reads_lines_and_writes_json_for_scripts(server: ServerProcess) -> None:
+    out = ok("chat", "--json", "--max-tokens", "6", "-t", "0", server=server,
+             stdin="What is the capital of France?\n/reset\nSay hi.\n")
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert [a["model"] for a in answers] == [GENERATOR, GENERATOR]
+    assert all(a["content"] and a["stopped"] is False for a in answers)
+
+
 def terminal(args: list[str], env: dict[str, str]) -> pexpect.spawn:
     return pexpect.spawn(str(entry_point()), args, env=env, encoding="utf-8", timeout=120, dimensions=(40, 160))
 
