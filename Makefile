@@ -47,7 +47,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict maas_sdk maas_cli reference_server
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check maas_sdk maas_cli reference_server tests bench
+	$(VENV)/bin/ruff check maas_sdk maas_cli reference_server tests bench mkdocs_hooks.py
 
 # The docs site, built strictly (a broken link or a page missing from the nav fails) into site/.
 docs: $(STAMP)
