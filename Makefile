@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 # Debian packages the tests drive: a headless browser for the playground, a terminal multiplexer.
 SYSTEM_COMMANDS := chromium tmux
 
-.PHONY: install system-packages demo test test-fast typecheck lint docs docs-serve plots bench clean
+.PHONY: install system-packages demo test test-fast typecheck lint docs docs-serve plots screenshots bench clean
 
 install: system-packages $(STAMP)
 
@@ -55,6 +55,10 @@ docs: $(STAMP)
 
 docs-serve: $(STAMP)
 	$(VENV)/bin/mkdocs serve
+
+# The playground screenshots the docs show, from a real browser run.
+screenshots: $(STAMP)
+	MAAS_SCREENSHOTS_DIR=docs/img $(PY) -m pytest -q tests/e2e/test_playground.py
 
 # The docs' plots, from fresh runs on this machine (a few minutes on 2 cores).
 plots: $(STAMP)

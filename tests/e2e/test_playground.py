@@ -1,11 +1,13 @@
 """The playground page in a real headless browser (Playwright driving Debian's chromium) against a
-real server with two generators, an embedder and an API key. Each view's screenshot is saved to
-docs/img/, where the docs site shows it."""
+real server with two generators, an embedder and an API key. Each view's screenshot is saved
+(to docs/img/ by `make screenshots`, where the docs site shows it)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from tests.constants import API_KEY, EMBEDDER, GENERATOR
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
+# `make screenshots` points this at docs/img/ to refresh the docs site's pictures; otherwise the
+# screenshots go to a scratch folder, so a test run leaves the tree as it was.
+IMAGES = Path(os.environ.get("MAAS_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="maas-screenshots-"))
 SECOND = "smollm2-135m-bf16"  # the same weights in bfloat16: a second generator to switch to
 
 
