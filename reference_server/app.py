@@ -27,7 +27,7 @@ from reference_server.http.middleware.draining import Drainer, LifecycleMiddlewa
 from reference_server.http.middleware.metrics import MetricsMiddleware
 from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
 from reference_server.http.middleware.request_id import RequestIdMiddleware
-from reference_server.http.routes import OPERATIONS
+from reference_server.http.routes import OPERATIONS, playground
 from reference_server.http.routing import V1, routes_of
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ModelRegistry
@@ -64,10 +64,11 @@ def build_state(settings: Settings) -> AppState:
 
 
 def _routes(state: AppState) -> list[BaseRoute]:
-    root = [op for op in OPERATIONS if not op.authenticated]
-    api = [op for op in OPERATIONS if op.path.startswith(V1)]
+    served = [op for op in OPERATIONS if state.settings.playground or op not in playground.table.operations]
+    root = [op for op in served if not op.authenticated]
+    api = [op for op in served if op.path.startswith(V1)]
     # vLLM's tokenizer routes live at the root but are keyed like `/v1`.
-    keyed_root = [op for op in OPERATIONS if op.authenticated and not op.path.startswith(V1)]
+    keyed_root = [op for op in served if op.authenticated and not op.path.startswith(V1)]
     v1_middleware = [
         Middleware(LifecycleMiddleware, drainer=state.drainer, loading=state.models),
         Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(state.settings)),

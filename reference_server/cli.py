@@ -11,7 +11,24 @@ import sys
 CLOSE_SECONDS = 5
 
 
+SERVER_EXTRA = "pip install 'maas-sdk[server]'"
+
+
+def _server_missing() -> str | None:
+    """The first package of the server extra that is not installed, if any."""
+    import importlib.util
+
+    for module in ("uvicorn", "starlette", "pydantic_settings", "multipart", "torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    missing = _server_missing()
+    if missing is not None:
+        print(f"maas serve: the server is not installed ({missing} is missing): {SERVER_EXTRA}", file=sys.stderr)
+        return 2
     import uvicorn
 
     from reference_server.app import create_app
