@@ -33,7 +33,7 @@ from maas_sdk._exceptions import (
     UnprocessableEntityError,
     WaitTimeoutError,
 )
-from maas_sdk._pagination import AsyncPage, AsyncPager, Page
+from maas_sdk._pagination import AsyncPage, AsyncPager, BasePage, Page
 from maas_sdk._response import AsyncStreamedResponse, RawResponse, StreamedResponse
 from maas_sdk._scoring import Score
 from maas_sdk._sse import ServerSentEvent, SSEDecoder
@@ -60,6 +60,7 @@ __all__ = [
     "AsyncStreamedResponse",
     "AuthenticationError",
     "BadRequestError",
+    "BasePage",
     "BoundFineTuningJob",
     "ConflictError",
     "FineTuningJobFailed",

@@ -57,11 +57,12 @@ class ListBody(ResponseModel, Generic[T]):
 class BasePage(Generic[ItemT, ApiT]):
     """One page of a list: its items, and the call and API that fetch the page after it."""
 
-    __slots__ = ("_api", "_bind", "_call", "data", "has_more", "object", "request_id")
+    __slots__ = ("_api", "_bind", "_body", "_call", "data", "has_more", "object", "request_id")
 
     def __init__(
         self, body: ListBody[ItemT], call: Call[ListBody[ItemT]], api: ApiT, bind: Bind[ItemT, ApiT] | None
     ) -> None:
+        self._body = body
         self.data = body.data if bind is None else [bind(item, api) for item in body.data]
         self.has_more = body.has_more
         self.object = body.object
@@ -69,6 +70,10 @@ class BasePage(Generic[ItemT, ApiT]):
         self._call = call
         self._api = api
         self._bind = bind
+
+    def model_dump(self, **options: Any) -> dict[str, Any]:
+        """This page as its list body, `{"object", "data", "has_more"}`; `options` as pydantic's."""
+        return self._body.model_dump(**options)
 
     def has_next_page(self) -> bool:
         return self._next_call() is not None

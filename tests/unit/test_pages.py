@@ -119,3 +119,10 @@ def test_a_server_that_ignores_the_cursor_is_not_walked_forever() -> None:
 
     assert [f.id for f in make_client(same_page).files.list()] == ["file-0", "file-1", "file-0", "file-1"]
     assert [r.url.params.get("after") for r in requests] == [None, "file-1"]
+
+
+def test_a_page_dumps_as_its_list_body() -> None:
+    page = make_client(Lists()).files.list(limit=2)
+    dumped = page.model_dump(mode="json", exclude_none=True)
+    assert dumped["object"] == "list" and dumped["has_more"] is True
+    assert [f["id"] for f in dumped["data"]] == ["file-0", "file-1"]
