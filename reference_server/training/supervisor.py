@@ -36,7 +36,7 @@ from reference_server.inference.loading import ModelSpec
 from reference_server.settings import Settings
 from reference_server.storage import AsyncStore, JobRecord, NewEvent
 from reference_server.storage.service import StorageService
-from reference_server.training import EXIT_OK, EXIT_STOPPED, plan
+from reference_server.training import DATABASE_URL_ENV, EXIT_OK, EXIT_STOPPED, plan
 from reference_server.training.checkpoints import MODEL_MARKER
 
 logger = logging.getLogger("reference_server.fine_tuning")
@@ -213,6 +213,8 @@ class FineTuningService:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "PYTHONPATH": os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
+        if isinstance(self.storage.database, str):  # a database URL: in the environment, not in `ps`
+            env[DATABASE_URL_ENV] = self.storage.database
         log_path = self.layout.worker_log(job.id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # Forked here, on the event-loop thread, not in a worker thread: Linux sends the parent-death
