@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     # Fine-tuning
     fine_tuning_concurrency: int = Field(1, ge=1, description="Fine-tuning jobs that train at the same time.")
     training_threads: int = Field(1, ge=1, description="torch threads per training worker process.")
+    fine_tuning_supervisor: bool = Field(
+        True, description="Run fine-tuning jobs here; off on all but one replica of a cluster (docs/scale-out.md).",
+    )
+    model_sync_seconds: float = Field(
+        2.0, gt=0, description="How often a replica that does not supervise looks for new fine-tuned models.",
+    )
     fine_tuning_max_interruptions: int = Field(
         3, ge=1, description="Fail a job, not resume it, at the n-th server crash during its training."
     )
@@ -81,6 +87,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
     keepalive_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval.")
     log_level: str = "info"
+    replica: str | None = Field(
+        None, description="This replica's name in a cluster: labels its metrics (x-maas-replica is always sent).",
+    )
 
     @field_validator("api_keys", "enabled_models", "cors_origins", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from maas_sdk import BadRequestError, MaaS, NotFoundError, RequestTooLargeError
 from maas_sdk.protocol import FineTuningEvent
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.helpers import training_job_under_way
 
 pytestmark = pytest.mark.slow
 
@@ -190,12 +191,7 @@ def test_lora_fine_tuned_generator_learns_the_catchphrase(client: MaaS) -> None:
 
 
 def test_cancel_stops_a_running_job_promptly(client: MaaS) -> None:
-    train = client.files.upload(DATA / "sentiment_train.jsonl")
-    job = client.fine_tuning.jobs.create(model=EMBEDDER, training_file=train.id, hyperparameters={"n_epochs": 5})
-    deadline = time.monotonic() + 300
-    while (current := client.fine_tuning.jobs.retrieve(job.id)).status != "running" or not current.step:
-        assert time.monotonic() < deadline and current.status in ("validating_files", "queued", "running")
-        time.sleep(0.2)
+    job = current = training_job_under_way(client, EMBEDDER, DATA / "sentiment_train.jsonl")
     asked = time.monotonic()
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled" and cancelled.finished_at is not None
