@@ -116,21 +116,31 @@ def test_a_file_uploaded_through_one_replica_is_read_through_the_other(cluster: 
     assert all(file_id in [f["id"] for f in answer.json()["data"]] for answer in listed.values())
 
 
-def test_a_classifier_fine_tuned_through_the_cluster_is_served_by_both(cluster: Cluster) -> None:
+@pytest.fixture(scope="module")
+def fine_tuned(cluster: Cluster) -> str:
+    """A classifier fine-tuned through the cluster (once for the module); its model id."""
     with MaaS(api_key=API_KEY, base_url=cluster.proc.base_url, timeout=120) as client:
         train = client.files.upload(DATA / "sentiment_train.jsonl")
         job = client.fine_tuning.jobs.create(model=EMBEDDER, training_file=train.id, suffix="ray", seed=3,
                                              hyperparameters={"max_steps": 12, "batch_size": 16})
         done = job.wait(poll_interval=0.5, timeout=600)
-    assert done.status == "succeeded", done.error
+    assert done.status == "succeeded" and done.fine_tuned_model, done.error
     assert len([e for e in cluster.http.get(f"/fine_tuning/jobs/{job.id}/events?limit=100").json()["data"]
                 if e["message"].startswith("Fine-tuning started")]) == 1  # ran once, on the one supervisor
+    return done.fine_tuned_model
+
+
+def classified_by_both(cluster: Cluster, model: str) -> None:
     answers = cluster.until_both(lambda: cluster.http.post(
-        "/classifications", json={"model": done.fine_tuned_model, "input": ["Wonderful, friendly staff!"]}))
+        "/classifications", json={"model": model, "input": ["Wonderful, friendly staff!"]}))
     for answer in answers.values():
         scores = answer.json()["data"][0]["scores"]
         assert set(scores) == {"negative", "positive"}
         assert sum(scores.values()) == pytest.approx(1.0)
+
+
+def test_a_classifier_fine_tuned_through_the_cluster_is_served_by_both(cluster: Cluster, fine_tuned: str) -> None:
+    classified_by_both(cluster, fine_tuned)
 
 
 def test_a_job_cancelled_through_a_replica_is_stopped_by_the_supervisor(cluster: Cluster) -> None:
@@ -156,7 +166,7 @@ print("killed", names[0]["name"])
 """
 
 
-def test_a_replica_killed_mid_flight_costs_no_request_and_comes_back(cluster: Cluster) -> None:
+def test_a_replica_killed_mid_flight_costs_no_request_and_comes_back(cluster: Cluster, fine_tuned: str) -> None:
     before = cluster.ready_replicas(within=60)
     victim = min(before)
     started = threading.Barrier(17)
@@ -182,6 +192,7 @@ def test_a_replica_killed_mid_flight_costs_no_request_and_comes_back(cluster: Cl
     assert all(text and reason == "length" for text, reason in results)
     after = cluster.ready_replicas(within=300)
     assert victim not in after and len(after - before) == 1  # Ray started a new replica in its place
+    classified_by_both(cluster, fine_tuned)  # the new replica learned the fine-tuned model from the store
 
 
 def test_a_shutdown_drains_the_streams_in_flight(cluster: Cluster) -> None:
