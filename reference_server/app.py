@@ -17,10 +17,11 @@ from typing import Protocol
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 
 from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import ServerMetrics
+from reference_server.http.middleware.access_log import AccessLogMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
 from reference_server.http.middleware.metrics import MetricsMiddleware
@@ -65,13 +66,16 @@ def build_state(settings: Settings) -> AppState:
 
 def _routes(state: AppState) -> list[BaseRoute]:
     root = [op for op in OPERATIONS if not op.authenticated]
-    api = [op for op in OPERATIONS if op.authenticated]
+    api = [op for op in OPERATIONS if op.path.startswith(V1)]
+    # vLLM's tokenizer routes live at the root but are keyed like `/v1`.
+    keyed_root = [op for op in OPERATIONS if op.authenticated and not op.path.startswith(V1)]
     v1_middleware = [
         Middleware(LifecycleMiddleware, drainer=state.drainer, loading=state.models),
         Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(state.settings)),
         Middleware(RateLimitMiddleware, limits=state.rate_limits),
     ]
-    return [*routes_of(root), Mount(V1, routes=routes_of(api, prefix=V1), middleware=v1_middleware)]
+    keyed = [Route(op.path, op.endpoint, methods=[op.method], middleware=v1_middleware) for op in keyed_root]
+    return [*routes_of(root), *keyed, Mount(V1, routes=routes_of(api, prefix=V1), middleware=v1_middleware)]
 
 
 @asynccontextmanager
@@ -105,12 +109,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
 
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-replica"])]
+                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params", "x-maas-replica"])]
     app = Starlette(
         routes=_routes(state),
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(ReplicaMiddleware, replica=settings.replica or default_replica_name()),
+            *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
             Middleware(MetricsMiddleware, metrics=state.metrics),
             *(cors if settings.cors_origins else []),
         ],

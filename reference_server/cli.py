@@ -26,22 +26,36 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["threads"] = args.threads
     if args.grace is not None:
         overrides["shutdown_grace"] = args.grace
+    if args.access_log is not None:
+        overrides["access_log"] = args.access_log
     if args.ray:
         return _serve_on_ray(args, overrides)
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
+    level = args.log_level or settings.log_level
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        log_level=args.log_level or settings.log_level,
+        log_level=level,
+        log_config=_log_config(level),
         timeout_graceful_shutdown=CLOSE_SECONDS,
-        access_log=args.access_log,
+        access_log=False,  # ours (reference_server.access) logs duration and request id too
     )
     DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
 
 
+def _log_config(level: str) -> dict[str, object]:
+    """uvicorn's logging setup, with the server's own loggers (the access log among them)
+    writing to the same stream in the same format."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["reference_server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 def _serve_on_ray(args: argparse.Namespace, overrides: dict[str, object]) -> int:
     """`maas serve --ray`: the same app on `--replicas` Ray Serve replicas (docs/scale-out.md)."""
     import logging
@@ -85,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error.")
     serve.add_argument("--grace", type=float, default=None,
                        help="Seconds in-flight requests get on SIGTERM (else MAAS_SHUTDOWN_GRACE, 30).")
-    serve.add_argument("--access-log", action="store_true", help="Log every request line.")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
+                       help="Log one line per request: method, path, status, duration, request id "
+                            "(default on; else MAAS_ACCESS_LOG).")
     serve.add_argument("--ray", action="store_true",
                        help="Serve on Ray Serve replicas sharing the store (see docs/scale-out.md).")
     serve.add_argument("--replicas", type=int, default=2, help="With --ray: ingress replicas (default 2).")

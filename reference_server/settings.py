@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     max_queued: int = Field(256, ge=0, description="Requests waiting per model before 429.")
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
+    max_n: int = Field(8, ge=1, description="Largest n (and best_of) a request may ask for.")
 
     # Embeddings
     embed_max_batch_size: int = Field(32, ge=1)
@@ -87,6 +88,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
     keepalive_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval.")
     log_level: str = "info"
+    access_log: bool = Field(True, description="Log one line per request (method, path, status, duration, id).")
     replica: str | None = Field(
         None, description="This replica's name in a cluster: labels its metrics (x-maas-replica is always sent).",
     )

@@ -25,6 +25,8 @@ from starlette.routing import Route
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 V1 = "/v1"
+# vLLM's tokenizer routes sit at the root (where its clients look) but need a key like `/v1`.
+KEYED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info"})
 # Errors a body-taking `/v1` operation can answer besides those of every `/v1` operation.
 BODY_ERRORS = (400, 403, 404, 413)
 
@@ -66,7 +68,7 @@ class Operation:
 
     @property
     def authenticated(self) -> bool:
-        return self.path.startswith(V1)
+        return self.path.startswith(V1) or self.path in KEYED_ROOT_PATHS
 
     @property
     def doc_path(self) -> str:

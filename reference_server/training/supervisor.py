@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,9 @@ from reference_server.storage import AsyncStore, JobRecord, NewEvent
 from reference_server.storage.service import StorageService
 from reference_server.training import DATABASE_URL_ENV, EXIT_OK, EXIT_STOPPED, plan
 from reference_server.training.checkpoints import MODEL_MARKER
+
+# Left in a job's folder once its model is deleted.
+DELETED_MARKER = "model-deleted"
 
 logger = logging.getLogger("reference_server.fine_tuning")
 
@@ -90,6 +94,8 @@ class ModelHost(Protocol):
     error: BaseException | None
 
     async def serve(self, spec: ModelSpec, *, parent: str, owner: str) -> None: ...
+
+    async def unserve(self, model_id: str) -> bool: ...
 
 
 class FineTuningService:
@@ -358,8 +364,8 @@ class FineTuningService:
         if await self.db.update_job(job_id, if_status=("validating_files", "queued"), status="cancelled",
                                     finished_at=_now(), events=[NewEvent("The job was cancelled.")]):
             return False
-        return await self.db.update_job(job_id, if_status=("running",), cancel_requested=True,
-                                        events=[NewEvent("Cancellation requested; stopping the worker.")])
+        return bool(await self.db.update_job(job_id, if_status=("running",), cancel_requested=True,
+                                             events=[NewEvent("Cancellation requested; stopping the worker.")]))
 
     async def _until_done(self, job_id: str) -> None:
         deadline = time.monotonic() + _STOP_GRACE + 5 * _TICK
@@ -369,12 +375,36 @@ class FineTuningService:
                 return
             await asyncio.sleep(_TICK / 2)
 
+    def model_deleted(self, job: JobRecord) -> bool:
+        return (self.layout.job_dir(job.id) / DELETED_MARKER).exists()
+
+    async def delete_model(self, job: JobRecord) -> None:
+        """Stop serving the job's model and delete its folder. The job itself stays (as OpenAI
+        keeps it), with an event saying the model was deleted; a marker keeps the next start
+        from looking for the folder."""
+        name = job.fine_tuned_model
+        if name is not None:
+            await self.models.unserve(name)
+        folder = self.layout.model_dir(job.id)
+        await asyncio.to_thread(self.layout.job_dir(job.id).mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread((self.layout.job_dir(job.id) / DELETED_MARKER).touch)
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await self.db.add_event(job.id, NewEvent(f"The model {name} was deleted.", data={"deleted_model": name}))
+        logger.info("job %s: deleted %s", job.id, name)
+
     # Serving results
 
     async def _serve_succeeded(self) -> None:
         for job in await self.db.jobs_in("succeeded"):
             name = job.fine_tuned_model
-            if name is None or job.id in self._served:
+            if name is None:
+                continue
+            if self.model_deleted(job):  # through any replica: none serves it any longer
+                if job.id in self._served:
+                    self._served.discard(job.id)
+                    await self.models.unserve(name)
+                continue
+            if job.id in self._served:
                 continue
             try:
                 if not (self.layout.model_dir(job.id) / MODEL_MARKER).is_file():

@@ -195,6 +195,22 @@ def test_a_replica_killed_mid_flight_costs_no_request_and_comes_back(cluster: Cl
     classified_by_both(cluster, fine_tuned)  # the new replica learned the fine-tuned model from the store
 
 
+def test_a_model_deleted_through_one_replica_is_gone_from_both(cluster: Cluster, fine_tuned: str) -> None:
+    deleted = cluster.http.delete(f"/models/{fine_tuned}")
+    assert deleted.status_code == 200, deleted.text
+    gone: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(gone) < REPLICAS:
+        assert time.monotonic() < deadline, f"still served by a replica other than {sorted(gone)}"
+        answer = cluster.http.post("/classifications", json={"model": fine_tuned, "input": ["Fine."]})
+        if answer.status_code == 404:
+            gone.add(answer.headers[HEADER])
+        else:
+            assert answer.status_code == 200, answer.text
+            gone.discard(answer.headers[HEADER])
+            time.sleep(0.2)
+
+
 def test_a_shutdown_drains_the_streams_in_flight(cluster: Cluster) -> None:
     """Last: it stops the cluster. SIGTERM while a stream is half-way: the stream ends normally."""
     pieces: list[str] = []
