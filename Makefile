@@ -33,7 +33,7 @@ demo: $(STAMP)
 test: typecheck lint postgresql
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: postgresql $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 typecheck: $(STAMP)
