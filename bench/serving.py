@@ -563,8 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.base_url and "shared-prefix" in chosen:
         parser.error("shared-prefix starts a second server (prefix reuse off); leave it out with --base-url")
 
-    header = (f"# serving: {args.model}, workloads {', '.join(chosen)}; {args.threads} threads, {args.dtype}; "
-              f"{machine()}")
+    host = machine()
+    header = f"# serving: {args.model}, workloads {', '.join(chosen)}; {args.threads} threads, {args.dtype}; {host}"
     print(header, flush=True)
     texts = Texts()
     refs = None
@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n(wall time {time.perf_counter() - started:.0f} s; load average now "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())})")
     if args.json:
-        args.json.write_text(json.dumps({"header": header, "args": {k: str(v) for k, v in vars(args).items()},
+        args.json.write_text(json.dumps({"header": header, "machine": host, "args": {k: str(v) for k, v in vars(args).items()},
                                          "plan": asdict(plan), "workloads": figures}, indent=1))
     if args.plot:
         plot(figures, args.plot)

@@ -11,7 +11,24 @@ import sys
 CLOSE_SECONDS = 5
 
 
+SERVER_EXTRA = "pip install 'maas-sdk[server]'"
+
+
+def _server_missing() -> str | None:
+    """The first package of the server extra that is not installed, if any."""
+    import importlib.util
+
+    for module in ("uvicorn", "starlette", "pydantic_settings", "multipart", "torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    missing = _server_missing()
+    if missing is not None:
+        print(f"maas serve: the server is not installed ({missing} is missing): {SERVER_EXTRA}", file=sys.stderr)
+        return 2
     import uvicorn
 
     from reference_server.app import create_app
@@ -26,18 +43,48 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["threads"] = args.threads
     if args.grace is not None:
         overrides["shutdown_grace"] = args.grace
+    if args.access_log is not None:
+        overrides["access_log"] = args.access_log
+    if args.ray:
+        return _serve_on_ray(args, overrides)
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
+    level = args.log_level or settings.log_level
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        log_level=args.log_level or settings.log_level,
+        log_level=level,
+        log_config=_log_config(level),
         timeout_graceful_shutdown=CLOSE_SECONDS,
-        access_log=args.access_log,
+        access_log=False,  # ours (reference_server.access) logs duration and request id too
     )
     DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
+
+
+def _log_config(level: str) -> dict[str, object]:
+    """uvicorn's logging setup, with the server's own loggers (the access log among them)
+    writing to the same stream in the same format."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["reference_server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+def _serve_on_ray(args: argparse.Namespace, overrides: dict[str, object]) -> int:
+    """`maas serve --ray`: the same app on `--replicas` Ray Serve replicas (docs/scale-out.md)."""
+    import logging
+
+    from reference_server.deploy.ray_serve import ClusterArgs, serve_locally
+
+    logging.basicConfig(level=(args.log_level or "info").upper(), format="%(asctime)s %(levelname)s %(message)s")
+    host, port = str(overrides.pop("host")), int(str(overrides.pop("port")))
+    threads = int(str(overrides.pop("threads", None) or os.environ.get("MAAS_THREADS") or 1))
+    cluster = ClusterArgs(replicas=args.replicas, threads=threads,
+                          settings={k: v for k, v in overrides.items() if v is not None})
+    return serve_locally(cluster, host, port, address=args.ray_address)
 
 
 BENCHMARKS = ("serving", "embeddings", "quantization")
@@ -69,7 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error.")
     serve.add_argument("--grace", type=float, default=None,
                        help="Seconds in-flight requests get on SIGTERM (else MAAS_SHUTDOWN_GRACE, 30).")
-    serve.add_argument("--access-log", action="store_true", help="Log every request line.")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
+                       help="Log one line per request: method, path, status, duration, request id "
+                            "(default on; else MAAS_ACCESS_LOG).")
+    serve.add_argument("--ray", action="store_true",
+                       help="Serve on Ray Serve replicas sharing the store (see docs/scale-out.md).")
+    serve.add_argument("--replicas", type=int, default=2, help="With --ray: ingress replicas (default 2).")
+    serve.add_argument("--ray-address", default=None,
+                       help="With --ray: join this Ray cluster (else start a local one).")
     serve.set_defaults(func=_serve)
     bench = commands.add_parser("bench", help="Run a benchmark (see docs/benchmarks.md); options follow NAME.",
                                 add_help=False)

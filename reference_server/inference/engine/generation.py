@@ -43,7 +43,14 @@ from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import CAPACITY_STEP, SlotKVCache, check_supported
 from reference_server.inference.engine.prefix_cache import PrefixCache
-from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
+from reference_server.inference.engine.sampling import (
+    RowState,
+    SamplingParams,
+    TokenLogprob,
+    chosen_logprobs,
+    ranked_logprobs,
+    sample,
+)
 from reference_server.inference.engine.worker import EngineThread
 
 if TYPE_CHECKING:
@@ -78,11 +85,19 @@ _EMA = 0.2
 @dataclass(frozen=True)
 class TokenEvent:
     """New output of one request: text to append, the tokens behind it, and (on the last
-    event only) why it finished: "stop" (EOS or stop sequence) or "length"."""
+    event only) why it finished: "stop" (EOS, stop token or stop sequence) or "length".
+
+    `logprobs` (one per token, when asked for) are the raw logprobs of those tokens. The first
+    event of a request that asked for `prompt_logprobs` carries them: one per prompt token,
+    None for the first (nothing precedes it). A prompt scored with `max_tokens == 0` yields a
+    single event with no tokens.
+    """
 
     text: str
     token_ids: list[int]
     finish_reason: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,9 @@ class _Sequence:
         self.prompt_ids = prompt_ids
         self.params = params
         self.output_ids: list[int] = []
-        self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator())
+        self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator(),
+                            prompt_ids=prompt_ids)
+        self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self.detokenizer = detokenizer
         self.loop = loop
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -322,6 +339,10 @@ class GenerationEngine(EngineThread):
                 f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})",
                 param="prompt",
             )
+        used = [*params.stop_token_ids, *params.logit_bias]
+        if any(not 0 <= t < self._vocab_size for t in used):
+            raise InvalidRequest(f"a stop or logit_bias token id is outside this model's vocabulary "
+                                 f"(0..{self._vocab_size - 1})", param="logit_bias")
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
         with self._cond:
@@ -408,6 +429,8 @@ class GenerationEngine(EngineThread):
         return True
 
     def _reuse_prefix(self, seq: _Sequence) -> None:
+        if seq.params.prompt_logprobs is not None:
+            return  # scoring needs the logits of every prompt position
         hit, kv = self.prefix_cache.lookup(seq.prompt_ids)
         if kv is None:
             return
@@ -479,8 +502,9 @@ class GenerationEngine(EngineThread):
                                                               key=lambda q: len(q.prompt_ids) - q.cached)
         for seq in order:
             remaining = len(seq.prompt_ids) - seq.cached
-            long = bool(self._running) and remaining > self.prefill_chunk_tokens
-            take = min(remaining, self._slice_budget() if long else budget)
+            scored = seq.params.prompt_logprobs is not None  # prefilled whole, in one forward
+            long = bool(self._running) and remaining > self.prefill_chunk_tokens and not scored
+            take = remaining if scored else min(remaining, self._slice_budget() if long else budget)
             if batch:
                 width = max(cols, take)
                 real = sum(n for _, n in batch) + take
@@ -492,12 +516,16 @@ class GenerationEngine(EngineThread):
                 break
         seqs = [seq for seq, _ in batch]
         start = time.monotonic()
+        # Logits are kept for the last `keep` positions only: one unless a prompt is scored (such
+        # a prompt is prefilled whole, from its first token, so its row holds all of it).
+        keep_positions = max((len(s.prompt_ids) for s in seqs if s.params.prompt_logprobs is not None), default=1)
         try:
             inputs = self._cache.plan_prefill(
                 [s.slot for s in seqs], [s.cached for s in seqs],
                 [s.prompt_ids[s.cached : s.cached + n] for s, n in batch], self._pad_id)
-            out = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=1)
+            out = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=keep_positions)
             logits = out.logits[:, -1, :]
+            self._score_prompts(seqs, out.logits)
         except Exception as exc:
             logger.exception("prefill of %d requests failed", len(seqs))
             for seq in seqs:
@@ -524,8 +552,16 @@ class GenerationEngine(EngineThread):
         self._prefilling = [s for s in self._prefilling if s not in finished]
         for seq in finished:
             self._store_prefix(seq)
-        sampled = self._sample(finished, logits[torch.tensor(done, device=logits.device)])
-        keep = set(self._advance(finished, sampled))
+            if seq.params.max_tokens == 0:  # scored only: the prompt's logprobs are the answer
+                seq.deliver(TokenEvent("", [], "length", prompt_logprobs=seq.prompt_logprobs))
+                self._finish(seq, "length")
+                self._free(seq)
+        generating = [i for i, seq in zip(done, finished) if seq.params.max_tokens > 0]
+        finished = [seqs[i] for i in generating]
+        if not finished:
+            return
+        sampled, logprobs = self._sample(finished, logits[torch.tensor(generating, device=logits.device)])
+        keep = set(self._advance(finished, sampled, logprobs))
         for i, (seq, token) in enumerate(zip(finished, sampled)):
             if i in keep and token is not None:
                 seq.next_token = token
@@ -549,6 +585,23 @@ class GenerationEngine(EngineThread):
         except Exception:  # reuse is an optimisation; the request goes on
             logger.exception("storing a prompt prefix failed")
 
+    def _score_prompts(self, admitted: list[_Sequence], logits: torch.Tensor) -> None:
+        """Prompt logprobs of the sequences that asked, from the prefill's logits (`[batch,
+        keep, vocab]`, the last `keep` positions of the left-padded rows)."""
+        keep = logits.shape[1]
+        for b, seq in enumerate(admitted):
+            k = seq.params.prompt_logprobs
+            if k is None:
+                continue
+            n = len(seq.prompt_ids)
+            scored: list[TokenLogprob | None] = [None]
+            if n > 1:
+                # Position t predicts token t + 1; the prompt fills the last n kept positions.
+                rows = logits[b, keep - n : keep - 1, :]
+                targets = torch.tensor(seq.prompt_ids[1:], device=logits.device)
+                scored += ranked_logprobs(rows, targets, [k] * (n - 1))
+            seq.prompt_logprobs = scored
+
     def _decode(self) -> None:
         running = self._running
         start = time.monotonic()
@@ -566,8 +619,8 @@ class GenerationEngine(EngineThread):
             return
         for seq in running:
             seq.cached += 1
-        tokens = self._sample(running, logits)
-        keep = self._advance(running, tokens)
+        tokens, logprobs = self._sample(running, logits)
+        keep = self._advance(running, tokens, logprobs)
         for i in keep:
             token = tokens[i]
             assert token is not None
@@ -579,22 +632,33 @@ class GenerationEngine(EngineThread):
         self._report_step(StepReport("decode", len(running), len(running), elapsed))
         self._retain(keep)
 
-    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[int | None]:
-        """Next token per sequence; None where sampling failed (that request is failed)."""
+    def _sample(
+        self, seqs: list[_Sequence], logits: torch.Tensor
+    ) -> tuple[list[int | None], list[TokenLogprob | None]]:
+        """Next token per sequence (None where sampling failed: that request is failed) and,
+        for the sequences that asked, its logprobs from the same (unedited) logits."""
+        rows = [s.row for s in seqs]
         try:
-            return list(sample(logits, [s.row for s in seqs], self._eos_ids))
+            tokens = sample(logits, rows, self._eos_ids)
+            return list(tokens), chosen_logprobs(logits, rows, tokens)
         except Exception:
             logger.exception("batched sampling failed; retrying row by row")
-        tokens: list[int | None] = []
+        picked: list[int | None] = []
+        logprobs: list[TokenLogprob | None] = []
         for i, seq in enumerate(seqs):
             try:
-                tokens.append(sample(logits[i : i + 1], [seq.row], self._eos_ids)[0])
+                token = sample(logits[i : i + 1], [seq.row], self._eos_ids)[0]
+                logprobs.append(chosen_logprobs(logits[i : i + 1], [seq.row], [token])[0])
+                picked.append(token)
             except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
                 self._fail(seq, exc)
-                tokens.append(None)
-        return tokens
+                picked.append(None)
+                logprobs.append(None)
+        return picked, logprobs
 
-    def _advance(self, seqs: list[_Sequence], tokens: list[int | None]) -> list[int]:
+    def _advance(
+        self, seqs: list[_Sequence], tokens: list[int | None], logprobs: list[TokenLogprob | None]
+    ) -> list[int]:
         """Append each sampled token, emit its event; return the rows that continue."""
         now = time.monotonic()
         keep: list[int] = []
@@ -606,6 +670,7 @@ class GenerationEngine(EngineThread):
                 continue
             try:
                 event = self._append(seq, token, now)
+                event = self._with_logprobs(seq, event, logprobs[i])
             except Exception as exc:
                 logger.exception("detokenization failed")
                 self._fail(seq, exc)
@@ -618,11 +683,20 @@ class GenerationEngine(EngineThread):
                 self._finish(seq, event.finish_reason)
         return keep
 
+    @staticmethod
+    def _with_logprobs(seq: _Sequence, event: TokenEvent, logprob: TokenLogprob | None) -> TokenEvent:
+        """The event with its token's logprob and, on a request's first event, the prompt's."""
+        prompt = seq.prompt_logprobs if len(seq.output_ids) == 1 else None
+        if logprob is None and prompt is None:
+            return event
+        return TokenEvent(event.text, event.token_ids, event.finish_reason,
+                          logprobs=[logprob] if logprob is not None else None, prompt_logprobs=prompt)
+
     def _append(self, seq: _Sequence, token: int, now: float) -> TokenEvent:
         seq.output_ids.append(token)
         seq.token_times.append(now)
         params = seq.params
-        if token in self._eos_set and not params.ignore_eos:
+        if (token in self._eos_set and not params.ignore_eos) or token in params.stop_token_ids:
             text, _ = seq.detokenizer.finish()
             return TokenEvent(text, [token], "stop")
         text, stopped = seq.detokenizer.step((token,))
