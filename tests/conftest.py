@@ -24,6 +24,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "MAAS_DATA_DIR": str(workdir / "data"),
         "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"),
         "MAAS_LOG_LEVEL": "info",
+        # float32 whatever `auto` picks on this CPU: the suite compares greedy text, seeded
+        # samples and logprobs across batch shapes, which bfloat16 rounding does not keep equal.
+        "MAAS_DTYPE": os.environ.get("MAAS_DTYPE", "float32"),
     }
     log = Path(os.environ.get("MAAS_TEST_SERVER_LOG", workdir / "server.log"))
     with ServerProcess(env=env, log_path=log) as proc:
