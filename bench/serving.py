@@ -26,10 +26,10 @@ Named workloads (`--workloads`, all by default):
 thread count, in a child process that only runs while the server is idle, each measured right
 before the server runs the same prompts (so drift in the machine's speed hits both sides):
 
-- naive: the level's requests served one at a time by `model.generate()`;
+- naive: 4 of the workload's requests served one at a time by `model.generate()`;
 - limit: one fixed, left-padded batch of c prompts through `model.generate()`.
 
-    python -m bench.serving                       # every workload, about 10 minutes on 2 cores
+    python -m bench.serving                       # every workload, about 6 minutes on 2 cores
     python -m bench.serving --quick               # fewer requests, c = 1 and 8
     python -m bench.serving --workloads mixed --concurrency 8 --json mixed.json
     python -m bench.serving --base-url http://host:8000/v1 --skip-references
@@ -388,12 +388,15 @@ def closed_workload(name: str, url: str, args: argparse.Namespace, plan: Plan, t
                     refs: References | None) -> dict[str, Any]:
     """`short` or `mixed`: each level against the naive and fixed-batch references."""
     out: dict[str, Any] = {"levels": []}
+    naive = math.nan
     for i, level in enumerate(plan.levels):
         n = requests_at(level, plan)
         pool = prompts(n) if name == "short" else texts.mixed(n, seed=level)
         entry: dict[str, Any] = {"concurrency": level, "requests": n}
         if refs is not None:
-            entry["naive_tps"] = refs.naive(pool[:4])
+            if i == 0:  # once per workload, on the first level's first 4 prompts
+                naive = refs.naive(pool[:4])
+            entry["naive_tps"] = naive
             entry["limit_tps"] = refs.limit(pool[:level])
         run = asyncio.run(run_closed(url, args.api_key, args.model, pool, plan.output_len, level, warm_up=i == 0))
         entry.update(_run_figures(run))
