@@ -65,8 +65,7 @@ screenshots: $(STAMP)
 # The docs' plots, from fresh runs on this machine (a few minutes on 2 cores).
 plots: $(STAMP)
 	mkdir -p bench/results
-	$(PY) -m bench.serving --skip-references --threads 1 --num-requests 8 --concurrency 1,2,4,8 --output-len 32 \
-		--json bench/results/serving.json
+	$(PY) -m bench.serving --workloads short,mixed --json bench/results/serving.json
 	$(PY) -m bench.plots serving bench/results/serving.json docs/img/serving.png
 	$(PY) -m bench.plots record-fine-tune bench/results/fine-tune.json
 	$(PY) -m bench.plots fine-tune bench/results/fine-tune.json docs/img/fine-tune-loss.png

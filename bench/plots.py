@@ -31,35 +31,43 @@ def _pyplot() -> Any:
 
 
 def serving(results: dict[str, Any], out: Path) -> None:
-    """Throughput and latency against concurrency, from `bench.serving --json`."""
+    """Throughput (server and the in-process references) and latency against concurrency for
+    the closed-loop workloads (short, mixed), from `bench.serving --json`."""
     plt = _pyplot()
-    runs = sorted(results["runs"], key=lambda r: r["concurrency"])
-    levels = [r["concurrency"] for r in runs]
-    ms = [{k: {q: v * 1000 for q, v in s.items()} for k, s in r["stats"].items()} for r in runs]
+    workloads = {name: results["workloads"][name]["levels"] for name in ("short", "mixed")
+                 if name in results.get("workloads", {})}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.plot(levels, [r["output_tps"] for r in runs], marker="o", color="#3b5bdb")
+    colours = {"short": "#3b5bdb", "mixed": "#e8590c"}
+    levels: list[int] = []
+    for name, runs in workloads.items():
+        runs = sorted(runs, key=lambda r: r["concurrency"])
+        xs = [r["concurrency"] for r in runs]
+        levels = sorted(set(levels) | set(xs))
+        colour = colours[name]
+        left.plot(xs, [r["output_tps"] for r in runs], marker="o", color=colour, label=f"{name}: server")
+        if "limit_tps" in runs[0]:
+            left.plot(xs, [r["limit_tps"] for r in runs], marker="s", linestyle="--", color=colour,
+                      label=f"{name}: fixed batch generate()")
+            left.plot(xs, [r["naive_tps"] for r in runs], linestyle=":", color=colour, label=f"{name}: naive")
+        for key, marker, label in (("ttft", "o", "TTFT"), ("tpot", "x", "TPOT")):
+            right.plot(xs, [r["stats"][key]["p50"] * 1000 for r in runs], marker=marker, color=colour,
+                       linestyle="-" if key == "ttft" else "--", label=f"{name}: {label} median")
     left.set(xlabel="concurrent streams", ylabel="output tokens / s", title="Throughput", xscale="log", xticks=levels)
-    left.set_xticklabels([str(level) for level in levels])
-    for key, label, colour in (("ttft", "time to first token", "#e8590c"), ("tpot", "time per output token", "#2f9e44")):
-        right.plot(levels, [m[key]["p50"] for m in ms], marker="o", color=colour, label=f"{label}, median")
-        right.plot(levels, [m[key]["p99"] for m in ms], marker="x", linestyle="--", color=colour, label=f"{label}, p99")
     right.set(xlabel="concurrent streams", ylabel="ms", title="Latency", xscale="log", yscale="log", xticks=levels)
-    right.set_xticklabels([str(level) for level in levels])
-    right.legend(fontsize=8)
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     plain = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "125" else "")
     for axis in (left, right):
+        axis.set_xticklabels([str(level) for level in levels])
         axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
         axis.xaxis.set_minor_formatter(NullFormatter())
     right.yaxis.set_major_formatter(plain)
     right.yaxis.set_minor_formatter(plain)
     args = results["args"]
     threads = f"{args['threads']} thread" + ("" if str(args["threads"]) == "1" else "s")
-    fig.suptitle(f"{args['model']}, {args['num_requests']} requests x {args['output_len']} tokens, "
-                 f"{threads}, {args['dtype']}", fontsize=10)
-    fig.text(0.5, 0.005, f"{results.get('machine', 'machine not recorded')}; a shared machine, other work running",
-             ha="center", fontsize=8, color="#555")
+    fig.suptitle(f"{args['model']}, {args['output_len']} output tokens, {threads}, {args['dtype']}", fontsize=10)
+    fig.text(0.5, 0.005, results.get("machine", "machine not recorded"), ha="center", fontsize=7, color="#555")
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     fig.savefig(out, dpi=110)
 

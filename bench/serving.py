@@ -32,6 +32,7 @@ before the server runs the same prompts (so drift in the machine's speed hits bo
     python -m bench.serving                       # every workload, about 6 minutes on 2 cores
     python -m bench.serving --quick               # fewer requests, c = 1 and 8
     python -m bench.serving --workloads mixed --concurrency 8 --json mixed.json
+    python -m bench.plots serving mixed.json mixed.png    # throughput and latency, drawn
     python -m bench.serving --base-url http://host:8000/v1 --skip-references
 """
 
@@ -507,30 +508,6 @@ def report(figures: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def plot(figures: dict[str, Any], path: Path) -> None:
-    """Throughput of the server and the references per level (short, mixed), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [n for n in ("short", "mixed") if n in figures]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(5 * max(1, len(names)), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        levels = figures[name]["levels"]
-        xs = [e["concurrency"] for e in levels]
-        ax.plot(xs, [e["output_tps"] for e in levels], "o-", label="server (HTTP, streaming)")
-        if "limit_tps" in levels[0]:
-            ax.plot(xs, [e["limit_tps"] for e in levels], "s--", label="fixed batch generate()")
-            ax.plot(xs, [e["naive_tps"] for e in levels], "^:", label="naive generate()")
-        ax.set(title=name, xlabel="concurrency", ylabel="output tokens/s", xscale="log", xticks=xs)
-        ax.set_xticklabels([str(x) for x in xs])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -550,7 +527,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-references", action="store_true", help="Only measure the server.")
     parser.add_argument("--quick", action="store_true", help="c = 1 and 8, fewer requests, one repeat.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
-    parser.add_argument("--plot", type=Path, help="Also draw short/mixed throughput to this PNG.")
     parser.add_argument("--server-log", type=Path, help="Keep the started server's log here.")
     args = parser.parse_args(argv)
     plan = Plan(levels=[int(c) for c in args.concurrency.split(",")], output_len=args.output_len,
@@ -596,8 +572,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"header": header, "machine": host, "args": {k: str(v) for k, v in vars(args).items()},
                                          "plan": asdict(plan), "workloads": figures}, indent=1))
-    if args.plot:
-        plot(figures, args.plot)
     failures = sum(e["failures"] for n in ("short", "mixed") if n in figures for e in figures[n]["levels"])
     failures += sum(int(figures[n]["failures"]) for n in ("long-prompt", "poisson") if n in figures)
     return 1 if failures else 0
