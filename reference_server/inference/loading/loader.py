@@ -55,16 +55,20 @@ def load_model(spec: ModelSpec, *, cache_dir: Path, device: str | None = None) -
 
 
 def _quantized_dtype(spec: ModelSpec, device: str) -> Any:
-    """Quantized weights run with bfloat16 activations on CPU (what the int8 and int4 kernels take)."""
+    """The dtype of what stays in float around quantized weights (CPU only). int8: float32 by
+    default (its matmuls round only their inputs to bfloat16, which keeps greedy text close to
+    float32's), or bfloat16; int4: bfloat16 (its kernel's fast path)."""
+    import torch
+
     if not device.startswith("cpu"):
         raise ValueError(f"model {spec.id!r}: {spec.quantization} weight-only quantization runs on CPU only, "
                          f"not on {device!r}")
-    if spec.dtype not in ("auto", "bfloat16"):
-        raise ValueError(f"model {spec.id!r}: {spec.quantization} weight-only quantization computes in "
-                         f"bfloat16; set dtype to auto or bfloat16, not {spec.dtype}")
-    import torch
-
-    return torch.bfloat16
+    if spec.quantization == "int8" and spec.dtype in ("auto", "float32", "bfloat16"):
+        return torch.bfloat16 if spec.dtype == "bfloat16" else torch.float32
+    if spec.quantization == "int4" and spec.dtype in ("auto", "bfloat16"):
+        return torch.bfloat16
+    raise ValueError(f"model {spec.id!r}: {spec.quantization} weight-only quantization does not run in "
+                     f"{spec.dtype}; int8 takes auto, float32 or bfloat16, int4 auto or bfloat16")
 
 
 def _model_class(task: Task) -> Any:

@@ -12,7 +12,9 @@ and on a 2-core CPU it decodes slower than plain bfloat16). So:
   group (torchao's CPU int4 weight-only tensor, run by the tinygemm kernel
   `_weight_int4pack_mm_for_cpu`), the embedding table and output head stay int8.
 
-Activations stay bfloat16 (both kernels want it; float32 activations take a slow path).
+Both kernels take bfloat16 inputs (float32 ones take a slow path). For int8 the rest of the
+model (norms, attention, residual stream) stays float32 and only each matmul's input is
+rounded to bfloat16, which keeps greedy text close to float32's; int4 runs in bfloat16.
 The input embedding and the output head share one tensor in small models (SmolLM2 ties
 them), so both are replaced by views of one int8 table: an embedding lookup scales the rows
 it picks, the head multiplies by the whole table. Quantizing the head matters: it is a fifth
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 Quantization = Literal["int8", "int4"]
 # Weights of one int4 group share a scale and zero point (torchao's CPU kernel takes 32..128).
 INT4_GROUP_SIZE = 32
-# Activations of quantized models: what both CPU kernels take on their fast path.
+# What both CPU kernels take on their fast path: the inputs of the quantized matmuls.
 QUANTIZED_DTYPE = torch.bfloat16
 
 
@@ -69,7 +71,7 @@ class Int8Linear(torch.nn.Module):
         y = torch._weight_int8pack_mm(flat, self.qweight, self.scale)
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*shape[:-1], self.out_features)
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per channel"
@@ -81,20 +83,22 @@ class Int8Embedding(torch.nn.Module):
     qweight: torch.Tensor
     scale: torch.Tensor
 
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, padding_idx: int | None) -> None:
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, padding_idx: int | None,
+                 out_dtype: torch.dtype) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = int(qweight.shape[0]), int(qweight.shape[1])
         self.padding_idx = padding_idx
+        self.out_dtype = out_dtype
         self.register_buffer("qweight", qweight)
         self.register_buffer("scale", scale.to(QUANTIZED_DTYPE))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = F.embedding(ids, self.qweight).to(QUANTIZED_DTYPE)
-        return rows * self.scale[ids].unsqueeze(-1)
+        rows = F.embedding(ids, self.qweight).to(self.out_dtype)
+        return rows * self.scale[ids].unsqueeze(-1).to(self.out_dtype)
 
 
 def quantize_weights(model: Any, method: Quantization) -> Any:
-    """Quantize `model` (loaded in `QUANTIZED_DTYPE`) in place and return it."""
+    """Quantize `model` in place and return it (int4: loaded in bfloat16)."""
     head = model.get_output_embeddings()
     embed = model.get_input_embeddings()
     tied = head is not None and embed is not None and head.weight is embed.weight
@@ -103,7 +107,8 @@ def quantize_weights(model: Any, method: Quantization) -> Any:
     _int8_linears(model)
     if tied:  # the head became an Int8Linear; the embedding reads the same int8 table
         new_head = model.get_output_embeddings()
-        model.set_input_embeddings(Int8Embedding(new_head.qweight, new_head.scale, embed.padding_idx))
+        model.set_input_embeddings(Int8Embedding(new_head.qweight, new_head.scale, embed.padding_idx,
+                                                 embed.weight.dtype))
     return model
 
 
