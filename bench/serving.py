@@ -89,6 +89,7 @@ class RunResult:
     concurrency: int
     wall_s: float
     requests: list[RequestResult]
+    kv: dict[str, float] = field(default_factory=dict)  # KV cache memory while every stream ran
 
     @property
     def succeeded(self) -> list[RequestResult]:
@@ -237,11 +238,41 @@ async def _warm_up(client: httpx.AsyncClient, model: str, output_len: int, promp
 async def run_closed(base_url: str, api_key: str | None, model: str, texts: list[Any], output_len: int,
                      level: int, warm_up: Any = False) -> RunResult:
     """One closed-loop level over a fresh connection pool, after a warm-up if asked (True, or
-    the prompt to warm up with)."""
+    the prompt to warm up with). The server's KV cache gauges are sampled meanwhile."""
     async with _client(base_url, api_key, level) as client:
         if warm_up is not False:
             await _warm_up(client, model, output_len, None if warm_up is True else warm_up)
-        return await closed_loop(client, model, texts, output_len, level)
+        samples: list[tuple[float, float, float]] = []
+        probe = asyncio.create_task(_sample_kv(client, base_url, model, samples))
+        try:
+            run = await closed_loop(client, model, texts, output_len, level)
+        finally:
+            probe.cancel()
+        full = [(alloc, live) for running, alloc, live in samples if running >= level and live > 0]
+        run.kv = {"samples": len(full), "allocated_over_live": statistics.median(a / b for a, b in full)
+                  if full else math.nan}
+        return run
+
+
+async def _sample_kv(client: httpx.AsyncClient, base_url: str, model: str,
+                     out: list[tuple[float, float, float]]) -> None:
+    """(running, allocated, live) from `/metrics` every 0.25 s: KV memory against what the live
+    sequences hold."""
+    root = base_url.removesuffix("/v1")
+    names = ("maas_num_requests_running", "maas_kv_cache_allocated_tokens", "maas_kv_cache_live_tokens")
+    while True:
+        await asyncio.sleep(0.25)
+        try:
+            text = (await client.get(f"{root}/metrics")).text
+        except httpx.HTTPError:
+            continue
+        values = {}
+        for line in text.splitlines():
+            name, _, rest = line.partition("{")
+            if name in names and f'model="{model}"' in rest:
+                values[name] = float(rest.rsplit(" ", 1)[1])
+        if len(values) == len(names):
+            out.append((values[names[0]], values[names[1]], values[names[2]]))
 
 
 async def run_long_prompt(base_url: str, api_key: str | None, model: str, streams: list[str], long_prompt: str,
@@ -408,7 +439,7 @@ def closed_workload(name: str, url: str, args: argparse.Namespace, plan: Plan, t
 
 def _run_figures(run: RunResult) -> dict[str, Any]:
     return {"output_tps": run.output_tps, "wall_s": run.wall_s, "request_rate": run.request_rate,
-            "failures": run.failures, "stats": run.stats(),
+            "failures": run.failures, "stats": run.stats(), "kv": run.kv,
             "results": [{k: v for k, v in asdict(r).items() if k not in ("times", "text")} for r in run.requests]}
 
 
@@ -476,10 +507,11 @@ def report(figures: dict[str, Any]) -> str:
             naive, limit = e.get("naive_tps", math.nan), e.get("limit_tps", math.nan)
             rows.append([e["concurrency"], e["requests"], e["output_tps"], naive, limit, e["output_tps"] / naive,
                          e["output_tps"] / limit, s["ttft"]["p50"] * 1e3, s["ttft"]["p99"] * 1e3,
-                         s["tpot"]["p50"] * 1e3, s["itl"]["p50"] * 1e3, s["itl"]["p99"] * 1e3, e["failures"]])
+                         s["tpot"]["p50"] * 1e3, s["itl"]["p50"] * 1e3, s["itl"]["p99"] * 1e3,
+                         e.get("kv", {}).get("allocated_over_live", math.nan), e["failures"]])
         parts.append(f"### {name}\n\n" + table(
             ["c", "requests", "ours tok/s", "naive tok/s", "limit tok/s", "ours/naive", "ours/limit", "TTFT p50 ms",
-             "TTFT p99 ms", "TPOT p50 ms", "ITL p50 ms", "ITL p99 ms", "failures"], rows))
+             "TTFT p99 ms", "TPOT p50 ms", "ITL p50 ms", "ITL p99 ms", "KV alloc/live", "failures"], rows))
     if "long-prompt" in figures:
         f = figures["long-prompt"]
         parts.append("### long-prompt\n\n" + table(
