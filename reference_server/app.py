@@ -7,6 +7,7 @@ hosted by any ASGI server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,9 +21,13 @@ from starlette.routing import BaseRoute
 from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import MetricsMiddleware, ServerMetrics
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
+from reference_server.http.middleware.crosssite import CrossSiteMiddleware
+from reference_server.http.middleware.disconnect import DisconnectMiddleware
 from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
 from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
 from reference_server.http.middleware.request_id import RequestIdMiddleware
+from reference_server.http.middleware.timeouts import BodyTimeoutMiddleware
+from reference_server.http.middleware.unhandled import UnhandledErrorMiddleware
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ModelRegistry
 from reference_server.inference.service import ModelsService
@@ -82,14 +87,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     rate_limits = RateLimits.from_settings(settings)
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])]
+    keys = KeyRing.from_settings(settings)
     app = Starlette(
         routes=_routes(),
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(UnhandledErrorMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(CrossSiteMiddleware, keyless=not keys, allowed_hosts=settings.allowed_hosts,
+                       cors_origins=settings.cors_origins),
             *(cors if settings.cors_origins else []),
             Middleware(LifecycleMiddleware, drainer=drainer),
-            Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(settings)),
+            Middleware(DisconnectMiddleware),
+            Middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout),
+            Middleware(APIKeyMiddleware, keys=keys),
             Middleware(RateLimitMiddleware, limits=rate_limits),
         ],
         lifespan=lifespan,
@@ -102,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.draining = False
     app.state.rate_limits = rate_limits
     app.state.thread_work = ThreadWork(settings.max_running, settings.max_queued)
+    app.state.uploads = asyncio.Semaphore(settings.max_concurrent_uploads)
     app.state.services = services
     install_error_handlers(app)
     return app

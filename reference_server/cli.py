@@ -9,13 +9,17 @@ import sys
 
 # After the drain, how long uvicorn waits for connections to close before cancelling them.
 CLOSE_SECONDS = 5
+# Request line and headers together; a larger head is refused as malformed.
+MAX_HEADER_BYTES = 64 * 1024
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reference_server.app import create_app
+    from reference_server.http.connections import header_timeout_protocol
     from reference_server.http.middleware.draining import DrainingServer
+    from reference_server.logs import log_config
     from reference_server.settings import Settings
 
     overrides = {"host": args.host, "port": args.port}
@@ -25,14 +29,20 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["threads"] = args.threads
     if args.grace is not None:
         overrides["shutdown_grace"] = args.grace
+    if args.log_level is not None:
+        overrides["log_level"] = args.log_level
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        log_level=args.log_level or settings.log_level,
+        log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         timeout_graceful_shutdown=CLOSE_SECONDS,
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]  # uvicorn takes seconds
+        http=header_timeout_protocol(settings.header_timeout),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         access_log=args.access_log,
     )
     DrainingServer(config, app, grace=settings.shutdown_grace).run()
@@ -65,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("MAAS_PORT", "8000")))
     serve.add_argument("--api-keys", default=None, help="Comma-separated Bearer keys (else MAAS_API_KEYS).")
     serve.add_argument("--threads", type=int, default=None, help="torch compute threads (else MAAS_THREADS).")
-    serve.add_argument("--log-level", default=None, help="debug, info, warning, error.")
+    serve.add_argument("--log-level", default=None,
+                       help="debug, info, warning, error (else MAAS_LOG_LEVEL or MAAS_LOG, info).")
     serve.add_argument("--grace", type=float, default=None,
                        help="Seconds in-flight requests get on SIGTERM (else MAAS_SHUTDOWN_GRACE, 30).")
     serve.add_argument("--access-log", action="store_true", help="Log every request line.")

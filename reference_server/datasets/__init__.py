@@ -13,7 +13,8 @@ from reference_server.datasets.formats import (
     label_of,
     load,
     validate,
+    validate_file,
 )
 
 __all__ = ["MAX_LABELS", "DatasetError", "DatasetInfo", "Format", "RecordError", "detect_line_format",
-           "iter_records", "label_of", "load", "validate"]
+           "iter_records", "label_of", "load", "validate", "validate_file"]

@@ -2,23 +2,21 @@
 
 Handlers raise `APIError`; the exception handlers installed by `install_error_handlers`
 render it, turn the engines' refusals into 429 (queue full) and 503 (stopping) with
-`Retry-After`, unknown routes into 404 and any unexpected exception into a 500 that names
-no file path and shows no stack.
+`Retry-After`, a full data directory into 507 and unknown routes into 404. Any unexpected
+exception becomes `internal_error()`, a 500 that names no file path and shows no stack
+(answered by `middleware/unhandled.py`).
 """
 
 from __future__ import annotations
 
-import logging
-
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from maas_sdk.protocol import ErrorBody, ErrorDetail
 from reference_server.inference.engine.errors import EngineStoppedError, QueueFullError
-
-logger = logging.getLogger("reference_server")
+from reference_server.storage.space import StorageFullError
 
 _TYPES = {
     400: "invalid_request_error",
@@ -26,11 +24,13 @@ _TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     409: "conflict_error",
     413: "request_too_large",
     415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    499: "invalid_request_error",
     503: "overloaded_error",
 }
 
@@ -100,23 +100,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return APIError(exc.status_code, message, code=code, headers=dict(exc.headers or {})).response()
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    # This handler runs outside every middleware, so it sends the request id itself.
-    request_id = request.scope.get("state", {}).get("request_id")
-    return JSONResponse(
-        ErrorBody(
-            error=ErrorDetail(message="The server failed to handle this request.", type="server_error",
-                              code="internal_error")
-        ).model_dump(),
-        status_code=500,
-        headers={"x-request-id": request_id} if request_id else None,
-    )
+async def _storage_full(request: Request, exc: Exception) -> Response:
+    return APIError(507, f"The server's data directory is full ({exc}); nothing was stored. Retry once "
+                    "space has been freed.", code="storage_full").response()
+
+
+def internal_error() -> APIError:
+    """The answer to an unexpected exception: nothing about its cause reaches the caller, who
+    quotes the response's `x-request-id` to find the trace in the server log."""
+    return APIError(500, "The server failed to handle this request.", type="server_error", code="internal_error")
 
 
 def install_error_handlers(app: Starlette) -> None:
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(QueueFullError, _queue_full)
     app.add_exception_handler(EngineStoppedError, _engine_stopped)
+    app.add_exception_handler(StorageFullError, _storage_full)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

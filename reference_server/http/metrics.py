@@ -1,5 +1,9 @@
 """Prometheus metrics (`GET /metrics`), named after vLLM's and TGI's where they overlap.
 
+`/metrics` is open, so no label names anything a caller chose: fine-tuned models are counted
+together under `model="fine-tuned"`, methods outside the standard ones are "other", routes are
+the route templates (or "unmatched"), statuses the ones HTTP defines.
+
 Each app gets its own `CollectorRegistry`, so several apps (tests, replicas in one
 process) never share counters.
 
@@ -13,7 +17,9 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import defaultdict
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -29,6 +35,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reference_server.storage import DataLayout, space
+
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import RequestReport, StepReport
     from reference_server.inference.registry import ModelRegistry, ServedModel
@@ -36,6 +44,22 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
+FINE_TUNED = "fine-tuned"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STATUSES = frozenset(int(s) for s in HTTPStatus) | {499}
+
+
+def model_label(served: ServedModel) -> str:
+    """The `model` label of `served`: its id for a base model, one shared label for every
+    fine-tuned model (whose id is its owner's business)."""
+    return served.id if served.owner is None else FINE_TUNED
+
+
+def request_labels(scope: Scope, status: int) -> tuple[str, str, str]:
+    """(route, method, status) labels of a request, each from a closed set."""
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    method = scope["method"] if scope["method"] in METHODS else "other"
+    return route, method, str(status) if status in STATUSES else "other"
 
 
 class ServerMetrics:
@@ -66,6 +90,10 @@ class ServerMetrics:
         self.running = Gauge("maas_num_requests_running", "Sequences decoding now.", ["model"], registry=r)
         self.waiting = Gauge("maas_num_requests_waiting", "Requests queued for a batch slot.", ["model"],
                              registry=r)
+        self.free_bytes = Gauge("maas_data_dir_free_bytes", "Free space where uploads, jobs and models are stored.",
+                                registry=r)
+        self.storage_full = Gauge("maas_storage_full", "1 while the data directory has less free space than "
+                                  "MAAS_MIN_FREE_BYTES.", registry=r)
         self._watched: weakref.WeakSet[object] = weakref.WeakSet()
         self._watch_lock = threading.Lock()
 
@@ -78,9 +106,15 @@ class ServerMetrics:
             if engine in self._watched:
                 return
             self._watched.add(engine)
-            engine.add_observer(EngineMetrics(self, served.id))  # type: ignore[arg-type]
+            engine.add_observer(EngineMetrics(self, model_label(served)))  # type: ignore[arg-type]
+
+    def refresh_storage(self, layout: DataLayout, min_free_bytes: int) -> None:
+        free = space.free_bytes(layout)
+        self.free_bytes.set(free)
+        self.storage_full.set(int(free < min_free_bytes))
 
     def refresh_gauges(self, models: ModelRegistry) -> None:
+        totals: dict[str, dict[str, float]] = defaultdict(lambda: {"running": 0, "waiting": 0})
         for served in models.list():
             stats: Callable[[], dict] | None = None
             if served.engine is not None:
@@ -90,8 +124,12 @@ class ServerMetrics:
             if stats is None:
                 continue
             values = stats()
-            self.running.labels(served.id).set(values.get("running", 0))
-            self.waiting.labels(served.id).set(values.get("waiting", 0))
+            total = totals[model_label(served)]
+            for name in total:
+                total[name] += values.get(name, 0)
+        for label, total in totals.items():
+            self.running.labels(label).set(total["running"])
+            self.waiting.labels(label).set(total["waiting"])
 
 
 class EngineMetrics:
@@ -154,9 +192,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record)
         finally:
-            endpoint = scope.get("endpoint")
-            route = getattr(endpoint, "__name__", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            route, method, status_label = request_labels(scope, status)
+            self.metrics.requests.labels(route, method, status_label).inc()
             self.metrics.request_latency.labels(route).observe(time.perf_counter() - start)
             if status in (429, 503, 413):
                 self.metrics.rejections.labels({429: "overloaded", 503: "unavailable",
@@ -166,6 +203,8 @@ class MetricsMiddleware:
 async def metrics_endpoint(request: Request) -> Response:
     metrics: ServerMetrics = request.app.state.metrics
     metrics.refresh_gauges(request.app.state.registry)
+    settings = request.app.state.settings
+    metrics.refresh_storage(DataLayout(settings.data_dir), settings.min_free_bytes)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

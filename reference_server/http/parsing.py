@@ -7,20 +7,19 @@ offending parameter, so no handler ever sees unvalidated input.
 from __future__ import annotations
 
 import json
-import re
+import math
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from reference_server.datasets.formats import SURROGATE_ESCAPE
 from reference_server.http.errors import APIError, bad_request
-from reference_server.http.middleware.auth import require_model
+from reference_server.http.middleware.auth import caller_of, require_model
+from reference_server.inference.registry import ServedModel
 
 M = TypeVar("M", bound=BaseModel)
-# A JSON escape in the UTF-16 surrogate range (`\ud800` to `\udfff`): the only way a lone
-# surrogate gets into parsed JSON, so bodies without one skip the walk below.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def _loc_to_param(loc: tuple[Any, ...]) -> str:
@@ -47,6 +46,10 @@ def validation_error(exc: ValidationError) -> APIError:
     elif kind == "missing":
         message = f"Missing required parameter: {param}"
         code = "missing_required_parameter"
+    elif isinstance(first.get("input"), float) and math.isnan(first["input"]):
+        # NaN fails every bound check, so pydantic's message would name a bound.
+        message = f"Invalid value for {param}: must be a number, got NaN."
+        code = "invalid_value"
     else:
         message = f"Invalid value for {param}: {first['msg']}"
         code = "invalid_value"
@@ -80,7 +83,7 @@ async def read_json(request: Request) -> Any:
     except RecursionError:
         raise bad_request("The request body is nested too deeply.", param="body",
                           code="invalid_json") from None
-    if _SURROGATE_ESCAPE.search(raw):
+    if SURROGATE_ESCAPE.search(raw):  # the only way a lone surrogate gets into parsed JSON
         where = _lone_surrogate(data)
         if where is not None:
             raise bad_request(f"{where} holds a lone UTF-16 surrogate escape, which is not text.",
@@ -129,6 +132,18 @@ async def parse_body(request: Request, model: type[M]) -> M:
     if isinstance(model_id, str):
         require_model(request, model_id)
     return parsed
+
+
+def served_model(request: Request, model_id: str, task: str | None = None) -> ServedModel:
+    """The served model `model_id` as the caller sees it (another caller's fine-tuned model is
+    a 404, like an unknown one), checked to serve `task` when given."""
+    registry = request.app.state.registry
+    principal = caller_of(request).principal
+    if task is None:
+        served: ServedModel = registry.get(model_id, principal)
+    else:
+        served = registry.get_for(model_id, task, principal)
+    return served
 
 
 def json_response(body: BaseModel, status: int = 200) -> Response:

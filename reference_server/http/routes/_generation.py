@@ -86,10 +86,19 @@ def sampling_params(
     )
 
 
-def submit(served: ServedModel, prompts: list[list[int]], params: list[SamplingParams]) -> list[GenerationHandle]:
+def submit(served: ServedModel, prompts: list[list[int]], params: list[SamplingParams],
+           param: str = "prompt") -> list[GenerationHandle]:
     """One engine request per prompt, all or none: if the engine refuses one (queue full,
-    stopping: mapped to 429/503 by the error handlers), those already admitted are cancelled."""
+    stopping: mapped to 429/503 by the error handlers), those already admitted are cancelled.
+    More prompts than the engine can ever hold at once is a 400, not a 429 to retry forever."""
     assert served.engine is not None
+    capacity = served.engine.max_running + served.engine.max_queued
+    if len(prompts) > capacity:
+        raise bad_request(
+            f"This request has {len(prompts)} prompts, more than the {capacity} requests the model "
+            f"'{served.id}' can hold at once (running and queued); send at most {capacity} per request.",
+            param=param, code="too_many_prompts",
+        )
     handles: list[GenerationHandle] = []
     try:
         for ids, p in zip(prompts, params):

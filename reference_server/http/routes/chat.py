@@ -22,7 +22,7 @@ from maas_sdk.protocol import (
 )
 from reference_server.http.errors import bad_request
 from reference_server.http.middleware.ratelimit import charge_tokens
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _generation as gen
 from reference_server.http.sse import event, sse_response
 
@@ -50,9 +50,9 @@ def render_chat(messages: list[ChatMessage], tokenizer: Any) -> list[int]:
 async def create_chat_completion(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     settings = request.app.state.settings
-    served = request.app.state.registry.get_for(body.model, "generate")
+    served = served_model(request, body.model, "generate")
     request.app.state.metrics.watch(served)
-    prompt_ids = render_chat(body.messages, served.loaded.tokenizer)
+    prompt_ids = await request.app.state.thread_work.run(render_chat, body.messages, served.loaded.tokenizer)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages")
     await charge_tokens(request, len(prompt_ids) + params.max_tokens, "max_tokens")

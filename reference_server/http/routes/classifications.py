@@ -13,7 +13,7 @@ from starlette.routing import Route
 from maas_sdk.protocol import Classification, ClassificationRequest, Classifications, Usage
 from reference_server.http.errors import bad_request
 from reference_server.http.middleware.ratelimit import charge_input_tokens
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.inference import tasks as nlu
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ServedModel
@@ -52,7 +52,7 @@ async def _score(served: ServedModel, inputs: list[str], labels: list[str] | Non
 
 async def create_classifications(request: Request) -> Response:
     body = await parse_body(request, ClassificationRequest)
-    served: ServedModel = request.app.state.registry.get(body.model)
+    served: ServedModel = served_model(request, body.model)
     inputs = _inputs(body.input, request.app.state.settings.embed_max_inputs)
     await charge_input_tokens(request, served.loaded.tokenizer, inputs)
     try:

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from maas_sdk.protocol import CompletionChoice, CompletionRequest, Generation, GenerationChunk
 from reference_server.http.errors import bad_request
 from reference_server.http.middleware.ratelimit import charge_tokens
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _generation as gen
 from reference_server.http.sse import event, sse_response
 
@@ -33,10 +33,13 @@ def tokenize_prompts(prompts: list[str], tokenizer: object) -> list[list[int]]:
 async def create_completion(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
     settings = request.app.state.settings
-    served = request.app.state.registry.get_for(body.model, "generate")
+    served = served_model(request, body.model, "generate")
     request.app.state.metrics.watch(served)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    prompt_ids = tokenize_prompts(prompts, served.loaded.tokenizer)
+    if len(prompts) > settings.max_prompts:
+        raise bad_request(f"prompt has {len(prompts)} items; at most {settings.max_prompts} are allowed per call.",
+                          param="prompt", code="too_many_prompts")
+    prompt_ids = await request.app.state.thread_work.run(tokenize_prompts, prompts, served.loaded.tokenizer)
     params = [gen.sampling_params(body, body.max_tokens, len(ids), served, settings, "prompt") for ids in prompt_ids]
     await charge_tokens(request, sum(len(ids) + p.max_tokens for ids, p in zip(prompt_ids, params)), "max_tokens")
     handles = gen.submit(served, prompt_ids, params)

@@ -12,8 +12,9 @@ from starlette.routing import Route
 
 from maas_sdk.protocol import Embedding, EmbeddingRequest, Embeddings, EmbeddingUsage
 from reference_server.http.errors import bad_request
+from reference_server.http.metrics import model_label
 from reference_server.http.middleware.ratelimit import charge_input_tokens
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 
 Inputs = list[str] | list[list[int]]
 
@@ -48,7 +49,7 @@ def encode(vector: Sequence[float], fmt: str) -> list[float] | str:
 async def create_embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingRequest)
     settings = request.app.state.settings
-    served = request.app.state.registry.get_for(body.model, "embed")
+    served = served_model(request, body.model, "embed")
     inputs = normalise_inputs(body.input, settings.embed_max_inputs)
     dims = int(getattr(served.loaded.model.config, "hidden_size", 0))
     if body.dimensions is not None and body.dimensions != dims:
@@ -60,7 +61,7 @@ async def create_embeddings(request: Request) -> Response:
         vectors, prompt_tokens = await served.batcher.embed(inputs)
     except ValueError as exc:
         raise bad_request(str(exc), param="input") from None
-    request.app.state.metrics.prompt_tokens.labels(served.id).inc(prompt_tokens)
+    request.app.state.metrics.prompt_tokens.labels(model_label(served)).inc(prompt_tokens)
     data = [Embedding(index=i, embedding=encode(v, body.encoding_format)) for i, v in enumerate(vectors)]
     usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
     return json_response(Embeddings(data=data, model=body.model, usage=usage))

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from maas_sdk.protocol import Evaluation, EvaluationRequest
 from reference_server import datasets
 from reference_server.http.errors import bad_request
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
 from reference_server.inference import tasks as nlu
 from reference_server.storage import FileRecord, ids
@@ -26,7 +26,7 @@ from reference_server.training.supervisor import FineTuningService
 
 async def create_evaluation(request: Request) -> Response:
     body = await parse_body(request, EvaluationRequest)
-    served = request.app.state.registry.get(body.model)
+    served = served_model(request, body.model)
     service: FineTuningService = request.app.state.fine_tuning
     record: FileRecord | None = None
     if ids.is_valid(ids.FILE, body.file):

@@ -12,10 +12,10 @@ purpose can be used anywhere its format fits.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 import unicodedata
+from typing import BinaryIO
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -28,7 +28,7 @@ from reference_server import datasets
 from reference_server.http.errors import APIError, bad_request, not_found
 from reference_server.http.parsing import json_response
 from reference_server.http.routes import _query
-from reference_server.storage import FileRecord, blobs, ids
+from reference_server.storage import FileRecord, blobs, ids, space
 from reference_server.training.supervisor import FineTuningService
 
 PURPOSES = ("fine-tune", "evals")
@@ -75,7 +75,6 @@ def _bounded(receive: Receive, limit: int, too_large: APIError) -> Receive:
 
 
 async def upload_file(request: Request) -> Response:
-    service = _service(request)
     limit: int = request.app.state.settings.max_upload_bytes
     too_large = APIError(413, f"The file exceeds the upload limit of {limit} bytes.", param="file",
                          code="file_too_large")
@@ -84,6 +83,18 @@ async def upload_file(request: Request) -> Response:
         raise too_large
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise bad_request("Upload the file as multipart/form-data with fields `file` and `purpose`.", param="file")
+    uploads: asyncio.Semaphore = request.app.state.uploads
+    if uploads.locked():
+        raise APIError(429, "Too many uploads are being received right now; retry shortly.", code="overloaded",
+                       headers={"retry-after": "1"})
+    async with uploads:
+        return await _receive_upload(request, limit, too_large)
+
+
+async def _receive_upload(request: Request, limit: int, too_large: APIError) -> Response:
+    """Parse the form (the file spools to a temporary file as it streams in), validate the file
+    line by line, copy it into the store in chunks: memory stays small whatever the file's size."""
+    service = _service(request)
     request = Request(request.scope, _bounded(request.receive, limit + _MULTIPART_OVERHEAD, too_large))
     async with request.form(max_files=1, max_fields=8) as form:
         upload = form.get("file")
@@ -95,21 +106,33 @@ async def upload_file(request: Request) -> Response:
                               code="missing_required_parameter")
         if purpose not in PURPOSES:
             raise bad_request(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}.", param="purpose")
-        data = await upload.read(limit + 1)
-        filename = _clean_filename(upload.filename)
-    if len(data) > limit:
-        raise too_large
-    try:
-        info = await asyncio.to_thread(datasets.validate, data)
-    except datasets.DatasetError as exc:
-        raise bad_request(f"Invalid JSONL file: {exc}", param="file", code="invalid_file") from None
-
-    record = FileRecord(id=ids.new_id(ids.FILE), owner=_query.principal(request), filename=filename,
-                        purpose=purpose, bytes=len(data), created_at=int(time.time()), format=info.format,
-                        lines=info.lines, sha256=hashlib.sha256(data).hexdigest(), labels=info.labels)
-    await asyncio.to_thread(blobs.write_atomic, service.layout.file_path(record.id), data)
-    await service.db.add_file(record)
+        size = upload.size if upload.size is not None else await asyncio.to_thread(_size, upload.file)
+        if size > limit:
+            raise too_large
+        try:
+            info = await asyncio.to_thread(datasets.validate_file, upload.file)
+        except datasets.DatasetError as exc:
+            raise bad_request(f"Invalid JSONL file: {exc}", param="file", code="invalid_file") from None
+        file_id = ids.new_id(ids.FILE)
+        path = service.layout.file_path(file_id)
+        with space.storage_errors():
+            space.require_space(service.layout, request.app.state.settings.min_free_bytes + size)
+            sha256 = await asyncio.to_thread(blobs.write_stream, path, upload.file)
+            record = FileRecord(id=file_id, owner=_query.principal(request), filename=_clean_filename(upload.filename),
+                                purpose=purpose, bytes=size, created_at=int(time.time()), format=info.format,
+                                lines=info.lines, sha256=sha256, labels=info.labels)
+            try:
+                await service.db.add_file(record)
+            except BaseException:
+                # Not recorded, so not kept: the bytes would otherwise wait for the next start-up sweep.
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+                raise
     return json_response(record.to_wire())
+
+
+def _size(handle: BinaryIO) -> int:
+    handle.seek(0, os.SEEK_END)
+    return handle.tell()
 
 
 async def list_files(request: Request) -> Response:

@@ -1,4 +1,9 @@
-"""Liveness (`/health`) and readiness (`/ready`: 503 until every model is loaded)."""
+"""Liveness (`/health`) and readiness (`/ready`: 503 until every model is loaded).
+
+Both are open to anyone, so readiness names the base models only and counts the fine-tuned
+ones: a fine-tuned model's id is its owner's business. A data directory short of
+`MAAS_MIN_FREE_BYTES` makes readiness 503 `storage_full`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reference_server.http.errors import APIError
+from reference_server.storage import DataLayout, space
 
 
 async def health(request: Request) -> Response:
@@ -26,8 +32,15 @@ async def ready(request: Request) -> Response:
     draining = getattr(request.app.state, "draining", False)
     if draining:
         raise APIError(503, "The server is shutting down.", code="draining", headers={"retry-after": "5"})
-    models = [m.id for m in request.app.state.registry.list()]
-    return JSONResponse({"status": "ready", "models": models})
+    settings = request.app.state.settings
+    free = space.free_bytes(DataLayout(settings.data_dir))
+    if free < settings.min_free_bytes:
+        raise APIError(503, f"The data directory has {free} bytes free, less than the {settings.min_free_bytes} "
+                       "it needs (MAAS_MIN_FREE_BYTES): uploads and fine-tuning fail until space is freed.",
+                       code="storage_full", headers={"retry-after": "30"})
+    served = request.app.state.registry.list()
+    models = [m.id for m in served if m.owner is None]
+    return JSONResponse({"status": "ready", "models": models, "fine_tuned_models": len(served) - len(models)})
 
 
 routes = [

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from transformers import DynamicCache
 
+from reference_server import logs
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import (
@@ -108,6 +109,11 @@ class EngineObserver:
         """Called once per request when it leaves the engine, whatever the reason."""
 
 
+def _naming(sequences: Sequence[_Sequence]) -> dict[str, str]:
+    """Log `extra` naming the requests a failure on the engine thread affected."""
+    return {"request_id": ",".join(s.request_id or "-" for s in sequences)}
+
+
 # Queued to a request's iterator to end it without an event (the request was cancelled).
 _END = object()
 
@@ -135,6 +141,7 @@ class _Sequence:
         self.scheduled_time: float | None = None
         self.token_times: list[float] = []
         self.finished_time: float | None = None
+        self.request_id = logs.request_id.get()  # submitted from the request's task
 
     def deliver(self, item: Any) -> None:
         try:
@@ -363,8 +370,8 @@ class GenerationEngine:
                     if self._running:
                         self._decode()
                 except Exception as exc:  # a bug outside the per-request guards: fail what is in flight
-                    logger.exception("generation engine step failed")
                     in_flight = admitted + self._running
+                    logger.exception("generation engine step failed", extra=_naming(in_flight))
                     self._running = []
                     self._batch = None  # its state may be half-updated
                     self._fail_all(in_flight, exc)
@@ -430,7 +437,7 @@ class GenerationEngine:
             )
             logits = out.logits[:, -1, :]
         except Exception as exc:
-            logger.exception("prefill of %d requests failed", len(admitted))
+            logger.exception("prefill of %d requests failed", len(admitted), extra=_naming(admitted))
             self._fail_all(admitted, exc)
             return
         prompt_tokens = sum(len(s.prompt_ids) for s in admitted)
@@ -465,7 +472,7 @@ class GenerationEngine:
             out = self._model(**inputs, cache=batch.cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :]
         except Exception as exc:
-            logger.exception("decode step for %d sequences failed", len(running))
+            logger.exception("decode step for %d sequences failed", len(running), extra=_naming(running))
             self._batch = None
             self._running = []
             self._fail_all(running, exc)

@@ -14,7 +14,8 @@ Classification works with three kinds of model:
 
 The heavy functions here are synchronous; routes run them in a worker thread (torch releases
 the GIL while it computes, so other requests keep being served), in batches so no single
-call holds a model for long.
+call holds a model for long; between batches they stop if their caller has gone
+(`offload.check_cancelled`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from reference_server.datasets.encoding import (
     token_batches,
     token_losses,
 )
+from reference_server.inference.offload import check_cancelled
 
 # Cosine similarities of sentence embeddings differ by a few hundredths between labels; dividing
 # by this temperature spreads them into scores that read as confidences.
@@ -106,6 +108,7 @@ def classify_with_head(loaded: Any, inputs: Sequence[str], labels: list[str] | N
     tokenizer, model = loaded.tokenizer, loaded.model
     with torch.no_grad():
         for start in range(0, len(inputs), _BATCH):
+            check_cancelled()
             enc = tokenizer(list(inputs[start:start + _BATCH]), padding=True, truncation=True,
                             max_length=loaded.context_length, return_tensors="pt").to(loaded.device)
             tokens += int(enc["attention_mask"].sum())
@@ -156,6 +159,7 @@ def _score(loaded: Any, examples: Sequence[Encoded]) -> tuple[list[float], list[
     pad = pad_id(loaded.tokenizer)
     with torch.no_grad():
         for chunk in token_batches(examples):
+            check_cancelled()
             batch = {k: v.to(loaded.device) for k, v in collate(chunk, pad).items()}
             a, b, c = token_losses(loaded.model, batch)
             nll += a.tolist()

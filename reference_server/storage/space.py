@@ -1,0 +1,53 @@
+"""A full data directory, told apart from other failures.
+
+Writing an upload or a database row on a full disk fails with `ENOSPC` (or sqlite's
+"database or disk is full"). `storage_errors()` turns those into `StorageFullError`, which the
+HTTP layer answers with 507, so the caller learns the disk is full rather than seeing a 500.
+`free_bytes` is what `/ready` and `/metrics` report: the least free space among the places
+the server writes to (the data directory and its files folder, which may be separate mounts).
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from reference_server.storage.layout import DataLayout
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class StorageFullError(Exception):
+    """Nothing could be stored: the data directory (or its quota) is full."""
+
+
+def is_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Re-raise a disk-full failure of the block as `StorageFullError`."""
+    try:
+        yield
+    except Exception as exc:
+        if is_full(exc):
+            raise StorageFullError(str(exc)) from exc
+        raise
+
+
+def free_bytes(layout: DataLayout) -> int:
+    """The least free space, in bytes, of the folders the server writes to."""
+    return min(shutil.disk_usage(folder).free for folder in (layout.root, layout.files_dir) if folder.is_dir())
+
+
+def require_space(layout: DataLayout, needed: int) -> None:
+    """StorageFullError unless at least `needed` bytes are free."""
+    free = free_bytes(layout)
+    if free < needed:
+        raise StorageFullError(f"{free} bytes free, {needed} needed")
