@@ -86,7 +86,7 @@ class DisconnectMiddleware:
         finally:
             if watcher is not None:
                 watcher.cancel()
-        if cancel.cancelled_caught:
+        if gone.is_set():
             logger.info("%s %s 499 client disconnected after %.2f s; its work was cancelled",
                         scope["method"], scope["path"], time.monotonic() - started)
             if not answer.started:
