@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from reference_server.storage.layout import DataLayout
 
@@ -43,11 +44,12 @@ def storage_errors() -> Iterator[None]:
 
 def free_bytes(layout: DataLayout) -> int:
     """The least free space, in bytes, of the folders the server writes to."""
-    return min(shutil.disk_usage(folder).free for folder in (layout.root, layout.files_dir) if folder.is_dir())
+    folders = [folder for folder in (layout.root, layout.files_dir) if folder.is_dir()]
+    return min((shutil.disk_usage(folder).free for folder in folders), default=0)
 
 
-def require_space(layout: DataLayout, needed: int) -> None:
-    """StorageFullError unless at least `needed` bytes are free."""
-    free = free_bytes(layout)
+def require_space(folder: Path, needed: int) -> None:
+    """StorageFullError unless at least `needed` bytes are free in `folder`."""
+    free = shutil.disk_usage(folder).free
     if free < needed:
         raise StorageFullError(f"{free} bytes free, {needed} needed")

@@ -116,7 +116,7 @@ async def _receive_upload(request: Request, limit: int, too_large: APIError) -> 
         file_id = ids.new_id(ids.FILE)
         path = service.layout.file_path(file_id)
         with space.storage_errors():
-            space.require_space(service.layout, request.app.state.settings.min_free_bytes + size)
+            space.require_space(service.layout.files_dir, request.app.state.settings.min_free_bytes + size)
             sha256 = await asyncio.to_thread(blobs.write_stream, path, upload.file)
             record = FileRecord(id=file_id, owner=_query.principal(request), filename=_clean_filename(upload.filename),
                                 purpose=purpose, bytes=size, created_at=int(time.time()), format=info.format,

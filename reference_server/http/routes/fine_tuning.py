@@ -112,7 +112,7 @@ async def create_job(request: Request) -> Response:
     digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
     try:
         with space.storage_errors():
-            space.require_space(service.layout, request.app.state.settings.min_free_bytes)
+            space.require_space(service.layout.root, request.app.state.settings.min_free_bytes)
             job, _ = await service.db.create_job(job, idempotency_key=key, digest=digest)
     except IdempotencyKeyReused as exc:
         raise bad_request(f"This Idempotency-Key was already used for a different request (job {exc.job_id}).",
