@@ -4,10 +4,11 @@ A page on any site can make the browser send "simple" requests (form posts, `fet
 `text/plain` body) to a server on the user's machine, and through DNS rebinding it can even
 read the answers. Three rules close that:
 
-- Request bodies must say what they are: JSON routes take `application/json` (or a
-  `+json` type) and the upload route `multipart/form-data`; anything else is a 415. A
-  browser cannot send JSON cross-site without a CORS preflight, which the server refuses
-  unless `MAAS_CORS_ORIGINS` allows the origin.
+- JSON routes take only `application/json` (or a `+json` type) bodies; any other type, or
+  none, is a 415. A browser cannot send JSON cross-site without a CORS preflight, which the
+  server refuses unless `MAAS_CORS_ORIGINS` allows the origin. (The upload route takes
+  `multipart/form-data` and says so itself; a form is not refused here, the Origin rule
+  below covers it.)
 - With no API keys configured (nothing else stops a browser), the `Host` must be a loopback
   name (`localhost`, `*.localhost`, `127.0.0.0/8`, `::1`) or one of `MAAS_ALLOWED_HOSTS`
   (`*` allows any); otherwise 403. A rebound DNS name fails this.
@@ -29,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from reference_server.http.errors import APIError
 from reference_server.http.middleware._scope import has_body, header
 
-UPLOAD_PATHS = frozenset({"/v1/files"})
+UPLOAD_PATHS = frozenset({"/v1/files"})  # multipart, checked by the route
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -59,7 +60,7 @@ def _is_json(media_type: str) -> bool:
 
 
 class CrossSiteMiddleware:
-    """415 for a body of the wrong type; on a keyless server, 403 for a foreign Host or Origin."""
+    """415 for a JSON route's body of another type; on a keyless server, 403 for a foreign Host or Origin."""
 
     def __init__(self, app: ASGIApp, *, keyless: bool, allowed_hosts: Iterable[str],
                  cors_origins: Iterable[str]) -> None:
@@ -86,11 +87,7 @@ class CrossSiteMiddleware:
                                     "in MAAS_CORS_ORIGINS to allow it.", param="Origin", code="origin_not_allowed")
         if scope["method"] in _BODY_METHODS and scope["path"].startswith("/v1/") and has_body(scope):
             media_type = _media_type(header(scope, b"content-type"))
-            if scope["path"] in UPLOAD_PATHS:
-                if media_type != "multipart/form-data":
-                    return APIError(415, "Upload the file as multipart/form-data with fields `file` and "
-                                    "`purpose`.", param="Content-Type", code="unsupported_media_type")
-            elif not _is_json(media_type):
+            if scope["path"] not in UPLOAD_PATHS and not _is_json(media_type):
                 return APIError(415, f"The request body must be JSON sent as `Content-Type: application/json`, "
                                 f"not '{media_type or 'none'}'.", param="Content-Type", code="unsupported_media_type")
         return None
