@@ -1,9 +1,11 @@
-"""Hardening that needs no model, in-process: bounded metric labels, the settings that must not
-be silently ignored, NaN sampling values, and training data that no later step could read."""
+"""Hardening in-process: bounded metric labels, the settings that must not be silently ignored,
+NaN sampling values, training data that no later step could read, and engine failures that name
+their requests."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +13,12 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from reference_server import datasets
+from reference_server import datasets, logs
 from reference_server.app import create_app
+from reference_server.inference.engine.errors import GenerationError
+from reference_server.inference.engine.generation import GenerationEngine
+from reference_server.inference.engine.sampling import SamplingParams
+from reference_server.inference.loading import LoadedModel
 from reference_server.settings import Settings
 
 DEEP = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b', "label": "a"}'
@@ -85,3 +91,23 @@ def test_a_valid_surrogate_pair_is_text() -> None:
     emoji = json.dumps({"text": "\U0001f600", "label": "a"}).encode()
     assert b"\\ud83d" in emoji
     assert datasets.validate(emoji + b"\n" + GOOD).lines == 2
+
+
+async def test_engine_failures_name_the_requests_they_hit(generator: LoadedModel,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A failure on the engine's own thread still names its request: the id travels with it."""
+    broken = SamplingParams(max_tokens=4, temperature=0.7)
+    broken.top_k = "not a number"  # type: ignore[assignment]  # passes validation, then breaks the sampler
+    engine = GenerationEngine(generator, max_running=2, max_queued=2)
+    engine.start()
+    token = logs.request_id.set("req-engine-failure")
+    try:
+        handle = engine.submit(generator.tokenizer("Hello")["input_ids"], broken)
+        with caplog.at_level(logging.ERROR, logger="reference_server"), pytest.raises(GenerationError):
+            async for _ in handle:
+                pass
+    finally:
+        logs.request_id.reset(token)
+        await engine.stop()
+    failures = [r for r in caplog.records if "sampling failed" in r.getMessage()]
+    assert failures and all(getattr(r, "request_id", None) == "req-engine-failure" for r in failures)

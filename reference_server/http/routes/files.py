@@ -15,7 +15,6 @@ import asyncio
 import os
 import time
 import unicodedata
-from typing import BinaryIO
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -106,7 +105,7 @@ async def _receive_upload(request: Request, limit: int, too_large: APIError) -> 
                               code="missing_required_parameter")
         if purpose not in PURPOSES:
             raise bad_request(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}.", param="purpose")
-        size = upload.size if upload.size is not None else await asyncio.to_thread(_size, upload.file)
+        size = upload.size or 0  # counted by the form parser as the file spooled
         if size > limit:
             raise too_large
         try:
@@ -128,11 +127,6 @@ async def _receive_upload(request: Request, limit: int, too_large: APIError) -> 
                 await asyncio.to_thread(path.unlink, missing_ok=True)
                 raise
     return json_response(record.to_wire())
-
-
-def _size(handle: BinaryIO) -> int:
-    handle.seek(0, os.SEEK_END)
-    return handle.tell()
 
 
 async def list_files(request: Request) -> Response:

@@ -493,7 +493,7 @@ class GenerationEngine:
         try:
             return list(sample(logits, [s.row for s in seqs], self._eos_ids))
         except Exception:
-            logger.exception("batched sampling failed; retrying row by row")
+            logger.exception("batched sampling failed; retrying row by row", extra=_naming(seqs))
         tokens: list[int | None] = []
         for i, seq in enumerate(seqs):
             try:
@@ -516,7 +516,7 @@ class GenerationEngine:
             try:
                 event = self._append(seq, token, now)
             except Exception as exc:
-                logger.exception("detokenization failed")
+                logger.exception("detokenization failed", extra=_naming([seq]))
                 self._fail(seq, exc)
                 continue
             seq.deliver(event)
