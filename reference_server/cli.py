@@ -18,9 +18,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from reference_server.app import create_app
     from reference_server.http.connections import header_timeout_protocol
-    from reference_server.http.middleware.draining import DrainingServer
     from reference_server.logs import log_config
+    from reference_server.server import DrainingServer
     from reference_server.settings import Settings
+    from reference_server.state import state_of_app
 
     overrides = {"host": args.host, "port": args.port}
     if args.api_keys is not None:
@@ -45,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         access_log=args.access_log,
     )
-    DrainingServer(config, app, grace=settings.shutdown_grace).run()
+    DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
 
 

@@ -7,9 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel
-
-JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+from maas_sdk.protocol.vocabulary import TERMINAL_STATUSES, JobStatus
 
 
 class Hyperparameters(RequestModel):

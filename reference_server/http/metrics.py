@@ -1,4 +1,4 @@
-"""Prometheus metrics (`GET /metrics`), named after vLLM's and TGI's where they overlap.
+"""Prometheus metrics (served at `GET /metrics`), named after vLLM's and TGI's where they overlap.
 
 `/metrics` is open, so no label names anything a caller chose: fine-tuned models are counted
 together under `model="fine-tuned"`, methods outside the standard ones are "other", routes are
@@ -15,31 +15,18 @@ scheduled and when each token was sampled; the HTTP layer would add its own queu
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from reference_server.storage import DataLayout, space
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import RequestReport, StepReport
     from reference_server.inference.registry import ModelRegistry, ServedModel
+    from reference_server.storage.layout import DataLayout
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
@@ -55,9 +42,11 @@ def model_label(served: ServedModel) -> str:
     return served.id if served.owner is None else FINE_TUNED
 
 
-def request_labels(scope: Scope, status: int) -> tuple[str, str, str]:
+def request_labels(scope: Mapping[str, Any], status: int) -> tuple[str, str, str]:
     """(route, method, status) labels of a request, each from a closed set."""
-    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    template = getattr(scope.get("route"), "path", None)
+    # Inside the /v1 mount the route's path is relative to it; the mount's prefix is the root path.
+    route = scope.get("root_path", "") + template if template else "unmatched"
     method = scope["method"] if scope["method"] in METHODS else "other"
     return route, method, str(status) if status in STATUSES else "other"
 
@@ -109,6 +98,8 @@ class ServerMetrics:
             engine.add_observer(EngineMetrics(self, model_label(served)))  # type: ignore[arg-type]
 
     def refresh_storage(self, layout: DataLayout, min_free_bytes: int) -> None:
+        from reference_server.storage import space
+
         free = space.free_bytes(layout)
         self.free_bytes.set(free)
         self.storage_full.set(int(free < min_free_bytes))
@@ -116,7 +107,7 @@ class ServerMetrics:
     def refresh_gauges(self, models: ModelRegistry) -> None:
         totals: dict[str, dict[str, float]] = defaultdict(lambda: {"running": 0, "waiting": 0})
         for served in models.list():
-            stats: Callable[[], dict] | None = None
+            stats: Callable[[], dict[str, int]] | None = None
             if served.engine is not None:
                 stats = served.engine.stats
             elif served.batcher is not None:
@@ -167,45 +158,3 @@ class EngineMetrics:
         for gap in report.inter_token_latencies_s:
             self.itl.observe(gap)
         self.e2e.observe(report.duration_s)
-
-
-class MetricsMiddleware:
-    """Counts every HTTP request by matched endpoint and status, and times it."""
-
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record)
-        finally:
-            route, method, status_label = request_labels(scope, status)
-            self.metrics.requests.labels(route, method, status_label).inc()
-            self.metrics.request_latency.labels(route).observe(time.perf_counter() - start)
-            if status in (429, 503, 413):
-                self.metrics.rejections.labels({429: "overloaded", 503: "unavailable",
-                                                413: "too_large"}[status]).inc()
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    metrics: ServerMetrics = request.app.state.metrics
-    metrics.refresh_gauges(request.app.state.registry)
-    settings = request.app.state.settings
-    metrics.refresh_storage(DataLayout(settings.data_dir), settings.min_free_bytes)
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-routes = [Route("/metrics", metrics_endpoint, methods=["GET"])]

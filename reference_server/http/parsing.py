@@ -15,9 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reference_server.datasets.formats import SURROGATE_ESCAPE
-from reference_server.http.errors import APIError, bad_request
+from reference_server.errors import InvalidRequest
+from reference_server.http.errors import HTTPError, bad_request
 from reference_server.http.middleware.auth import caller_of, require_model
 from reference_server.inference.registry import ServedModel
+from reference_server.state import state_of
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,7 +37,7 @@ def _loc_to_param(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "body"
 
 
-def validation_error(exc: ValidationError) -> APIError:
+def validation_error(exc: ValidationError) -> InvalidRequest:
     """The first validation error as a 400 naming the parameter."""
     first = exc.errors(include_url=False)[0]
     param = _loc_to_param(tuple(first["loc"]))
@@ -58,17 +60,17 @@ def validation_error(exc: ValidationError) -> APIError:
 
 async def read_json(request: Request) -> Any:
     """The JSON body, bounded by the server's `max_body_bytes` (413 beyond it)."""
-    limit: int = request.app.state.settings.max_body_bytes
+    limit: int = state_of(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"Request body of {declared} bytes exceeds the limit of {limit} bytes.",
+        raise HTTPError(413, f"Request body of {declared} bytes exceeds the limit of {limit} bytes.",
                        code="request_too_large")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise APIError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large")
+            raise HTTPError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw:
@@ -137,13 +139,11 @@ async def parse_body(request: Request, model: type[M]) -> M:
 def served_model(request: Request, model_id: str, task: str | None = None) -> ServedModel:
     """The served model `model_id` as the caller sees it (another caller's fine-tuned model is
     a 404, like an unknown one), checked to serve `task` when given."""
-    registry = request.app.state.registry
+    registry = state_of(request).registry
     principal = caller_of(request).principal
     if task is None:
-        served: ServedModel = registry.get(model_id, principal)
-    else:
-        served = registry.get_for(model_id, task, principal)
-    return served
+        return registry.get(model_id, principal)
+    return registry.get_for(model_id, task, principal)
 
 
 def json_response(body: BaseModel, status: int = 200) -> Response:

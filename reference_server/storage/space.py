@@ -1,8 +1,8 @@
 """A full data directory, told apart from other failures.
 
 Writing an upload or a database row on a full disk fails with `ENOSPC` (or sqlite's
-"database or disk is full"). `storage_errors()` turns those into `StorageFullError`, which the
-HTTP layer answers with 507, so the caller learns the disk is full rather than seeing a 500.
+"database or disk is full"). `storage_errors()` turns those into `StorageFull`, which the HTTP layer
+answers with 507, so the caller learns the disk is full rather than seeing a 500.
 `free_bytes` is what `/ready` and `/metrics` report: the least free space among the places
 the server writes to (the data directory and its files folder, which may be separate mounts).
 """
@@ -16,13 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from reference_server.errors import StorageFull
 from reference_server.storage.layout import DataLayout
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-class StorageFullError(Exception):
-    """Nothing could be stored: the data directory (or its quota) is full."""
 
 
 def is_full(exc: BaseException) -> bool:
@@ -33,12 +30,12 @@ def is_full(exc: BaseException) -> bool:
 
 @contextmanager
 def storage_errors() -> Iterator[None]:
-    """Re-raise a disk-full failure of the block as `StorageFullError`."""
+    """Re-raise a disk-full failure of the block as `StorageFull`."""
     try:
         yield
     except Exception as exc:
         if is_full(exc):
-            raise StorageFullError(str(exc)) from exc
+            raise _full(str(exc)) from exc
         raise
 
 
@@ -49,7 +46,12 @@ def free_bytes(layout: DataLayout) -> int:
 
 
 def require_space(folder: Path, needed: int) -> None:
-    """StorageFullError unless at least `needed` bytes are free in `folder`."""
+    """StorageFull unless at least `needed` bytes are free in `folder`."""
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise StorageFullError(f"{free} bytes free, {needed} needed")
+        raise _full(f"{free} bytes free, {needed} needed")
+
+
+def _full(detail: str) -> StorageFull:
+    return StorageFull(f"The server's data directory is full ({detail}); nothing was stored. Retry once "
+                       "space has been freed.")

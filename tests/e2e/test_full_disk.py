@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from reference_server.testing import ServerProcess
-from tests.conftest import EMBEDDER
+from tests.constants import EMBEDDER
 
 pytestmark = pytest.mark.slow
 

@@ -24,9 +24,11 @@ from hypothesis import HealthCheck, settings
 from pydantic import BaseModel
 
 from maas_sdk.protocol import ErrorBody
-from reference_server.http.openapi import OPERATIONS, openapi_document
+from reference_server.http.openapi import openapi_document
+from reference_server.http.routes import OPERATIONS
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR, post_declared_and_chunked
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.helpers import post_declared_and_chunked
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from maas_sdk import (
     MaaS,
     NotFoundError,
 )
-from tests.conftest import API_KEY, GENERATOR
+from tests.constants import API_KEY, GENERATOR
 
 PROMPT = "The three primary colors are"
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, GENERATOR
+from tests.constants import API_KEY, GENERATOR
 
 pytestmark = pytest.mark.slow
 

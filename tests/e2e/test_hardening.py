@@ -17,7 +17,7 @@ import pytest
 
 from maas_sdk import BadRequestError, MaaS
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 MIB = 1024 * 1024

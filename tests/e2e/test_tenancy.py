@@ -14,7 +14,7 @@ import pytest
 
 from maas_sdk import MaaS
 from reference_server.testing import ServerProcess
-from tests.conftest import EMBEDDER
+from tests.constants import EMBEDDER
 
 pytestmark = pytest.mark.slow
 

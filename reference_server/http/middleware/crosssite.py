@@ -15,7 +15,8 @@ read the answers. Three rules close that:
 - Also with no keys, a request carrying an `Origin` that is neither such a host nor allowed
   by CORS is a 403.
 
-With keys configured, a browser cannot attach the key to a cross-site request, so Host and
+The rules hold on `/v1`; health, readiness and metrics stay open to probes. With keys
+configured, a browser cannot attach the key to a cross-site request, so Host and
 Origin are not checked.
 """
 
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reference_server.http.errors import APIError
+from reference_server.http.errors import HTTPError
 from reference_server.http.middleware._scope import has_body, header
 
 UPLOAD_PATHS = frozenset({"/v1/files"})  # multipart, checked by the route
@@ -72,23 +73,25 @@ class CrossSiteMiddleware:
     def _host_allowed(self, host: str) -> bool:
         return "*" in self.allowed_hosts or host in self.allowed_hosts or is_loopback(host)
 
-    def _refusal(self, scope: Scope) -> APIError | None:
+    def _refusal(self, scope: Scope) -> HTTPError | None:
+        if not scope["path"].startswith("/v1"):
+            return None  # health, readiness, metrics: nothing a page could abuse, and probes keep working
         if self.keyless:
             host = _host_name(header(scope, b"host") or "")
             if not self._host_allowed(host):
-                return APIError(403, f"Host '{host}' is not served here: a server without API keys answers "
+                return HTTPError(403, f"Host '{host}' is not served here: a server without API keys answers "
                                 "only loopback names and MAAS_ALLOWED_HOSTS.", param="Host",
                                 code="host_not_allowed")
             origin = header(scope, b"origin")
             if origin is not None and origin.rstrip("/").lower() not in self.cors_origins:
                 origin_host = _host_name(urlsplit(origin).netloc) if "://" in origin else ""
                 if not origin_host or not self._host_allowed(origin_host):
-                    return APIError(403, f"Requests from the web origin '{origin}' are not allowed; list it "
+                    return HTTPError(403, f"Requests from the web origin '{origin}' are not allowed; list it "
                                     "in MAAS_CORS_ORIGINS to allow it.", param="Origin", code="origin_not_allowed")
         if scope["method"] in _BODY_METHODS and scope["path"].startswith("/v1/") and has_body(scope):
             media_type = _media_type(header(scope, b"content-type"))
             if scope["path"] not in UPLOAD_PATHS and not _is_json(media_type):
-                return APIError(415, f"The request body must be JSON sent as `Content-Type: application/json`, "
+                return HTTPError(415, f"The request body must be JSON sent as `Content-Type: application/json`, "
                                 f"not '{media_type or 'none'}'.", param="Content-Type", code="unsupported_media_type")
         return None
 

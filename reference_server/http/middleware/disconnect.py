@@ -21,7 +21,7 @@ import time
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference_server.http.errors import APIError
+from reference_server.http.errors import HTTPError
 from reference_server.http.middleware._scope import ResponseProgress, has_body
 
 logger = logging.getLogger("reference_server")
@@ -91,5 +91,5 @@ class DisconnectMiddleware:
                         scope["method"], scope["path"], time.monotonic() - started)
             if not answer.started:
                 # Nobody reads it; it gives the metrics their 499.
-                await APIError(499, "The client closed the connection before the answer was ready.",
+                await HTTPError(499, "The client closed the connection before the answer was ready.",
                                code="client_disconnected").response()(scope, receive, answer.send)

@@ -12,7 +12,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference_server.http.errors import APIError
+from reference_server.http.errors import HTTPError
 from reference_server.http.middleware._scope import has_body
 
 
@@ -34,7 +34,7 @@ class BodyTimeoutMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), self.seconds)
             except TimeoutError:
-                raise APIError(408, f"The request body stalled: no data for {self.seconds:g} s.", param="body",
+                raise HTTPError(408, f"The request body stalled: no data for {self.seconds:g} s.", param="body",
                                code="body_timeout", headers={"connection": "close"}) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starlette.requests import Request
 
 from maas_sdk.protocol import SamplingFields, Usage
-from reference_server.http.errors import APIError, bad_request
+from reference_server.http.errors import HTTPError, bad_request
 from reference_server.inference.registry import ServedModel
 from reference_server.settings import Settings
 
@@ -103,11 +103,9 @@ def submit(served: ServedModel, prompts: list[list[int]], params: list[SamplingP
     try:
         for ids, p in zip(prompts, params):
             handles.append(served.engine.submit(ids, p))
-    except BaseException as exc:
+    except BaseException:
         for handle in handles:
             handle.cancel()
-        if isinstance(exc, ValueError):
-            raise bad_request(str(exc), param="prompt") from None
         raise
     return handles
 
@@ -182,7 +180,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T], on_disconnec
         if work_task in done:
             return work_task.result()
         # Nobody will read this answer; 499 (as nginx logs it) marks the request in the metrics.
-        raise APIError(499, "The client closed the connection before the answer was ready.",
+        raise HTTPError(499, "The client closed the connection before the answer was ready.",
                        code="client_disconnected")
     finally:
         watch.cancel()

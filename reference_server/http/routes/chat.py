@@ -9,8 +9,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import (
     ChatChoice,
     ChatCompletion,
@@ -20,11 +20,17 @@ from maas_sdk.protocol import (
     ChatMessage,
     ChunkChatChoice,
 )
+from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _generation as gen
+from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
+from reference_server.state import state_of
+
+table = RouteTable("generation")
+
 
 
 def render_chat(messages: list[ChatMessage], tokenizer: Any) -> list[int]:
@@ -47,12 +53,16 @@ def render_chat(messages: list[ChatMessage], tokenizer: Any) -> list[int]:
     return [int(t) for t in ids]
 
 
+@table.route("POST", "/v1/chat/completions", "Generate the next message of a conversation.",
+             request=p.ChatCompletionRequest, response=p.ChatCompletion, stream=p.ChatCompletionChunk,
+             errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
 async def create_chat_completion(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
-    settings = request.app.state.settings
+    settings = state_of(request).settings
     served = served_model(request, body.model, "generate")
-    request.app.state.metrics.watch(served)
-    prompt_ids = await request.app.state.thread_work.run(render_chat, body.messages, served.loaded.tokenizer)
+    state_of(request).metrics.watch(served)
+    prompt_ids = await state_of(request).thread_work.run(render_chat, body.messages, served.loaded.tokenizer)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages")
     await charge_tokens(request, len(prompt_ids) + params.max_tokens, "max_tokens")
@@ -66,7 +76,7 @@ async def create_chat_completion(request: Request) -> Response:
         def chunk(delta: ChatDelta, finish: str | None) -> ChatCompletionChunk:
             return ChatCompletionChunk(
                 id=completion_id, created=created, model=body.model,
-                choices=[ChunkChatChoice(index=0, delta=delta, finish_reason=finish)],  # type: ignore[arg-type]
+                choices=[ChunkChatChoice(index=0, delta=delta, finish_reason=finish)],
             )
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -87,10 +97,8 @@ async def create_chat_completion(request: Request) -> Response:
         ChatCompletion(
             id=completion_id, created=created, model=body.model,
             choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text),
-                                finish_reason=finish)],  # type: ignore[arg-type]
+                                finish_reason=finish)],
             usage=gen.usage([handle]),
         )
     )
 
-
-routes = [Route("/v1/chat/completions", create_chat_completion, methods=["POST"])]

@@ -8,14 +8,19 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import CompletionChoice, CompletionRequest, Generation, GenerationChunk
+from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _generation as gen
+from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
+from reference_server.state import state_of
+
+table = RouteTable("generation")
 
 
 def tokenize_prompts(prompts: list[str], tokenizer: object) -> list[list[int]]:
@@ -30,16 +35,19 @@ def tokenize_prompts(prompts: list[str], tokenizer: object) -> list[list[int]]:
     return ids
 
 
+@table.route("POST", "/v1/completions", "Generate text from a prompt.", request=p.CompletionRequest,
+             response=p.Generation, stream=p.GenerationChunk, errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "prompt": "The capital of France is", "max_tokens": 4})
 async def create_completion(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
-    settings = request.app.state.settings
+    settings = state_of(request).settings
     served = served_model(request, body.model, "generate")
-    request.app.state.metrics.watch(served)
+    state_of(request).metrics.watch(served)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) > settings.max_prompts:
         raise bad_request(f"prompt has {len(prompts)} items; at most {settings.max_prompts} are allowed per call.",
                           param="prompt", code="too_many_prompts")
-    prompt_ids = await request.app.state.thread_work.run(tokenize_prompts, prompts, served.loaded.tokenizer)
+    prompt_ids = await state_of(request).thread_work.run(tokenize_prompts, prompts, served.loaded.tokenizer)
     params = [gen.sampling_params(body, body.max_tokens, len(ids), served, settings, "prompt") for ids in prompt_ids]
     await charge_tokens(request, sum(len(ids) + p.max_tokens for ids, p in zip(prompt_ids, params)), "max_tokens")
     handles = gen.submit(served, prompt_ids, params)
@@ -82,8 +90,6 @@ async def create_completion(request: Request) -> Response:
 def _chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None) -> GenerationChunk:
     return GenerationChunk(
         id=cid, created=created, model=model,
-        choices=[CompletionChoice(index=index, text=text, finish_reason=finish)],  # type: ignore[arg-type]
+        choices=[CompletionChoice(index=index, text=text, finish_reason=finish)],
     )
 
-
-routes = [Route("/v1/completions", create_completion, methods=["POST"])]

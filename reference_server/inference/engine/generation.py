@@ -22,7 +22,6 @@ import asyncio
 import copy
 import itertools
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -33,6 +32,7 @@ import torch
 from transformers import DynamicCache
 
 from reference_server import logs
+from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import (
@@ -42,6 +42,7 @@ from reference_server.inference.engine.kvcache import (
     positions_from_mask,
 )
 from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
+from reference_server.inference.engine.worker import EngineThread
 
 if TYPE_CHECKING:
     from reference_server.inference.loading import LoadedModel
@@ -140,8 +141,16 @@ class _Sequence:
         self.submitted_time = time.monotonic()
         self.scheduled_time: float | None = None
         self.token_times: list[float] = []
-        self.finished_time: float | None = None
         self.request_id = logs.request_id.get()  # submitted from the request's task
+
+    @property
+    def queue_time(self) -> float | None:
+        """Arrival to admission into the running batch (the start of its prefill)."""
+        return None if self.scheduled_time is None else self.scheduled_time - self.submitted_time
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        return self.token_times[0] - self.submitted_time if self.token_times else None
 
     def deliver(self, item: Any) -> None:
         try:
@@ -203,35 +212,16 @@ class GenerationHandle:
         return self._seq.finish_reason
 
     @property
-    def submitted_time(self) -> float:
-        return self._seq.submitted_time
-
-    @property
-    def scheduled_time(self) -> float | None:
-        """When the request was admitted into the running batch (its prefill started)."""
-        return self._seq.scheduled_time
-
-    @property
     def first_token_time(self) -> float | None:
         times = self._seq.token_times
         return times[0] if times else None
 
     @property
-    def finished_time(self) -> float | None:
-        return self._seq.finished_time
-
-    @property
     def queue_time(self) -> float | None:
-        scheduled = self._seq.scheduled_time
-        return None if scheduled is None else scheduled - self._seq.submitted_time
-
-    @property
-    def time_to_first_token(self) -> float | None:
-        first = self.first_token_time
-        return None if first is None else first - self._seq.submitted_time
+        return self._seq.queue_time
 
 
-class GenerationEngine:
+class GenerationEngine(EngineThread):
     """Schedules every request for one generative model into a shared, continuously
     refilled decode batch. See the module docstring for the step structure."""
 
@@ -245,6 +235,7 @@ class GenerationEngine:
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_running and max_batch_tokens must be >= 1 and max_queued >= 0")
+        super().__init__(f"generation-{loaded.spec.id}")
         self.max_running = max_running
         self.max_batch_tokens = max_batch_tokens
         self.max_queued = max_queued
@@ -262,12 +253,9 @@ class GenerationEngine:
         self._pad_id = int(pad) if pad is not None else (self._eos_ids[0] if self._eos_ids else 0)
         check_mergeable(DynamicCache(config=self._config))
 
-        self._cond = threading.Condition()
         self._waiting: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
         self._batch: PaddedBatch | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = False
         self._observers: list[EngineObserver] = []
         self._counters = {
             "steps": 0,
@@ -280,28 +268,7 @@ class GenerationEngine:
             "cancelled": 0,
         }
 
-    # ----- lifecycle (event loop side) -----
-
-    def start(self) -> None:
-        """Start the engine thread (uses the torch thread count in effect now)."""
-        if self._thread is not None:
-            return
-        threads = torch.get_num_threads()
-        self._thread = threading.Thread(
-            target=self._run, args=(threads,), name=f"generation-{id(self):x}", daemon=True
-        )
-        self._thread.start()
-
-    async def stop(self) -> None:
-        """Abort every waiting and running request (their iterators raise EngineStoppedError)
-        and wait for the engine thread to exit."""
-        thread = self._thread
-        if thread is None:
-            return
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        await asyncio.to_thread(thread.join)
+    # ----- event loop side -----
 
     def add_observer(self, observer: EngineObserver) -> None:
         self._observers.append(observer)
@@ -309,23 +276,25 @@ class GenerationEngine:
     def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle:
         """Queue a request; call from the event loop that will iterate the handle.
 
-        Raises QueueFullError when `max_running + max_queued` requests are already in, ValueError
+        Raises QueueFullError when `max_running + max_queued` requests are already in, InvalidRequest
         for an unusable prompt, EngineStoppedError when the engine is not running.
         """
-        if self._thread is None or self._stopping:
+        if not self.accepting:
             raise EngineStoppedError("the generation engine is not running")
         ids = [int(t) for t in prompt_ids]
         if not ids:
-            raise ValueError("the prompt is empty: at least one token is needed")
+            raise InvalidRequest("the prompt is empty: at least one token is needed", param="prompt")
         if len(ids) >= self._context_length:
-            raise ValueError(
+            raise InvalidRequest(
                 f"the prompt has {len(ids)} tokens but this model's context length is {self._context_length}; "
-                "it must leave room for at least one generated token"
+                "it must leave room for at least one generated token",
+                param="prompt",
             )
         bad = [t for t in ids if not 0 <= t < self._vocab_size]
         if bad:
-            raise ValueError(
-                f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})"
+            raise InvalidRequest(
+                f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})",
+                param="prompt",
             )
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
@@ -547,7 +516,7 @@ class GenerationEngine:
 
     def _finish(self, seq: _Sequence, reason: str) -> None:
         seq.finish_reason = reason
-        seq.finished_time = now = time.monotonic()
+        now = time.monotonic()
         key = {"cancelled": "cancelled", "error": "failed", "aborted": "failed"}.get(reason, "finished")
         self._counters[key] += 1
         if not self._observers:
@@ -557,8 +526,8 @@ class GenerationEngine:
             finish_reason=reason,
             prompt_tokens=len(seq.prompt_ids),
             completion_tokens=len(seq.output_ids),
-            queue_time_s=None if seq.scheduled_time is None else seq.scheduled_time - seq.submitted_time,
-            time_to_first_token_s=times[0] - seq.submitted_time if times else None,
+            queue_time_s=seq.queue_time,
+            time_to_first_token_s=seq.time_to_first_token,
             inter_token_latencies_s=[b - a for a, b in itertools.pairwise(times)],
             duration_s=now - seq.submitted_time,
         )
