@@ -26,7 +26,7 @@ from starlette.routing import Route
 Endpoint = Callable[[Request], Awaitable[Response]]
 V1 = "/v1"
 # Errors a body-taking `/v1` operation can answer besides those of every `/v1` operation.
-BODY_ERRORS = (400, 403, 404, 413)
+BODY_ERRORS = (400, 403, 404, 408, 413, 415)
 
 
 @dataclass(frozen=True)
