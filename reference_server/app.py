@@ -18,10 +18,11 @@ from typing import Protocol
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 
 from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import ServerMetrics
+from reference_server.http.middleware.access_log import AccessLogMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.crosssite import CrossSiteMiddleware
 from reference_server.http.middleware.disconnect import DisconnectMiddleware
@@ -31,7 +32,7 @@ from reference_server.http.middleware.ratelimit import RateLimitMiddleware, Rate
 from reference_server.http.middleware.request_id import RequestIdMiddleware
 from reference_server.http.middleware.timeouts import BodyTimeoutMiddleware
 from reference_server.http.middleware.unhandled import UnhandledErrorMiddleware
-from reference_server.http.routes import OPERATIONS
+from reference_server.http.routes import OPERATIONS, playground
 from reference_server.http.routing import V1, routes_of
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ModelRegistry
@@ -68,8 +69,11 @@ def build_state(settings: Settings) -> AppState:
 
 
 def _routes(state: AppState) -> list[BaseRoute]:
-    root = [op for op in OPERATIONS if not op.authenticated]
-    api = [op for op in OPERATIONS if op.authenticated]
+    served = [op for op in OPERATIONS if state.settings.playground or op not in playground.table.operations]
+    root = [op for op in served if not op.authenticated]
+    api = [op for op in served if op.path.startswith(V1)]
+    # vLLM's tokenizer routes live at the root but are keyed like `/v1`.
+    keyed_root = [op for op in served if op.authenticated and not op.path.startswith(V1)]
     v1_middleware = [
         Middleware(LifecycleMiddleware, drainer=state.drainer, loading=state.models),
         Middleware(DisconnectMiddleware),
@@ -77,7 +81,8 @@ def _routes(state: AppState) -> list[BaseRoute]:
         Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(state.settings)),
         Middleware(RateLimitMiddleware, limits=state.rate_limits),
     ]
-    return [*routes_of(root), Mount(V1, routes=routes_of(api, prefix=V1), middleware=v1_middleware)]
+    keyed = [Route(op.path, op.endpoint, methods=[op.method], middleware=v1_middleware) for op in keyed_root]
+    return [*routes_of(root), *keyed, Mount(V1, routes=routes_of(api, prefix=V1), middleware=v1_middleware)]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -100,12 +105,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await service.stop()
 
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])]
+                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params"])]
     app = Starlette(
         routes=_routes(state),
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(UnhandledErrorMiddleware),
+            *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
             Middleware(MetricsMiddleware, metrics=state.metrics),
             Middleware(CrossSiteMiddleware, keyless=not KeyRing.from_settings(settings),
                        allowed_hosts=settings.allowed_hosts, cors_origins=settings.cors_origins),

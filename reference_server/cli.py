@@ -13,7 +13,24 @@ CLOSE_SECONDS = 5
 MAX_HEADER_BYTES = 64 * 1024
 
 
+SERVER_EXTRA = "pip install 'maas-sdk[server]'"
+
+
+def _server_missing() -> str | None:
+    """The first package of the server extra that is not installed, if any."""
+    import importlib.util
+
+    for module in ("uvicorn", "starlette", "pydantic_settings", "multipart", "torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    missing = _server_missing()
+    if missing is not None:
+        print(f"maas serve: the server is not installed ({missing} is missing): {SERVER_EXTRA}", file=sys.stderr)
+        return 2
     import uvicorn
 
     from reference_server.app import create_app
@@ -32,6 +49,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["shutdown_grace"] = args.grace
     if args.log_level is not None:
         overrides["log_level"] = args.log_level
+    if args.access_log is not None:
+        overrides["access_log"] = args.access_log
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
     config = uvicorn.Config(
@@ -44,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]  # uvicorn takes seconds
         http=header_timeout_protocol(settings.header_timeout),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        access_log=args.access_log,
+        access_log=False,  # ours (reference_server.access) logs duration and request id too
     )
     DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
@@ -80,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="debug, info, warning, error (else MAAS_LOG_LEVEL or MAAS_LOG, info).")
     serve.add_argument("--grace", type=float, default=None,
                        help="Seconds in-flight requests get on SIGTERM (else MAAS_SHUTDOWN_GRACE, 30).")
-    serve.add_argument("--access-log", action="store_true", help="Log every request line.")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
+                       help="Log one line per request: method, path, status, duration, request id "
+                            "(default on; else MAAS_ACCESS_LOG).")
     serve.set_defaults(func=_serve)
     bench = commands.add_parser("bench", help="Run a benchmark (see docs/benchmarks.md); options follow NAME.",
                                 add_help=False)

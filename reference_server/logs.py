@@ -1,7 +1,7 @@
 """Log lines that name their request.
 
 The request-id middleware sets `request_id` for the task serving a request; every log record
-made in that task (the access log, errors, the routes' own lines) and in the threads it hands
+made in that task (the access log `reference_server.access`, errors, the routes' own lines) and in the threads it hands
 work to (`contextvars` travel with `asyncio.to_thread`) carries it as `record.request_id`, and
 `log_config` prints it. Work done on an engine's own thread names its request explicitly
 (`RequestIdFilter` keeps a `request_id` passed in `extra=`).
@@ -16,7 +16,6 @@ from typing import Any
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-ACCESS_FORMAT = '%(asctime)s %(levelname)s access [%(request_id)s] %(client_addr)s "%(request_line)s" %(status_code)s'
 
 
 class RequestIdFilter(logging.Filter):
@@ -37,18 +36,12 @@ def log_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"request_id": {"()": RequestIdFilter}},
-        "formatters": {
-            "default": {"format": FORMAT},
-            "access": {"()": "uvicorn.logging.AccessFormatter", "fmt": ACCESS_FORMAT, "use_colors": False},
-        },
-        "handlers": {
-            "default": {**handler, "formatter": "default"},
-            "access": {**handler, "formatter": "access"},
-        },
+        "formatters": {"default": {"format": FORMAT}},
+        "handlers": {"default": {**handler, "formatter": "default"}},
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},
-            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            # The access log is the server's own (`reference_server.access`, below).
             "reference_server": {"handlers": ["default"], "level": level, "propagate": False},
         },
     }

@@ -21,8 +21,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MAAS_", extra="ignore", populate_by_name=True)
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field("127.0.0.1", description="Address to listen on (`maas serve --host`).")
+    port: int = Field(8000, description="Port to listen on (`maas serve --port`).")
 
     # Models
     default_models: bool = Field(True, description="Serve the bundled default models.")
@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     dtype: Dtype = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
     quantization: Literal["int8"] | None = Field(None, description="Default quantization for generators.")
     threads: int | None = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
-    cache_dir: Path = Field(default_factory=_user_cache)
-    data_dir: Path = Field(default_factory=lambda: _user_cache() / "data")
+    cache_dir: Path = Field(default_factory=_user_cache, description="Models converted from GGUF.")
+    data_dir: Path = Field(default_factory=lambda: _user_cache() / "data",
+                           description="Uploaded files, jobs and fine-tuned models.")
 
     # Generation engine
     max_running: int = Field(16, ge=1, description="Sequences decoding together per generative model.")
@@ -46,11 +47,12 @@ class Settings(BaseSettings):
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     max_prompts: int = Field(256, ge=1, description="Prompts allowed in one completions call.")
+    max_n: int = Field(8, ge=1, description="Largest n (and best_of) a request may ask for.")
 
     # Embeddings
-    embed_max_batch_size: int = Field(32, ge=1)
-    embed_max_batch_tokens: int = Field(8192, ge=16)
-    embed_max_queued: int = Field(1024, ge=0)
+    embed_max_batch_size: int = Field(32, ge=1, description="Inputs per embedding forward pass.")
+    embed_max_batch_tokens: int = Field(8192, ge=16, description="Padded tokens per embedding forward pass.")
+    embed_max_queued: int = Field(1024, ge=0, description="Inputs waiting per embedding model before 429.")
     embed_max_inputs: int = Field(2048, ge=1, description="Inputs allowed in one embeddings call.")
 
     # Fine-tuning
@@ -91,6 +93,8 @@ class Settings(BaseSettings):
         "info", validation_alias=AliasChoices("MAAS_LOG_LEVEL", "MAAS_LOG", "log_level"),
         description="Server log level; MAAS_LOG is accepted too (MAAS_LOG_LEVEL wins).",
     )
+    access_log: bool = Field(True, description="Log one line per request (method, path, status, duration, id).")
+    playground: bool = Field(True, description="Serve the browser playground at /playground (and / leads there).")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -38,8 +38,10 @@ from maas_sdk.protocol.fine_tuning import (
     FineTuningJobList,
     Hyperparameters,
     LoraConfig,
+    SupervisedMethod,
 )
-from maas_sdk.protocol.models import Model, ModelList
+from maas_sdk.protocol.logprobs import ChatChoiceLogprobs, ChatTokenLogprob, CompletionLogprobs, TopLogprob
+from maas_sdk.protocol.models import Model, ModelDeleted, ModelList
 from maas_sdk.protocol.nlu import (
     Classification,
     ClassificationRequest,
@@ -51,19 +53,29 @@ from maas_sdk.protocol.nlu import (
     Tokenized,
     TokenizeRequest,
 )
+from maas_sdk.protocol.tokenizer import (
+    TokenizerInfo,
+    VLLMDetokenizeRequest,
+    VLLMDetokenizeResponse,
+    VLLMTokenizeRequest,
+    VLLMTokenizeResponse,
+)
 
 __all__ = [
     "ChatChoice",
+    "ChatChoiceLogprobs",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
     "ChatDelta",
     "ChatMessage",
+    "ChatTokenLogprob",
     "ChunkChatChoice",
     "Classification",
     "ClassificationRequest",
     "Classifications",
     "CompletionChoice",
+    "CompletionLogprobs",
     "CompletionRequest",
     "DetokenizeRequest",
     "Detokenized",
@@ -92,12 +104,20 @@ __all__ = [
     "Hyperparameters",
     "LoraConfig",
     "Model",
+    "ModelDeleted",
     "ModelList",
     "RequestModel",
     "ResponseModel",
     "SamplingFields",
     "StreamOptions",
+    "SupervisedMethod",
     "TokenizeRequest",
     "Tokenized",
+    "TokenizerInfo",
+    "TopLogprob",
     "Usage",
+    "VLLMDetokenizeRequest",
+    "VLLMDetokenizeResponse",
+    "VLLMTokenizeRequest",
+    "VLLMTokenizeResponse",
 ]

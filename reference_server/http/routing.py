@@ -25,6 +25,8 @@ from starlette.routing import Route
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 V1 = "/v1"
+# vLLM's tokenizer routes sit at the root (where its clients look) but need a key like `/v1`.
+KEYED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info"})
 # Errors a body-taking `/v1` operation can answer besides those of every `/v1` operation.
 BODY_ERRORS = (400, 403, 404, 408, 413, 415)
 
@@ -46,7 +48,7 @@ class Operation:
     `path` may carry Starlette converters (`{model_id:path}`); `doc_path` is the OpenAPI form.
     `stream` names the chunk model of the `text/event-stream` answer sent when the body says
     `"stream": true`; `multipart` describes a form upload instead of a JSON body; `raw` is the
-    media type of a non-JSON answer.
+    media type of a non-JSON answer; `redirect` the address a 307 answer points to.
     """
 
     method: str
@@ -59,6 +61,7 @@ class Operation:
     stream: type[BaseModel] | None = None
     multipart: dict[str, Any] | None = None
     raw: str | None = None
+    redirect: str | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     example: dict[str, Any] | None = None
@@ -66,7 +69,7 @@ class Operation:
 
     @property
     def authenticated(self) -> bool:
-        return self.path.startswith(V1)
+        return self.path.startswith(V1) or self.path in KEYED_ROOT_PATHS
 
     @property
     def doc_path(self) -> str:

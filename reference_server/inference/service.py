@@ -109,6 +109,14 @@ class ModelsService:
                                          device=self.settings.device)
         self.registry.register(serve_loaded(loaded, self.settings, parent=parent, owner=owner))
 
+    async def unserve(self, model_id: str) -> bool:
+        """Stop serving `model_id` (requests in flight on it are aborted); False if not served."""
+        served = self.registry.unregister(model_id)
+        if served is None:
+            return False
+        await stop_served(served)
+        return True
+
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()

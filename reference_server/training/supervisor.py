@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,9 @@ from reference_server.storage import AsyncStore, JobRecord, NewEvent
 from reference_server.storage.service import StorageService
 from reference_server.training import EXIT_OK, EXIT_STOPPED, plan
 from reference_server.training.checkpoints import MODEL_MARKER
+
+# Left in a job's folder once its model is deleted.
+DELETED_MARKER = "model-deleted"
 
 logger = logging.getLogger("reference_server.fine_tuning")
 
@@ -84,6 +88,8 @@ class ModelHost(Protocol):
     error: BaseException | None
 
     async def serve(self, spec: ModelSpec, *, parent: str, owner: str) -> None: ...
+
+    async def unserve(self, model_id: str) -> bool: ...
 
 
 class FineTuningService:
@@ -311,12 +317,29 @@ class FineTuningService:
             if worker is not None:
                 await self._stop_worker(worker)
 
+    def model_deleted(self, job: JobRecord) -> bool:
+        return (self.layout.job_dir(job.id) / DELETED_MARKER).exists()
+
+    async def delete_model(self, job: JobRecord) -> None:
+        """Stop serving the job's model and delete its folder. The job itself stays (as OpenAI
+        keeps it), with an event saying the model was deleted; a marker keeps the next start
+        from looking for the folder."""
+        name = job.fine_tuned_model
+        if name is not None:
+            await self.models.unserve(name)
+        folder = self.layout.model_dir(job.id)
+        await asyncio.to_thread(self.layout.job_dir(job.id).mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread((self.layout.job_dir(job.id) / DELETED_MARKER).touch)
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await self.db.add_event(job.id, NewEvent(f"The model {name} was deleted.", data={"deleted_model": name}))
+        logger.info("job %s: deleted %s", job.id, name)
+
     # Serving results
 
     async def _serve_succeeded(self) -> None:
         for job in await self.db.jobs_in("succeeded"):
             name = job.fine_tuned_model
-            if name is None:
+            if name is None or (self.layout.job_dir(job.id) / DELETED_MARKER).exists():
                 continue
             if not (self.layout.model_dir(job.id) / MODEL_MARKER).is_file():
                 logger.error("job %s succeeded but its model folder is missing; %s is not served", job.id, name)

@@ -179,10 +179,10 @@ def test_every_log_line_of_a_request_names_it(guarded: ServerProcess) -> None:
     time.sleep(0.5)
     assert guarded.log_path is not None
     lines = [line for line in guarded.log_path.read_text().splitlines() if request_id in line]
-    assert any(f'"GET /v1/files/{file_id}/content HTTP/1.1" 500' in line for line in lines), lines
+    assert any(f"GET /v1/files/{file_id}/content 500" in line for line in lines), lines
     assert any("unhandled error on GET" in line for line in lines), lines
     assert any("POST /v1/completions 499" in line for line in lines), lines
-    assert any('"POST /v1/files HTTP/1.1" 200' in line for line in lines), lines
+    assert any("POST /v1/files 200" in line for line in lines), lines
 
 
 def test_a_drain_closes_idle_connections_and_is_not_held_by_a_stalled_upload(tmp_path: Path) -> None:

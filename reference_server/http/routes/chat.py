@@ -1,4 +1,5 @@
-"""`POST /v1/chat/completions` (OpenAI shape): messages rendered with the model's chat template."""
+"""`POST /v1/chat/completions` (OpenAI shape): messages rendered with the model's chat template,
+`n` choices, logprobs with `top_logprobs` alternatives, streamed or not."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from maas_sdk import protocol as p
 from maas_sdk.protocol import (
     ChatChoice,
+    ChatChoiceLogprobs,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -22,15 +24,16 @@ from maas_sdk.protocol import (
 )
 from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
+from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _generation as gen
+from reference_server.http.routes._logprobs import chat_logprobs
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
 from reference_server.state import state_of
 
 table = RouteTable("generation")
-
 
 
 def render_chat(messages: list[ChatMessage], tokenizer: Any) -> list[int]:
@@ -45,8 +48,14 @@ def render_chat(messages: list[ChatMessage], tokenizer: Any) -> list[int]:
             raise bad_request(f"messages[{i}].content is required for role '{message.role}'.",
                               param=f"messages[{i}].content")
         turns.append({"role": role, "content": message.text()})
+    return apply_template(tokenizer, turns, add_generation_prompt=True)
+
+
+def apply_template(tokenizer: Any, turns: list[dict[str, str]], *, add_generation_prompt: bool,
+                   continue_final_message: bool = False) -> list[int]:
     try:
-        rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True)
+        rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=add_generation_prompt,
+                                                 continue_final_message=continue_final_message, tokenize=True)
     except Exception as exc:  # noqa: BLE001 - template rejected the conversation (e.g. role order)
         raise bad_request(f"The model's chat template rejected the messages: {exc}", param="messages") from None
     ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
@@ -62,43 +71,57 @@ async def create_chat_completion(request: Request) -> Response:
     settings = state_of(request).settings
     served = served_model(request, body.model, "generate")
     state_of(request).metrics.watch(served)
+    n = gen.choice_count(body.n, settings)
+    if body.top_logprobs is not None and not body.logprobs:
+        raise bad_request("top_logprobs needs logprobs: true.", param="top_logprobs")
+    top = body.top_logprobs or 0
     prompt_ids = await state_of(request).thread_work.run(render_chat, body.messages, served.loaded.tokenizer)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages")
-    await charge_tokens(request, len(prompt_ids) + params.max_tokens, "max_tokens")
-    (handle,) = gen.submit(served, [prompt_ids], [params])
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
+    if max_tokens == 0:
+        raise bad_request("max_tokens must be at least 1.", param="max_tokens")
+    params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages",
+                                 logprobs=top if body.logprobs else None)
+    await charge_tokens(request, len(prompt_ids) + params.max_tokens * n, "max_tokens")
+    handles = gen.submit(served, [prompt_ids] * n, [gen.with_seed(params, j) for j in range(n)])
+    strings = gen.token_strings(served)
+    reply = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,
+             "system_fingerprint": gen.fingerprint(served)}
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        def chunk(delta: ChatDelta, finish: str | None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(
-                id=completion_id, created=created, model=body.model,
-                choices=[ChunkChatChoice(index=0, delta=delta, finish_reason=finish)],
-            )
+        def chunk(index: int, delta: ChatDelta, finish: str | None = None,
+                  logprobs: ChatChoiceLogprobs | None = None) -> bytes:
+            choice = ChunkChatChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
+            return event(ChatCompletionChunk(**reply, choices=[choice]))
 
         async def chunks() -> AsyncIterator[bytes]:
-            yield event(chunk(ChatDelta(role="assistant", content=""), None))
-            async for _, ev in gen.merged([handle]):
-                if ev.text:
-                    yield event(chunk(ChatDelta(content=ev.text), None))
+            for index in range(n):
+                yield chunk(index, ChatDelta(role="assistant", content=""))
+            async for index, ev in gen.merged(handles):
+                lps = chat_logprobs(strings, ev.logprobs, top) if body.logprobs and ev.logprobs else None
+                if ev.text or lps is not None:
+                    yield chunk(index, ChatDelta(content=ev.text), logprobs=lps)
                 if ev.finish_reason:
-                    yield event(chunk(ChatDelta(), ev.finish_reason))
+                    yield chunk(index, ChatDelta(), ev.finish_reason)
             if include_usage:
-                yield event(ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=[],
-                                                usage=gen.usage([handle])))
+                yield event(ChatCompletionChunk(**reply, choices=[], usage=gen.usage(len(prompt_ids), handles)))
 
-        return sse_response(chunks(), settings.keepalive_seconds)
+        return mark_ignored(sse_response(chunks(), settings.keepalive_seconds), body)
 
-    text, finish = await gen.unless_disconnected(request, gen.collect(handle), handle.cancel)
-    return json_response(
-        ChatCompletion(
-            id=completion_id, created=created, model=body.model,
-            choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text),
-                                finish_reason=finish)],
-            usage=gen.usage([handle]),
-        )
-    )
+    async def run_all() -> list[gen.Collected]:
+        return [await gen.collect(handle) for handle in handles]
+
+    def cancel_all() -> None:
+        for handle in handles:
+            handle.cancel()
+
+    results = await gen.unless_disconnected(request, run_all(), cancel_all)
+    choices = [
+        ChatChoice(index=j, message=ChatMessage(role="assistant", content=r.text), finish_reason=r.finish_reason,
+                   logprobs=chat_logprobs(strings, r.logprobs, top) if body.logprobs else None)
+        for j, r in enumerate(results)
+    ]
+    return mark_ignored(json_response(ChatCompletion(**reply, choices=choices,
+                                                     usage=gen.usage(len(prompt_ids), handles))), body)
 

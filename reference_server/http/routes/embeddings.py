@@ -14,6 +14,7 @@ from maas_sdk import protocol as p
 from maas_sdk.protocol import Embedding, EmbeddingRequest, Embeddings, EmbeddingUsage
 from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
+from reference_server.http.ignored import mark_ignored
 from reference_server.http.metrics import model_label
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
@@ -71,5 +72,5 @@ async def create_embeddings(request: Request) -> Response:
     state_of(request).metrics.prompt_tokens.labels(model_label(served)).inc(prompt_tokens)
     data = [Embedding(index=i, embedding=encode(v, body.encoding_format)) for i, v in enumerate(vectors)]
     usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
-    return json_response(Embeddings(data=data, model=body.model, usage=usage))
+    return mark_ignored(json_response(Embeddings(data=data, model=body.model, usage=usage)), body)
 

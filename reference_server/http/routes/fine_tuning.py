@@ -24,8 +24,10 @@ from maas_sdk.protocol import (
     FineTuningEventList,
     FineTuningJobCreate,
     FineTuningJobList,
+    Hyperparameters,
 )
 from reference_server.http.errors import bad_request, not_found
+from reference_server.http.ignored import mark_ignored
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
 from reference_server.http.routing import BODY_ERRORS, Param, RouteTable, page_params, path_param
@@ -76,6 +78,22 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _hyperparameters(body: FineTuningJobCreate) -> Hyperparameters | None:
+    """The hyperparameters, from `method.supervised` (OpenAI's current form) or the top level
+    (its older form), not both; `dpo` and `reinforcement` methods are refused."""
+    method = body.method
+    if method is not None and method.type in ("dpo", "reinforcement"):
+        raise bad_request(f"The {method.type} method is not supported; this server trains with the supervised "
+                          "method (full or LoRA).", param="method.type", code="unsupported_method")
+    nested = method.supervised.hyperparameters if method is not None and method.supervised is not None else None
+    if nested is not None and body.hyperparameters is not None:
+        raise bad_request("Give hyperparameters in method.supervised.hyperparameters or at the top level, "
+                          "not both.", param="hyperparameters")
+    if method is not None and method.supervised is not None and method.type != "supervised":
+        raise bad_request(f"method.supervised goes with type supervised, not {method.type}.", param="method.type")
+    return nested or body.hyperparameters
+
+
 @table.route("POST", "/v1/fine_tuning/jobs", "Start a fine-tuning job.", request=p.FineTuningJobCreate,
              response=p.FineTuningJob, errors=BODY_ERRORS,
              params=(Param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 255},
@@ -101,7 +119,7 @@ async def create_job(request: Request) -> Response:
             raise bad_request(f"The validation file has labels the training file lacks: {', '.join(extra)}",
                               param="validation_file", code="invalid_file_format")
 
-    hyperparameters, method = plan.resolve(kind, body.hyperparameters, body.method)
+    hyperparameters, method = plan.resolve(kind, _hyperparameters(body), body.method)
     now = int(time.time())
     job = JobRecord(
         id=ids.new_id(ids.JOB), owner=_query.principal(request), created_at=now, updated_at=now,
@@ -118,7 +136,7 @@ async def create_job(request: Request) -> Response:
         raise bad_request(f"This Idempotency-Key was already used for a different request (job {exc.job_id}).",
                           param="Idempotency-Key", code="idempotency_key_reused") from None
     state.fine_tuning.wake()
-    return json_response(job.to_wire())
+    return mark_ignored(json_response(job.to_wire()), body)
 
 
 @table.route("GET", "/v1/fine_tuning/jobs", "List your fine-tuning jobs, newest first.",

@@ -41,7 +41,14 @@ from reference_server.inference.engine.kvcache import (
     left_padded,
     positions_from_mask,
 )
-from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
+from reference_server.inference.engine.sampling import (
+    RowState,
+    SamplingParams,
+    TokenLogprob,
+    chosen_logprobs,
+    ranked_logprobs,
+    sample,
+)
 from reference_server.inference.engine.worker import EngineThread
 
 if TYPE_CHECKING:
@@ -65,11 +72,19 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TokenEvent:
     """New output of one request: text to append, the tokens behind it, and (on the last
-    event only) why it finished: "stop" (EOS or stop sequence) or "length"."""
+    event only) why it finished: "stop" (EOS, stop token or stop sequence) or "length".
+
+    `logprobs` (one per token, when asked for) are the raw logprobs of those tokens. The first
+    event of a request that asked for `prompt_logprobs` carries them: one per prompt token,
+    None for the first (nothing precedes it). A prompt scored with `max_tokens == 0` yields a
+    single event with no tokens.
+    """
 
     text: str
     token_ids: list[int]
     finish_reason: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,9 @@ class _Sequence:
         self.prompt_ids = prompt_ids
         self.params = params
         self.output_ids: list[int] = []
-        self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator())
+        self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator(),
+                            prompt_ids=prompt_ids)
+        self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self.detokenizer = detokenizer
         self.loop = loop
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -296,6 +313,10 @@ class GenerationEngine(EngineThread):
                 f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})",
                 param="prompt",
             )
+        used = [*params.stop_token_ids, *params.logit_bias]
+        if any(not 0 <= t < self._vocab_size for t in used):
+            raise InvalidRequest(f"a stop or logit_bias token id is outside this model's vocabulary "
+                                 f"(0..{self._vocab_size - 1})", param="logit_bias")
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
         with self._cond:
@@ -393,6 +414,9 @@ class GenerationEngine(EngineThread):
         start = time.monotonic()
         for seq in admitted:
             seq.scheduled_time = start
+        # Logits are kept for the last `keep` positions only: one unless a prompt is scored.
+        keep_positions = max((len(s.prompt_ids) for s in admitted if s.params.prompt_logprobs is not None),
+                             default=1)
         try:
             ids, mask = left_padded([s.prompt_ids for s in admitted], self._pad_id, self._device)
             cache = DynamicCache(config=self._config)
@@ -402,9 +426,10 @@ class GenerationEngine(EngineThread):
                 position_ids=positions_from_mask(mask),
                 cache=cache,
                 use_cache=True,
-                logits_to_keep=1,
+                logits_to_keep=keep_positions,
             )
             logits = out.logits[:, -1, :]
+            self._score_prompts(admitted, out.logits)
         except Exception as exc:
             logger.exception("prefill of %d requests failed", len(admitted), extra=_naming(admitted))
             self._fail_all(admitted, exc)
@@ -414,22 +439,50 @@ class GenerationEngine(EngineThread):
         self._counters["prompt_tokens"] += prompt_tokens
         self._report_step(StepReport("prefill", len(admitted), prompt_tokens, time.monotonic() - start))
 
-        tokens = self._sample(admitted, logits)
-        keep = self._advance(admitted, tokens)
-        if not keep:
+        generating = [i for i, s in enumerate(admitted) if s.params.max_tokens > 0]
+        for seq in admitted:
+            if seq.params.max_tokens == 0:  # scored only: the prompt's logprobs are the answer
+                seq.deliver(TokenEvent("", [], "length", prompt_logprobs=seq.prompt_logprobs))
+                self._finish(seq, "length")
+        if not generating:
+            return
+        if len(generating) < len(admitted):
+            logits = logits[torch.tensor(generating, device=logits.device)]
+        seqs = [admitted[i] for i in generating]
+        tokens, logprobs = self._sample(seqs, logits)
+        kept = self._advance(seqs, tokens, logprobs)
+        if not kept:
             return
         joined = PaddedBatch(
             cache=cache,
             mask=mask,
             positions=mask.sum(dim=1),
-            next_tokens=_token_tensor(tokens, self._device),
+            next_tokens=_token_tensor([tokens[generating.index(i)] if i in generating else None
+                                       for i in range(len(admitted))], self._device),
         )
-        joined.keep(keep)
+        joined.keep([generating[i] for i in kept])
         if self._batch is None:
             self._batch = joined
         else:
             self._batch.merge(joined)
-        self._running.extend(admitted[i] for i in keep)
+        self._running.extend(seqs[i] for i in kept)
+
+    def _score_prompts(self, admitted: list[_Sequence], logits: torch.Tensor) -> None:
+        """Prompt logprobs of the sequences that asked, from the prefill's logits (`[batch,
+        keep, vocab]`, the last `keep` positions of the left-padded rows)."""
+        keep = logits.shape[1]
+        for b, seq in enumerate(admitted):
+            k = seq.params.prompt_logprobs
+            if k is None:
+                continue
+            n = len(seq.prompt_ids)
+            scored: list[TokenLogprob | None] = [None]
+            if n > 1:
+                # Position t predicts token t + 1; the prompt fills the last n kept positions.
+                rows = logits[b, keep - n : keep - 1, :]
+                targets = torch.tensor(seq.prompt_ids[1:], device=logits.device)
+                scored += ranked_logprobs(rows, targets, [k] * (n - 1))
+            seq.prompt_logprobs = scored
 
     def _decode(self) -> None:
         batch = self._batch
@@ -446,8 +499,8 @@ class GenerationEngine(EngineThread):
             self._running = []
             self._fail_all(running, exc)
             return
-        tokens = self._sample(running, logits)
-        keep = self._advance(running, tokens)
+        tokens, logprobs = self._sample(running, logits)
+        keep = self._advance(running, tokens, logprobs)
         batch.advance(
             inputs["attention_mask"],
             _token_tensor(tokens, self._device),
@@ -457,22 +510,33 @@ class GenerationEngine(EngineThread):
         self._report_step(StepReport("decode", len(running), len(running), time.monotonic() - start))
         self._retain(keep)
 
-    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[int | None]:
-        """Next token per sequence; None where sampling failed (that request is failed)."""
+    def _sample(
+        self, seqs: list[_Sequence], logits: torch.Tensor
+    ) -> tuple[list[int | None], list[TokenLogprob | None]]:
+        """Next token per sequence (None where sampling failed: that request is failed) and,
+        for the sequences that asked, its logprobs from the same (unedited) logits."""
+        rows = [s.row for s in seqs]
         try:
-            return list(sample(logits, [s.row for s in seqs], self._eos_ids))
+            tokens = sample(logits, rows, self._eos_ids)
+            return list(tokens), chosen_logprobs(logits, rows, tokens)
         except Exception:
             logger.exception("batched sampling failed; retrying row by row", extra=_naming(seqs))
-        tokens: list[int | None] = []
+        picked: list[int | None] = []
+        logprobs: list[TokenLogprob | None] = []
         for i, seq in enumerate(seqs):
             try:
-                tokens.append(sample(logits[i : i + 1], [seq.row], self._eos_ids)[0])
+                token = sample(logits[i : i + 1], [seq.row], self._eos_ids)[0]
+                logprobs.append(chosen_logprobs(logits[i : i + 1], [seq.row], [token])[0])
+                picked.append(token)
             except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
                 self._fail(seq, exc)
-                tokens.append(None)
-        return tokens
+                picked.append(None)
+                logprobs.append(None)
+        return picked, logprobs
 
-    def _advance(self, seqs: list[_Sequence], tokens: list[int | None]) -> list[int]:
+    def _advance(
+        self, seqs: list[_Sequence], tokens: list[int | None], logprobs: list[TokenLogprob | None]
+    ) -> list[int]:
         """Append each sampled token, emit its event; return the rows that continue."""
         now = time.monotonic()
         keep: list[int] = []
@@ -484,6 +548,7 @@ class GenerationEngine(EngineThread):
                 continue
             try:
                 event = self._append(seq, token, now)
+                event = self._with_logprobs(seq, event, logprobs[i])
             except Exception as exc:
                 logger.exception("detokenization failed", extra=_naming([seq]))
                 self._fail(seq, exc)
@@ -496,11 +561,20 @@ class GenerationEngine(EngineThread):
                 self._finish(seq, event.finish_reason)
         return keep
 
+    @staticmethod
+    def _with_logprobs(seq: _Sequence, event: TokenEvent, logprob: TokenLogprob | None) -> TokenEvent:
+        """The event with its token's logprob and, on a request's first event, the prompt's."""
+        prompt = seq.prompt_logprobs if len(seq.output_ids) == 1 else None
+        if logprob is None and prompt is None:
+            return event
+        return TokenEvent(event.text, event.token_ids, event.finish_reason,
+                          logprobs=[logprob] if logprob is not None else None, prompt_logprobs=prompt)
+
     def _append(self, seq: _Sequence, token: int, now: float) -> TokenEvent:
         seq.output_ids.append(token)
         seq.token_times.append(now)
         params = seq.params
-        if token in self._eos_set and not params.ignore_eos:
+        if (token in self._eos_set and not params.ignore_eos) or token in params.stop_token_ids:
             text, _ = seq.detokenizer.finish()
             return TokenEvent(text, [token], "stop")
         text, stopped = seq.detokenizer.step((token,))
