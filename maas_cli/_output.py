@@ -16,10 +16,12 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from maas_sdk import BasePage
+
 
 def plain(value: Any) -> Any:
-    """`value` as JSON-ready data (pydantic models dumped, tuples as lists)."""
-    if isinstance(value, BaseModel):
+    """`value` as JSON-ready data (pydantic models and pages dumped, tuples as lists)."""
+    if isinstance(value, (BaseModel, BasePage)):
         return value.model_dump(mode="json", exclude_none=True)
     if isinstance(value, dict):
         return {key: plain(item) for key, item in value.items()}

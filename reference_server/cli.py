@@ -51,6 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["log_level"] = args.log_level
     if args.access_log is not None:
         overrides["access_log"] = args.access_log
+    if args.ray:
+        return _serve_on_ray(args, overrides)
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
     config = uvicorn.Config(
@@ -67,6 +69,20 @@ def _serve(args: argparse.Namespace) -> int:
     )
     DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, overrides: dict[str, object]) -> int:
+    """`maas serve --ray`: the same app on `--replicas` Ray Serve replicas (docs/scale-out.md)."""
+    import logging
+
+    from reference_server.deploy.ray_serve import ClusterArgs, serve_locally
+
+    logging.basicConfig(level=(args.log_level or "info").upper(), format="%(asctime)s %(levelname)s %(message)s")
+    host, port = str(overrides.pop("host")), int(str(overrides.pop("port")))
+    threads = int(str(overrides.pop("threads", None) or os.environ.get("MAAS_THREADS") or 1))
+    cluster = ClusterArgs(replicas=args.replicas, threads=threads,
+                          settings={k: v for k, v in overrides.items() if v is not None})
+    return serve_locally(cluster, host, port, address=args.ray_address)
 
 
 BENCHMARKS = ("serving", "embeddings", "quantization")
@@ -102,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
                        help="Log one line per request: method, path, status, duration, request id "
                             "(default on; else MAAS_ACCESS_LOG).")
+    serve.add_argument("--ray", action="store_true",
+                       help="Serve on Ray Serve replicas sharing the store (see docs/scale-out.md).")
+    serve.add_argument("--replicas", type=int, default=2, help="With --ray: ingress replicas (default 2).")
+    serve.add_argument("--ray-address", default=None,
+                       help="With --ray: join this Ray cluster (else start a local one).")
     serve.set_defaults(func=_serve)
     bench = commands.add_parser("bench", help="Run a benchmark (see docs/benchmarks.md); options follow NAME.",
                                 add_help=False)

@@ -38,7 +38,11 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
     cache_dir: Path = Field(default_factory=_user_cache, description="Models converted from GGUF.")
     data_dir: Path = Field(default_factory=lambda: _user_cache() / "data",
-                           description="Uploaded files, jobs and fine-tuned models.")
+                           description="Uploaded files and model folders; every replica of a cluster mounts it.")
+    database_url: str | None = Field(
+        None, repr=False,
+        description="postgresql://... shared by every replica (default: a SQLite file in data_dir).",
+    )
 
     # Generation engine
     max_running: int = Field(16, ge=1, description="Sequences decoding together per generative model.")
@@ -58,6 +62,12 @@ class Settings(BaseSettings):
     # Fine-tuning
     fine_tuning_concurrency: int = Field(1, ge=1, description="Fine-tuning jobs that train at the same time.")
     training_threads: int = Field(1, ge=1, description="torch threads per training worker process.")
+    fine_tuning_supervisor: bool = Field(
+        True, description="Run fine-tuning jobs here; off on all but one replica of a cluster (docs/scale-out.md).",
+    )
+    model_sync_seconds: float = Field(
+        2.0, gt=0, description="How often a replica that does not supervise looks for new fine-tuned models.",
+    )
     fine_tuning_max_interruptions: int = Field(
         3, ge=1, description="Fail a job, not resume it, at the n-th server crash during its training."
     )
@@ -95,6 +105,9 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(True, description="Log one line per request (method, path, status, duration, id).")
     playground: bool = Field(True, description="Serve the browser playground at /playground (and / leads there).")
+    replica: str | None = Field(
+        None, description="This replica's name in a cluster: labels its metrics (x-maas-replica is always sent).",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -5,7 +5,8 @@ together under `model="fine-tuned"`, methods outside the standard ones are "othe
 the route templates (or "unmatched"), statuses the ones HTTP defines.
 
 Each app gets its own `CollectorRegistry`, so several apps (tests, replicas in one
-process) never share counters.
+process) never share counters. A replica of a cluster (`MAAS_REPLICA` set) adds a `replica`
+label to every sample it exposes, so the scrapes of several replicas can be told apart and summed.
 
 Per-request latencies, token counts and batch sizes come from the generation engine itself
 (`EngineMetrics`, one observer per engine), because only the engine knows when a request was
@@ -17,11 +18,12 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import RequestReport, StepReport
@@ -52,7 +54,8 @@ def request_labels(scope: Mapping[str, Any], status: int) -> tuple[str, str, str
 
 
 class ServerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, replica: str | None = None) -> None:
+        self.replica = replica
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("maas_requests_total", "HTTP requests by route and status.",
@@ -85,6 +88,10 @@ class ServerMetrics:
                                   "MAAS_MIN_FREE_BYTES.", registry=r)
         self._watched: weakref.WeakSet[object] = weakref.WeakSet()
         self._watch_lock = threading.Lock()
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of every metric, each sample labelled with the replica if named."""
+        return generate_latest(self.registry if self.replica is None else _Labelled(self.registry, self.replica))
 
     def watch(self, served: ServedModel) -> None:
         """Record `served`'s engine observations from now on (once per engine; idempotent)."""
@@ -121,6 +128,19 @@ class ServerMetrics:
         for label, total in totals.items():
             self.running.labels(label).set(total["running"])
             self.waiting.labels(label).set(total["waiting"])
+
+
+class _Labelled:
+    """A registry's metrics with one more label on every sample (what `generate_latest` reads)."""
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self.registry = registry
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s._replace(labels={**s.labels, "replica": self.replica}) for s in family.samples]
+            yield family
 
 
 class EngineMetrics:

@@ -4,6 +4,9 @@ A file is written under a temporary name, synced, renamed into place and only th
 in the database; it is deleted from the database first and from disk second. So after a crash
 at any point every recorded file is complete on disk, and the only leftovers are unrecorded
 files, which `sweep` removes at startup.
+
+Replicas sharing the data directory start at any time, so a replica's sweep must not take the
+upload another one is writing: `sweep` leaves what was modified in the last `older_than` seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -58,11 +62,13 @@ def _write(target: Path, fill: Callable[[BinaryIO], object]) -> None:
         os.close(fd)
 
 
-def sweep(layout: DataLayout, known_ids: set[str]) -> list[str]:
-    """Delete files in the files folder that no database row names; returns their names."""
+def sweep(layout: DataLayout, known_ids: set[str], older_than: float = 0.0) -> list[str]:
+    """Delete files in the files folder that no database row names and that were last modified
+    more than `older_than` seconds ago; returns their names."""
     removed: list[str] = []
+    cutoff = time.time() - older_than
     for entry in layout.files_dir.iterdir():
-        if entry.is_file() and entry.name not in known_ids:
+        if entry.is_file() and entry.name not in known_ids and entry.stat().st_mtime <= cutoff:
             entry.unlink()
             removed.append(entry.name)
     return removed

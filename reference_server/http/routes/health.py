@@ -8,7 +8,7 @@ directory short of `MAAS_MIN_FREE_BYTES` makes readiness 503 `storage_full`.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -72,7 +72,7 @@ async def metrics_endpoint(request: Request) -> Response:
     state = state_of(request)
     state.metrics.refresh_gauges(state.registry)
     state.metrics.refresh_storage(state.storage.layout, state.settings.min_free_bytes)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @table.route("GET", "/openapi.json", "This document.", response_schema={"type": "object"})
