@@ -22,10 +22,24 @@ from reference_server.storage.layout import DataLayout
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+# How databases say it: SQLite's SQLITE_FULL, PostgreSQL's disk_full (SQLSTATE 53100).
+_FULL_WORDS = ("database or disk is full", "no space left on device", "disk full")
+
+
 def is_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+    """Whether `exc`, or an error it wraps (a database driver's, under the store's), says the
+    disk is full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _FULL_ERRNOS:
+            return True
+        from_database = isinstance(seen, sqlite3.Error) or type(seen).__module__.split(".")[0] in (
+            "sqlalchemy", "psycopg")
+        if from_database and any(words in str(seen).lower() for words in _FULL_WORDS):
+            return True
+        wrapped = getattr(seen, "orig", None)
+        seen = wrapped if isinstance(wrapped, BaseException) else seen.__cause__
+    return False
 
 
 @contextmanager
