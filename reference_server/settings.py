@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
 
+    # Structured outputs and tools
+    grammar_compile_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request's schema or grammar may take to compile before a 400."
+    )
+    max_grammar_bytes: int = Field(64 * 1024, ge=1024, description="Largest schema or grammar a request may send.")
+
     # Embeddings
     embed_max_batch_size: int = Field(32, ge=1)
     embed_max_batch_tokens: int = Field(8192, ge=16)

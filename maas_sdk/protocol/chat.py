@@ -8,6 +8,7 @@ from pydantic import Field
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
 from maas_sdk.protocol.completions import FinishReason, SamplingFields
+from maas_sdk.protocol.structured import StructuredFields, ToolCall, ToolCallDelta, ToolFields
 
 
 class TextPart(RequestModel):
@@ -18,9 +19,11 @@ class TextPart(RequestModel):
 class ChatMessage(ResponseModel):
     """A chat message. Used in requests and responses, so unknown fields are kept."""
 
-    role: Literal["system", "user", "assistant", "developer"]
+    role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -30,7 +33,7 @@ class ChatMessage(ResponseModel):
         return "".join(part.text for part in self.content)
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatCompletionRequest(SamplingFields, StructuredFields, ToolFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
 
@@ -64,6 +67,7 @@ class ChatCompletion(ResponseModel):
 class ChatDelta(ResponseModel):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChatChoice(ResponseModel):

@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import Field
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel, StreamOptions, Usage
+from maas_sdk.protocol.structured import StructuredFields
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class SamplingFields(RequestModel):
@@ -31,7 +32,7 @@ class SamplingFields(RequestModel):
     user: str | None = None
 
 
-class CompletionRequest(SamplingFields):
+class CompletionRequest(SamplingFields, StructuredFields):
     prompt: str | list[str]
     echo: bool = False
 

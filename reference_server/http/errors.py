@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from maas_sdk.protocol import ErrorBody, ErrorDetail
 from reference_server.inference.engine.errors import EngineStoppedError, QueueFullError
+from reference_server.inference.structured.errors import ConstraintError
 
 logger = logging.getLogger("reference_server")
 
@@ -86,6 +87,11 @@ async def _engine_stopped(request: Request, exc: Exception) -> Response:
     return APIError(503, "The model is shutting down.", code="unavailable", headers={"retry-after": "5"}).response()
 
 
+async def _constraint_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConstraintError)
+    return bad_request(exc.message, param=exc.param, code=exc.code).response()
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
@@ -118,5 +124,6 @@ def install_error_handlers(app: Starlette) -> None:
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(QueueFullError, _queue_full)
     app.add_exception_handler(EngineStoppedError, _engine_stopped)
+    app.add_exception_handler(ConstraintError, _constraint_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -5,7 +5,7 @@ dropping the work when the client goes away."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from reference_server.settings import Settings
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import GenerationHandle, TokenEvent
     from reference_server.inference.engine.sampling import SamplingParams
+    from reference_server.inference.structured import RowConstraint
 
 T = TypeVar("T")
 MAX_STOP_SEQUENCES = 4
@@ -86,14 +87,21 @@ def sampling_params(
     )
 
 
-def submit(served: ServedModel, prompts: list[list[int]], params: list[SamplingParams]) -> list[GenerationHandle]:
+def submit(
+    served: ServedModel,
+    prompts: list[list[int]],
+    params: list[SamplingParams],
+    constraints: Sequence[RowConstraint | None] | None = None,
+) -> list[GenerationHandle]:
     """One engine request per prompt, all or none: if the engine refuses one (queue full,
-    stopping: mapped to 429/503 by the error handlers), those already admitted are cancelled."""
+    stopping: mapped to 429/503 by the error handlers), those already admitted are cancelled.
+    `constraints` gives each prompt its grammar matcher (or None)."""
     assert served.engine is not None
     handles: list[GenerationHandle] = []
+    rows = constraints if constraints is not None else [None] * len(prompts)
     try:
-        for ids, p in zip(prompts, params):
-            handles.append(served.engine.submit(ids, p))
+        for ids, p, constraint in zip(prompts, params, rows):
+            handles.append(served.engine.submit(ids, p, constraint))
     except BaseException as exc:
         for handle in handles:
             handle.cancel()

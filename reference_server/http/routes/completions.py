@@ -15,7 +15,9 @@ from reference_server.http.errors import bad_request
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _generation as gen
+from reference_server.http.routes import _structured
 from reference_server.http.sse import event, sse_response
+from reference_server.inference.structured.requests import plan_output
 
 
 def tokenize_prompts(prompts: list[str], tokenizer: object) -> list[list[int]]:
@@ -35,11 +37,13 @@ async def create_completion(request: Request) -> Response:
     settings = request.app.state.settings
     served = request.app.state.registry.get_for(body.model, "generate")
     request.app.state.metrics.watch(served)
+    plan = plan_output(body.response_format, body.structured_outputs)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     prompt_ids = tokenize_prompts(prompts, served.loaded.tokenizer)
     params = [gen.sampling_params(body, body.max_tokens, len(ids), served, settings, "prompt") for ids in prompt_ids]
     await charge_tokens(request, sum(len(ids) + p.max_tokens for ids, p in zip(prompt_ids, params)), "max_tokens")
-    handles = gen.submit(served, prompt_ids, params)
+    constraints = await _structured.constraints(served, plan.spec, len(prompt_ids))
+    handles = gen.submit(served, prompt_ids, params, constraints)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     echo = prompts if body.echo else [""] * len(prompts)

@@ -9,6 +9,11 @@ sequences share each forward. This engine keeps one running batch and, at every 
    bounded by `max_batch_tokens`), then merges their KV cache into the running batch;
 3. decodes one token for every running sequence with a single forward pass.
 
+Before each sampling, rows that carry a grammar constraint (structured outputs, tool calls)
+get their forbidden tokens masked in one batched step (`structured.apply_constraints`); free
+rows in the same batch are untouched. Grammars are compiled before submission, off this
+thread, so a slow grammar never holds up the batch.
+
 The loop runs on its own thread so the asyncio event loop never blocks on torch; results
 travel back per request through `loop.call_soon_threadsafe` into an `asyncio.Queue`. A
 failure while prefilling, sampling or detokenizing fails only the requests concerned; a
@@ -44,6 +49,7 @@ from reference_server.inference.engine.sampling import RowState, SamplingParams,
 
 if TYPE_CHECKING:
     from reference_server.inference.loading import LoadedModel
+    from reference_server.inference.structured import RowConstraint
 
 __all__ = [
     "EngineObserver",
@@ -121,8 +127,10 @@ class _Sequence:
         params: SamplingParams,
         detokenizer: IncrementalDetokenizer,
         loop: asyncio.AbstractEventLoop,
+        constraint: RowConstraint | None = None,
     ) -> None:
         self.prompt_ids = prompt_ids
+        self.constraint = constraint
         self.params = params
         self.output_ids: list[int] = []
         self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator())
@@ -299,8 +307,18 @@ class GenerationEngine:
     def add_observer(self, observer: EngineObserver) -> None:
         self._observers.append(observer)
 
-    def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle:
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """The tokens that end a sequence (a grammar's stop tokens must be these)."""
+        return list(self._eos_ids)
+
+    def submit(
+        self, prompt_ids: Sequence[int], params: SamplingParams, constraint: RowConstraint | None = None
+    ) -> GenerationHandle:
         """Queue a request; call from the event loop that will iterate the handle.
+
+        `constraint` (a fresh matcher of a compiled grammar) restricts every sampled token to
+        what the grammar allows; the request ends when the grammar is complete.
 
         Raises QueueFullError when `max_running + max_queued` requests are already in, ValueError
         for an unusable prompt, EngineStoppedError when the engine is not running.
@@ -321,7 +339,7 @@ class GenerationEngine:
                 f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})"
             )
         loop = asyncio.get_running_loop()
-        seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
+        seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop, constraint)
         with self._cond:
             in_flight = len(self._waiting) + len(self._running)
             if in_flight >= self.max_running + self.max_queued:
@@ -483,18 +501,49 @@ class GenerationEngine:
 
     def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[int | None]:
         """Next token per sequence; None where sampling failed (that request is failed)."""
+        failed = self._constrain(seqs, logits)
+        if failed:
+            for i in failed:
+                logits[i] = 0.0  # sampled but discarded: the row has been failed
         try:
             return list(sample(logits, [s.row for s in seqs], self._eos_ids))
         except Exception:
             logger.exception("batched sampling failed; retrying row by row")
         tokens: list[int | None] = []
         for i, seq in enumerate(seqs):
+            if seq.finish_reason is not None:
+                tokens.append(None)
+                continue
             try:
                 tokens.append(sample(logits[i : i + 1], [seq.row], self._eos_ids)[0])
             except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
                 self._fail(seq, exc)
                 tokens.append(None)
         return tokens
+
+    def _constrain(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[int]:
+        """Mask the logits of constrained rows, all at once; return the rows that failed (and
+        were failed) while computing their mask."""
+        from reference_server.inference.structured import apply_constraints
+
+        constraints = [s.constraint for s in seqs]
+        if all(c is None for c in constraints):
+            return []
+        try:
+            apply_constraints(logits, constraints)
+            return []
+        except Exception:
+            logger.exception("batched grammar masking failed; retrying row by row")
+        failed: list[int] = []
+        for i, (seq, constraint) in enumerate(zip(seqs, constraints)):
+            if constraint is None:
+                continue
+            try:
+                apply_constraints(logits[i : i + 1], [constraint])
+            except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
+                self._fail(seq, exc)
+                failed.append(i)
+        return failed
 
     def _advance(self, seqs: list[_Sequence], tokens: list[int | None]) -> list[int]:
         """Append each sampled token, emit its event; return the rows that continue."""
@@ -524,6 +573,13 @@ class GenerationEngine:
         seq.output_ids.append(token)
         seq.token_times.append(now)
         params = seq.params
+        constraint = seq.constraint
+        if constraint is not None:
+            if not constraint.accept(token):
+                raise GenerationError(f"token {token} was sampled but the grammar does not allow it")
+            if constraint.terminated:  # the grammar is complete and took its stop token
+                text, _ = seq.detokenizer.finish()
+                return TokenEvent(text, [token], "stop")
         if token in self._eos_set and not params.ignore_eos:
             text, _ = seq.detokenizer.finish()
             return TokenEvent(text, [token], "stop")
