@@ -35,6 +35,7 @@ from maas_sdk._exceptions import (
 from maas_sdk._pagination import AsyncPager, Pager
 from maas_sdk._sse import ServerSentEvent, SSEDecoder
 from maas_sdk._streaming import AsyncStream, Stream
+from maas_sdk._tools import ParsedChatCompletion, ToolRunError
 from maas_sdk._types import RequestOptions
 from maas_sdk._version import __version__
 from maas_sdk.protocol import *  # the wire types, listed in protocol.__all__
@@ -62,6 +63,7 @@ __all__ = [
     "MaaSError",
     "NotFoundError",
     "Pager",
+    "ParsedChatCompletion",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestOptions",
@@ -69,6 +71,7 @@ __all__ = [
     "SSEDecoder",
     "ServerSentEvent",
     "Stream",
+    "ToolRunError",
     "UnprocessableEntityError",
     "WaitTimeoutError",
     "__version__",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel
 
@@ -15,9 +15,13 @@ class ResponseFormatText(RequestModel):
 
 
 class ResponseFormatJSONObject(RequestModel):
-    """Any JSON object."""
+    """Any JSON object; with `schema` (as Together, Anyscale and instructor send it), one that
+    validates against it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     type: Literal["json_object"]
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
 class JSONSchemaSpec(RequestModel):
@@ -100,12 +104,22 @@ class ToolCall(ResponseModel):
     function: FunctionCall
 
 
-class FunctionCallDelta(ResponseModel):
+class _Sparse(ResponseModel):
+    """Serialized without its unset (None) members: stream accumulators (the openai client's
+    among them) merge each delta into the call so far, and a `"type": null` would erase it."""
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+
+class FunctionCallDelta(_Sparse):
     name: str | None = None
     arguments: str | None = None
 
 
-class ToolCallDelta(ResponseModel):
+class ToolCallDelta(_Sparse):
     """A streamed piece of a tool call: the first for an `index` carries `id` and the name,
     later ones append to `function.arguments`."""
 

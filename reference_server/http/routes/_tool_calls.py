@@ -58,6 +58,8 @@ def _turn(message: ChatMessage, native: bool) -> dict[str, Any]:
             turn["tool_call_id"] = message.tool_call_id
         if message.name:
             turn["name"] = message.name
+    elif role == "tool":
+        turn = {"role": "user", "content": tools.render_result(turn["content"])}
     return turn
 
 

@@ -57,11 +57,11 @@ async def create_chat_completion(request: Request) -> Response:
     request.app.state.metrics.watch(served)
     plan = plan_chat(body.response_format, body.structured_outputs, body.tools, body.tool_choice,
                      body.parallel_tool_calls)
+    constraints = await _structured.constraints(served, plan.spec, 1)
     prompt_ids = render_chat(body.messages, served.loaded.tokenizer, plan)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages")
     await charge_tokens(request, len(prompt_ids) + params.max_tokens, "max_tokens")
-    constraints = await _structured.constraints(served, plan.spec, 1)
     (handle,) = gen.submit(served, [prompt_ids], [params], constraints)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

@@ -39,10 +39,10 @@ async def create_completion(request: Request) -> Response:
     request.app.state.metrics.watch(served)
     plan = plan_output(body.response_format, body.structured_outputs)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    constraints = await _structured.constraints(served, plan.spec, len(prompts))
     prompt_ids = tokenize_prompts(prompts, served.loaded.tokenizer)
     params = [gen.sampling_params(body, body.max_tokens, len(ids), served, settings, "prompt") for ids in prompt_ids]
     await charge_tokens(request, sum(len(ids) + p.max_tokens for ids, p in zip(prompt_ids, params)), "max_tokens")
-    constraints = await _structured.constraints(served, plan.spec, len(prompt_ids))
     handles = gen.submit(served, prompt_ids, params, constraints)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())

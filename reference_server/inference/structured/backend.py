@@ -50,7 +50,6 @@ class StructuredBackend:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grammar-compile")
         self._compiler: Any = None
-        self._workers = workers
         # Recent compile durations (seconds), cold compiles only, for the metrics and benchmarks.
         self.compile_times: deque[float] = deque(maxlen=1024)
         # Reading the vocabulary takes a while: do it now, not in the first request's time.
@@ -151,7 +150,7 @@ class StructuredBackend:
                 info = xgr.TokenizerInfo.from_huggingface(
                     self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self._stop_token_ids
                 )
-                self._compiler = xgr.GrammarCompiler(info, max_threads=self._workers, cache_enabled=False)
+                self._compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
             return self._compiler
 
 

@@ -15,6 +15,9 @@ from reference_server.inference.structured import specs, tools
 from reference_server.inference.structured.errors import ConstraintError
 from reference_server.inference.structured.specs import GrammarSpec
 
+# Larger schemas are left out of the prompt (a 135M model's context is 8k tokens).
+MAX_PROMPT_SCHEMA_CHARS = 8000
+
 
 @dataclass
 class OutputPlan:
@@ -37,6 +40,9 @@ def plan_output(response_format: Any, structured_outputs: Any) -> OutputPlan:
     if response_format is None or response_format.type == "text":
         return OutputPlan()
     if response_format.type == "json_object":
+        if response_format.schema_ is not None:
+            schema = response_format.schema_
+            return OutputPlan(specs.json_schema(schema, "response_format.schema"), _schema_instruction(schema))
         return OutputPlan(specs.json_object("response_format"), "Answer with a JSON object only.")
     schema = response_format.json_schema.schema_
     spec = specs.json_schema(schema, "response_format.json_schema.schema")
@@ -47,9 +53,13 @@ def plan_chat(response_format: Any, structured_outputs: Any, tool_defs: Any, too
               parallel_tool_calls: bool | None) -> OutputPlan:
     """The plan for a chat request: tools (unless `tool_choice` is "none") or output format."""
     output = plan_output(response_format, structured_outputs)
-    if not tool_defs or tool_choice == "none":
-        if tool_choice is not None and tool_choice != "none" and not tool_defs:
+    if not tool_defs:
+        if tool_choice is not None and tool_choice != "none":
             raise ConstraintError("tool_choice needs tools.", param="tool_choice")
+        return output
+    if tool_choice == "none":
+        if output.spec is None:
+            output.spec = tools.text_only_grammar()
         return output
     fns = tools.functions(tool_defs)
     choice: tools.Choice = "auto"
@@ -82,5 +92,7 @@ def _structured_outputs(so: Any) -> OutputPlan:
 
 
 def _schema_instruction(schema: Any) -> str:
-    return ("Answer with a JSON object only, matching this JSON Schema:\n"
-            + json.dumps(schema, ensure_ascii=False))
+    text = json.dumps(schema, ensure_ascii=False)
+    if len(text) > MAX_PROMPT_SCHEMA_CHARS:  # enforced by the grammar alone: the prompt has no room for it
+        return "Answer with a JSON object only."
+    return f"Answer with a JSON object only, matching this JSON Schema:\n{text}"

@@ -26,6 +26,8 @@ from reference_server.inference.structured.specs import GrammarSpec, structural_
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
+RESULT_OPEN = "<tool_response>"
+RESULT_CLOSE = "</tool_response>"
 _ARGS_END = "}" + CLOSE
 _HEAD = re.compile(r'^\{"name": "([A-Za-z0-9_-]{1,64})", "arguments": ')
 # A call header is short; text after <tool_call> that does not match one this long is no call.
@@ -70,8 +72,15 @@ def call_grammar(fns: Sequence[Function], choice: Choice, parallel: bool) -> Gra
                "stop_after_first": not parallel}
     else:
         fmt = {"type": "triggered_tags", "triggers": [OPEN], "tags": tags, "at_least_one": False,
-               "stop_after_first": not parallel}
+               "stop_after_first": not parallel, "excludes": ["<tool_r", "</tool"]}
     return structural_tag({"type": "structural_tag", "format": fmt}, "tools")
+
+
+def text_only_grammar() -> GrammarSpec:
+    """Free text without call or result markup: `tool_choice: "none"` in a conversation with
+    tools, where a small model would otherwise imitate the earlier turns' calls as text."""
+    fmt = {"type": "any_text", "excludes": ["<tool", "</tool"]}
+    return structural_tag({"type": "structural_tag", "format": fmt}, "tool_choice")
 
 
 def system_prompt(fns: Sequence[Function], choice: Choice) -> str:
@@ -83,10 +92,17 @@ def system_prompt(fns: Sequence[Function], choice: Choice) -> str:
                      ensure_ascii=False) for f in fns),
         "</tools>",
         f'To call a function, answer with {OPEN}{{"name": <function name>, "arguments": <arguments object>}}{CLOSE}.',
+        f"Function results come back in {RESULT_OPEN} tags; then answer the user with them, in plain words.",
     ]
     if choice == "required":
         lines.append("Answer now with a function call.")
     return "\n".join(lines)
+
+
+def render_result(content: str) -> str:
+    """A tool's result, as the default format gives it back to the model (in a user turn: a
+    small model answers from it there, while it only repeats its call after a `tool` turn)."""
+    return f"{RESULT_OPEN}\n{content}\n{RESULT_CLOSE}"
 
 
 def render_call(name: str, arguments: str) -> str:
