@@ -196,6 +196,7 @@ async def _itl_p99(client: AsyncOpenAI) -> float:
     return gaps[int(0.99 * (len(gaps) - 1))]
 
 
+@pytest.mark.slow
 async def test_slow_grammar_is_a_400_and_does_not_stall_other_rows(async_openai: AsyncOpenAI) -> None:
     baseline = await _itl_p99(async_openai)
 
@@ -216,6 +217,7 @@ async def test_slow_grammar_is_a_400_and_does_not_stall_other_rows(async_openai:
     assert during < 3 * baseline + 0.05
 
 
+@pytest.mark.slow
 async def test_pathological_schema_does_not_slow_other_rows(async_openai: AsyncOpenAI) -> None:
     enum = {"type": "object", "properties": {"v": {"enum": [f"value-{i}" for i in range(3000)]}}, "required": ["v"]}
     deep: dict[str, Any] = {"type": "integer"}

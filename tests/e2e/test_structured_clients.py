@@ -102,6 +102,7 @@ def test_openai_streamed_tool_call(openai_client: OpenAI) -> None:
     jsonschema.validate(json.loads(arguments), WEATHER_TOOL["function"]["parameters"])
 
 
+@pytest.mark.slow
 def test_openai_stream_helper_accumulates_the_call(openai_client: OpenAI) -> None:
     with openai_client.chat.completions.stream(
         model=GENERATOR, messages=[{"role": "user", "content": ASK_WEATHER}],
@@ -125,6 +126,7 @@ def test_required_tool_choice_always_yields_a_valid_call(openai_client: OpenAI) 
         jsonschema.validate(json.loads(call.function.arguments), WEATHER_TOOL["function"]["parameters"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["json_schema", "json_mode", "function_calling"])
 def test_langchain_with_structured_output(chat_model: ChatOpenAI, method: str) -> None:
     structured = chat_model.with_structured_output(Person, method=method)  # type: ignore[arg-type]
@@ -135,6 +137,7 @@ def test_langchain_with_structured_output(chat_model: ChatOpenAI, method: str) -
     assert isinstance(person, Person)
 
 
+@pytest.mark.slow
 def test_langchain_bind_tools(chat_model: ChatOpenAI) -> None:
     bound = chat_model.bind_tools([GetWeather], tool_choice="required")
     reply = bound.invoke([HumanMessage(ASK_WEATHER)])
@@ -143,6 +146,7 @@ def test_langchain_bind_tools(chat_model: ChatOpenAI) -> None:
     GetWeather.model_validate(call["args"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [instructor.Mode.TOOLS, instructor.Mode.JSON_SCHEMA], ids=["tools", "json_schema"])
 def test_instructor(openai_client: OpenAI, mode: instructor.Mode) -> None:
     patched = instructor.from_openai(openai_client, mode=mode)

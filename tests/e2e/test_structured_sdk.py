@@ -102,6 +102,7 @@ def test_run_tools_calls_the_function_until_the_model_answers(client: MaaS) -> N
     assert not reply.choices[0].message.tool_calls
 
 
+@pytest.mark.slow
 async def test_async_run_tools_awaits_async_functions(async_client: AsyncMaaS) -> None:
     seen: list[str] = []
 
