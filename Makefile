@@ -25,14 +25,14 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 demo: $(STAMP)
 	$(PY) -m reference_server.testing $(PY) examples/quickstart.py
 
-test: $(STAMP)
+test: typecheck lint
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy --strict maas_sdk
+	$(VENV)/bin/mypy --strict maas_sdk reference_server
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check maas_sdk reference_server tests bench

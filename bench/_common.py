@@ -20,9 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
+
 DATA = Path(__file__).resolve().parent / "data"
-GENERATOR = "smollm2-135m-instruct"
-EMBEDDER = "all-minilm-l6-v2"
+GENERATOR = DEFAULT_GENERATOR
+EMBEDDER = DEFAULT_EMBEDDER
 
 
 def prompts(n: int) -> list[str]:

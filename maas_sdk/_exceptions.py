@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from maas_sdk.protocol.vocabulary import ERROR_TYPES
+
 if TYPE_CHECKING:
     from maas_sdk.protocol import FineTuningJob
 
@@ -171,18 +173,9 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     429: RateLimitError,
 }
 
-# The status each error `type` stands for, for errors that arrive without one (inside a stream).
-_TYPE_STATUS: Mapping[str, int] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "conflict_error": 409,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "server_error": 500,
-    "overloaded_error": 503,
-}
+# The status each error `type` stands for, for errors that arrive without one (inside a stream);
+# where several statuses share a type, the lowest wins.
+_TYPE_STATUS: Mapping[str, int] = {kind: status for status, kind in reversed(ERROR_TYPES.items())}
 
 
 def status_error_class(status: int) -> type[APIStatusError]:

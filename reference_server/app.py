@@ -1,8 +1,10 @@
-"""The app factory: `create_app(settings)` wires settings, middleware, routes and services.
+"""The composition root: `create_app(settings)` builds every service once, wires them into the
+typed `AppState`, and mounts the routes: the server's own (health, readiness, metrics, the
+OpenAPI document) at the root, the API under `/v1` behind its middleware (availability, API
+keys, rate limits).
 
-Services (model loading, the fine-tuning worker, ...) start in the lifespan in order
-and stop in reverse order, so nothing heavy happens at import time and the app can be
-hosted by any ASGI server.
+Services start in the lifespan in order and stop in reverse order, so nothing heavy happens at
+import time and the app can be hosted by any ASGI server.
 """
 
 from __future__ import annotations
@@ -15,93 +17,97 @@ from typing import Protocol
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount, Route
 
 from reference_server.http.errors import install_error_handlers
-from reference_server.http.metrics import MetricsMiddleware, ServerMetrics
+from reference_server.http.metrics import ServerMetrics
+from reference_server.http.middleware.access_log import AccessLogMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
+from reference_server.http.middleware.metrics import MetricsMiddleware
 from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
 from reference_server.http.middleware.request_id import RequestIdMiddleware
+from reference_server.http.routes import OPERATIONS
+from reference_server.http.routing import V1, routes_of
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ModelRegistry
 from reference_server.inference.service import ModelsService
 from reference_server.settings import Settings
+from reference_server.state import AppState
+from reference_server.storage.layout import DataLayout
+from reference_server.storage.service import StorageService
 from reference_server.training.supervisor import FineTuningService
 
 
 class Service(Protocol):
-    async def start(self, app: Starlette) -> None: ...
+    async def start(self) -> None: ...
 
-    async def stop(self, app: Starlette) -> None: ...
+    async def stop(self) -> None: ...
 
 
-def _routes() -> list[BaseRoute]:
-    from reference_server.http import metrics, openapi
-    from reference_server.http.routes import (
-        chat,
-        classifications,
-        completions,
-        embeddings,
-        evaluations,
-        files,
-        fine_tuning,
-        health,
-        models,
-        tokenize,
+def build_state(settings: Settings) -> AppState:
+    registry = ModelRegistry()
+    models = ModelsService(settings, registry)
+    storage = StorageService(DataLayout(settings.data_dir))
+    drainer = Drainer()
+    return AppState(
+        settings=settings,
+        registry=registry,
+        models=models,
+        storage=storage,
+        fine_tuning=FineTuningService(settings, storage, models, draining=lambda: drainer.draining),
+        metrics=ServerMetrics(),
+        drainer=drainer,
+        rate_limits=RateLimits.from_settings(settings),
+        thread_work=ThreadWork(settings.max_running, settings.max_queued),
     )
 
-    routes: list[BaseRoute] = []
-    for module in (health, metrics, openapi, models, completions, chat, embeddings,
-                   files, fine_tuning, classifications, tokenize, evaluations):
-        routes.extend(module.routes)
-    return routes
+
+def _routes(state: AppState) -> list[BaseRoute]:
+    root = [op for op in OPERATIONS if not op.authenticated]
+    api = [op for op in OPERATIONS if op.path.startswith(V1)]
+    # vLLM's tokenizer routes live at the root but are keyed like `/v1`.
+    keyed_root = [op for op in OPERATIONS if op.authenticated and not op.path.startswith(V1)]
+    v1_middleware = [
+        Middleware(LifecycleMiddleware, drainer=state.drainer, loading=state.models),
+        Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(state.settings)),
+        Middleware(RateLimitMiddleware, limits=state.rate_limits),
+    ]
+    keyed = [Route(op.path, op.endpoint, methods=[op.method], middleware=v1_middleware) for op in keyed_root]
+    return [*routes_of(root), *keyed, Mount(V1, routes=routes_of(api, prefix=V1), middleware=v1_middleware)]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     logging.getLogger("reference_server").setLevel(settings.log_level.upper())
-    registry = ModelRegistry()
-    metrics = ServerMetrics()
-    models_service = ModelsService(settings, registry)
-    services: list[Service] = [models_service, FineTuningService(settings, registry)]
+    state = build_state(settings)
+    # Started in this order, stopped in the reverse one: fine-tuning needs the store open.
+    services: list[Service] = [state.models, state.storage, state.fine_tuning]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         started: list[Service] = []
         try:
             for service in services:
-                await service.start(app)
+                await service.start()
                 started.append(service)
             yield
         finally:
             for service in reversed(started):
-                await service.stop(app)
+                await service.stop()
 
-    drainer = Drainer()
-    rate_limits = RateLimits.from_settings(settings)
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])]
+                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params"])]
     app = Starlette(
-        routes=_routes(),
+        routes=_routes(state),
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(MetricsMiddleware, metrics=metrics),
+            *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
+            Middleware(MetricsMiddleware, metrics=state.metrics),
             *(cors if settings.cors_origins else []),
-            Middleware(LifecycleMiddleware, drainer=drainer),
-            Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(settings)),
-            Middleware(RateLimitMiddleware, limits=rate_limits),
         ],
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.registry = registry
-    app.state.metrics = metrics
-    app.state.models_service = models_service
-    app.state.drainer = drainer
-    app.state.draining = False
-    app.state.rate_limits = rate_limits
-    app.state.thread_work = ThreadWork(settings.max_running, settings.max_queued)
-    app.state.services = services
+    app.state.maas = state
     install_error_handlers(app)
     return app

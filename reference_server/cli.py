@@ -15,8 +15,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reference_server.app import create_app
-    from reference_server.http.middleware.draining import DrainingServer
+    from reference_server.server import DrainingServer
     from reference_server.settings import Settings
+    from reference_server.state import state_of_app
 
     overrides = {"host": args.host, "port": args.port}
     if args.api_keys is not None:
@@ -25,18 +26,34 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["threads"] = args.threads
     if args.grace is not None:
         overrides["shutdown_grace"] = args.grace
+    if args.access_log is not None:
+        overrides["access_log"] = args.access_log
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
+    level = args.log_level or settings.log_level
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        log_level=args.log_level or settings.log_level,
+        log_level=level,
+        log_config=_log_config(level),
         timeout_graceful_shutdown=CLOSE_SECONDS,
-        access_log=args.access_log,
+        access_log=False,  # ours (reference_server.access) logs duration and request id too
     )
-    DrainingServer(config, app, grace=settings.shutdown_grace).run()
+    DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
+
+
+def _log_config(level: str) -> dict[str, object]:
+    """uvicorn's logging setup, with the server's own loggers (the access log among them)
+    writing to the same stream in the same format."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["reference_server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 BENCHMARKS = ("serving", "embeddings", "quantization")
@@ -68,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error.")
     serve.add_argument("--grace", type=float, default=None,
                        help="Seconds in-flight requests get on SIGTERM (else MAAS_SHUTDOWN_GRACE, 30).")
-    serve.add_argument("--access-log", action="store_true", help="Log every request line.")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
+                       help="Log one line per request: method, path, status, duration, request id "
+                            "(default on; else MAAS_ACCESS_LOG).")
     serve.set_defaults(func=_serve)
     bench = commands.add_parser("bench", help="Run a benchmark (see docs/benchmarks.md); options follow NAME.",
                                 add_help=False)

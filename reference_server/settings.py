@@ -9,22 +9,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from reference_server.inference.loading.spec import Dtype, ModelSpec
+
 
 def _user_cache() -> Path:
     return Path.home() / ".cache" / "maas"
-
-
-class ModelConfig(BaseSettings):
-    """One extra model to serve: a local Hugging Face folder (or a GGUF file in it)."""
-
-    model_config = SettingsConfigDict(extra="forbid")
-
-    id: str
-    path: str
-    task: Literal["generate", "embed", "classify"]
-    gguf_file: str | None = None
-    dtype: str = "auto"
-    quantization: Literal["int8"] | None = None
 
 
 class Settings(BaseSettings):
@@ -40,11 +29,11 @@ class Settings(BaseSettings):
     enabled_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated ids of default models to load (empty = all)."
     )
-    models: Annotated[list[ModelConfig], NoDecode] = Field(
-        default_factory=list, description="Extra models, as a JSON list of {id, path, task, ...}."
+    models: Annotated[list[ModelSpec], NoDecode] = Field(
+        default_factory=list, description="Extra models (local folders), as a JSON list of {id, path, task, ...}."
     )
     device: str | None = Field(None, description="cuda, cpu, ... (default: cuda when available).")
-    dtype: str = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
+    dtype: Dtype = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
     quantization: Literal["int8"] | None = Field(None, description="Default quantization for generators.")
     threads: int | None = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
     cache_dir: Path = Field(default_factory=_user_cache)
@@ -56,6 +45,7 @@ class Settings(BaseSettings):
     max_queued: int = Field(256, ge=0, description="Requests waiting per model before 429.")
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
+    max_n: int = Field(8, ge=1, description="Largest n (and best_of) a request may ask for.")
 
     # Structured outputs and tools
     grammar_compile_timeout: float = Field(
@@ -93,12 +83,21 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
     keepalive_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval.")
     log_level: str = "info"
+    access_log: bool = Field(True, description="Log one line per request (method, path, status, duration, id).")
 
     @field_validator("api_keys", "enabled_models", "cors_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models_have_paths(cls, value: list[ModelSpec]) -> list[ModelSpec]:
+        for i, spec in enumerate(value):
+            if spec.path is None:
+                raise ValueError(f"models[{i}] ({spec.id!r}) needs a path: extra models are local folders")
         return value
 
     @field_validator("models", mode="before")

@@ -7,15 +7,11 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from maas_sdk import AsyncMaaS, MaaS
 from reference_server.testing import ServerProcess
-
-API_KEY = "sk-test-0123456789"
-GENERATOR = "smollm2-135m-instruct"
-EMBEDDER = "all-minilm-l6-v2"
+from tests.constants import API_KEY
 
 
 @pytest.fixture(scope="session")
@@ -44,13 +40,3 @@ def client(server: ServerProcess) -> Iterator[MaaS]:
 async def async_client(server: ServerProcess) -> AsyncIterator[AsyncMaaS]:
     async with AsyncMaaS(api_key=API_KEY, base_url=server.base_url, timeout=120) as c:
         yield c
-
-
-
-def post_declared_and_chunked(url: str, headers: dict[str, str], body: bytes, chunk: int) -> list[httpx.Response]:
-    """POST `body` twice: once with its Content-Length, once chunked with none declared, so a
-    size limit is shown to hold whether or not the client announces the size."""
-    declared = httpx.post(url, headers=headers, content=body, timeout=30)
-    chunked = httpx.post(url, headers=headers, timeout=30,
-                         content=(body[i:i + chunk] for i in range(0, len(body), chunk)))
-    return [declared, chunked]

@@ -38,8 +38,10 @@ from maas_sdk.protocol.fine_tuning import (
     FineTuningJobList,
     Hyperparameters,
     LoraConfig,
+    SupervisedMethod,
 )
-from maas_sdk.protocol.models import Model, ModelList
+from maas_sdk.protocol.logprobs import ChatChoiceLogprobs, ChatTokenLogprob, CompletionLogprobs, TopLogprob
+from maas_sdk.protocol.models import Model, ModelDeleted, ModelList
 from maas_sdk.protocol.nlu import (
     Classification,
     ClassificationRequest,
@@ -70,19 +72,29 @@ from maas_sdk.protocol.structured import (
     ToolDefinition,
     ToolFields,
 )
+from maas_sdk.protocol.tokenizer import (
+    TokenizerInfo,
+    VLLMDetokenizeRequest,
+    VLLMDetokenizeResponse,
+    VLLMTokenizeRequest,
+    VLLMTokenizeResponse,
+)
 
 __all__ = [
     "ChatChoice",
+    "ChatChoiceLogprobs",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
     "ChatDelta",
     "ChatMessage",
+    "ChatTokenLogprob",
     "ChunkChatChoice",
     "Classification",
     "ClassificationRequest",
     "Classifications",
     "CompletionChoice",
+    "CompletionLogprobs",
     "CompletionRequest",
     "DetokenizeRequest",
     "Detokenized",
@@ -115,6 +127,7 @@ __all__ = [
     "JSONSchemaSpec",
     "LoraConfig",
     "Model",
+    "ModelDeleted",
     "ModelList",
     "NamedToolChoice",
     "RequestModel",
@@ -127,13 +140,20 @@ __all__ = [
     "StreamOptions",
     "StructuredFields",
     "StructuredOutputs",
+    "SupervisedMethod",
     "TokenizeRequest",
     "Tokenized",
+    "TokenizerInfo",
     "ToolCall",
     "ToolCallDelta",
     "ToolChoice",
     "ToolChoiceFunction",
     "ToolDefinition",
     "ToolFields",
+    "TopLogprob",
     "Usage",
+    "VLLMDetokenizeRequest",
+    "VLLMDetokenizeResponse",
+    "VLLMTokenizeRequest",
+    "VLLMTokenizeResponse",
 ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
-from maas_sdk.protocol.completions import FinishReason, SamplingFields
+from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage, omitted_if_none
+from maas_sdk.protocol.completions import MAX_LOGPROBS, FinishReason, SamplingFields
+from maas_sdk.protocol.logprobs import ChatChoiceLogprobs
 from maas_sdk.protocol.structured import StructuredFields, ToolCall, ToolCallDelta, ToolFields
 
 
@@ -21,9 +22,9 @@ class ChatMessage(ResponseModel):
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[TextPart] | None = None
-    name: str | None = None
-    tool_calls: list[ToolCall] | None = None
-    tool_call_id: str | None = None
+    name: str | None = omitted_if_none()
+    tool_calls: list[ToolCall] | None = omitted_if_none()
+    tool_call_id: str | None = omitted_if_none()
 
     def text(self) -> str:
         if self.content is None:
@@ -33,16 +34,42 @@ class ChatMessage(ResponseModel):
         return "".join(part.text for part in self.content)
 
 
+def _ignored(**kwargs: Any) -> Any:
+    return Field(default=None, description="Accepted and ignored.", **kwargs)
+
+
 class ChatCompletionRequest(SamplingFields, StructuredFields, ToolFields):
+    """A chat completion request. Every documented OpenAI field is understood: those in
+    `IGNORED` are accepted and reported back in the `x-maas-ignored-params` header."""
+
+    IGNORED = ("store", "metadata", "service_tier", "modalities", "audio", "prediction", "reasoning_effort",
+               "verbosity", "web_search_options", "prompt_cache_key", "prompt_cache_retention",
+               "safety_identifier", "user")
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = Field(default=False, description="Return the logprob of each generated token.")
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS,
+                                     description="With logprobs: this many most likely alternatives per token.")
+    store: bool | None = _ignored()
+    metadata: dict[str, str] | None = _ignored()
+    service_tier: str | None = _ignored()
+    modalities: list[str] | None = _ignored()
+    audio: dict[str, Any] | None = _ignored()
+    prediction: dict[str, Any] | None = _ignored()
+    reasoning_effort: str | None = _ignored()
+    verbosity: str | None = _ignored()
+    web_search_options: dict[str, Any] | None = _ignored()
+    prompt_cache_key: str | None = _ignored()
+    prompt_cache_retention: str | None = _ignored()
+    safety_identifier: str | None = _ignored()
 
 
 class ChatChoice(ResponseModel):
     index: int = 0
     message: ChatMessage
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: ChatChoiceLogprobs | None = None
 
 
 class ChatCompletion(ResponseModel):
@@ -53,7 +80,8 @@ class ChatCompletion(ResponseModel):
     created: int
     model: str
     choices: list[ChatChoice]
-    usage: Usage | None = None
+    system_fingerprint: str | None = omitted_if_none()
+    usage: Usage | None = omitted_if_none()
 
     @property
     def text(self) -> str:
@@ -65,15 +93,18 @@ class ChatCompletion(ResponseModel):
 
 
 class ChatDelta(ResponseModel):
-    role: str | None = None
-    content: str | None = None
-    tool_calls: list[ToolCallDelta] | None = None
+    """What a chunk adds: `role` on a choice's first chunk only, `content` when there is text."""
+
+    role: str | None = omitted_if_none()
+    content: str | None = omitted_if_none()
+    tool_calls: list[ToolCallDelta] | None = omitted_if_none()
 
 
 class ChunkChatChoice(ResponseModel):
     index: int = 0
     delta: ChatDelta
     finish_reason: FinishReason | None = None
+    logprobs: ChatChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(ResponseModel):
@@ -84,7 +115,8 @@ class ChatCompletionChunk(ResponseModel):
     created: int
     model: str
     choices: list[ChunkChatChoice]
-    usage: Usage | None = None
+    system_fingerprint: str | None = omitted_if_none()
+    usage: Usage | None = omitted_if_none()
 
     @property
     def text(self) -> str:

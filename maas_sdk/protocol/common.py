@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def omitted_if_none(**kwargs: Any) -> Any:
+    """A field that defaults to None and is left out of the JSON when None, as OpenAI leaves
+    out `role` after the first stream chunk, `usage` on every chunk but the last, `name`, ..."""
+    return Field(default=None, exclude_if=_is_none, **kwargs)
 
 
 class ResponseModel(BaseModel):
@@ -30,9 +40,32 @@ class ResponseModel(BaseModel):
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: unknown fields are an error naming the field."""
+    """Base of every request body: unknown fields are an error naming the field.
+
+    An explicit `null` for a known field means "the default", as it does for OpenAI (clients
+    such as langchain send `"logprobs": null` on every call). Fields named in `IGNORED` are
+    documented OpenAI parameters the server accepts without acting on them; it names the ones
+    a request set in the `x-maas-ignored-params` response header.
+    """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    IGNORED: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and None in data.values():
+            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+        return data
+
+    def ignored_params(self) -> list[str]:
+        """The `IGNORED` parameters this request set (to a value other than null)."""
+        found = [name for name in self.IGNORED if getattr(self, name, None) is not None]
+        for name in type(self).model_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, RequestModel):
+                found += [f"{name}.{inner}" for inner in value.ignored_params()]
+        return found
 
 
 class Usage(ResponseModel):
@@ -42,7 +75,10 @@ class Usage(ResponseModel):
 
 
 class StreamOptions(RequestModel):
+    IGNORED = ("include_obfuscation",)
+
     include_usage: bool = False
+    include_obfuscation: bool | None = Field(default=None, description="Accepted and ignored.")
 
 
 class ErrorDetail(ResponseModel):

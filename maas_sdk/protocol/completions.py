@@ -1,47 +1,68 @@
-"""`POST /v1/completions`: text generation from a raw prompt."""
+"""`POST /v1/completions`: text generation from a raw prompt (text or token ids)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, StreamOptions, Usage
+from maas_sdk.protocol.common import RequestModel, ResponseModel, StreamOptions, Usage, omitted_if_none
+from maas_sdk.protocol.logprobs import CompletionLogprobs
 from maas_sdk.protocol.structured import StructuredFields
 
-FinishReason = Literal["stop", "length", "tool_calls"]
+# The reasons OpenAI and vLLM give; other servers may send others, so any string is accepted.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"] | str
+MAX_LOGPROBS = 20
+MAX_STOP_SEQUENCES = 16
 
 
 class SamplingFields(RequestModel):
-    """Sampling parameters shared by completions and chat completions."""
+    """Sampling parameters shared by completions and chat completions.
+
+    Beyond OpenAI's: `top_k`, `min_p`, `repetition_penalty`, `min_tokens`, `ignore_eos` and
+    `stop_token_ids`, as vLLM names them.
+    """
 
     model: str = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=0)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0, description="0 or null disables top-k filtering.")
-    stop: str | list[str] | None = Field(default=None, description="Up to 4 stop sequences.")
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    n: int = Field(default=1, ge=1, le=1, description="Only n=1 is supported.")
+    top_k: int | None = Field(default=None, ge=-1, description="0, -1 or null disables top-k filtering.")
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0,
+                         description="Drop tokens less likely than min_p times the most likely one.")
+    stop: str | list[str] | None = Field(default=None, description=f"Up to {MAX_STOP_SEQUENCES} stop sequences.")
+    stop_token_ids: list[int] | None = Field(default=None, description="Token ids that end the sequence.")
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
+    n: int = Field(default=1, ge=1, description="Choices to generate (up to the server's max_n).")
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0,
+                                      description="Divide the logits of tokens already seen (prompt or output).")
+    logit_bias: dict[str, float] | None = Field(default=None, description="Token id -> bias in [-100, 100].")
     min_tokens: int = Field(default=0, ge=0, description="Suppress end-of-sequence before this many tokens.")
     ignore_eos: bool = Field(default=False, description="Keep generating past end-of-sequence.")
-    user: str | None = None
+    user: str | None = Field(default=None, description="Accepted and ignored.")
 
 
 class CompletionRequest(SamplingFields, StructuredFields):
-    prompt: str | list[str]
-    echo: bool = False
+    IGNORED = ("suffix", "user")
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+    echo: bool = Field(default=False, description="Return the prompt (and, with logprobs, its logprobs) too.")
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS,
+                                 description="Return the logprobs of each token and of this many alternatives.")
+    best_of: int | None = Field(default=None, ge=1,
+                                description="Generate this many, return the n with the highest logprob.")
+    suffix: Any = Field(default=None, description="Accepted and ignored.")
 
 
 class CompletionChoice(ResponseModel):
     index: int = 0
     text: str = ""
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Generation(ResponseModel):
@@ -52,7 +73,8 @@ class Generation(ResponseModel):
     created: int
     model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
+    system_fingerprint: str | None = omitted_if_none()
+    usage: Usage | None = omitted_if_none()
 
     @property
     def text(self) -> str:

@@ -10,11 +10,13 @@ from maas_sdk.protocol.common import RequestModel, ResponseModel
 
 
 class EmbeddingRequest(RequestModel):
+    IGNORED = ("user",)
+
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
-    user: str | None = None
+    user: str | None = Field(default=None, description="Accepted and ignored.")
 
 
 class Embedding(ResponseModel):

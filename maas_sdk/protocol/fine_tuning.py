@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel
-
-JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+from maas_sdk.protocol.vocabulary import TERMINAL_STATUSES, JobStatus
 
 
 class Hyperparameters(RequestModel):
+    """Training hyperparameters; `"auto"` (OpenAI's word for the default) and null mean the default."""
+
     n_epochs: int | None = Field(default=None, ge=1, le=100)
     learning_rate: float | None = Field(default=None, gt=0.0, le=1.0)
+    learning_rate_multiplier: float | None = Field(
+        default=None, gt=0.0, le=100.0, description="Scales the default learning rate (OpenAI's form).")
     batch_size: int | None = Field(default=None, ge=1, le=512)
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_means_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "auto" in data.values():
+            return {k: v for k, v in data.items() if v != "auto"}
+        return data
 
 
 class LoraConfig(RequestModel):
@@ -25,14 +34,43 @@ class LoraConfig(RequestModel):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
-class FineTuneMethod(RequestModel):
-    """How to train: `full` updates every weight, `lora` trains low-rank adapters (peft)."""
+class SupervisedMethod(RequestModel):
+    """OpenAI's `method.supervised`. `training` is ours: `full` updates every weight, `lora`
+    trains low-rank adapters (peft); the default depends on the model (LoRA for generators)."""
 
-    type: Literal["full", "lora"]
+    hyperparameters: Hyperparameters | None = None
+    training: Literal["full", "lora"] | None = Field(default=None, description="full or lora (maas).")
+    lora: LoraConfig | None = Field(default=None, description="LoRA settings, with training=lora (maas).")
+
+
+class FineTuneMethod(RequestModel):
+    """How to train. OpenAI's form is `{"type": "supervised", "supervised": {...}}`; the short
+    forms `{"type": "full"}` and `{"type": "lora", "lora": {...}}` are ours. `dpo` and
+    `reinforcement` are understood but refused: this server trains supervised only."""
+
+    type: Literal["supervised", "full", "lora", "dpo", "reinforcement"]
+    supervised: SupervisedMethod | None = None
+    dpo: dict[str, Any] | None = None
+    reinforcement: dict[str, Any] | None = None
     lora: LoraConfig | None = None
+
+    @property
+    def training(self) -> Literal["full", "lora"] | None:
+        """full or lora, whichever form chose it (None: the model's default)."""
+        if self.type in ("full", "lora"):
+            return self.type
+        return self.supervised.training if self.supervised is not None else None
+
+    @property
+    def lora_config(self) -> LoraConfig | None:
+        if self.supervised is not None and self.supervised.lora is not None:
+            return self.supervised.lora
+        return self.lora
 
 
 class FineTuningJobCreate(RequestModel):
+    IGNORED = ("integrations", "metadata")
+
     model: str = Field(min_length=1)
     training_file: str = Field(min_length=1)
     validation_file: str | None = None
@@ -40,6 +78,8 @@ class FineTuningJobCreate(RequestModel):
     method: FineTuneMethod | None = None
     suffix: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    integrations: list[dict[str, Any]] | None = Field(default=None, description="Accepted and ignored.")
+    metadata: dict[str, str] | None = Field(default=None, description="Accepted and ignored.")
 
 
 class FineTuningJobError(ResponseModel):

@@ -23,3 +23,11 @@ class Model(ResponseModel):
 class ModelList(ResponseModel):
     object: str = "list"
     data: list[Model]
+
+
+class ModelDeleted(ResponseModel):
+    """`DELETE /v1/models/{id}` of a fine-tuned model."""
+
+    id: str
+    object: str = "model"
+    deleted: bool = True

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel
+from maas_sdk.protocol.common import RequestModel, ResponseModel, omitted_if_none
 
 
 class ResponseFormatText(RequestModel):
@@ -104,29 +104,21 @@ class ToolCall(ResponseModel):
     function: FunctionCall
 
 
-class _Sparse(ResponseModel):
-    """Serialized without its unset (None) members: stream accumulators (the openai client's
-    among them) merge each delta into the call so far, and a `"type": null` would erase it."""
-
-    @model_serializer(mode="wrap")
-    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+class FunctionCallDelta(ResponseModel):
+    # Members left out when None: stream accumulators (the openai client's among them) merge
+    # each delta into the call so far, and a `"type": null` would erase it.
+    name: str | None = omitted_if_none()
+    arguments: str | None = omitted_if_none()
 
 
-class FunctionCallDelta(_Sparse):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class ToolCallDelta(_Sparse):
+class ToolCallDelta(ResponseModel):
     """A streamed piece of a tool call: the first for an `index` carries `id` and the name,
     later ones append to `function.arguments`."""
 
     index: int
-    id: str | None = None
-    type: Literal["function"] | None = None
-    function: FunctionCallDelta | None = None
+    id: str | None = omitted_if_none()
+    type: Literal["function"] | None = omitted_if_none()
+    function: FunctionCallDelta | None = omitted_if_none()
 
 
 class StructuredFields(RequestModel):

@@ -3,6 +3,8 @@ encoding into model inputs (`encoding`), shared by serving (classification, eval
 training, so neither depends on the other."""
 
 from reference_server.datasets.formats import (
+    FORMATS,
+    GENERATION_FORMATS,
     MAX_LABELS,
     DatasetError,
     DatasetInfo,
@@ -15,5 +17,5 @@ from reference_server.datasets.formats import (
     validate,
 )
 
-__all__ = ["MAX_LABELS", "DatasetError", "DatasetInfo", "Format", "RecordError", "detect_line_format",
+__all__ = ["FORMATS", "GENERATION_FORMATS", "MAX_LABELS", "DatasetError", "DatasetInfo", "Format", "RecordError", "detect_line_format",
            "iter_records", "label_of", "load", "validate"]

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from reference_server.errors import InvalidRequest
+
 Format = Literal["chat", "prompt_completion", "classification"]
 FORMATS: tuple[Format, ...] = ("chat", "prompt_completion", "classification")
 GENERATION_FORMATS: tuple[Format, ...] = ("chat", "prompt_completion")
@@ -36,11 +38,12 @@ class RecordError(ValueError):
     """One line is not a valid record of its format; the message says what is wrong."""
 
 
-class DatasetError(ValueError):
+class DatasetError(InvalidRequest):
     """The data is unusable; `line` is the 1-based line number of the first problem, if any."""
 
     def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(f"line {line}: {message}" if line is not None else message)
+        where = f"line {line}: {message}" if line is not None else message
+        super().__init__(f"Invalid JSONL file: {where}", param="file", code="invalid_file")
         self.line = line
 
 
@@ -165,7 +168,10 @@ def validate(data: bytes) -> DatasetInfo:
 
 def load(path: Path) -> tuple[DatasetInfo, list[dict[str, Any]]]:
     """Validate a stored file and return its records (used by training and evaluation)."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError("the stored contents of this file are missing") from None
     info = validate(data)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]

@@ -1,9 +1,9 @@
 """One error shape for every failure: `{"error": {"message", "type", "param", "code"}}`.
 
-Handlers raise `APIError`; the exception handlers installed by `install_error_handlers`
-render it, turn the engines' refusals into 429 (queue full) and 503 (stopping) with
-`Retry-After`, unknown routes into 404 and any unexpected exception into a 500 that names
-no file path and shows no stack.
+Domain errors (`reference_server.errors`) raised anywhere below HTTP are mapped to their status
+here, in `STATUS_OF`, and nowhere else; `HTTPError` is for the refusals only HTTP knows about
+(authentication, body size, content type). Unknown routes become 404 and any unexpected
+exception a 500 that names no file path and shows no stack.
 """
 
 from __future__ import annotations
@@ -16,27 +16,34 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from maas_sdk.protocol import ErrorBody, ErrorDetail
-from reference_server.inference.engine.errors import EngineStoppedError, QueueFullError
-from reference_server.inference.structured.errors import ConstraintError
+from maas_sdk.protocol.vocabulary import ERROR_TYPES, INVALID_REQUEST_ERROR, SERVER_ERROR
+from reference_server.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    Unavailable,
+)
 
 logger = logging.getLogger("reference_server")
 
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    415: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "overloaded_error",
+STATUS_OF: dict[type[DomainError], int] = {
+    InvalidRequest: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Overloaded: 429,
+    Unavailable: 503,
 }
 
 
-class APIError(Exception):
+def _type_of(status: int) -> str:
+    return ERROR_TYPES.get(status, SERVER_ERROR if status >= 500 else INVALID_REQUEST_ERROR)
+
+
+class HTTPError(Exception):
     """An error answer: status, message, and the parameter it concerns."""
 
     def __init__(
@@ -52,10 +59,17 @@ class APIError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.type = type or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        self.type = type or _type_of(status)
         self.param = param
         self.code = code
         self.headers = headers or {}
+
+    @classmethod
+    def of(cls, exc: DomainError) -> HTTPError:
+        """The answer for a domain error: its status from `STATUS_OF` (by the nearest base)."""
+        status = next(STATUS_OF[kind] for kind in type(exc).__mro__ if kind in STATUS_OF)
+        headers = {"retry-after": str(exc.retry_after)} if exc.retry_after is not None else None
+        return cls(status, exc.message, param=exc.param, code=exc.code, headers=headers)
 
     def detail(self) -> ErrorDetail:
         return ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code)
@@ -65,34 +79,25 @@ class APIError(Exception):
         return Response(body, status_code=self.status, media_type="application/json", headers=self.headers)
 
 
-def bad_request(message: str, param: str | None = None, code: str = "invalid_value") -> APIError:
-    return APIError(400, message, param=param, code=code)
+def bad_request(message: str, param: str | None = None, code: str = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(message, param=param, code=code)
 
 
-def not_found(message: str, param: str | None = None, code: str = "not_found") -> APIError:
-    return APIError(404, message, param=param, code=code)
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, APIError)
-    return exc.response()
-
-
-async def _queue_full(request: Request, exc: Exception) -> Response:
-    return APIError(429, f"The server is overloaded ({exc}); retry shortly.", code="overloaded",
-                    headers={"retry-after": "1"}).response()
-
-
-async def _engine_stopped(request: Request, exc: Exception) -> Response:
-    return APIError(503, "The model is shutting down.", code="unavailable", headers={"retry-after": "5"}).response()
-
-
-async def _constraint_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ConstraintError)
-    return bad_request(exc.message, param=exc.param, code=exc.code).response()
+def not_found(message: str, param: str | None = None, code: str = "not_found") -> NotFound:
+    return NotFound(message, param=param, code=code)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPError)
+    return exc.response()
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return HTTPError.of(exc).response()
+
+
+async def _starlette_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         message = f"No route for {request.method} {request.url.path}"
@@ -103,7 +108,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
         code = None
-    return APIError(exc.status_code, message, code=code, headers=dict(exc.headers or {})).response()
+    return HTTPError(exc.status_code, message, code=code, headers=dict(exc.headers or {})).response()
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -112,7 +117,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     request_id = request.scope.get("state", {}).get("request_id")
     return JSONResponse(
         ErrorBody(
-            error=ErrorDetail(message="The server failed to handle this request.", type="server_error",
+            error=ErrorDetail(message="The server failed to handle this request.", type=SERVER_ERROR,
                               code="internal_error")
         ).model_dump(),
         status_code=500,
@@ -121,9 +126,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: Starlette) -> None:
-    app.add_exception_handler(APIError, _api_error)
-    app.add_exception_handler(QueueFullError, _queue_full)
-    app.add_exception_handler(EngineStoppedError, _engine_stopped)
-    app.add_exception_handler(ConstraintError, _constraint_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(HTTPError, _http_error)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(HTTPException, _starlette_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,4 +1,4 @@
-"""Prometheus metrics (`GET /metrics`), named after vLLM's and TGI's where they overlap.
+"""Prometheus metrics (served at `GET /metrics`), named after vLLM's and TGI's where they overlap.
 
 Each app gets its own `CollectorRegistry`, so several apps (tests, replicas in one
 process) never share counters.
@@ -11,23 +11,11 @@ scheduled and when each token was sampled; the HTTP layer would add its own queu
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import RequestReport, StepReport
@@ -82,7 +70,7 @@ class ServerMetrics:
 
     def refresh_gauges(self, models: ModelRegistry) -> None:
         for served in models.list():
-            stats: Callable[[], dict] | None = None
+            stats: Callable[[], dict[str, int]] | None = None
             if served.engine is not None:
                 stats = served.engine.stats
             elif served.batcher is not None:
@@ -129,44 +117,3 @@ class EngineMetrics:
         for gap in report.inter_token_latencies_s:
             self.itl.observe(gap)
         self.e2e.observe(report.duration_s)
-
-
-class MetricsMiddleware:
-    """Counts every HTTP request by matched endpoint and status, and times it."""
-
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record)
-        finally:
-            endpoint = scope.get("endpoint")
-            route = getattr(endpoint, "__name__", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.request_latency.labels(route).observe(time.perf_counter() - start)
-            if status in (429, 503, 413):
-                self.metrics.rejections.labels({429: "overloaded", 503: "unavailable",
-                                                413: "too_large"}[status]).inc()
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    metrics: ServerMetrics = request.app.state.metrics
-    metrics.refresh_gauges(request.app.state.registry)
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-routes = [Route("/metrics", metrics_endpoint, methods=["GET"])]

@@ -1,26 +1,24 @@
 """`GET /openapi.json`: the OpenAPI 3.1 document of every route, built from the wire models.
 
-`OPERATIONS` is the one table from routes to the pydantic models of `maas_sdk.protocol`
-they read and answer, so the document cannot drift from what the server and the SDK
-validate. The test suite checks that every route of the app appears here (and nothing
-else), and fuzzes the running server against the document.
+The operations come from the route tables (`reference_server.http.routes.OPERATIONS`), where
+each is declared beside its handler with the pydantic models of `maas_sdk.protocol` it reads
+and answers, so the document cannot drift from what the server serves and the SDK validates.
+The test suite checks that every route of the app appears here (and nothing else), and fuzzes
+the running server against the document.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from maas_sdk import protocol as p
 from maas_sdk._version import __version__
+from reference_server.http.routing import Operation
 
 Mode = Literal["validation", "serialization"]
 REF = "#/components/schemas/{model}"
@@ -41,141 +39,6 @@ RETRY_AFTER = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
-
-
-@dataclass(frozen=True)
-class Param:
-    """A path, query or header parameter."""
-
-    name: str
-    location: Literal["path", "query", "header"]
-    schema: dict[str, Any]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One route: its body model, its answer, the errors it can give.
-
-    `stream` names the chunk model of the `text/event-stream` answer sent when the body
-    says `"stream": true`; `multipart` describes a form upload instead of a JSON body;
-    `raw` is the media type of a non-JSON answer.
-    """
-
-    method: str
-    path: str
-    summary: str
-    request: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
-    response_schema: dict[str, Any] | None = None
-    stream: type[BaseModel] | None = None
-    multipart: dict[str, Any] | None = None
-    raw: str | None = None
-    params: tuple[Param, ...] = ()
-    errors: tuple[int, ...] = ()
-    example: dict[str, Any] | None = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def authenticated(self) -> bool:
-        return self.path.startswith("/v1")
-
-
-def _path(name: str, what: str) -> Param:
-    return Param(name, "path", {"type": "string"}, f"The {what}'s id.")
-
-
-def _page(maximum: int) -> tuple[Param, ...]:
-    return (
-        Param("after", "query", {"type": "string"}, "Start after this id (from the previous page)."),
-        Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": maximum}, "Page size."),
-    )
-
-
-GENERATOR = "smollm2-135m-instruct"
-EMBEDDER = "all-minilm-l6-v2"
-_STATUS = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
-_READY = {
-    "type": "object",
-    "properties": {"status": {"const": "ready"}, "models": {"type": "array", "items": {"type": "string"}}},
-    "required": ["status", "models"],
-}
-_BODY = (400, 403, 404, 413)
-_FILE = _path("file_id", "file")
-_JOB = _path("job_id", "fine-tuning job")
-_UPLOAD = {
-    "type": "object",
-    "properties": {
-        "file": {"type": "string", "format": "binary", "description": "JSONL data: chat, prompt/completion "
-                 "or classification records."},
-        "purpose": {"type": "string", "enum": ["fine-tune", "evals"]},
-    },
-    "required": ["file", "purpose"],
-}
-
-OPERATIONS: tuple[Operation, ...] = (
-    Operation("GET", "/health", "Liveness: answers as soon as the process serves HTTP.",
-              response_schema=_STATUS, tags=("server",)),
-    Operation("GET", "/ready", "Readiness: 200 once every model is loaded, 503 while loading or draining.",
-              response_schema=_READY, errors=(503,), tags=("server",)),
-    Operation("GET", "/metrics", "Prometheus metrics.", raw="text/plain", tags=("server",)),
-    Operation("GET", "/openapi.json", "This document.", response_schema={"type": "object"}, tags=("server",)),
-    Operation("GET", "/v1/models", "List the models this API key may use.", response=p.ModelList,
-              tags=("models",)),
-    Operation("GET", "/v1/models/{model_id}", "Describe one model.", response=p.Model,
-              params=(_path("model_id", "model"),), errors=(403, 404), tags=("models",)),
-    Operation("POST", "/v1/completions", "Generate text from a prompt.", request=p.CompletionRequest,
-              response=p.Generation, stream=p.GenerationChunk, errors=_BODY, tags=("generation",),
-              example={"model": GENERATOR, "prompt": "The capital of France is", "max_tokens": 4}),
-    Operation("POST", "/v1/chat/completions", "Generate the next message of a conversation.",
-              request=p.ChatCompletionRequest, response=p.ChatCompletion, stream=p.ChatCompletionChunk,
-              errors=_BODY, tags=("generation",),
-              example={"model": GENERATOR, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}),
-    Operation("POST", "/v1/embeddings", "Embed texts as vectors.", request=p.EmbeddingRequest,
-              response=p.Embeddings, errors=_BODY, tags=("embeddings",),
-              example={"model": EMBEDDER, "input": ["hello", "world"]}),
-    Operation("POST", "/v1/classifications", "Classify texts: a trained classifier's labels, or zero-shot "
-              "among `labels` with any model.", request=p.ClassificationRequest, response=p.Classifications,
-              errors=_BODY, tags=("nlu",),
-              example={"model": EMBEDDER, "input": ["I loved it"], "labels": ["positive", "negative"]}),
-    Operation("POST", "/v1/tokenize", "Split a text into a model's tokens.", request=p.TokenizeRequest,
-              response=p.Tokenized, errors=_BODY, tags=("nlu",),
-              example={"model": GENERATOR, "text": "Hello world"}),
-    Operation("POST", "/v1/detokenize", "Turn token ids back into text.", request=p.DetokenizeRequest,
-              response=p.Detokenized, errors=_BODY, tags=("nlu",),
-              example={"model": GENERATOR, "tokens": [19556, 905]}),
-    Operation("POST", "/v1/evaluations", "Measure a model on a labelled file of yours.",
-              request=p.EvaluationRequest, response=p.Evaluation, errors=_BODY, tags=("nlu",)),
-    Operation("POST", "/v1/files", "Upload a JSONL data file.", multipart=_UPLOAD, response=p.FileObject,
-              errors=(400, 413), tags=("files",)),
-    Operation("GET", "/v1/files", "List your files, newest first unless `order=asc`.", response=p.FileList,
-              params=(Param("purpose", "query", {"type": "string", "enum": ["fine-tune", "evals"]}),
-                      Param("order", "query", {"type": "string", "enum": ["asc", "desc"]}),
-                      *_page(10000)),
-              errors=(400,), tags=("files",)),
-    Operation("GET", "/v1/files/{file_id}", "Describe one of your files.", response=p.FileObject,
-              params=(_FILE,), errors=(404,), tags=("files",)),
-    Operation("GET", "/v1/files/{file_id}/content", "Download a file's bytes as uploaded.",
-              raw="application/jsonl", params=(_FILE,), errors=(404,), tags=("files",)),
-    Operation("DELETE", "/v1/files/{file_id}", "Delete one of your files.", response=p.FileDeleted,
-              params=(_FILE,), errors=(404,), tags=("files",)),
-    Operation("POST", "/v1/fine_tuning/jobs", "Start a fine-tuning job.", request=p.FineTuningJobCreate,
-              response=p.FineTuningJob, errors=_BODY, tags=("fine-tuning",),
-              params=(Param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 255},
-                            "A retry with the same key returns the job the first request created."),)),
-    Operation("GET", "/v1/fine_tuning/jobs", "List your fine-tuning jobs, newest first.",
-              response=p.FineTuningJobList, params=_page(100), errors=(400,), tags=("fine-tuning",)),
-    Operation("GET", "/v1/fine_tuning/jobs/{job_id}", "Describe one of your jobs.", response=p.FineTuningJob,
-              params=(_JOB,), errors=(404,), tags=("fine-tuning",)),
-    Operation("POST", "/v1/fine_tuning/jobs/{job_id}/cancel", "Cancel a job that has not finished.",
-              response=p.FineTuningJob, params=(_JOB,), errors=(400, 404), tags=("fine-tuning",)),
-    Operation("GET", "/v1/fine_tuning/jobs/{job_id}/events", "A job's events, newest first.",
-              response=p.FineTuningEventList, params=(_JOB, *_page(1000)), errors=(400, 404),
-              tags=("fine-tuning",)),
-    Operation("GET", "/v1/fine_tuning/jobs/{job_id}/checkpoints", "A job's checkpoints, newest first.",
-              response=p.FineTuningCheckpointList, params=(_JOB, *_page(100)), errors=(400, 404),
-              tags=("fine-tuning",)),
-)
 
 
 def _body_models(operations: Sequence[Operation]) -> list[tuple[type[BaseModel], Mode]]:
@@ -219,9 +82,9 @@ def _event_schema(chunk_ref: dict[str, Any], error_ref: dict[str, Any]) -> dict[
     }
 
 
-def _operation(op: Operation, refs: dict[tuple[type[BaseModel], Mode], dict[str, Any]]) -> dict[str, Any]:
+def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "operationId": op.method.lower() + op.path.replace("/", "_").replace("{", "").replace("}", "")
+        "operationId": op.method.lower() + op.doc_path.replace("/", "_").replace("{", "").replace("}", "")
         .replace(".", "_"),
         "summary": op.summary,
         "tags": list(op.tags),
@@ -258,10 +121,12 @@ def _operation(op: Operation, refs: dict[tuple[type[BaseModel], Mode], dict[str,
 @functools.lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The document, built once per process."""
+    from reference_server.http.routes import OPERATIONS
+
     refs, defs = models_json_schema(_body_models(OPERATIONS), ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
+        paths.setdefault(op.doc_path, {})[op.method.lower()] = _operation(op, refs)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -277,10 +142,3 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }
-
-
-async def openapi_endpoint(request: Request) -> Response:
-    return JSONResponse(openapi_document())
-
-
-routes = [Route("/openapi.json", openapi_endpoint, methods=["GET"])]

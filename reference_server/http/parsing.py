@@ -14,8 +14,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reference_server.http.errors import APIError, bad_request
+from reference_server.errors import InvalidRequest
+from reference_server.http.errors import HTTPError, bad_request
 from reference_server.http.middleware.auth import require_model
+from reference_server.state import state_of
 
 M = TypeVar("M", bound=BaseModel)
 # A JSON escape in the UTF-16 surrogate range (`\ud800` to `\udfff`): the only way a lone
@@ -36,7 +38,7 @@ def _loc_to_param(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "body"
 
 
-def validation_error(exc: ValidationError) -> APIError:
+def validation_error(exc: ValidationError) -> InvalidRequest:
     """The first validation error as a 400 naming the parameter."""
     first = exc.errors(include_url=False)[0]
     param = _loc_to_param(tuple(first["loc"]))
@@ -55,17 +57,17 @@ def validation_error(exc: ValidationError) -> APIError:
 
 async def read_json(request: Request) -> Any:
     """The JSON body, bounded by the server's `max_body_bytes` (413 beyond it)."""
-    limit: int = request.app.state.settings.max_body_bytes
+    limit: int = state_of(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"Request body of {declared} bytes exceeds the limit of {limit} bytes.",
+        raise HTTPError(413, f"Request body of {declared} bytes exceeds the limit of {limit} bytes.",
                        code="request_too_large")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise APIError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large")
+            raise HTTPError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw:

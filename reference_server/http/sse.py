@@ -17,7 +17,9 @@ from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 from maas_sdk.protocol import ErrorBody, ErrorDetail
-from reference_server.http.errors import APIError
+from maas_sdk.protocol.vocabulary import SERVER_ERROR
+from reference_server.errors import DomainError
+from reference_server.http.errors import HTTPError
 
 logger = logging.getLogger("reference_server")
 
@@ -30,11 +32,13 @@ def event(body: BaseModel) -> bytes:
 
 
 def error_event(exc: BaseException) -> bytes:
-    if isinstance(exc, APIError):
+    if isinstance(exc, DomainError):
+        exc = HTTPError.of(exc)
+    if isinstance(exc, HTTPError):
         detail = exc.detail()
     else:
         logger.error("stream failed: %s", type(exc).__name__, exc_info=exc)
-        detail = ErrorDetail(message="The server failed while streaming this response.", type="server_error",
+        detail = ErrorDetail(message="The server failed while streaming this response.", type=SERVER_ERROR,
                              code="internal_error")
     return event(ErrorBody(error=detail))
 

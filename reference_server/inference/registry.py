@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from maas_sdk.protocol import Model
-from reference_server.http.errors import APIError, not_found
+from reference_server.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from reference_server.inference.engine.embeddings import EmbeddingBatcher
@@ -71,6 +71,10 @@ class ModelRegistry:
         with self._lock:
             return self._models.pop(model_id, None)
 
+    def serves(self, model_id: str) -> bool:
+        with self._lock:
+            return model_id in self._models
+
     def list(self) -> builtins.list[ServedModel]:
         with self._lock:
             return list(self._models.values())
@@ -79,15 +83,14 @@ class ModelRegistry:
         with self._lock:
             served = self._models.get(model_id)
         if served is None:
-            raise not_found(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+            raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
         return served
 
     def get_for(self, model_id: str, task: str) -> ServedModel:
         """The model, checked to serve `task`; 400 naming `model` otherwise."""
         served = self.get(model_id)
         if served.task != task:
-            raise APIError(
-                400,
+            raise InvalidRequest(
                 f"The model '{model_id}' serves {TASK_ROUTES.get(served.task, served.task)}, "
                 f"not {TASK_ROUTES.get(task, task)}.",
                 param="model",

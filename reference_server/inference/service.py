@@ -10,19 +10,18 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
-
+from reference_server.inference.loading import ModelSpec
 from reference_server.inference.registry import ModelRegistry, ServedModel
 from reference_server.settings import Settings
 
 if TYPE_CHECKING:
-    from reference_server.inference.loading import LoadedModel, ModelSpec
+    from reference_server.inference.loading import LoadedModel
 
 logger = logging.getLogger("reference_server")
 
 
 def configured_specs(settings: Settings) -> list[ModelSpec]:
-    from reference_server.inference.loading import ModelSpec, default_specs
+    from reference_server.inference.loading import default_specs
 
     specs: list[ModelSpec] = []
     if settings.default_models:
@@ -34,8 +33,7 @@ def configured_specs(settings: Settings) -> list[ModelSpec]:
             if settings.quantization and spec.task == "generate" and spec.quantization is None:
                 spec.quantization = settings.quantization
             specs.append(spec)
-    for extra in settings.models:
-        specs.append(ModelSpec(**extra.model_dump()))
+    specs.extend(spec.model_copy() for spec in settings.models)
     return specs
 
 
@@ -91,7 +89,7 @@ class ModelsService:
         self.error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, app: Starlette) -> None:
+    async def start(self) -> None:
         self._task = asyncio.create_task(self._load_all())
 
     async def _load_all(self) -> None:
@@ -111,7 +109,25 @@ class ModelsService:
             self.error = exc
             logger.exception("model loading failed")
 
-    async def stop(self, app: Starlette) -> None:
+    async def serve(self, spec: ModelSpec, *, parent: str, owner: str) -> None:
+        """Load `spec` (a fine-tuned model's folder) and serve it, unless it is served already."""
+        from reference_server.inference.loading import load_model
+
+        if self.registry.serves(spec.id):
+            return
+        loaded = await asyncio.to_thread(load_model, spec, cache_dir=self.settings.cache_dir,
+                                         device=self.settings.device)
+        self.registry.register(serve_loaded(loaded, self.settings, parent=parent, owner=owner))
+
+    async def unserve(self, model_id: str) -> bool:
+        """Stop serving `model_id` (requests in flight on it are aborted); False if not served."""
+        served = self.registry.unregister(model_id)
+        if served is None:
+            return False
+        await stop_served(served)
+        return True
+
+    async def stop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         for served in self.registry.list():

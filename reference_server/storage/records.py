@@ -16,9 +16,7 @@ from maas_sdk.protocol import (
     FineTuningJob,
     FineTuningJobError,
 )
-
-ACTIVE_STATUSES = ("validating_files", "queued", "running")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+from maas_sdk.protocol.vocabulary import TERMINAL_STATUSES
 
 
 @dataclass
@@ -74,7 +72,7 @@ class JobRecord:
     def to_wire(self) -> FineTuningJob:
         return FineTuningJob(
             id=self.id, created_at=self.created_at, finished_at=self.finished_at, model=self.model,
-            fine_tuned_model=self.fine_tuned_model, status=self.status,  # type: ignore[arg-type]
+            fine_tuned_model=self.fine_tuned_model, status=self.status,
             training_file=self.training_file, validation_file=self.validation_file,
             hyperparameters=self.hyperparameters, method=self.method, suffix=self.suffix, seed=self.seed,
             trained_tokens=self.trained_tokens,

@@ -52,20 +52,22 @@ def resolve(kind: str, hyperparameters: Hyperparameters | None,
             method: FineTuneMethod | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(hyperparameters, method) with every default filled in."""
     defaults = _DEFAULTS[kind]
-    method_type = method.type if method is not None else defaults["method"]
+    chosen = method.training if method is not None else None
+    method_type = chosen or defaults["method"]
     resolved_method: dict[str, Any] = {"type": method_type}
     if method_type == "lora":
-        lora = method.lora if method is not None and method.lora is not None else None
+        lora = method.lora_config if method is not None else None
         resolved_method["lora"] = {
             "r": lora.r if lora else 8,
             "alpha": lora.alpha if lora else 16,
             "dropout": lora.dropout if lora else 0.0,
         }
     given = hyperparameters or Hyperparameters()
+    rate = defaults["learning_rate"][method_type] * (given.learning_rate_multiplier or 1.0)
     resolved = {
         "n_epochs": given.n_epochs or defaults["n_epochs"],
         "batch_size": given.batch_size or defaults["batch_size"],
-        "learning_rate": given.learning_rate or defaults["learning_rate"][method_type],
+        "learning_rate": given.learning_rate or rate,
         "max_steps": given.max_steps,
     }
     return resolved, resolved_method

@@ -1,7 +1,7 @@
 """`FineTuningService`: the server side of fine-tuning: job queue, worker processes, serving results.
 
-It is one of the app's services (started and stopped by the lifespan). On start it opens the
-store, removes what a crash left half-written, makes every interrupted job truthful again
+It is one of the app's services (started and stopped by the lifespan, after the storage service
+has opened the store and swept what a crash left half-written). On start it makes every interrupted job truthful again
 (`Store.recover`) and serves the models of jobs that succeeded earlier. Then a loop:
 
 - `validating_files` jobs get their files checked (present, unchanged since upload) and are queued;
@@ -23,22 +23,25 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
-from starlette.applications import Starlette
-
-from reference_server.inference.registry import ModelRegistry
-from reference_server.inference.service import serve_loaded
+from reference_server.inference.loading import ModelSpec
 from reference_server.settings import Settings
-from reference_server.storage import AsyncStore, DataLayout, JobRecord, NewEvent, Store, blobs
+from reference_server.storage import AsyncStore, JobRecord, NewEvent
+from reference_server.storage.service import StorageService
 from reference_server.training import EXIT_OK, EXIT_STOPPED, plan
 from reference_server.training.checkpoints import MODEL_MARKER
+
+# Left in a job's folder once its model is deleted.
+DELETED_MARKER = "model-deleted"
 
 logger = logging.getLogger("reference_server.fine_tuning")
 
@@ -77,41 +80,45 @@ def _exit_reason(code: int) -> str:
     return f"the training worker exited unexpectedly with code {code}"
 
 
+class ModelHost(Protocol):
+    """What fine-tuning needs of the serving side: to know when the base models are loaded, and
+    to serve a finished model."""
+
+    ready: asyncio.Event
+    error: BaseException | None
+
+    async def serve(self, spec: ModelSpec, *, parent: str, owner: str) -> None: ...
+
+    async def unserve(self, model_id: str) -> bool: ...
+
+
 class FineTuningService:
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+    def __init__(self, settings: Settings, storage: StorageService, models: ModelHost,
+                 draining: Callable[[], bool]) -> None:
         self.settings = settings
-        self.registry = registry
-        self.layout = DataLayout(settings.data_dir)
+        self.storage = storage
+        self.layout = storage.layout
+        self.models = models
         self.ready = asyncio.Event()
-        self._db: AsyncStore | None = None
+        self._draining = draining
         self._workers: dict[str, _Worker] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._app: Starlette | None = None
 
     @property
     def db(self) -> AsyncStore:
-        if self._db is None:
-            raise RuntimeError("the fine-tuning service has not started")
-        return self._db
+        return self.storage.db
 
     # Lifecycle
 
-    async def start(self, app: Starlette) -> None:
-        self._app = app
-        app.state.fine_tuning = self
-        await asyncio.to_thread(self.layout.create)
-        self._db = AsyncStore(await asyncio.to_thread(Store, self.layout.db_path))
-        removed = await asyncio.to_thread(blobs.sweep, self.layout, await self.db.file_ids())
-        if removed:
-            logger.warning("removed %d unrecorded file(s) left by an interrupted upload", len(removed))
+    async def start(self) -> None:
         for job_id, status in await self.db.recover(self.settings.fine_tuning_max_interruptions):
             logger.warning("job %s was running when the server stopped; it is now %s", job_id, status)
         self._task = asyncio.create_task(self._run())
 
-    async def stop(self, app: Starlette) -> None:
+    async def stop(self) -> None:
         # The loop finishes the tick in progress rather than being cancelled mid-way, so no job is
         # left marked running without a worker.
         self._stopping = True
@@ -121,8 +128,6 @@ class FineTuningService:
         async with self._lock:
             workers = list(self._workers.values())
             await asyncio.gather(*(self._stop_worker(w) for w in workers))
-        if self._db is not None:
-            await self._db.close()
 
     def wake(self) -> None:
         """Look at the queue now rather than at the next tick (a job was created or cancelled)."""
@@ -151,8 +156,8 @@ class FineTuningService:
         """Wait until the configured models are loaded (or failed to): loading is not safe to run
         in two threads at once (transformers imports its classes lazily), so fine-tuned models
         are loaded after them, one at a time."""
-        models = getattr(self._app.state, "models_service", None) if self._app is not None else None
-        while models is not None and not models.ready.is_set() and models.error is None and not self._stopping:
+        models = self.models
+        while not models.ready.is_set() and models.error is None and not self._stopping:
             try:
                 await asyncio.wait_for(models.ready.wait(), timeout=_TICK)
             except asyncio.TimeoutError:
@@ -165,7 +170,7 @@ class FineTuningService:
                 await self._reconcile(worker, code)
         for job in await self.db.jobs_in("validating_files"):
             await self._validate(job)
-        if self._app is not None and getattr(self._app.state, "draining", False):
+        if self._draining():
             return  # shutting down: start nothing that would only be stopped again
         free = self.settings.fine_tuning_concurrency - len(self._workers)
         if free > 0:
@@ -312,12 +317,29 @@ class FineTuningService:
             if worker is not None:
                 await self._stop_worker(worker)
 
+    def model_deleted(self, job: JobRecord) -> bool:
+        return (self.layout.job_dir(job.id) / DELETED_MARKER).exists()
+
+    async def delete_model(self, job: JobRecord) -> None:
+        """Stop serving the job's model and delete its folder. The job itself stays (as OpenAI
+        keeps it), with an event saying the model was deleted; a marker keeps the next start
+        from looking for the folder."""
+        name = job.fine_tuned_model
+        if name is not None:
+            await self.models.unserve(name)
+        folder = self.layout.model_dir(job.id)
+        await asyncio.to_thread(self.layout.job_dir(job.id).mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread((self.layout.job_dir(job.id) / DELETED_MARKER).touch)
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await self.db.add_event(job.id, NewEvent(f"The model {name} was deleted.", data={"deleted_model": name}))
+        logger.info("job %s: deleted %s", job.id, name)
+
     # Serving results
 
     async def _serve_succeeded(self) -> None:
         for job in await self.db.jobs_in("succeeded"):
             name = job.fine_tuned_model
-            if name is None:
+            if name is None or (self.layout.job_dir(job.id) / DELETED_MARKER).exists():
                 continue
             if not (self.layout.model_dir(job.id) / MODEL_MARKER).is_file():
                 logger.error("job %s succeeded but its model folder is missing; %s is not served", job.id, name)
@@ -328,14 +350,8 @@ class FineTuningService:
                 logger.exception("job %s: could not serve %s", job.id, name)
 
     async def _register(self, job: JobRecord, name: str) -> None:
-        """Load the job's model folder and serve it as `name`, with the engine for its task."""
-        from reference_server.inference.loading import ModelSpec, load_model
-
-        if any(m.id == name for m in self.registry.list()):
-            return
+        """Serve the job's model folder as `name`, with the engine for its task."""
         spec = ModelSpec(id=name, path=str(self.layout.model_dir(job.id)), task=plan.served_task(job.kind),
                          dtype=self.settings.dtype)
-        loaded = await asyncio.to_thread(load_model, spec, cache_dir=self.settings.cache_dir,
-                                         device=self.settings.device)
-        self.registry.register(serve_loaded(loaded, self.settings, parent=job.model, owner=job.owner))
+        await self.models.serve(spec, parent=job.model, owner=job.owner)
         logger.info("job %s: serving %s", job.id, name)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY
+from tests.constants import API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from maas_sdk import AsyncMaaS, BadRequestError, Embeddings, MaaS, NotFoundError
-from tests.conftest import EMBEDDER, GENERATOR
+from tests.constants import EMBEDDER, GENERATOR
 
 
 def cosine(a: list, b: list) -> float:

@@ -24,9 +24,11 @@ from hypothesis import HealthCheck, settings
 from pydantic import BaseModel
 
 from maas_sdk.protocol import ErrorBody
-from reference_server.http.openapi import OPERATIONS, openapi_document
+from reference_server.http.openapi import openapi_document
+from reference_server.http.routes import OPERATIONS
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR, post_declared_and_chunked
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.helpers import post_declared_and_chunked
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +124,15 @@ BAD_BODIES = [
     ("unknown field", "/v1/completions", _json(max_tokenz=5), "max_tokenz"),
     ("lone surrogate", "/v1/completions", _json()[:-1] + b', "stop": "\\ud800"}', "stop"),
     ("empty prompt list", "/v1/completions", _json(prompt=[]), "prompt"),
-    ("five stop sequences", "/v1/completions", _json(stop=list("abcde")), "stop"),
+    ("seventeen stop sequences", "/v1/completions", _json(stop=[f"s{i}" for i in range(17)]), "stop"),
+    ("prompt token id outside the vocabulary", "/v1/completions", _json(prompt=[1, 2**40]), "prompt"),
+    ("n over the server's cap", "/v1/completions", _json(n=1000), "n"),
+    ("too many logprobs", "/v1/completions", _json(logprobs=21), "logprobs"),
+    ("scoring without echo", "/v1/completions", _json(max_tokens=0), "max_tokens"),
+    ("logit_bias key not a token id", "/v1/completions", _json(logit_bias={"abc": 1}), "logit_bias"),
+    ("top_logprobs without logprobs", "/v1/chat/completions",
+     json.dumps({"model": GENERATOR, "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}).encode(),
+     "top_logprobs"),
     ("prompt longer than the context", "/v1/completions", _json(prompt="word " * 9000), "prompt"),
     ("no messages", "/v1/chat/completions", json.dumps({"model": GENERATOR, "messages": []}).encode(), "messages"),
     ("unknown role", "/v1/chat/completions",

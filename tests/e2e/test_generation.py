@@ -16,7 +16,7 @@ from maas_sdk import (
     MaaS,
     NotFoundError,
 )
-from tests.conftest import API_KEY, GENERATOR
+from tests.constants import API_KEY, GENERATOR
 
 PROMPT = "The three primary colors are"
 
@@ -113,9 +113,9 @@ def test_unknown_model_is_not_found(client: MaaS) -> None:
         ({"max_tokens": -1}, "max_tokens"),
         ({"top_p": 0.0}, "top_p"),
         ({"max_tokens": 10_000_000}, "max_tokens"),
-        ({"extra_body": {"n": 3}}, "n"),
+        ({"extra_body": {"n": 9}}, "n"),
         ({"extra_body": {"max_tokenz": 3}}, "max_tokenz"),
-        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": [f"s{i}" for i in range(17)]}, "stop"),
     ],
 )
 def test_bad_parameter_is_a_400_naming_it(client: MaaS, kwargs: dict, param: str) -> None:

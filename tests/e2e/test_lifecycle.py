@@ -15,7 +15,7 @@ import pytest
 from maas_sdk import BadRequestError, MaaS, NotFoundError, RequestTooLargeError
 from maas_sdk.protocol import FineTuningEvent
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,8 @@ from reference_server.app import create_app
 from reference_server.inference.registry import ModelRegistry
 from reference_server.settings import Settings
 from reference_server.testing import ServerProcess, free_port
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR, post_declared_and_chunked
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.helpers import post_declared_and_chunked
 
 pytestmark = pytest.mark.slow
 

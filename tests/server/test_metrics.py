@@ -9,7 +9,7 @@ import time
 import httpx
 
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

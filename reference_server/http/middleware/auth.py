@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reference_server.http.errors import APIError
+from reference_server.http.errors import HTTPError
 from reference_server.settings import Settings
 
 ANONYMOUS = "anonymous"
@@ -104,8 +104,8 @@ class KeyRing:
 
 
 class APIKeyMiddleware:
-    """Bearer-key check on `/v1` routes; health, readiness, metrics and the OpenAPI
-    document stay open. Sets `scope["state"]["principal"]` and `["caller"]`."""
+    """Bearer-key check, mounted on `/v1` (health, readiness, metrics and the OpenAPI
+    document stay open). Sets `scope["state"]["principal"]` and `["caller"]`."""
 
     def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
         self.app = app
@@ -116,7 +116,7 @@ class APIKeyMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        if not self.keys or not scope["path"].startswith("/v1"):
+        if not self.keys:
             state["principal"] = ANONYMOUS
             state["caller"] = Caller(ANONYMOUS)
             await self.app(scope, receive, send)
@@ -127,7 +127,7 @@ class APIKeyMiddleware:
             message = "Missing API key: send `Authorization: Bearer <key>`." if token is None else (
                 "Incorrect API key provided."
             )
-            response = APIError(401, message, code="invalid_api_key",
+            response = HTTPError(401, message, code="invalid_api_key",
                                 headers={"www-authenticate": "Bearer"}).response()
             await response(scope, receive, send)
             return
@@ -144,7 +144,7 @@ def caller_of(request: Request) -> Caller:
 def require_model(request: Request, model_id: str, param: str = "model") -> None:
     """403 unless the caller's key may use `model_id`."""
     if not caller_of(request).may_use(model_id):
-        raise APIError(403, f"This API key may not use the model '{model_id}'.", param=param,
+        raise HTTPError(403, f"This API key may not use the model '{model_id}'.", param=param,
                        code="model_not_allowed")
 
 
@@ -157,6 +157,6 @@ def _bearer(scope: Scope) -> str | None:
         if name == b"authorization":
             auth = value.decode("latin-1")
             if auth[:7].lower() == "bearer ":
-                return auth[7:].strip()
+                return str(auth[7:].strip())
             return None
     return None

@@ -4,7 +4,7 @@ While models load, and once the server drains, `/v1` answers 503 with `Retry-Aft
 at once rather than holding the request, so clients and load balancers go elsewhere
 or come back later. `/health` stays up; `/ready` says 503 in both states.
 
-Draining (`Drainer.drain`, run on SIGTERM by `DrainingServer`) lets the requests in
+Draining (`Drainer.drain`, run on SIGTERM by `reference_server.server.DrainingServer`) lets the requests in
 flight finish within the grace period, then ends the rest: a stream gets an error event
 with code `server_shutdown` and `[DONE]`, so the client knows the answer is cut short,
 and a request whose answer has not started gets a 503. Only then does the server stop
@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import FrameType
+from typing import Protocol
 
 import anyio
-import uvicorn
-from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference_server.http.errors import APIError
+from maas_sdk.protocol.vocabulary import RETRY_AFTER_DRAINING, RETRY_AFTER_LOADING
+from reference_server.http.errors import HTTPError
 from reference_server.http.sse import DONE, error_event
 
 logger = logging.getLogger("reference_server")
 
-LOADING_RETRY_AFTER = 2
-DRAINING_RETRY_AFTER = 5
 # After the grace period, how long the cut-short requests get to send their last words.
 CUTOFF_SECONDS = 5.0
 
@@ -62,8 +59,8 @@ class InFlight:
 
     async def cut_short(self, scope: Scope, receive: Receive, send: Send) -> None:
         """End the answer of a request the shutdown interrupted, in whatever state it is."""
-        shutdown = APIError(503, "The server shut down before this request finished; retry it.",
-                            code="server_shutdown", headers={"retry-after": str(DRAINING_RETRY_AFTER)})
+        shutdown = HTTPError(503, "The server shut down before this request finished; retry it.",
+                            code="server_shutdown", headers={"retry-after": str(RETRY_AFTER_DRAINING)})
         if not self.started:
             await shutdown.response()(scope, receive, send)
             return
@@ -80,6 +77,7 @@ class Drainer:
 
     def __init__(self) -> None:
         self._flights: set[InFlight] = set()
+        self.draining = False
 
     @property
     def in_flight(self) -> int:
@@ -91,9 +89,9 @@ class Drainer:
     def discard(self, flight: InFlight) -> None:
         self._flights.discard(flight)
 
-    async def drain(self, app: Starlette, grace: float) -> None:
+    async def drain(self, grace: float) -> None:
         """Refuse new `/v1` requests, wait up to `grace` s for those in flight, end the rest."""
-        app.state.draining = True
+        self.draining = True
         logger.info("draining: %d request(s) in flight, up to %g s to finish", self.in_flight, grace)
         if await self._wait_idle(grace):
             return
@@ -109,26 +107,33 @@ class Drainer:
         return not self._flights
 
 
+class Loading(Protocol):
+    """What the middleware needs to know of model loading."""
+
+    ready: asyncio.Event
+    error: BaseException | None
+
+
 class LifecycleMiddleware:
     """503 + `Retry-After` on `/v1` while models load or the server drains; otherwise
     registers the request with the `Drainer` so a shutdown can wait for it or end it."""
 
-    def __init__(self, app: ASGIApp, drainer: Drainer) -> None:
+    def __init__(self, app: ASGIApp, drainer: Drainer, loading: Loading) -> None:
         self.app = app
         self.drainer = drainer
+        self.loading = loading
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state = scope["app"].state
-        unavailable: APIError | None = None
-        if getattr(state, "draining", False):
-            unavailable = APIError(503, "The server is shutting down; retry shortly.", code="draining",
-                                   headers={"retry-after": str(DRAINING_RETRY_AFTER)})
-        elif not state.models_service.ready.is_set() and state.models_service.error is None:
-            unavailable = APIError(503, "The server is loading its models; retry shortly.", code="loading",
-                                   headers={"retry-after": str(LOADING_RETRY_AFTER)})
+        unavailable: HTTPError | None = None
+        if self.drainer.draining:
+            unavailable = HTTPError(503, "The server is shutting down; retry shortly.", code="draining",
+                                   headers={"retry-after": str(RETRY_AFTER_DRAINING)})
+        elif not self.loading.ready.is_set() and self.loading.error is None:
+            unavailable = HTTPError(503, "The server is loading its models; retry shortly.", code="loading",
+                                   headers={"retry-after": str(RETRY_AFTER_LOADING)})
         if unavailable is not None:
             await unavailable.response()(scope, receive, send)
             return
@@ -147,36 +152,3 @@ class LifecycleMiddleware:
                 await flight.cut_short(scope, receive, send)
         finally:
             self.drainer.discard(flight)
-
-
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server, draining the app before it stops listening.
-
-    uvicorn's own shutdown closes the listening socket first and then waits for the
-    connections; here the first SIGTERM/SIGINT drains instead (readiness goes 503 at
-    once), and only when the drain is over does uvicorn's shutdown run. A second signal
-    skips what is left of the drain.
-    """
-
-    def __init__(self, config: uvicorn.Config, app: Starlette, grace: float) -> None:
-        super().__init__(config)
-        self.app = app
-        self.grace = grace
-        self._drain: asyncio.Task[None] | None = None
-        self._hurry = False
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit:
-            self._hurry = True
-        super().handle_exit(sig, frame)
-
-    async def on_tick(self, counter: int) -> bool:
-        if not await super().on_tick(counter):
-            return False
-        if self._hurry or self.force_exit:
-            return True
-        if self._drain is None:
-            drainer: Drainer = self.app.state.drainer
-            self._drain = asyncio.create_task(drainer.drain(self.app, self.grace))
-        return self._drain.done()
-

@@ -27,8 +27,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reference_server.http.errors import APIError, bad_request
+from reference_server.http.errors import HTTPError, bad_request
 from reference_server.settings import Settings
+from reference_server.state import state_of
 
 
 class RateLimits:
@@ -59,11 +60,11 @@ class RateLimits:
         if not await self._limiter.hit(self.tokens, principal, cost=tokens):
             raise await self._exceeded(self.tokens, principal, "tokens", tokens)
 
-    async def _exceeded(self, item: RateLimitItem, principal: str, unit: str, cost: int = 1) -> APIError:
+    async def _exceeded(self, item: RateLimitItem, principal: str, unit: str, cost: int = 1) -> HTTPError:
         stats = await self._limiter.get_window_stats(item, principal)
         wait = max(1, math.ceil(stats.reset_time - time.time()))
         asked = f" ({cost} asked, {stats.remaining} left)" if unit == "tokens" else ""
-        return APIError(
+        return HTTPError(
             429,
             f"Rate limit reached: {item.amount} {unit} per minute for this API key{asked}. "
             f"Retry in {wait} s.",
@@ -74,7 +75,7 @@ class RateLimits:
 
 async def charge_tokens(request: Request, tokens: int, param: str) -> None:
     """Count `tokens` against the caller's tokens-per-minute window, or raise 429/400."""
-    limits: RateLimits = request.app.state.rate_limits
+    limits: RateLimits = state_of(request).rate_limits
     await limits.admit_tokens(request.state.principal, tokens, param)
 
 
@@ -83,7 +84,7 @@ async def charge_input_tokens(request: Request, tokenizer: Any, inputs: Sequence
     """Charge the tokens of `inputs` (texts or token-id lists). They are counted only when a
     tokens-per-minute limit is set (so this costs nothing otherwise), with the settings the
     embedding batcher uses, so texts count as in the usage reported; token ids count as sent."""
-    limits: RateLimits = request.app.state.rate_limits
+    limits: RateLimits = state_of(request).rate_limits
     if limits.tokens is None:
         return
     texts = [item for item in inputs if isinstance(item, str)]
@@ -101,10 +102,10 @@ class RateLimitMiddleware:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.limits.requests is not None and scope["path"].startswith("/v1"):
+        if scope["type"] == "http" and self.limits.requests is not None:
             try:
                 await self.limits.admit_request(scope["state"]["principal"])
-            except APIError as exc:
+            except HTTPError as exc:
                 await exc.response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -1,27 +1,84 @@
 """What completions and chat completions share: validating sampling parameters against
-the model's context, submitting to the engine, collecting or merging token events, and
-dropping the work when the client goes away."""
+the model's context, deriving each choice's seed, submitting to the engine, collecting or
+merging token events, and dropping the work when the client goes away."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 
+from maas_sdk import __version__
 from maas_sdk.protocol import SamplingFields, Usage
-from reference_server.http.errors import APIError, bad_request
+from maas_sdk.protocol.completions import MAX_STOP_SEQUENCES
+from reference_server.http.errors import HTTPError, bad_request
 from reference_server.inference.registry import ServedModel
+from reference_server.inference.token_strings import TokenStrings
 from reference_server.settings import Settings
 
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import GenerationHandle, TokenEvent
-    from reference_server.inference.engine.sampling import SamplingParams
+    from reference_server.inference.engine.sampling import SamplingParams, TokenLogprob
     from reference_server.inference.structured import RowConstraint
 
 T = TypeVar("T")
-MAX_STOP_SEQUENCES = 4
+_SEED_MASK = (1 << 64) - 1
+_SEED_STEP = 0x9E3779B97F4A7C15  # golden-ratio increment: derived seeds share no low bits
+
+
+def choice_seed(seed: int | None, index: int) -> int | None:
+    """The seed of choice `index`: the request's own for the first, distinct derived ones for the
+    others, so `n` seeded choices differ from each other and each is reproducible."""
+    if seed is None:
+        return None
+    return seed if index == 0 else (seed + index * _SEED_STEP) & _SEED_MASK
+
+
+def choice_count(n: int, settings: Settings, param: str = "n") -> int:
+    if n > settings.max_n:
+        raise bad_request(f"{param} is {n}; this server allows at most {settings.max_n}.", param=param)
+    return n
+
+
+def fingerprint(served: ServedModel) -> str:
+    """`system_fingerprint`: changes when the model or the server version does."""
+    digest = hashlib.sha256(f"{served.id}:{served.created}:{__version__}".encode()).hexdigest()
+    return f"fp_{digest[:10]}"
+
+
+def token_strings(served: ServedModel) -> TokenStrings:
+    found = served.extra.get("token_strings")
+    if not isinstance(found, TokenStrings):
+        found = served.extra["token_strings"] = TokenStrings(served.loaded.tokenizer)
+    return found
+
+
+def vocabulary_size(served: ServedModel) -> int:
+    return len(served.loaded.tokenizer)
+
+
+def _token_ids(values: list[int], vocab: int, param: str) -> list[int]:
+    for i, t in enumerate(values):
+        if not 0 <= t < vocab:
+            raise bad_request(f"{param}[{i}] = {t} is not a token id of this model (0 to {vocab - 1}).",
+                              param=param, code="invalid_token_id")
+    return values
+
+
+def _logit_bias(bias: dict[str, float] | None, vocab: int) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for key, value in (bias or {}).items():
+        if not key.strip().lstrip("-").isdigit() or not 0 <= int(key) < vocab:
+            raise bad_request(f"logit_bias key {key!r} is not a token id of this model (0 to {vocab - 1}).",
+                              param="logit_bias", code="invalid_token_id")
+        if not -100 <= value <= 100:
+            raise bad_request(f"logit_bias[{key}] is {value}; biases must be in [-100, 100].", param="logit_bias")
+        out[int(key)] = float(value)
+    return out
 
 
 def stop_list(stop: Any | None) -> list[str]:
@@ -43,9 +100,17 @@ def sampling_params(
     served: ServedModel,
     settings: Settings,
     prompt_param: str,
+    *,
+    logprobs: int | None = None,
+    prompt_logprobs: int | None = None,
 ) -> SamplingParams:
+    """The engine parameters of one choice (its seed is the request's; see `choice_seed`).
+    `max_tokens == 0` is accepted only with `prompt_logprobs` (the prompt is scored)."""
     from reference_server.inference.engine.sampling import SamplingParams
 
+    if max_tokens == 0 and prompt_logprobs is None:
+        raise bad_request("max_tokens must be at least 1 (0 only with echo and logprobs, to score the prompt).",
+                          param="max_tokens")
     context = served.loaded.context_length
     if prompt_tokens >= context:
         raise bad_request(
@@ -62,7 +127,7 @@ def sampling_params(
             f"max_tokens is {max_tokens}; this server allows at most {settings.max_tokens_limit}.",
             param="max_tokens",
         )
-    elif max_tokens > room:
+    elif max_tokens > room and max_tokens > 0:
         raise bad_request(
             f"This model's maximum context length is {context} tokens. However, you requested "
             f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the prompt, {max_tokens} for the "
@@ -73,18 +138,32 @@ def sampling_params(
     if req.min_tokens > max_tokens:
         raise bad_request(f"min_tokens ({req.min_tokens}) must not exceed max_tokens ({max_tokens}).",
                           param="min_tokens")
+    vocab = vocabulary_size(served)
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
-        top_k=req.top_k or None,
+        top_k=req.top_k if req.top_k and req.top_k > 0 else None,
+        min_p=req.min_p,
         stop=stop_list(req.stop),
+        stop_token_ids=_token_ids(list(req.stop_token_ids or []), vocab, "stop_token_ids"),
         seed=req.seed,
         min_tokens=req.min_tokens,
         ignore_eos=req.ignore_eos,
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
+        repetition_penalty=req.repetition_penalty,
+        logit_bias=_logit_bias(req.logit_bias, vocab),
+        logprobs=logprobs,
+        prompt_logprobs=prompt_logprobs,
     )
+
+
+def with_seed(params: SamplingParams, index: int) -> SamplingParams:
+    """A copy of `params` for choice `index`, with that choice's derived seed."""
+    from dataclasses import replace
+
+    return replace(params, seed=choice_seed(params.seed, index))
 
 
 def submit(
@@ -102,29 +181,46 @@ def submit(
     try:
         for ids, p, constraint in zip(prompts, params, rows):
             handles.append(served.engine.submit(ids, p, constraint))
-    except BaseException as exc:
+    except BaseException:
         for handle in handles:
             handle.cancel()
-        if isinstance(exc, ValueError):
-            raise bad_request(str(exc), param="prompt") from None
         raise
     return handles
 
 
-async def collect(handle: GenerationHandle) -> tuple[str, str | None]:
+@dataclass
+class Collected:
+    """Everything one handle produced."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+
+    @property
+    def cumulative_logprob(self) -> float:
+        return sum(lp.logprob for lp in self.logprobs)
+
+
+async def collect(handle: GenerationHandle) -> Collected:
+    out = Collected()
     parts: list[str] = []
-    finish: str | None = None
     async for ev in handle:
         parts.append(ev.text)
+        if ev.logprobs:
+            out.logprobs.extend(ev.logprobs)
+        if ev.prompt_logprobs is not None:
+            out.prompt_logprobs = ev.prompt_logprobs
         if ev.finish_reason is not None:
-            finish = ev.finish_reason
-    return "".join(parts), finish
+            out.finish_reason = ev.finish_reason
+    out.text = "".join(parts)
+    return out
 
 
-def usage(handles: list[GenerationHandle]) -> Usage:
-    prompt = sum(h.prompt_tokens for h in handles)
+def usage(prompt_tokens: int, handles: list[GenerationHandle]) -> Usage:
+    """Prompts count once however many choices they were sampled for (as OpenAI counts them)."""
     completion = sum(h.completion_tokens for h in handles)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion)
 
 
 async def merged(handles: list[GenerationHandle]) -> AsyncIterator[tuple[int, TokenEvent]]:
@@ -181,7 +277,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T], on_disconnec
         if work_task in done:
             return work_task.result()
         # Nobody will read this answer; 499 (as nginx logs it) marks the request in the metrics.
-        raise APIError(499, "The client closed the connection before the answer was ready.",
+        raise HTTPError(499, "The client closed the connection before the answer was ready.",
                        code="client_disconnected")
     finally:
         watch.cancel()

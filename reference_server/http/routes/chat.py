@@ -1,4 +1,5 @@
-"""`POST /v1/chat/completions` (OpenAI shape): messages rendered with the model's chat template."""
+"""`POST /v1/chat/completions` (OpenAI shape): messages rendered with the model's chat template,
+`n` choices, logprobs with `top_logprobs` alternatives, streamed or not."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import (
     ChatChoice,
+    ChatChoiceLogprobs,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -20,14 +22,21 @@ from maas_sdk.protocol import (
     ChatMessage,
     ChunkChatChoice,
 )
+from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
+from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _generation as gen
 from reference_server.http.routes import _structured
+from reference_server.http.routes._logprobs import chat_logprobs
 from reference_server.http.routes._tool_calls import ToolCallDeltas, reply_message, turns_with_tools
+from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
 from reference_server.inference.structured.requests import OutputPlan, plan_chat
+from reference_server.state import state_of
+
+table = RouteTable("generation")
 
 
 def render_chat(messages: list[ChatMessage], tokenizer: Any, plan: OutputPlan | None = None) -> list[int]:
@@ -37,12 +46,18 @@ def render_chat(messages: list[ChatMessage], tokenizer: Any, plan: OutputPlan | 
         raise bad_request("This model has no chat template; use /v1/completions.", param="model",
                           code="no_chat_template")
     for i, message in enumerate(messages):
-        if message.content is None and not (message.role == "assistant"):
+        if message.content is None and message.role != "assistant":
             raise bad_request(f"messages[{i}].content is required for role '{message.role}'.",
                               param=f"messages[{i}].content")
     turns, template_tools = turns_with_tools(messages, tokenizer, plan or OutputPlan())
+    return apply_template(tokenizer, turns, add_generation_prompt=True, tools=template_tools)
+
+
+def apply_template(tokenizer: Any, turns: list[dict[str, Any]], *, add_generation_prompt: bool,
+                   continue_final_message: bool = False, tools: list[dict[str, Any]] | None = None) -> list[int]:
     try:
-        rendered = tokenizer.apply_chat_template(turns, tools=template_tools, add_generation_prompt=True,
+        rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=add_generation_prompt,
+                                                 continue_final_message=continue_final_message, tools=tools,
                                                  tokenize=True)
     except Exception as exc:  # noqa: BLE001 - template rejected the conversation (e.g. role order)
         raise bad_request(f"The model's chat template rejected the messages: {exc}", param="messages") from None
@@ -50,60 +65,77 @@ def render_chat(messages: list[ChatMessage], tokenizer: Any, plan: OutputPlan | 
     return [int(t) for t in ids]
 
 
+@table.route("POST", "/v1/chat/completions", "Generate the next message of a conversation.",
+             request=p.ChatCompletionRequest, response=p.ChatCompletion, stream=p.ChatCompletionChunk,
+             errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
 async def create_chat_completion(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
-    settings = request.app.state.settings
-    served = request.app.state.registry.get_for(body.model, "generate")
-    request.app.state.metrics.watch(served)
+    settings = state_of(request).settings
+    served = state_of(request).registry.get_for(body.model, "generate")
+    state_of(request).metrics.watch(served)
+    n = gen.choice_count(body.n, settings)
+    if body.top_logprobs is not None and not body.logprobs:
+        raise bad_request("top_logprobs needs logprobs: true.", param="top_logprobs")
+    top = body.top_logprobs or 0
     plan = plan_chat(body.response_format, body.structured_outputs, body.tools, body.tool_choice,
                      body.parallel_tool_calls)
-    constraints = await _structured.constraints(served, plan.spec, 1)
+    constraints = await _structured.constraints(served, plan.spec, n)
     prompt_ids = render_chat(body.messages, served.loaded.tokenizer, plan)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages")
-    await charge_tokens(request, len(prompt_ids) + params.max_tokens, "max_tokens")
-    (handle,) = gen.submit(served, [prompt_ids], [params], constraints)
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
+    if max_tokens == 0:
+        raise bad_request("max_tokens must be at least 1.", param="max_tokens")
+    params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages",
+                                 logprobs=top if body.logprobs else None)
+    await charge_tokens(request, len(prompt_ids) + params.max_tokens * n, "max_tokens")
+    handles = gen.submit(served, [prompt_ids] * n, [gen.with_seed(params, j) for j in range(n)], constraints)
     with_tools = plan.tool_choice is not None
+    strings = gen.token_strings(served)
+    reply = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,
+             "system_fingerprint": gen.fingerprint(served)}
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        def chunk(delta: ChatDelta, finish: str | None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(
-                id=completion_id, created=created, model=body.model,
-                choices=[ChunkChatChoice(index=0, delta=delta, finish_reason=finish)],  # type: ignore[arg-type]
-            )
+        def chunk(index: int, delta: ChatDelta, finish: str | None = None,
+                  logprobs: ChatChoiceLogprobs | None = None) -> bytes:
+            choice = ChunkChatChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
+            return event(ChatCompletionChunk(**reply, choices=[choice]))
 
         async def chunks() -> AsyncIterator[bytes]:
-            yield event(chunk(ChatDelta(role="assistant", content=""), None))
-            calls = ToolCallDeltas() if with_tools else None
-            async for _, ev in gen.merged([handle]):
-                if calls is None:
-                    if ev.text:
-                        yield event(chunk(ChatDelta(content=ev.text), None))
-                else:
-                    for delta in calls.feed(ev.text, final=ev.finish_reason is not None):
-                        yield event(chunk(delta, None))
+            for index in range(n):
+                yield chunk(index, ChatDelta(role="assistant", content=""))
+            calls = [ToolCallDeltas() for _ in range(n)] if with_tools else None
+            async for index, ev in gen.merged(handles):
+                lps = chat_logprobs(strings, ev.logprobs, top) if body.logprobs and ev.logprobs else None
+                if calls is not None:
+                    for delta in calls[index].feed(ev.text, final=ev.finish_reason is not None):
+                        yield chunk(index, delta)
+                    if lps is not None:
+                        yield chunk(index, ChatDelta(), logprobs=lps)
+                elif ev.text or lps is not None:
+                    yield chunk(index, ChatDelta(content=ev.text), logprobs=lps)
                 if ev.finish_reason:
-                    finish = calls.finish_reason(ev.finish_reason) if calls is not None else ev.finish_reason
-                    yield event(chunk(ChatDelta(), finish))
+                    finish = calls[index].finish_reason(ev.finish_reason) if calls is not None else ev.finish_reason
+                    yield chunk(index, ChatDelta(), finish)
             if include_usage:
-                yield event(ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=[],
-                                                usage=gen.usage([handle])))
+                yield event(ChatCompletionChunk(**reply, choices=[], usage=gen.usage(len(prompt_ids), handles)))
 
-        return sse_response(chunks(), settings.keepalive_seconds)
+        return mark_ignored(sse_response(chunks(), settings.keepalive_seconds), body)
 
-    text, finish = await gen.unless_disconnected(request, gen.collect(handle), handle.cancel)
-    message, finish = reply_message(text, finish, with_tools)
-    return json_response(
-        ChatCompletion(
-            id=completion_id, created=created, model=body.model,
-            choices=[ChatChoice(index=0, message=message, finish_reason=finish)],  # type: ignore[arg-type]
-            usage=gen.usage([handle]),
-        )
-    )
+    async def run_all() -> list[gen.Collected]:
+        return [await gen.collect(handle) for handle in handles]
 
+    def cancel_all() -> None:
+        for handle in handles:
+            handle.cancel()
 
-routes = [Route("/v1/chat/completions", create_chat_completion, methods=["POST"])]
+    results = await gen.unless_disconnected(request, run_all(), cancel_all)
+    choices = []
+    for j, r in enumerate(results):
+        message, finish = reply_message(r.text, r.finish_reason, with_tools)
+        choices.append(ChatChoice(index=j, message=message, finish_reason=finish,
+                                  logprobs=chat_logprobs(strings, r.logprobs, top) if body.logprobs else None))
+    return mark_ignored(json_response(ChatCompletion(**reply, choices=choices,
+                                                     usage=gen.usage(len(prompt_ids), handles))), body)
+

@@ -1,22 +1,28 @@
 """`POST /v1/classifications`: the top label and every label's score for each input.
 
 A classifier model scores its trained labels (or the subset named in `labels`); an embedder or
-a generator classifies zero-shot among the given `labels` (see `reference_server.inference.tasks` for how).
+a generator classifies zero-shot among the given `labels` (see `reference_server.inference.tasks.classify` for how).
 """
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import Classification, ClassificationRequest, Classifications, Usage
+from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body
-from reference_server.inference import tasks as nlu
+from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ServedModel
+from reference_server.inference.tasks import classify
+from reference_server.state import state_of
+
+table = RouteTable("nlu")
+
 
 
 def _inputs(raw: object, max_inputs: int) -> list[str]:
@@ -33,37 +39,33 @@ def _inputs(raw: object, max_inputs: int) -> list[str]:
 
 
 async def _score(served: ServedModel, inputs: list[str], labels: list[str] | None,
-                 work: ThreadWork) -> tuple[list[nlu.Scored], int]:
+                 work: ThreadWork) -> tuple[list[classify.Scored], int]:
     if served.task == "classify":
-        return await work.run(nlu.classify_with_head, served.loaded, inputs, labels)
+        return await work.run(classify.classify_with_head, served.loaded, inputs, labels)
     if labels is None:
         raise bad_request(f"The model '{served.id}' is not a trained classifier; pass `labels` to classify "
                           "zero-shot among them.", param="labels", code="labels_required")
     if served.task == "embed" and served.batcher is not None:
-        try:
-            vectors, tokens = await served.batcher.embed(inputs + labels)
-        except ValueError as exc:
-            raise bad_request(str(exc), param="input") from None
-        return nlu.zero_shot_by_similarity(vectors, len(inputs), labels), tokens
+        vectors, tokens = await served.batcher.embed(inputs + labels)
+        return classify.zero_shot_by_similarity(vectors, len(inputs), labels), tokens
     if served.task == "generate":
-        return await work.run(nlu.zero_shot_by_likelihood, served.loaded, inputs, labels)
+        return await work.run(classify.zero_shot_by_likelihood, served.loaded, inputs, labels)
     raise bad_request(f"The model '{served.id}' cannot classify.", param="model")
 
 
+@table.route("POST", "/v1/classifications", "Classify texts: a trained classifier's labels, or zero-shot "
+             "among `labels` with any model.", request=p.ClassificationRequest, response=p.Classifications,
+             errors=BODY_ERRORS,
+             example={"model": DEFAULT_EMBEDDER, "input": ["I loved it"], "labels": ["positive", "negative"]})
 async def create_classifications(request: Request) -> Response:
     body = await parse_body(request, ClassificationRequest)
-    served: ServedModel = request.app.state.registry.get(body.model)
-    inputs = _inputs(body.input, request.app.state.settings.embed_max_inputs)
+    served: ServedModel = state_of(request).registry.get(body.model)
+    inputs = _inputs(body.input, state_of(request).settings.embed_max_inputs)
     await charge_input_tokens(request, served.loaded.tokenizer, inputs)
-    try:
-        labels = nlu.check_labels(body.labels)
-        scored, tokens = await _score(served, inputs, labels, request.app.state.thread_work)
-    except nlu.NLUError as exc:
-        raise bad_request(str(exc), param=exc.param) from None
+    labels = classify.check_labels(body.labels)
+    scored, tokens = await _score(served, inputs, labels, state_of(request).thread_work)
     data = [Classification(index=i, label=s.label, score=s.scores[s.label], scores=s.scores)
             for i, s in enumerate(scored)]
     return json_response(Classifications(model=body.model, data=data,
                                          usage=Usage(prompt_tokens=tokens, total_tokens=tokens)))
 
-
-routes = [Route("/v1/classifications", create_classifications, methods=["POST"])]

@@ -1,90 +1,169 @@
-"""`POST /v1/completions` (OpenAI shape): raw-prompt generation, streamed or not."""
+"""`POST /v1/completions` (OpenAI shape): generation from a text or token-id prompt, streamed
+or not, with `n`/`best_of` choices per prompt, logprobs, and `echo` (with `max_tokens: 0`,
+the prompt is only scored: its logprobs come from the engine's prefill)."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from maas_sdk.protocol import CompletionChoice, CompletionRequest, Generation, GenerationChunk
+from maas_sdk import protocol as p
+from maas_sdk.protocol import (
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    Generation,
+    GenerationChunk,
+)
+from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
+from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _generation as gen
 from reference_server.http.routes import _structured
+from reference_server.http.routes._logprobs import CompletionLogprobsBuilder, merge
+from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
+from reference_server.inference.registry import ServedModel
 from reference_server.inference.structured.requests import plan_output
+from reference_server.inference.token_strings import TokenStrings
+from reference_server.state import state_of
+
+table = RouteTable("generation")
 
 
-def tokenize_prompts(prompts: list[str], tokenizer: object) -> list[list[int]]:
-    if not prompts:
+@dataclass
+class Prompt:
+    ids: list[int]
+    text: str
+
+
+def prompts_of(body: CompletionRequest, served: ServedModel) -> list[Prompt]:
+    """The prompts as token ids (text is tokenized; ids are checked against the vocabulary)
+    and as text (for echo)."""
+    tokenizer = served.loaded.tokenizer
+    raw = body.prompt
+    single = isinstance(raw, str) or bool(raw and all(isinstance(t, int) for t in raw))
+    items: list[str | list[int]] = [raw] if single else list(raw)  # type: ignore[list-item, arg-type]
+    if not items:
         raise bad_request("prompt must not be an empty list.", param="prompt")
-    ids: list[list[int]] = []
-    for prompt in prompts:
-        tokens = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])  # type: ignore[operator]
-        if not tokens:
-            raise bad_request("prompt must not be empty.", param="prompt")
-        ids.append(tokens)
-    return ids
+    vocab = gen.vocabulary_size(served)
+    prompts: list[Prompt] = []
+    for k, item in enumerate(items):
+        where = "prompt" if single else f"prompt[{k}]"
+        if isinstance(item, str):
+            ids = list(tokenizer(item, add_special_tokens=True)["input_ids"])
+            text = item
+        else:
+            for i, t in enumerate(item):
+                if not 0 <= t < vocab:
+                    raise bad_request(f"{where}[{i}] = {t} is not a token id of this model (0 to {vocab - 1}).",
+                                      param="prompt", code="invalid_token_id")
+            ids = item
+            text = str(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+        if not ids:
+            raise bad_request(f"{where} must not be empty.", param="prompt")
+        prompts.append(Prompt(ids, text))
+    return prompts
 
 
+@table.route("POST", "/v1/completions", "Generate text from a prompt.", request=p.CompletionRequest,
+             response=p.Generation, stream=p.GenerationChunk, errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "prompt": "The capital of France is", "max_tokens": 4})
 async def create_completion(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
-    settings = request.app.state.settings
-    served = request.app.state.registry.get_for(body.model, "generate")
-    request.app.state.metrics.watch(served)
+    settings = state_of(request).settings
+    served = state_of(request).registry.get_for(body.model, "generate")
+    state_of(request).metrics.watch(served)
+    n = gen.choice_count(body.n, settings)
+    best_of = gen.choice_count(body.best_of, settings, "best_of") if body.best_of is not None else n
+    if best_of < n:
+        raise bad_request(f"best_of ({best_of}) must be at least n ({n}).", param="best_of")
+    if body.stream and best_of > n:
+        raise bad_request("best_of cannot be streamed: the best choices are known only at the end.",
+                          param="best_of")
+    if body.max_tokens == 0 and not (body.echo and body.logprobs is not None):
+        raise bad_request("max_tokens: 0 scores the prompt; it needs echo: true and logprobs.", param="max_tokens")
     plan = plan_output(body.response_format, body.structured_outputs)
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    constraints = await _structured.constraints(served, plan.spec, len(prompts))
-    prompt_ids = tokenize_prompts(prompts, served.loaded.tokenizer)
-    params = [gen.sampling_params(body, body.max_tokens, len(ids), served, settings, "prompt") for ids in prompt_ids]
-    await charge_tokens(request, sum(len(ids) + p.max_tokens for ids, p in zip(prompt_ids, params)), "max_tokens")
-    handles = gen.submit(served, prompt_ids, params, constraints)
-    completion_id = f"cmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-    echo = prompts if body.echo else [""] * len(prompts)
+    prompts = prompts_of(body, served)
+    # Ranking best_of candidates needs each token's logprob, asked for or not.
+    logprobs = body.logprobs if body.logprobs is not None else (0 if best_of > n else None)
+    prompt_logprobs = body.logprobs if body.echo else None
+    base = [gen.sampling_params(body, body.max_tokens, len(pr.ids), served, settings, "prompt",
+                                logprobs=logprobs, prompt_logprobs=prompt_logprobs) for pr in prompts]
+    await charge_tokens(request, sum(len(pr.ids) + b.max_tokens * best_of for pr, b in zip(prompts, base)),
+                        "max_tokens")
+    # One engine request per (prompt, candidate); candidate j of prompt i is at i * best_of + j.
+    flat = [(i, j) for i in range(len(prompts)) for j in range(best_of)]
+    constraints = await _structured.constraints(served, plan.spec, len(flat))
+    handles = gen.submit(served, [prompts[i].ids for i, _ in flat], [gen.with_seed(base[i], j) for i, j in flat],
+                         constraints)
+    prompt_tokens = sum(len(pr.ids) for pr in prompts)
+    strings = gen.token_strings(served)
+    reply = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,
+             "system_fingerprint": gen.fingerprint(served)}
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        builders = [CompletionLogprobsBuilder(strings, 0 if body.echo else len(prompts[i].text)) for i, _ in flat]
+        started = [False] * len(flat)
+
+        def chunk(index: int, text: str, finish: str | None, lps: CompletionLogprobs | None) -> bytes:
+            choice = CompletionChoice(index=index, text=text, finish_reason=finish, logprobs=lps)
+            return event(GenerationChunk(**reply, choices=[choice]))
 
         async def chunks() -> AsyncIterator[bytes]:
-            for index, prefix in enumerate(echo):
-                if prefix:
-                    yield event(_chunk(completion_id, created, body.model, index, prefix, None))
             async for index, ev in gen.merged(handles):
-                if ev.text or ev.finish_reason:
-                    yield event(_chunk(completion_id, created, body.model, index, ev.text, ev.finish_reason))
+                prompt = prompts[flat[index][0]]
+                if not started[index]:
+                    started[index] = True
+                    if body.echo:
+                        scored = (builders[index].prompt(prompt.ids, ev.prompt_logprobs)
+                                  if ev.prompt_logprobs is not None else None)
+                        yield chunk(index, prompt.text, None, scored)
+                lps = builders[index].tokens(ev.logprobs or []) if body.logprobs is not None else None
+                if ev.text or ev.finish_reason or (lps is not None and lps.tokens):
+                    yield chunk(index, ev.text, ev.finish_reason, lps)
             if include_usage:
-                yield event(GenerationChunk(id=completion_id, created=created, model=body.model, choices=[],
-                                            usage=gen.usage(handles)))
+                yield event(GenerationChunk(**reply, choices=[], usage=gen.usage(prompt_tokens, handles)))
 
-        return sse_response(chunks(), settings.keepalive_seconds)
+        return mark_ignored(sse_response(chunks(), settings.keepalive_seconds), body)
 
-    async def run_all() -> list[CompletionChoice]:
-        choices = []
-        for index, handle in enumerate(handles):
-            text, finish = await gen.collect(handle)
-            choices.append(CompletionChoice(index=index, text=echo[index] + text, finish_reason=finish))
-        return choices
+    async def run_all() -> list[gen.Collected]:
+        return [await gen.collect(handle) for handle in handles]
 
     def cancel_all() -> None:
         for handle in handles:
             handle.cancel()
 
-    choices = await gen.unless_disconnected(request, run_all(), cancel_all)
-    return json_response(Generation(id=completion_id, created=created, model=body.model, choices=choices,
-                                    usage=gen.usage(handles)))
+    results = await gen.unless_disconnected(request, run_all(), cancel_all)
+    choices: list[CompletionChoice] = []
+    for i, prompt in enumerate(prompts):
+        candidates = list(range(i * best_of, (i + 1) * best_of))
+        if best_of > n:
+            candidates = sorted(candidates, key=lambda c: -results[c].cumulative_logprob)[:n]
+        for c in candidates:
+            choices.append(_choice(len(choices), prompt, results[c], body, strings))
+    return mark_ignored(json_response(Generation(**reply, choices=choices,
+                                                 usage=gen.usage(prompt_tokens, handles))), body)
 
 
-def _chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None) -> GenerationChunk:
-    return GenerationChunk(
-        id=cid, created=created, model=model,
-        choices=[CompletionChoice(index=index, text=text, finish_reason=finish)],  # type: ignore[arg-type]
-    )
+def _choice(index: int, prompt: Prompt, result: gen.Collected, body: CompletionRequest,
+            strings: TokenStrings) -> CompletionChoice:
+    text = (prompt.text if body.echo else "") + result.text
+    logprobs = None
+    if body.logprobs is not None:
+        builder = CompletionLogprobsBuilder(strings, 0 if body.echo else len(prompt.text))
+        parts = []
+        if body.echo and result.prompt_logprobs is not None:
+            parts.append(builder.prompt(prompt.ids, result.prompt_logprobs))
+        parts.append(builder.tokens(result.logprobs))
+        logprobs = merge(parts)
+    return CompletionChoice(index=index, text=text, finish_reason=result.finish_reason, logprobs=logprobs)
 
-
-routes = [Route("/v1/completions", create_completion, methods=["POST"])]

@@ -5,15 +5,23 @@ from __future__ import annotations
 import array
 import base64
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import Embedding, EmbeddingRequest, Embeddings, EmbeddingUsage
+from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
+from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.routing import BODY_ERRORS, RouteTable
+from reference_server.state import state_of
+
+table = RouteTable("embeddings")
+
 
 Inputs = list[str] | list[list[int]]
 
@@ -21,7 +29,7 @@ Inputs = list[str] | list[list[int]]
 def normalise_inputs(raw: object, max_inputs: int) -> Inputs:
     """Inputs as a list of strings or a list of token-id lists; 400 naming `input` otherwise."""
     if isinstance(raw, str):
-        items: list = [raw]
+        items: list[Any] = [raw]
     elif isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
         items = [raw]
     else:
@@ -45,10 +53,13 @@ def encode(vector: Sequence[float], fmt: str) -> list[float] | str:
     return list(vector)
 
 
+@table.route("POST", "/v1/embeddings", "Embed texts as vectors.", request=p.EmbeddingRequest,
+             response=p.Embeddings, errors=BODY_ERRORS,
+             example={"model": DEFAULT_EMBEDDER, "input": ["hello", "world"]})
 async def create_embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingRequest)
-    settings = request.app.state.settings
-    served = request.app.state.registry.get_for(body.model, "embed")
+    settings = state_of(request).settings
+    served = state_of(request).registry.get_for(body.model, "embed")
     inputs = normalise_inputs(body.input, settings.embed_max_inputs)
     dims = int(getattr(served.loaded.model.config, "hidden_size", 0))
     if body.dimensions is not None and body.dimensions != dims:
@@ -56,14 +67,9 @@ async def create_embeddings(request: Request) -> Response:
                           f"dimensions={body.dimensions} is not supported.", param="dimensions")
     await charge_input_tokens(request, served.loaded.tokenizer, inputs)
     assert served.batcher is not None
-    try:
-        vectors, prompt_tokens = await served.batcher.embed(inputs)
-    except ValueError as exc:
-        raise bad_request(str(exc), param="input") from None
-    request.app.state.metrics.prompt_tokens.labels(served.id).inc(prompt_tokens)
+    vectors, prompt_tokens = await served.batcher.embed(inputs)
+    state_of(request).metrics.prompt_tokens.labels(served.id).inc(prompt_tokens)
     data = [Embedding(index=i, embedding=encode(v, body.encoding_format)) for i, v in enumerate(vectors)]
     usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
-    return json_response(Embeddings(data=data, model=body.model, usage=usage))
+    return mark_ignored(json_response(Embeddings(data=data, model=body.model, usage=usage)), body)
 
-
-routes = [Route("/v1/embeddings", create_embeddings, methods=["POST"])]

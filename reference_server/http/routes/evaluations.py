@@ -12,36 +12,28 @@ import asyncio
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import Evaluation, EvaluationRequest
 from reference_server import datasets
-from reference_server.http.errors import bad_request
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _query
-from reference_server.inference import tasks as nlu
-from reference_server.storage import FileRecord, ids
-from reference_server.training.supervisor import FineTuningService
+from reference_server.http.routing import BODY_ERRORS, RouteTable
+from reference_server.inference.tasks import evaluate
+from reference_server.state import state_of
+
+table = RouteTable("nlu")
 
 
+
+@table.route("POST", "/v1/evaluations", "Measure a model on a labelled file of yours.",
+             request=p.EvaluationRequest, response=p.Evaluation, errors=BODY_ERRORS)
 async def create_evaluation(request: Request) -> Response:
     body = await parse_body(request, EvaluationRequest)
-    served = request.app.state.registry.get(body.model)
-    service: FineTuningService = request.app.state.fine_tuning
-    record: FileRecord | None = None
-    if ids.is_valid(ids.FILE, body.file):
-        record = await service.db.get_file(body.file, _query.principal(request))
-    if record is None:
-        raise bad_request(f"No such file: {body.file}", param="file", code="file_not_found")
-    try:
-        info, records = await asyncio.to_thread(datasets.load, service.layout.file_path(record.id))
-        work = request.app.state.thread_work
-        metrics = await work.run(nlu.evaluate, served.loaded, served.task, info, records)
-    except nlu.NLUError as exc:
-        raise bad_request(str(exc), param=exc.param) from None
-    except (datasets.DatasetError, FileNotFoundError) as exc:
-        raise bad_request(f"The file {record.id} cannot be read: {exc}", param="file") from None
+    state = state_of(request)
+    served = state.registry.get(body.model)
+    record = await state.storage.owned_file(_query.principal(request), body.file, param="file")
+    info, records = await asyncio.to_thread(datasets.load, state.storage.layout.file_path(record.id))
+    metrics = await state.thread_work.run(evaluate.evaluate, served.loaded, served.task, info, records)
     return json_response(Evaluation(model=body.model, file=record.id, metrics=metrics, num_examples=len(records)))
 
-
-routes = [Route("/v1/evaluations", create_evaluation, methods=["POST"])]

@@ -20,25 +20,34 @@ import unicodedata
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
 from starlette.types import Message, Receive
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import FileDeleted, FileList
 from reference_server import datasets
-from reference_server.http.errors import APIError, bad_request, not_found
+from reference_server.http.errors import HTTPError, bad_request
 from reference_server.http.parsing import json_response
 from reference_server.http.routes import _query
+from reference_server.http.routing import Param, RouteTable, page_params, path_param
+from reference_server.state import state_of
 from reference_server.storage import FileRecord, blobs, ids
-from reference_server.training.supervisor import FineTuningService
+
+table = RouteTable("files")
+_FILE = path_param("file_id", "file")
+_UPLOAD = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "JSONL data: chat, prompt/completion "
+                 "or classification records."},
+        "purpose": {"type": "string", "enum": ["fine-tune", "evals"]},
+    },
+    "required": ["file", "purpose"],
+}
+
 
 PURPOSES = ("fine-tune", "evals")
 # Room for the multipart framing and the other form fields around the file itself.
 _MULTIPART_OVERHEAD = 64 * 1024
-
-
-def _service(request: Request) -> FineTuningService:
-    service: FineTuningService = request.app.state.fine_tuning
-    return service
 
 
 def _clean_filename(raw: str | None) -> str:
@@ -47,17 +56,12 @@ def _clean_filename(raw: str | None) -> str:
     return name[:255] or "upload.jsonl"
 
 
-async def get_owned_file(request: Request, file_id: str) -> FileRecord:
-    """The caller's file `file_id`, or 404 (also for a malformed id or someone else's file)."""
-    record: FileRecord | None = None
-    if ids.is_valid(ids.FILE, file_id):
-        record = await _service(request).db.get_file(file_id, _query.principal(request))
-    if record is None:
-        raise not_found(f"No such file: {file_id}", param="file_id", code="file_not_found")
-    return record
+async def _owned_file(request: Request) -> FileRecord:
+    """The caller's file named in the path, or 404 (also for a malformed id or someone else's file)."""
+    return await state_of(request).storage.owned_file(_query.principal(request), request.path_params["file_id"])
 
 
-def _bounded(receive: Receive, limit: int, too_large: APIError) -> Receive:
+def _bounded(receive: Receive, limit: int, too_large: HTTPError) -> Receive:
     """`receive`, failing with `too_large` once the body passes `limit` bytes, so an upload sent
     without a Content-Length is refused as it streams in, not after it has been spooled to disk."""
     seen = 0
@@ -74,10 +78,12 @@ def _bounded(receive: Receive, limit: int, too_large: APIError) -> Receive:
     return bounded
 
 
+@table.route("POST", "/v1/files", "Upload a JSONL data file.", multipart=_UPLOAD, response=p.FileObject,
+             errors=(400, 413))
 async def upload_file(request: Request) -> Response:
-    service = _service(request)
-    limit: int = request.app.state.settings.max_upload_bytes
-    too_large = APIError(413, f"The file exceeds the upload limit of {limit} bytes.", param="file",
+    state = state_of(request)
+    limit = state.settings.max_upload_bytes
+    too_large = HTTPError(413, f"The file exceeds the upload limit of {limit} bytes.", param="file",
                          code="file_too_large")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + _MULTIPART_OVERHEAD:
@@ -99,26 +105,28 @@ async def upload_file(request: Request) -> Response:
         filename = _clean_filename(upload.filename)
     if len(data) > limit:
         raise too_large
-    try:
-        info = await asyncio.to_thread(datasets.validate, data)
-    except datasets.DatasetError as exc:
-        raise bad_request(f"Invalid JSONL file: {exc}", param="file", code="invalid_file") from None
+    info = await asyncio.to_thread(datasets.validate, data)
 
     record = FileRecord(id=ids.new_id(ids.FILE), owner=_query.principal(request), filename=filename,
                         purpose=purpose, bytes=len(data), created_at=int(time.time()), format=info.format,
                         lines=info.lines, sha256=hashlib.sha256(data).hexdigest(), labels=info.labels)
-    await asyncio.to_thread(blobs.write_atomic, service.layout.file_path(record.id), data)
-    await service.db.add_file(record)
+    await asyncio.to_thread(blobs.write_atomic, state.storage.layout.file_path(record.id), data)
+    await state.storage.db.add_file(record)
     return json_response(record.to_wire())
 
 
+@table.route("GET", "/v1/files", "List your files, newest first unless `order=asc`.", response=p.FileList,
+             params=(Param("purpose", "query", {"type": "string", "enum": ["fine-tune", "evals"]}),
+             Param("order", "query", {"type": "string", "enum": ["asc", "desc"]}),
+             *page_params(10000)),
+             errors=(400,))
 async def list_files(request: Request) -> Response:
     _query.only(request, "purpose", "order", "after", "limit")
     purpose = _query.choice(request, "purpose", PURPOSES, None)
     order = _query.choice(request, "order", ("asc", "desc"), "desc")
     after = request.query_params.get("after")
     try:
-        records, more = await _service(request).db.list_files(
+        records, more = await state_of(request).storage.db.list_files(
             _query.principal(request), purpose=purpose, after=after, limit=_query.limit(request, 10000, 10000),
             newest_first=order == "desc")
     except KeyError:
@@ -126,31 +134,29 @@ async def list_files(request: Request) -> Response:
     return json_response(FileList(data=[r.to_wire() for r in records], has_more=more))
 
 
+@table.route("GET", "/v1/files/{file_id}", "Describe one of your files.", response=p.FileObject,
+             params=(_FILE,), errors=(404,))
 async def retrieve_file(request: Request) -> Response:
-    record = await get_owned_file(request, request.path_params["file_id"])
+    record = await _owned_file(request)
     return json_response(record.to_wire())
 
 
+@table.route("GET", "/v1/files/{file_id}/content", "Download a file's bytes as uploaded.",
+             raw="application/jsonl", params=(_FILE,), errors=(404,))
 async def file_content(request: Request) -> Response:
-    record = await get_owned_file(request, request.path_params["file_id"])
-    path = _service(request).layout.file_path(record.id)
+    record = await _owned_file(request)
+    path = state_of(request).storage.layout.file_path(record.id)
     return FileResponse(path, media_type="application/jsonl", filename=record.filename)
 
 
+@table.route("DELETE", "/v1/files/{file_id}", "Delete one of your files.", response=p.FileDeleted,
+             params=(_FILE,), errors=(404,))
 async def delete_file(request: Request) -> Response:
-    service = _service(request)
-    record = await get_owned_file(request, request.path_params["file_id"])
-    deleted = await service.db.delete_file(record.id, record.owner)
+    storage = state_of(request).storage
+    record = await _owned_file(request)
+    deleted = await storage.db.delete_file(record.id, record.owner)
     if deleted:
         # Row first, bytes second: a crash in between leaves an unrecorded file that start-up sweeps.
-        await asyncio.to_thread(service.layout.file_path(record.id).unlink, missing_ok=True)
+        await asyncio.to_thread(storage.layout.file_path(record.id).unlink, missing_ok=True)
     return json_response(FileDeleted(id=record.id, deleted=deleted))
 
-
-routes = [
-    Route("/v1/files", upload_file, methods=["POST"]),
-    Route("/v1/files", list_files, methods=["GET"]),
-    Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
-    Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
-    Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
-]

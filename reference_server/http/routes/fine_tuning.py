@@ -17,45 +17,43 @@ import time
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import (
     FineTuningCheckpointList,
     FineTuningEventList,
     FineTuningJobCreate,
     FineTuningJobList,
+    Hyperparameters,
 )
 from reference_server.http.errors import bad_request, not_found
+from reference_server.http.ignored import mark_ignored
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _query
+from reference_server.http.routing import BODY_ERRORS, Param, RouteTable, page_params, path_param
+from reference_server.state import state_of
 from reference_server.storage import FileRecord, IdempotencyKeyReused, JobRecord, ids
 from reference_server.training import plan
-from reference_server.training.supervisor import FineTuningService
+
+table = RouteTable("fine-tuning")
+_JOB = path_param("job_id", "fine-tuning job")
+
 
 _MAX_IDEMPOTENCY_KEY = 255
-
-
-def _service(request: Request) -> FineTuningService:
-    service: FineTuningService = request.app.state.fine_tuning
-    return service
 
 
 async def _owned_job(request: Request) -> JobRecord:
     job_id = request.path_params["job_id"]
     job: JobRecord | None = None
     if ids.is_valid(ids.JOB, job_id):
-        job = await _service(request).db.get_job(job_id, _query.principal(request))
+        job = await state_of(request).storage.db.get_job(job_id, _query.principal(request))
     if job is None:
         raise not_found(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id", code="job_not_found")
     return job
 
 
 async def _training_data(request: Request, file_id: str, param: str, kind: str) -> FileRecord:
-    record: FileRecord | None = None
-    if ids.is_valid(ids.FILE, file_id):
-        record = await _service(request).db.get_file(file_id, _query.principal(request))
-    if record is None:
-        raise bad_request(f"No such file: {file_id}", param=param, code="file_not_found")
+    record = await state_of(request).storage.owned_file(_query.principal(request), file_id, param=param)
     formats = plan.data_formats(kind)
     if record.format not in formats:
         raise bad_request(f"The file {file_id} holds {record.format} data; a {kind} job learns from "
@@ -80,11 +78,31 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _hyperparameters(body: FineTuningJobCreate) -> Hyperparameters | None:
+    """The hyperparameters, from `method.supervised` (OpenAI's current form) or the top level
+    (its older form), not both; `dpo` and `reinforcement` methods are refused."""
+    method = body.method
+    if method is not None and method.type in ("dpo", "reinforcement"):
+        raise bad_request(f"The {method.type} method is not supported; this server trains with the supervised "
+                          "method (full or LoRA).", param="method.type", code="unsupported_method")
+    nested = method.supervised.hyperparameters if method is not None and method.supervised is not None else None
+    if nested is not None and body.hyperparameters is not None:
+        raise bad_request("Give hyperparameters in method.supervised.hyperparameters or at the top level, "
+                          "not both.", param="hyperparameters")
+    if method is not None and method.supervised is not None and method.type != "supervised":
+        raise bad_request(f"method.supervised goes with type supervised, not {method.type}.", param="method.type")
+    return nested or body.hyperparameters
+
+
+@table.route("POST", "/v1/fine_tuning/jobs", "Start a fine-tuning job.", request=p.FineTuningJobCreate,
+             response=p.FineTuningJob, errors=BODY_ERRORS,
+             params=(Param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 255},
+             "A retry with the same key returns the job the first request created."),))
 async def create_job(request: Request) -> Response:
     body = await parse_body(request, FineTuningJobCreate)
     key = _idempotency_key(request)
-    service = _service(request)
-    served = request.app.state.registry.get(body.model)
+    state = state_of(request)
+    served = state.registry.get(body.model)
     kind = plan.kind_for_task(served.task)
     base_path = _base_folder(served.loaded)
     if kind is None or base_path is None:
@@ -101,7 +119,7 @@ async def create_job(request: Request) -> Response:
             raise bad_request(f"The validation file has labels the training file lacks: {', '.join(extra)}",
                               param="validation_file", code="invalid_file_format")
 
-    hyperparameters, method = plan.resolve(kind, body.hyperparameters, body.method)
+    hyperparameters, method = plan.resolve(kind, _hyperparameters(body), body.method)
     now = int(time.time())
     job = JobRecord(
         id=ids.new_id(ids.JOB), owner=_query.principal(request), created_at=now, updated_at=now,
@@ -111,69 +129,69 @@ async def create_job(request: Request) -> Response:
     )
     digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
     try:
-        job, _ = await service.db.create_job(job, idempotency_key=key, digest=digest)
+        job, _ = await state.storage.db.create_job(job, idempotency_key=key, digest=digest)
     except IdempotencyKeyReused as exc:
         raise bad_request(f"This Idempotency-Key was already used for a different request (job {exc.job_id}).",
                           param="Idempotency-Key", code="idempotency_key_reused") from None
-    service.wake()
-    return json_response(job.to_wire())
+    state.fine_tuning.wake()
+    return mark_ignored(json_response(job.to_wire()), body)
 
 
+@table.route("GET", "/v1/fine_tuning/jobs", "List your fine-tuning jobs, newest first.",
+             response=p.FineTuningJobList, params=page_params(100), errors=(400,))
 async def list_jobs(request: Request) -> Response:
     _query.only(request, "after", "limit")
     after = request.query_params.get("after")
     try:
-        jobs, more = await _service(request).db.list_jobs(_query.principal(request), after=after,
+        jobs, more = await state_of(request).storage.db.list_jobs(_query.principal(request), after=after,
                                                           limit=_query.limit(request, 20, 100))
     except KeyError:
         raise bad_request(f"after names no job of yours: {after}", param="after") from None
     return json_response(FineTuningJobList(data=[j.to_wire() for j in jobs], has_more=more))
 
 
+@table.route("GET", "/v1/fine_tuning/jobs/{job_id}", "Describe one of your jobs.", response=p.FineTuningJob,
+             params=(_JOB,), errors=(404,))
 async def retrieve_job(request: Request) -> Response:
     return json_response((await _owned_job(request)).to_wire())
 
 
+@table.route("POST", "/v1/fine_tuning/jobs/{job_id}/cancel", "Cancel a job that has not finished.",
+             response=p.FineTuningJob, params=(_JOB,), errors=(400, 404))
 async def cancel_job(request: Request) -> Response:
     job = await _owned_job(request)
     if job.status in ("succeeded", "failed"):
         raise bad_request(f"The job {job.id} has already {job.status}; it cannot be cancelled.",
                           param="fine_tuning_job_id", code="job_not_cancellable")
-    service = _service(request)
     if job.status != "cancelled":
-        await service.cancel(job.id)
+        await state_of(request).fine_tuning.cancel(job.id)
     return json_response((await _owned_job(request)).to_wire())
 
 
+@table.route("GET", "/v1/fine_tuning/jobs/{job_id}/events", "A job's events, newest first.",
+             response=p.FineTuningEventList, params=(_JOB, *page_params(1000)), errors=(400, 404))
 async def list_events(request: Request) -> Response:
     _query.only(request, "after", "limit")
     job = await _owned_job(request)
     after = request.query_params.get("after")
     try:
-        events, more = await _service(request).db.list_events(job.id, after=after,
+        events, more = await state_of(request).storage.db.list_events(job.id, after=after,
                                                               limit=_query.limit(request, 20, 1000))
     except KeyError:
         raise bad_request(f"after names no event of this job: {after}", param="after") from None
     return json_response(FineTuningEventList(data=[e.to_wire() for e in events], has_more=more))
 
 
+@table.route("GET", "/v1/fine_tuning/jobs/{job_id}/checkpoints", "A job's checkpoints, newest first.",
+             response=p.FineTuningCheckpointList, params=(_JOB, *page_params(100)), errors=(400, 404))
 async def list_checkpoints(request: Request) -> Response:
     _query.only(request, "after", "limit")
     job = await _owned_job(request)
     after = request.query_params.get("after")
     try:
-        checkpoints, more = await _service(request).db.list_checkpoints(job.id, after=after,
+        checkpoints, more = await state_of(request).storage.db.list_checkpoints(job.id, after=after,
                                                                         limit=_query.limit(request, 10, 100))
     except KeyError:
         raise bad_request(f"after names no checkpoint of this job: {after}", param="after") from None
     return json_response(FineTuningCheckpointList(data=[c.to_wire() for c in checkpoints], has_more=more))
 
-
-routes = [
-    Route("/v1/fine_tuning/jobs", create_job, methods=["POST"]),
-    Route("/v1/fine_tuning/jobs", list_jobs, methods=["GET"]),
-    Route("/v1/fine_tuning/jobs/{job_id}", retrieve_job, methods=["GET"]),
-    Route("/v1/fine_tuning/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
-    Route("/v1/fine_tuning/jobs/{job_id}/events", list_events, methods=["GET"]),
-    Route("/v1/fine_tuning/jobs/{job_id}/checkpoints", list_checkpoints, methods=["GET"]),
-]

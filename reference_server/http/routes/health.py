@@ -1,36 +1,66 @@
-"""Liveness (`/health`) and readiness (`/ready`: 503 until every model is loaded)."""
+"""The server's own routes, open to every caller: liveness (`/health`), readiness (`/ready`: 503
+until every model is loaded and while draining), Prometheus metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from reference_server.http.errors import APIError
+from maas_sdk.protocol.vocabulary import (
+    RETRY_AFTER_DRAINING,
+    RETRY_AFTER_LOAD_FAILED,
+    RETRY_AFTER_LOADING,
+)
+from reference_server.http.errors import HTTPError
+from reference_server.http.openapi import openapi_document
+from reference_server.http.routing import RouteTable
+from reference_server.state import state_of
+
+table = RouteTable("server")
+_STATUS = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
+_READY = {
+    "type": "object",
+    "properties": {"status": {"const": "ready"}, "models": {"type": "array", "items": {"type": "string"}}},
+    "required": ["status", "models"],
+}
 
 
+
+@table.route("GET", "/health", "Liveness: answers as soon as the process serves HTTP.",
+             response_schema=_STATUS)
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+@table.route("GET", "/ready", "Readiness: 200 once every model is loaded, 503 while loading or draining.",
+             response_schema=_READY, errors=(503,))
 async def ready(request: Request) -> Response:
-    service = request.app.state.models_service
-    if service.error is not None:
-        raise APIError(503, "Model loading failed; see the server log.", code="load_failed",
-                       headers={"retry-after": "30"})
-    if not service.ready.is_set():
-        raise APIError(503, "Models are still loading.", code="loading", headers={"retry-after": "2"})
-    fine_tuning = getattr(request.app.state, "fine_tuning", None)
-    if fine_tuning is not None and not fine_tuning.ready.is_set():
-        raise APIError(503, "Fine-tuned models are still loading.", code="loading", headers={"retry-after": "2"})
-    draining = getattr(request.app.state, "draining", False)
-    if draining:
-        raise APIError(503, "The server is shutting down.", code="draining", headers={"retry-after": "5"})
-    models = [m.id for m in request.app.state.registry.list()]
+    state = state_of(request)
+    if state.models.error is not None:
+        raise HTTPError(503, "Model loading failed; see the server log.", code="load_failed",
+                        headers={"retry-after": str(RETRY_AFTER_LOAD_FAILED)})
+    if not state.models.ready.is_set():
+        raise HTTPError(503, "Models are still loading.", code="loading",
+                        headers={"retry-after": str(RETRY_AFTER_LOADING)})
+    if not state.fine_tuning.ready.is_set():
+        raise HTTPError(503, "Fine-tuned models are still loading.", code="loading",
+                        headers={"retry-after": str(RETRY_AFTER_LOADING)})
+    if state.drainer.draining:
+        raise HTTPError(503, "The server is shutting down.", code="draining",
+                        headers={"retry-after": str(RETRY_AFTER_DRAINING)})
+    models = [m.id for m in state.registry.list()]
     return JSONResponse({"status": "ready", "models": models})
 
 
-routes = [
-    Route("/health", health, methods=["GET"]),
-    Route("/ready", ready, methods=["GET"]),
-]
+
+@table.route("GET", "/metrics", "Prometheus metrics.", raw="text/plain")
+async def metrics_endpoint(request: Request) -> Response:
+    state = state_of(request)
+    state.metrics.refresh_gauges(state.registry)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@table.route("GET", "/openapi.json", "This document.", response_schema={"type": "object"})
+async def openapi_endpoint(request: Request) -> Response:
+    return JSONResponse(openapi_document())

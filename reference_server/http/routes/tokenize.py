@@ -10,33 +10,36 @@ import asyncio
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from maas_sdk import protocol as p
 from maas_sdk.protocol import Detokenized, DetokenizeRequest, Tokenized, TokenizeRequest
-from reference_server.http.errors import bad_request
+from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.parsing import json_response, parse_body
-from reference_server.inference import tasks as nlu
+from reference_server.http.routing import BODY_ERRORS, RouteTable
+from reference_server.inference.tasks import tokens as tokenizing
+from reference_server.state import state_of
+
+table = RouteTable("nlu")
 
 
+
+@table.route("POST", "/v1/tokenize", "Split a text into a model's tokens.", request=p.TokenizeRequest,
+             response=p.Tokenized, errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "text": "Hello world"})
 async def tokenize(request: Request) -> Response:
     body = await parse_body(request, TokenizeRequest)
-    loaded = request.app.state.registry.get(body.model).loaded
-    tokens, strings = await asyncio.to_thread(nlu.tokenize, loaded, body.text, body.add_special_tokens)
+    loaded = state_of(request).registry.get(body.model).loaded
+    tokens, strings = await asyncio.to_thread(tokenizing.tokenize, loaded, body.text, body.add_special_tokens)
     return json_response(Tokenized(model=body.model, tokens=tokens, token_strings=strings, count=len(tokens),
                                    max_model_len=loaded.context_length))
 
 
+@table.route("POST", "/v1/detokenize", "Turn token ids back into text.", request=p.DetokenizeRequest,
+             response=p.Detokenized, errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "tokens": [19556, 905]})
 async def detokenize(request: Request) -> Response:
     body = await parse_body(request, DetokenizeRequest)
-    loaded = request.app.state.registry.get(body.model).loaded
-    try:
-        text = await asyncio.to_thread(nlu.detokenize, loaded, body.tokens)
-    except nlu.NLUError as exc:
-        raise bad_request(str(exc), param=exc.param) from None
+    loaded = state_of(request).registry.get(body.model).loaded
+    text = await asyncio.to_thread(tokenizing.detokenize, loaded, body.tokens)
     return json_response(Detokenized(model=body.model, text=text))
 
-
-routes = [
-    Route("/v1/tokenize", tokenize, methods=["POST"]),
-    Route("/v1/detokenize", detokenize, methods=["POST"]),
-]

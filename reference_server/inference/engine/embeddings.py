@@ -14,7 +14,6 @@ sentence-transformers recipe for models such as all-MiniLM-L6-v2).
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.errors import EngineStoppedError, QueueFullError
+from reference_server.inference.engine.worker import EngineThread
 
 if TYPE_CHECKING:
     from reference_server.inference.loading import LoadedModel
@@ -73,7 +74,7 @@ class _Item:
     ids: list[int]
 
 
-class EmbeddingBatcher:
+class EmbeddingBatcher(EngineThread):
     """Queues `embed()` calls for one embedding model and runs them in packed batches."""
 
     def __init__(
@@ -86,6 +87,7 @@ class EmbeddingBatcher:
     ) -> None:
         if max_batch_size < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_batch_size and max_batch_tokens must be >= 1 and max_queued >= 0")
+        super().__init__(f"embed-{loaded.spec.id}")
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_queued = max_queued
@@ -98,40 +100,17 @@ class EmbeddingBatcher:
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = int(pad) if pad is not None else 0
         self._prefix, self._suffix = _special_affixes(loaded.tokenizer)
-        self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
         self._counters = {"requests": 0, "inputs": 0, "batches": 0, "tokens": 0, "last_batch_size": 0}
-
-    def start(self) -> None:
-        """Start the worker thread (uses the torch thread count in effect now)."""
-        if self._thread is not None:
-            return
-        threads = torch.get_num_threads()
-        self._thread = threading.Thread(
-            target=self._run, args=(threads,), name=f"embed-{self._id}", daemon=True
-        )
-        self._thread.start()
-
-    async def stop(self) -> None:
-        """Finish the batch in progress, fail queued calls with EngineStoppedError, join the worker."""
-        thread = self._thread
-        if thread is None:
-            return
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        await asyncio.to_thread(thread.join)
 
     async def embed(self, inputs: Sequence[EmbeddingInput]) -> tuple[list[list[float]], int]:
         """Vectors for `inputs` (strings or token-id lists), in order, and the tokens they used.
 
-        Raises ValueError for an input longer than the model accepts (or with unknown token
+        Raises InvalidRequest for an input longer than the model accepts (or with unknown token
         ids), QueueFullError when `max_queued` calls are already waiting, EngineStoppedError
         when the batcher is not running.
         """
-        if self._thread is None or self._stopping:
+        if not self.accepting:
             raise EngineStoppedError("the embedding batcher is not running")
         items = list(inputs)
         if not items:
@@ -217,7 +196,7 @@ class EmbeddingBatcher:
         return batches
 
     def _encode(self, inputs: list[EmbeddingInput]) -> list[list[int]]:
-        """Token ids (with the model's special tokens) per input; ValueError naming the first
+        """Token ids (with the model's special tokens) per input; InvalidRequest naming the first
         input that cannot be embedded."""
         texts = [(i, x) for i, x in enumerate(inputs) if isinstance(x, str)]
         encoded: list[list[int] | None] = [None] * len(inputs)
@@ -233,16 +212,18 @@ class EmbeddingBatcher:
             tokens = [int(t) for t in x]
             bad = [t for t in tokens if not 0 <= t < self._vocab_size]
             if bad:
-                raise ValueError(
-                    f"input[{i}] has token id {bad[0]}, outside the vocabulary (0..{self._vocab_size - 1})"
+                raise InvalidRequest(
+                    f"input[{i}] has token id {bad[0]}, outside the vocabulary (0..{self._vocab_size - 1})",
+                    param="input",
                 )
             encoded[i] = self._prefix + tokens + self._suffix
         result = [row for row in encoded if row is not None]
         for i, row in enumerate(result):  # every input was encoded, so indices still match
             if len(row) > self._max_length:
-                raise ValueError(
+                raise InvalidRequest(
                     f"input[{i}] is {len(row)} tokens long; model '{self._id}' accepts at most "
-                    f"{self._max_length} tokens per input"
+                    f"{self._max_length} tokens per input",
+                    param="input",
                 )
         return result
 

@@ -1,14 +1,27 @@
-"""Errors the engines raise to their callers, so routes can map them to HTTP answers."""
+"""Errors the engines raise to their callers, as domain errors so HTTP maps them once."""
 
 from __future__ import annotations
 
+from maas_sdk.protocol.vocabulary import RETRY_AFTER_OVERLOADED, RETRY_AFTER_STOPPING
+from reference_server.errors import Overloaded, Unavailable
 
-class QueueFullError(Exception):
+
+class QueueFullError(Overloaded):
     """The engine's waiting queue is at its bound; the caller should retry later (HTTP 429)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(f"The server is overloaded ({message}); retry shortly.", code="overloaded",
+                         retry_after=RETRY_AFTER_OVERLOADED)
 
-class EngineStoppedError(RuntimeError):
-    """The engine is not running (not started yet, or stopped): no work can be accepted or finished."""
+
+class EngineStoppedError(Unavailable, RuntimeError):
+    """The engine is not running (not started yet, or stopped): no work can be accepted or finished.
+
+    Callers are told only that the model is shutting down; `str()` keeps the detail for the log."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("The model is shutting down.", code="unavailable", retry_after=RETRY_AFTER_STOPPING)
+        self.args = (detail,)
 
 
 class GenerationError(RuntimeError):

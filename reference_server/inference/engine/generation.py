@@ -11,8 +11,9 @@ sequences share each forward. This engine keeps one running batch and, at every 
 
 Before each sampling, rows that carry a grammar constraint (structured outputs, tool calls)
 get their forbidden tokens masked in one batched step (`structured.apply_constraints`); free
-rows in the same batch are untouched. Grammars are compiled before submission, off this
-thread, so a slow grammar never holds up the batch.
+rows in the same batch are untouched, and a constrained row's logprobs are over the tokens its
+grammar allows. Grammars are compiled before submission, off this thread, so a slow grammar
+never holds up the batch.
 
 The loop runs on its own thread so the asyncio event loop never blocks on torch; results
 travel back per request through `loop.call_soon_threadsafe` into an `asyncio.Queue`. A
@@ -27,7 +28,6 @@ import asyncio
 import copy
 import itertools
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from transformers import DynamicCache
 
+from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import (
@@ -45,7 +46,15 @@ from reference_server.inference.engine.kvcache import (
     left_padded,
     positions_from_mask,
 )
-from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
+from reference_server.inference.engine.sampling import (
+    RowState,
+    SamplingParams,
+    TokenLogprob,
+    chosen_logprobs,
+    ranked_logprobs,
+    sample,
+)
+from reference_server.inference.engine.worker import EngineThread
 
 if TYPE_CHECKING:
     from reference_server.inference.loading import LoadedModel
@@ -69,11 +78,19 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TokenEvent:
     """New output of one request: text to append, the tokens behind it, and (on the last
-    event only) why it finished: "stop" (EOS or stop sequence) or "length"."""
+    event only) why it finished: "stop" (EOS, stop token or stop sequence) or "length".
+
+    `logprobs` (one per token, when asked for) are the raw logprobs of those tokens. The first
+    event of a request that asked for `prompt_logprobs` carries them: one per prompt token,
+    None for the first (nothing precedes it). A prompt scored with `max_tokens == 0` yields a
+    single event with no tokens.
+    """
 
     text: str
     token_ids: list[int]
     finish_reason: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +150,9 @@ class _Sequence:
         self.constraint = constraint
         self.params = params
         self.output_ids: list[int] = []
-        self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator())
+        self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator(),
+                            prompt_ids=prompt_ids)
+        self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self.detokenizer = detokenizer
         self.loop = loop
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -142,7 +161,15 @@ class _Sequence:
         self.submitted_time = time.monotonic()
         self.scheduled_time: float | None = None
         self.token_times: list[float] = []
-        self.finished_time: float | None = None
+
+    @property
+    def queue_time(self) -> float | None:
+        """Arrival to admission into the running batch (the start of its prefill)."""
+        return None if self.scheduled_time is None else self.scheduled_time - self.submitted_time
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        return self.token_times[0] - self.submitted_time if self.token_times else None
 
     def deliver(self, item: Any) -> None:
         try:
@@ -204,35 +231,16 @@ class GenerationHandle:
         return self._seq.finish_reason
 
     @property
-    def submitted_time(self) -> float:
-        return self._seq.submitted_time
-
-    @property
-    def scheduled_time(self) -> float | None:
-        """When the request was admitted into the running batch (its prefill started)."""
-        return self._seq.scheduled_time
-
-    @property
     def first_token_time(self) -> float | None:
         times = self._seq.token_times
         return times[0] if times else None
 
     @property
-    def finished_time(self) -> float | None:
-        return self._seq.finished_time
-
-    @property
     def queue_time(self) -> float | None:
-        scheduled = self._seq.scheduled_time
-        return None if scheduled is None else scheduled - self._seq.submitted_time
-
-    @property
-    def time_to_first_token(self) -> float | None:
-        first = self.first_token_time
-        return None if first is None else first - self._seq.submitted_time
+        return self._seq.queue_time
 
 
-class GenerationEngine:
+class GenerationEngine(EngineThread):
     """Schedules every request for one generative model into a shared, continuously
     refilled decode batch. See the module docstring for the step structure."""
 
@@ -246,6 +254,7 @@ class GenerationEngine:
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_running and max_batch_tokens must be >= 1 and max_queued >= 0")
+        super().__init__(f"generation-{loaded.spec.id}")
         self.max_running = max_running
         self.max_batch_tokens = max_batch_tokens
         self.max_queued = max_queued
@@ -263,12 +272,9 @@ class GenerationEngine:
         self._pad_id = int(pad) if pad is not None else (self._eos_ids[0] if self._eos_ids else 0)
         check_mergeable(DynamicCache(config=self._config))
 
-        self._cond = threading.Condition()
         self._waiting: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
         self._batch: PaddedBatch | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = False
         self._observers: list[EngineObserver] = []
         self._counters = {
             "steps": 0,
@@ -281,28 +287,7 @@ class GenerationEngine:
             "cancelled": 0,
         }
 
-    # ----- lifecycle (event loop side) -----
-
-    def start(self) -> None:
-        """Start the engine thread (uses the torch thread count in effect now)."""
-        if self._thread is not None:
-            return
-        threads = torch.get_num_threads()
-        self._thread = threading.Thread(
-            target=self._run, args=(threads,), name=f"generation-{id(self):x}", daemon=True
-        )
-        self._thread.start()
-
-    async def stop(self) -> None:
-        """Abort every waiting and running request (their iterators raise EngineStoppedError)
-        and wait for the engine thread to exit."""
-        thread = self._thread
-        if thread is None:
-            return
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        await asyncio.to_thread(thread.join)
+    # ----- event loop side -----
 
     def add_observer(self, observer: EngineObserver) -> None:
         self._observers.append(observer)
@@ -320,24 +305,30 @@ class GenerationEngine:
         `constraint` (a fresh matcher of a compiled grammar) restricts every sampled token to
         what the grammar allows; the request ends when the grammar is complete.
 
-        Raises QueueFullError when `max_running + max_queued` requests are already in, ValueError
+        Raises QueueFullError when `max_running + max_queued` requests are already in, InvalidRequest
         for an unusable prompt, EngineStoppedError when the engine is not running.
         """
-        if self._thread is None or self._stopping:
+        if not self.accepting:
             raise EngineStoppedError("the generation engine is not running")
         ids = [int(t) for t in prompt_ids]
         if not ids:
-            raise ValueError("the prompt is empty: at least one token is needed")
+            raise InvalidRequest("the prompt is empty: at least one token is needed", param="prompt")
         if len(ids) >= self._context_length:
-            raise ValueError(
+            raise InvalidRequest(
                 f"the prompt has {len(ids)} tokens but this model's context length is {self._context_length}; "
-                "it must leave room for at least one generated token"
+                "it must leave room for at least one generated token",
+                param="prompt",
             )
         bad = [t for t in ids if not 0 <= t < self._vocab_size]
         if bad:
-            raise ValueError(
-                f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})"
+            raise InvalidRequest(
+                f"token id {bad[0]} is outside this model's vocabulary (0..{self._vocab_size - 1})",
+                param="prompt",
             )
+        used = [*params.stop_token_ids, *params.logit_bias]
+        if any(not 0 <= t < self._vocab_size for t in used):
+            raise InvalidRequest(f"a stop or logit_bias token id is outside this model's vocabulary "
+                                 f"(0..{self._vocab_size - 1})", param="logit_bias")
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop, constraint)
         with self._cond:
@@ -435,6 +426,9 @@ class GenerationEngine:
         start = time.monotonic()
         for seq in admitted:
             seq.scheduled_time = start
+        # Logits are kept for the last `keep` positions only: one unless a prompt is scored.
+        keep_positions = max((len(s.prompt_ids) for s in admitted if s.params.prompt_logprobs is not None),
+                             default=1)
         try:
             ids, mask = left_padded([s.prompt_ids for s in admitted], self._pad_id, self._device)
             cache = DynamicCache(config=self._config)
@@ -444,9 +438,10 @@ class GenerationEngine:
                 position_ids=positions_from_mask(mask),
                 cache=cache,
                 use_cache=True,
-                logits_to_keep=1,
+                logits_to_keep=keep_positions,
             )
             logits = out.logits[:, -1, :]
+            self._score_prompts(admitted, out.logits)
         except Exception as exc:
             logger.exception("prefill of %d requests failed", len(admitted))
             self._fail_all(admitted, exc)
@@ -456,22 +451,50 @@ class GenerationEngine:
         self._counters["prompt_tokens"] += prompt_tokens
         self._report_step(StepReport("prefill", len(admitted), prompt_tokens, time.monotonic() - start))
 
-        tokens = self._sample(admitted, logits)
-        keep = self._advance(admitted, tokens)
-        if not keep:
+        generating = [i for i, s in enumerate(admitted) if s.params.max_tokens > 0]
+        for seq in admitted:
+            if seq.params.max_tokens == 0:  # scored only: the prompt's logprobs are the answer
+                seq.deliver(TokenEvent("", [], "length", prompt_logprobs=seq.prompt_logprobs))
+                self._finish(seq, "length")
+        if not generating:
+            return
+        if len(generating) < len(admitted):
+            logits = logits[torch.tensor(generating, device=logits.device)]
+        seqs = [admitted[i] for i in generating]
+        tokens, logprobs = self._sample(seqs, logits)
+        kept = self._advance(seqs, tokens, logprobs)
+        if not kept:
             return
         joined = PaddedBatch(
             cache=cache,
             mask=mask,
             positions=mask.sum(dim=1),
-            next_tokens=_token_tensor(tokens, self._device),
+            next_tokens=_token_tensor([tokens[generating.index(i)] if i in generating else None
+                                       for i in range(len(admitted))], self._device),
         )
-        joined.keep(keep)
+        joined.keep([generating[i] for i in kept])
         if self._batch is None:
             self._batch = joined
         else:
             self._batch.merge(joined)
-        self._running.extend(admitted[i] for i in keep)
+        self._running.extend(seqs[i] for i in kept)
+
+    def _score_prompts(self, admitted: list[_Sequence], logits: torch.Tensor) -> None:
+        """Prompt logprobs of the sequences that asked, from the prefill's logits (`[batch,
+        keep, vocab]`, the last `keep` positions of the left-padded rows)."""
+        keep = logits.shape[1]
+        for b, seq in enumerate(admitted):
+            k = seq.params.prompt_logprobs
+            if k is None:
+                continue
+            n = len(seq.prompt_ids)
+            scored: list[TokenLogprob | None] = [None]
+            if n > 1:
+                # Position t predicts token t + 1; the prompt fills the last n kept positions.
+                rows = logits[b, keep - n : keep - 1, :]
+                targets = torch.tensor(seq.prompt_ids[1:], device=logits.device)
+                scored += ranked_logprobs(rows, targets, [k] * (n - 1))
+            seq.prompt_logprobs = scored
 
     def _decode(self) -> None:
         batch = self._batch
@@ -488,8 +511,8 @@ class GenerationEngine:
             self._running = []
             self._fail_all(running, exc)
             return
-        tokens = self._sample(running, logits)
-        keep = self._advance(running, tokens)
+        tokens, logprobs = self._sample(running, logits)
+        keep = self._advance(running, tokens, logprobs)
         batch.advance(
             inputs["attention_mask"],
             _token_tensor(tokens, self._device),
@@ -499,27 +522,35 @@ class GenerationEngine:
         self._report_step(StepReport("decode", len(running), len(running), time.monotonic() - start))
         self._retain(keep)
 
-    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[int | None]:
-        """Next token per sequence; None where sampling failed (that request is failed)."""
-        failed = self._constrain(seqs, logits)
-        if failed:
-            for i in failed:
-                logits[i] = 0.0  # sampled but discarded: the row has been failed
+    def _sample(
+        self, seqs: list[_Sequence], logits: torch.Tensor
+    ) -> tuple[list[int | None], list[TokenLogprob | None]]:
+        """Next token per sequence (None where sampling failed: that request is failed) and,
+        for the sequences that asked, its logprobs from the same (unedited) logits."""
+        for i in self._constrain(seqs, logits):
+            logits[i] = 0.0  # that row has been failed; whatever it samples is dropped
+        rows = [s.row for s in seqs]
         try:
-            return list(sample(logits, [s.row for s in seqs], self._eos_ids))
+            tokens = sample(logits, rows, self._eos_ids)
+            return list(tokens), chosen_logprobs(logits, rows, tokens)
         except Exception:
             logger.exception("batched sampling failed; retrying row by row")
-        tokens: list[int | None] = []
+        picked: list[int | None] = []
+        logprobs: list[TokenLogprob | None] = []
         for i, seq in enumerate(seqs):
             if seq.finish_reason is not None:
-                tokens.append(None)
+                picked.append(None)
+                logprobs.append(None)
                 continue
             try:
-                tokens.append(sample(logits[i : i + 1], [seq.row], self._eos_ids)[0])
+                token = sample(logits[i : i + 1], [seq.row], self._eos_ids)[0]
+                logprobs.append(chosen_logprobs(logits[i : i + 1], [seq.row], [token])[0])
+                picked.append(token)
             except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
                 self._fail(seq, exc)
-                tokens.append(None)
-        return tokens
+                picked.append(None)
+                logprobs.append(None)
+        return picked, logprobs
 
     def _constrain(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[int]:
         """Mask the logits of constrained rows, all at once; return the rows that failed (and
@@ -545,7 +576,9 @@ class GenerationEngine:
                 failed.append(i)
         return failed
 
-    def _advance(self, seqs: list[_Sequence], tokens: list[int | None]) -> list[int]:
+    def _advance(
+        self, seqs: list[_Sequence], tokens: list[int | None], logprobs: list[TokenLogprob | None]
+    ) -> list[int]:
         """Append each sampled token, emit its event; return the rows that continue."""
         now = time.monotonic()
         keep: list[int] = []
@@ -557,6 +590,7 @@ class GenerationEngine:
                 continue
             try:
                 event = self._append(seq, token, now)
+                event = self._with_logprobs(seq, event, logprobs[i])
             except Exception as exc:
                 logger.exception("detokenization failed")
                 self._fail(seq, exc)
@@ -569,6 +603,15 @@ class GenerationEngine:
                 self._finish(seq, event.finish_reason)
         return keep
 
+    @staticmethod
+    def _with_logprobs(seq: _Sequence, event: TokenEvent, logprob: TokenLogprob | None) -> TokenEvent:
+        """The event with its token's logprob and, on a request's first event, the prompt's."""
+        prompt = seq.prompt_logprobs if len(seq.output_ids) == 1 else None
+        if logprob is None and prompt is None:
+            return event
+        return TokenEvent(event.text, event.token_ids, event.finish_reason,
+                          logprobs=[logprob] if logprob is not None else None, prompt_logprobs=prompt)
+
     def _append(self, seq: _Sequence, token: int, now: float) -> TokenEvent:
         seq.output_ids.append(token)
         seq.token_times.append(now)
@@ -580,7 +623,7 @@ class GenerationEngine:
             if constraint.terminated:  # the grammar is complete and took its stop token
                 text, _ = seq.detokenizer.finish()
                 return TokenEvent(text, [token], "stop")
-        if token in self._eos_set and not params.ignore_eos:
+        if (token in self._eos_set and not params.ignore_eos) or token in params.stop_token_ids:
             text, _ = seq.detokenizer.finish()
             return TokenEvent(text, [token], "stop")
         text, stopped = seq.detokenizer.step((token,))
@@ -596,7 +639,7 @@ class GenerationEngine:
 
     def _finish(self, seq: _Sequence, reason: str) -> None:
         seq.finish_reason = reason
-        seq.finished_time = now = time.monotonic()
+        now = time.monotonic()
         key = {"cancelled": "cancelled", "error": "failed", "aborted": "failed"}.get(reason, "finished")
         self._counters[key] += 1
         if not self._observers:
@@ -606,8 +649,8 @@ class GenerationEngine:
             finish_reason=reason,
             prompt_tokens=len(seq.prompt_ids),
             completion_tokens=len(seq.output_ids),
-            queue_time_s=None if seq.scheduled_time is None else seq.scheduled_time - seq.submitted_time,
-            time_to_first_token_s=times[0] - seq.submitted_time if times else None,
+            queue_time_s=seq.queue_time,
+            time_to_first_token_s=seq.time_to_first_token,
             inter_token_latencies_s=[b - a for a, b in itertools.pairwise(times)],
             duration_s=now - seq.submitted_time,
         )

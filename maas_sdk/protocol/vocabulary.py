@@ -1,0 +1,44 @@
+"""The words both sides share, defined once: error types, job statuses, task names, the default
+model ids and the Retry-After values the server sends. The server, the SDK, the tests and the
+benchmarks import them from here."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+# Error `type` by HTTP status, as OpenAI names them; the SDK maps a type back to its status for
+# errors that arrive without one (inside a stream).
+ERROR_TYPES: Final[dict[int, str]] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "overloaded_error",
+}
+SERVER_ERROR: Final = "server_error"
+INVALID_REQUEST_ERROR: Final = "invalid_request_error"
+
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATUSES: Final[tuple[JobStatus, ...]] = (
+    "validating_files", "queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATUSES: Final[tuple[JobStatus, ...]] = ("succeeded", "failed", "cancelled")
+
+Task = Literal["generate", "embed", "classify"]
+TASKS: Final[tuple[Task, ...]] = ("generate", "embed", "classify")
+
+DEFAULT_GENERATOR: Final = "smollm2-135m-instruct"
+DEFAULT_EMBEDDER: Final = "all-minilm-l6-v2"
+
+# Seconds in the `Retry-After` of each refusal a retry can overcome.
+RETRY_AFTER_OVERLOADED: Final = 1
+RETRY_AFTER_LOADING: Final = 2
+RETRY_AFTER_DRAINING: Final = 5
+RETRY_AFTER_STOPPING: Final = 5
+RETRY_AFTER_LOAD_FAILED: Final = 30

@@ -1,0 +1,106 @@
+"""The route table: each operation is declared once, beside its handler, with what the OpenAPI
+document says of it (summary, request and response models, parameters, errors).
+
+    table = RouteTable("files")
+
+    @table.route("GET", "/v1/files/{file_id}", "Describe one of your files.", response=p.FileObject,
+                 params=(path_param("file_id", "file"),), errors=(404,))
+    async def retrieve_file(request: Request) -> Response: ...
+
+`reference_server.app` mounts the tables' routes and `openapi` documents their operations, so
+what is served and what is documented are the same list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+V1 = "/v1"
+# vLLM's tokenizer routes sit at the root (where its clients look) but need a key like `/v1`.
+KEYED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info"})
+# Errors a body-taking `/v1` operation can answer besides those of every `/v1` operation.
+BODY_ERRORS = (400, 403, 404, 413)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A path, query or header parameter."""
+
+    name: str
+    location: Literal["path", "query", "header"]
+    schema: dict[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route: its handler, body model, its answer, the errors it can give.
+
+    `path` may carry Starlette converters (`{model_id:path}`); `doc_path` is the OpenAPI form.
+    `stream` names the chunk model of the `text/event-stream` answer sent when the body says
+    `"stream": true`; `multipart` describes a form upload instead of a JSON body; `raw` is the
+    media type of a non-JSON answer.
+    """
+
+    method: str
+    path: str
+    summary: str
+    endpoint: Endpoint
+    request: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    response_schema: dict[str, Any] | None = None
+    stream: type[BaseModel] | None = None
+    multipart: dict[str, Any] | None = None
+    raw: str | None = None
+    params: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()
+    example: dict[str, Any] | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.path.startswith(V1) or self.path in KEYED_ROOT_PATHS
+
+    @property
+    def doc_path(self) -> str:
+        return re.sub(r"\{(\w+):\w+\}", r"{\1}", self.path)
+
+
+class RouteTable:
+    """The operations of one route module, in declaration order."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.operations: list[Operation] = []
+
+    def route(self, method: str, path: str, summary: str, **spec: Any) -> Callable[[Endpoint], Endpoint]:
+        def declare(endpoint: Endpoint) -> Endpoint:
+            self.operations.append(Operation(method, path, summary, endpoint, tags=(self.tag,), **spec))
+            return endpoint
+
+        return declare
+
+
+def routes_of(operations: Sequence[Operation], prefix: str = "") -> list[Route]:
+    """Starlette routes for `operations`, their paths relative to the mount at `prefix`."""
+    return [Route(op.path.removeprefix(prefix) or "/", op.endpoint, methods=[op.method]) for op in operations]
+
+
+def path_param(name: str, what: str) -> Param:
+    return Param(name, "path", {"type": "string"}, f"The {what}'s id.")
+
+
+def page_params(maximum: int) -> tuple[Param, ...]:
+    return (
+        Param("after", "query", {"type": "string"}, "Start after this id (from the previous page)."),
+        Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": maximum}, "Page size."),
+    )
