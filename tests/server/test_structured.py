@@ -166,3 +166,23 @@ async def test_constrained_rows_share_the_batch_and_leave_free_rows_alone(
         assert finish == "stop"
         jsonschema.validate(json.loads(text), SCHEMA)
     assert results[3] == free_alone
+
+
+async def test_constrained_rows_report_the_models_raw_logprobs(
+    generator: LoadedModel, backend: StructuredBackend, chat_prompt: Callable[[str], list[int]]
+) -> None:
+    # Every token is forced: masked logits would give each a logprob of 0.
+    compiled = await backend.compile(specs.grammar('root ::= "Purple elephants dance at noon."', "g"))
+    engine = GenerationEngine(generator)
+    engine.start()
+    try:
+        handle = engine.submit(chat_prompt("Say something."), SamplingParams(max_tokens=40, temperature=0, logprobs=1),
+                               backend.matcher(compiled))
+        text, logprobs = "", []
+        async for ev in handle:
+            text += ev.text
+            logprobs += ev.logprobs or []
+    finally:
+        await engine.stop()
+    assert text == "Purple elephants dance at noon."
+    assert min(lp.logprob for lp in logprobs) < -1.0

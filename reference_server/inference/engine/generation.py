@@ -10,9 +10,9 @@ sequences share each forward. This engine keeps one running batch and, at every 
 3. decodes one token for every running sequence with a single forward pass.
 
 Before each sampling, rows that carry a grammar constraint (structured outputs, tool calls)
-get their forbidden tokens masked in one batched step (`structured.apply_constraints`); free
-rows in the same batch are untouched, and a constrained row's logprobs are over the tokens its
-grammar allows. Grammars are compiled before submission, off this thread, so a slow grammar
+get their forbidden tokens masked in one batched step (`structured.apply_constraints`), on a
+copy of the logits: free rows in the same batch are untouched, and logprobs stay the model's
+raw ones for every row. Grammars are compiled before submission, off this thread, so a slow grammar
 never holds up the batch.
 
 The loop runs on its own thread so the asyncio event loop never blocks on torch; results
@@ -527,11 +527,10 @@ class GenerationEngine(EngineThread):
     ) -> tuple[list[int | None], list[TokenLogprob | None]]:
         """Next token per sequence (None where sampling failed: that request is failed) and,
         for the sequences that asked, its logprobs from the same (unedited) logits."""
-        for i in self._constrain(seqs, logits):
-            logits[i] = 0.0  # that row has been failed; whatever it samples is dropped
+        masked = self._constrain(seqs, logits)
         rows = [s.row for s in seqs]
         try:
-            tokens = sample(logits, rows, self._eos_ids)
+            tokens = sample(masked, rows, self._eos_ids)
             return list(tokens), chosen_logprobs(logits, rows, tokens)
         except Exception:
             logger.exception("batched sampling failed; retrying row by row")
@@ -543,7 +542,7 @@ class GenerationEngine(EngineThread):
                 logprobs.append(None)
                 continue
             try:
-                token = sample(logits[i : i + 1], [seq.row], self._eos_ids)[0]
+                token = sample(masked[i : i + 1], [seq.row], self._eos_ids)[0]
                 logprobs.append(chosen_logprobs(logits[i : i + 1], [seq.row], [token])[0])
                 picked.append(token)
             except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
@@ -552,29 +551,30 @@ class GenerationEngine(EngineThread):
                 logprobs.append(None)
         return picked, logprobs
 
-    def _constrain(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[int]:
-        """Mask the logits of constrained rows, all at once; return the rows that failed (and
-        were failed) while computing their mask."""
+    def _constrain(self, seqs: list[_Sequence], logits: torch.Tensor) -> torch.Tensor:
+        """The logits to sample from: `logits` itself when no row is constrained, else a copy
+        with every constrained row's forbidden tokens masked, all rows at once. A row whose
+        mask cannot be computed is failed (what it samples is dropped)."""
         from reference_server.inference.structured import apply_constraints
 
         constraints = [s.constraint for s in seqs]
         if all(c is None for c in constraints):
-            return []
+            return logits
+        masked = logits.clone()
         try:
-            apply_constraints(logits, constraints)
-            return []
+            apply_constraints(masked, constraints)
+            return masked
         except Exception:
             logger.exception("batched grammar masking failed; retrying row by row")
-        failed: list[int] = []
+        masked = logits.clone()
         for i, (seq, constraint) in enumerate(zip(seqs, constraints)):
             if constraint is None:
                 continue
             try:
-                apply_constraints(logits[i : i + 1], [constraint])
+                apply_constraints(masked[i : i + 1], [constraint])
             except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
                 self._fail(seq, exc)
-                failed.append(i)
-        return failed
+        return masked
 
     def _advance(
         self, seqs: list[_Sequence], tokens: list[int | None], logprobs: list[TokenLogprob | None]
