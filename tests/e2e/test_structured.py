@@ -18,7 +18,7 @@ import pytest
 from openai import AsyncOpenAI, BadRequestError, OpenAI
 
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, GENERATOR
+from tests.constants import API_KEY, GENERATOR
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS: dict[str, dict[str, Any]] = json.loads((ROOT / "bench" / "data" / "schemas.json").read_text())

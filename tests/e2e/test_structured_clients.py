@@ -15,7 +15,7 @@ from openai import OpenAI, pydantic_function_tool
 from pydantic import BaseModel, Field
 
 from reference_server.testing import ServerProcess
-from tests.conftest import API_KEY, GENERATOR
+from tests.constants import API_KEY, GENERATOR
 
 
 class Person(BaseModel):

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from maas_sdk import AsyncMaaS, MaaS, ParsedChatCompletion, ToolCall, ToolCallDelta
-from tests.conftest import GENERATOR
+from tests.constants import GENERATOR
 
 
 class City(BaseModel):
