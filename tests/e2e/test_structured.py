@@ -39,7 +39,7 @@ def openai_client(server: ServerProcess) -> OpenAI:
 
 @pytest.fixture
 def async_openai(server: ServerProcess) -> AsyncOpenAI:
-    return AsyncOpenAI(api_key=API_KEY, base_url=server.base_url, max_retries=0, timeout=300)
+    return AsyncOpenAI(api_key=API_KEY, base_url=server.base_url, max_retries=0, timeout=600)
 
 
 def _error(exc: BadRequestError) -> dict[str, Any]:
