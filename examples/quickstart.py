@@ -22,7 +22,7 @@ def title(text: str) -> None:
 def main() -> None:
     with MaaS() as client:
         title("models")
-        for model in client.models.list().data:
+        for model in client.models.list():
             print(f"  {model.id:<24} task={model.task:<9} params={model.parameters:,} "
                   f"ctx={model.context_length} {model.dtype} on {model.device}")
 

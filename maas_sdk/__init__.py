@@ -12,6 +12,7 @@ from `MaaSError`; the wire types (`Generation`, `ChatCompletion`, ...) are re-ex
 """
 
 from maas_sdk import protocol as _protocol
+from maas_sdk._api import AsyncAPI, SyncAPI
 from maas_sdk._client import AsyncMaaS, MaaS
 from maas_sdk._core import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from maas_sdk._exceptions import (
@@ -32,7 +33,9 @@ from maas_sdk._exceptions import (
     UnprocessableEntityError,
     WaitTimeoutError,
 )
-from maas_sdk._pagination import AsyncPager, Pager
+from maas_sdk._pagination import AsyncPage, AsyncPager, BasePage, Page
+from maas_sdk._response import AsyncStreamedResponse, RawResponse, StreamedResponse
+from maas_sdk._scoring import Score
 from maas_sdk._sse import ServerSentEvent, SSEDecoder
 from maas_sdk._streaming import AsyncStream, Stream
 from maas_sdk._tools import ParsedChatCompletion, ToolRunError
@@ -49,12 +52,16 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncAPI",
     "AsyncBoundFineTuningJob",
     "AsyncMaaS",
+    "AsyncPage",
     "AsyncPager",
     "AsyncStream",
+    "AsyncStreamedResponse",
     "AuthenticationError",
     "BadRequestError",
+    "BasePage",
     "BoundFineTuningJob",
     "ConflictError",
     "FineTuningJobFailed",
@@ -62,15 +69,19 @@ __all__ = [
     "MaaS",
     "MaaSError",
     "NotFoundError",
-    "Pager",
+    "Page",
     "ParsedChatCompletion",
     "PermissionDeniedError",
     "RateLimitError",
+    "RawResponse",
     "RequestOptions",
     "RequestTooLargeError",
     "SSEDecoder",
+    "Score",
     "ServerSentEvent",
     "Stream",
+    "StreamedResponse",
+    "SyncAPI",
     "ToolRunError",
     "UnprocessableEntityError",
     "WaitTimeoutError",

@@ -1,9 +1,11 @@
 """`MaaS` and `AsyncMaaS`: the two clients, thin typed shells over one shared core.
 
 Each public method is a typed signature that asks `_endpoints` for its `Call` and
-hands it to `_request` (or `_stream`); those send it through the shared retry
-policy and parse the answer with the shared core. Nothing about an operation is
-written twice.
+hands it to the client's API (`SyncTransport` / `AsyncTransport`, the `SyncAPI` /
+`AsyncAPI` its resources get too); the API sends it through the shared retry policy
+and parses the answer with the shared core, or, in a `with_raw_response` /
+`with_streaming_response` view, returns the raw answer. Nothing about an operation
+is written twice.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, overload
 
 import httpx
 from typing_extensions import Self, Unpack
 
 from maas_sdk import _endpoints as endpoints
-from maas_sdk._core import DEFAULT_LIMITS, Call, ClientCore, StreamCall, transport_errors
-from maas_sdk._streaming import AsyncStream, ChunkT, Stream
+from maas_sdk._core import DEFAULT_LIMITS, ClientCore
+from maas_sdk._response import AsyncResponseContextManager, ResponseContextManager, Viewable
+from maas_sdk._scoring import Score, score_of
+from maas_sdk._streaming import AsyncStream, Stream
 from maas_sdk._tools import ModelT, ParsedChatCompletion, ToolLoop
+from maas_sdk._transport import AsyncTransport, SyncTransport
 from maas_sdk._types import (
     ChatParams,
     CompletionParams,
@@ -48,31 +53,38 @@ from maas_sdk.resources.models import AsyncModels, Models
 
 __all__ = ["AsyncMaaS", "MaaS"]
 
-R = TypeVar("R")
 
-
-class MaaS(ClientCore[httpx.Client]):
+class MaaS(ClientCore[httpx.Client], Viewable):
     """Client for a Model-as-a-Service API: `MaaS(api_key=..., base_url=...)`, best used as `with MaaS() as client:`.
 
     Calls are retried `max_retries` times on connection errors, timeouts, 408, 409,
     429 and 5xx answers. Every method also accepts `extra_headers`, `extra_query`,
-    `extra_body` and `timeout` (see `RequestOptions`).
+    `extra_body` and `timeout` (see `RequestOptions`), and has a raw form:
+    `client.with_raw_response.generate(...)` (status, headers, `.parse()`) and
+    `client.with_streaming_response.generate(...)` (a context manager; the body is read
+    when asked). `list()` methods return a `Page` that iterates every item.
     """
+
+    _context_manager = ResponseContextManager
 
     def _new_http_client(self, timeout: httpx.Timeout) -> httpx.Client:
         return httpx.Client(timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
 
     @property
+    def _api(self) -> SyncTransport:
+        return SyncTransport(self._settings, self._http, self._mode)
+
+    @property
     def models(self) -> Models:
-        return Models(self)
+        return Models(self._api)
 
     @property
     def files(self) -> Files:
-        return Files(self)
+        return Files(self._api)
 
     @property
     def fine_tuning(self) -> FineTuning:
-        return FineTuning(self)
+        return FineTuning(self._api)
 
     @overload
     def generate(
@@ -92,7 +104,7 @@ class MaaS(ClientCore[httpx.Client]):
         """Complete `prompt` (POST /completions): a `Generation`, or with `stream=True` a
         `Stream[GenerationChunk]`. Sampling parameters left out use the server's defaults."""
         call = endpoints.completion(prompt, model=model, stream=stream, **params)
-        return self._stream(call) if stream else self._request(call)
+        return self._api.stream(call) if stream else self._api.request(call)
 
     @overload
     def chat(
@@ -126,7 +138,7 @@ class MaaS(ClientCore[httpx.Client]):
         `tools` are dicts, pydantic models or typed Python functions."""
         call = endpoints.chat_completion(messages, model=model, stream=stream, response_format=response_format,
                                          **params)
-        return self._stream(call) if stream else self._request(call)
+        return self._api.stream(call) if stream else self._api.request(call)
 
     def run_tools(
         self, messages: Sequence[MessageParam], *, tools: Sequence[Callable[..., Any]], model: str,
@@ -151,7 +163,7 @@ class MaaS(ClientCore[httpx.Client]):
         dimensions: int | None = None, **options: Unpack[RequestOptions],
     ) -> Embeddings:
         """Sentence vectors (POST /embeddings); `.vectors` lists them in input order."""
-        return self._request(endpoints.embeddings(
+        return self._api.request(endpoints.embeddings(
             input, model=model, encoding_format=encoding_format, dimensions=dimensions, options=options
         ))
 
@@ -160,22 +172,30 @@ class MaaS(ClientCore[httpx.Client]):
         **options: Unpack[RequestOptions],
     ) -> Classifications:
         """Classify text (POST /classifications); `labels` makes it zero-shot over those labels."""
-        return self._request(endpoints.classifications(input, model=model, labels=labels, options=options))
+        return self._api.request(endpoints.classifications(input, model=model, labels=labels, options=options))
 
     def tokenize(
         self, text: str, *, model: str, add_special_tokens: bool | None = None, **options: Unpack[RequestOptions]
     ) -> Tokenized:
         """The model's token ids for `text` (POST /tokenize)."""
-        return self._request(endpoints.tokenize(text, model=model, add_special_tokens=add_special_tokens,
+        return self._api.request(endpoints.tokenize(text, model=model, add_special_tokens=add_special_tokens,
                                                 options=options))
 
     def detokenize(self, tokens: Sequence[int], *, model: str, **options: Unpack[RequestOptions]) -> Detokenized:
         """The text for token ids (POST /detokenize)."""
-        return self._request(endpoints.detokenize(tokens, model=model, options=options))
+        return self._api.request(endpoints.detokenize(tokens, model=model, options=options))
 
     def evaluate(self, *, model: str, file: str, **options: Unpack[RequestOptions]) -> Evaluation:
         """Score `model` on an uploaded file (POST /evaluations)."""
-        return self._request(endpoints.evaluation(model=model, file=file, options=options))
+        return self._api.request(endpoints.evaluation(model=model, file=file, options=options))
+
+    def score(self, prompt: str, continuation: str, *, model: str, **options: Unpack[RequestOptions]) -> Score:
+        """How likely `model` finds `continuation` after `prompt`: one completion request that
+        generates nothing (`echo=True`, `max_tokens=0`, `logprobs=1`) and reads the logprobs of
+        the continuation's tokens. A `Score`: `.logprob` (their sum), `.token_logprobs`,
+        `.tokens`, `.token_count`, `.is_greedy`."""
+        call = endpoints.score(prompt, continuation, model=model, options=options)
+        return self._api.request(call, lambda generation, _: score_of(generation, len(prompt)))
 
     def close(self) -> None:
         """Close the connection pool, unless it was given as `http_client=`."""
@@ -190,48 +210,35 @@ class MaaS(ClientCore[httpx.Client]):
     ) -> None:
         self.close()
 
-    def _request(self, call: Call[R]) -> R:
-        return self._parse(call, self._send(self._build_request(call), stream=False))
-
-    def _stream(self, call: StreamCall[Any, ChunkT]) -> Stream[ChunkT]:
-        return Stream(self._send(self._build_request(call), stream=True), call.chunk_type)
-
-    def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
-        settings = self._settings
-        return settings.retry.send(self._attempt, request, stream, settings.clock.sleep)
-
-    def _attempt(self, request: httpx.Request, stream: bool) -> httpx.Response:
-        with transport_errors(request):
-            response = self._http.send(request, stream=stream)
-            if stream and response.is_error:
-                try:
-                    response.read()
-                finally:
-                    response.close()
-        return self._checked(response)
 
 
-class AsyncMaaS(ClientCore[httpx.AsyncClient]):
+class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
     """Async client for a Model-as-a-Service API, best used as `async with AsyncMaaS() as client:`.
 
     The same methods as `MaaS`, to be awaited; streams and paginated lists are
     consumed with `async for`.
     """
 
+    _context_manager = AsyncResponseContextManager
+
     def _new_http_client(self, timeout: httpx.Timeout) -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=True)
 
     @property
+    def _api(self) -> AsyncTransport:
+        return AsyncTransport(self._settings, self._http, self._mode)
+
+    @property
     def models(self) -> AsyncModels:
-        return AsyncModels(self)
+        return AsyncModels(self._api)
 
     @property
     def files(self) -> AsyncFiles:
-        return AsyncFiles(self)
+        return AsyncFiles(self._api)
 
     @property
     def fine_tuning(self) -> AsyncFineTuning:
-        return AsyncFineTuning(self)
+        return AsyncFineTuning(self._api)
 
     @overload
     async def generate(
@@ -252,8 +259,8 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
         `AsyncStream[GenerationChunk]`. Sampling parameters left out use the server's defaults."""
         call = endpoints.completion(prompt, model=model, stream=stream, **params)
         if stream:
-            return await self._stream(call)
-        return await self._request(call)
+            return await self._api.stream(call)
+        return await self._api.request(call)
 
     @overload
     async def chat(
@@ -285,8 +292,8 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
         call = endpoints.chat_completion(messages, model=model, stream=stream, response_format=response_format,
                                          **params)
         if stream:
-            return await self._stream(call)
-        return await self._request(call)
+            return await self._api.stream(call)
+        return await self._api.request(call)
 
     async def run_tools(
         self, messages: Sequence[MessageParam], *, tools: Sequence[Callable[..., Any]], model: str,
@@ -310,7 +317,7 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
         dimensions: int | None = None, **options: Unpack[RequestOptions],
     ) -> Embeddings:
         """Sentence vectors (POST /embeddings); `.vectors` lists them in input order."""
-        return await self._request(endpoints.embeddings(
+        return await self._api.request(endpoints.embeddings(
             input, model=model, encoding_format=encoding_format, dimensions=dimensions, options=options
         ))
 
@@ -319,24 +326,29 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
         **options: Unpack[RequestOptions],
     ) -> Classifications:
         """Classify text (POST /classifications); `labels` makes it zero-shot over those labels."""
-        return await self._request(endpoints.classifications(input, model=model, labels=labels, options=options))
+        return await self._api.request(endpoints.classifications(input, model=model, labels=labels, options=options))
 
     async def tokenize(
         self, text: str, *, model: str, add_special_tokens: bool | None = None, **options: Unpack[RequestOptions]
     ) -> Tokenized:
         """The model's token ids for `text` (POST /tokenize)."""
-        return await self._request(endpoints.tokenize(text, model=model, add_special_tokens=add_special_tokens,
+        return await self._api.request(endpoints.tokenize(text, model=model, add_special_tokens=add_special_tokens,
                                                       options=options))
 
     async def detokenize(
         self, tokens: Sequence[int], *, model: str, **options: Unpack[RequestOptions]
     ) -> Detokenized:
         """The text for token ids (POST /detokenize)."""
-        return await self._request(endpoints.detokenize(tokens, model=model, options=options))
+        return await self._api.request(endpoints.detokenize(tokens, model=model, options=options))
 
     async def evaluate(self, *, model: str, file: str, **options: Unpack[RequestOptions]) -> Evaluation:
         """Score `model` on an uploaded file (POST /evaluations)."""
-        return await self._request(endpoints.evaluation(model=model, file=file, options=options))
+        return await self._api.request(endpoints.evaluation(model=model, file=file, options=options))
+
+    async def score(self, prompt: str, continuation: str, *, model: str, **options: Unpack[RequestOptions]) -> Score:
+        """How likely `model` finds `continuation` after `prompt`; see `MaaS.score`."""
+        call = endpoints.score(prompt, continuation, model=model, options=options)
+        return await self._api.request(call, lambda generation, _: score_of(generation, len(prompt)))
 
     async def close(self) -> None:
         """Close the connection pool, unless it was given as `http_client=`."""
@@ -351,22 +363,3 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient]):
     ) -> None:
         await self.close()
 
-    async def _request(self, call: Call[R]) -> R:
-        return self._parse(call, await self._send(self._build_request(call), stream=False))
-
-    async def _stream(self, call: StreamCall[Any, ChunkT]) -> AsyncStream[ChunkT]:
-        return AsyncStream(await self._send(self._build_request(call), stream=True), call.chunk_type)
-
-    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
-        settings = self._settings
-        return await settings.retry.async_send(self._attempt, request, stream, settings.clock.async_sleep)
-
-    async def _attempt(self, request: httpx.Request, stream: bool) -> httpx.Response:
-        with transport_errors(request):
-            response = await self._http.send(request, stream=stream)
-            if stream and response.is_error:
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
-        return self._checked(response)

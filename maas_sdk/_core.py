@@ -1,7 +1,7 @@
 """What the sync and async clients share: settings, request building and answer parsing.
 
-An operation is described once, as a `Call` (built in `_endpoints`). The client
-shells only move it over the wire; everything else happens here, once:
+An operation is described once, as a `Call` (built in `_endpoints`). The transports
+(`_transport`) only move it over the wire; everything else happens here, once:
 URL join, headers (`Authorization`, `User-Agent`, `Idempotency-Key`, the caller's
 extras), JSON or multipart body, per-call timeout, status -> exception mapping,
 parsing into the response model and copying `x-request-id` onto it.
@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import httpx
 from typing_extensions import Self, Unpack
@@ -35,8 +35,12 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "Call",
     "ClientCore",
+    "ResponseMode",
     "Settings",
     "StreamCall",
+    "build_request",
+    "checked",
+    "parse",
     "set_request_id",
     "transport_errors",
 ]
@@ -54,6 +58,9 @@ C = TypeVar("C")
 HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
 
 FileField = tuple[str, bytes, str]
+# What a client's methods answer with: "parsed", the typed result; "raw", a `RawResponse`
+# whose body has been read; "streamed", a `StreamedResponse` whose body is read only when asked.
+ResponseMode = Literal["parsed", "raw", "streamed"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,12 +176,60 @@ class transport_errors:
             raise APIConnectionError(f"{self._doing}: {exc!r}", request=self._request) from exc
 
 
+def build_request(settings: Settings, http: httpx.Client | httpx.AsyncClient, call: Call[Any]) -> httpx.Request:
+    """The httpx request for `call`: URL, headers (a fresh `Idempotency-Key` for state changes), body, timeout."""
+    headers = settings.headers
+    if call.headers or call.method in _KEYED_METHODS:
+        headers = dict(headers)
+        if call.headers:
+            headers.update({name.lower(): value for name, value in call.headers.items()})
+        if call.method in _KEYED_METHODS and "idempotency-key" not in headers:
+            headers["idempotency-key"] = "maas-" + os.urandom(16).hex()
+    request = http.build_request(
+        call.method,
+        settings.base_url + call.path,
+        params=call.query,
+        headers=headers,
+        json=call.json,
+        files=call.files,
+        data=call.form,
+        timeout=settings.timeout if call.timeout is None else _timeout(call.timeout),
+    )
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("request %s %s headers=%s", call.method, request.url, redact_headers(request.headers.items()))
+    return request
+
+
+def checked(response: httpx.Response) -> httpx.Response:
+    """The response if it is a success; its typed exception otherwise (its body must have been read)."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "%s %s -> %d (request id %s)",
+            response.request.method, response.request.url, response.status_code,
+            response.headers.get("x-request-id"),
+        )
+    if response.is_error:
+        raise status_error(response)
+    return response
+
+
+def parse(call: Call[R], response: httpx.Response) -> R:
+    """The read body of a successful answer as `call.response_type`, with its request id."""
+    if call.response_type is bytes:
+        return cast(R, response.content)
+    model = cast(type[ResponseModel], call.response_type)
+    result = model.model_validate_json(response.content)
+    set_request_id(result, response.headers.get("x-request-id"))
+    return cast(R, result)
+
+
 class ClientCore(ABC, Generic[HttpT]):
-    """Configuration, connection pool ownership, and request building/parsing for a client."""
+    """Configuration and connection pool ownership of a client; its API object does the calls."""
 
     _settings: Settings
     _http: HttpT
     _owns_http: bool
+    _mode: ResponseMode
 
     def __init__(
         self,
@@ -193,6 +248,7 @@ class ClientCore(ABC, Generic[HttpT]):
         self._settings = Settings.create(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else self._new_http_client(self._settings.timeout)
+        self._mode = "parsed"
 
     @abstractmethod
     def _new_http_client(self, timeout: httpx.Timeout) -> HttpT:
@@ -220,53 +276,15 @@ class ClientCore(ABC, Generic[HttpT]):
         Closing the copy leaves the pool open; closing this client closes it for both.
         `default_headers` are merged into the current ones.
         """
+        return self._copy(self._settings.updated(**overrides), self._mode)
+
+    def _viewed(self, mode: ResponseMode) -> Self:
+        return self._copy(self._settings, mode)
+
+    def _copy(self, settings: Settings, mode: ResponseMode) -> Self:
         copy = object.__new__(type(self))
-        copy._settings = self._settings.updated(**overrides)
+        copy._settings = settings
         copy._http = self._http
         copy._owns_http = False
+        copy._mode = mode
         return copy
-
-    def _build_request(self, call: Call[Any]) -> httpx.Request:
-        settings = self._settings
-        headers = settings.headers
-        if call.headers or call.method in _KEYED_METHODS:
-            headers = dict(headers)
-            if call.headers:
-                headers.update({name.lower(): value for name, value in call.headers.items()})
-            if call.method in _KEYED_METHODS and "idempotency-key" not in headers:
-                headers["idempotency-key"] = "maas-" + os.urandom(16).hex()
-        request = self._http.build_request(
-            call.method,
-            settings.base_url + call.path,
-            params=call.query,
-            headers=headers,
-            json=call.json,
-            files=call.files,
-            data=call.form,
-            timeout=settings.timeout if call.timeout is None else _timeout(call.timeout),
-        )
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("request %s %s headers=%s", call.method, request.url, redact_headers(request.headers.items()))
-        return request
-
-    @staticmethod
-    def _checked(response: httpx.Response) -> httpx.Response:
-        """The response if it is a success; its typed exception otherwise (its body must have been read)."""
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "%s %s -> %d (request id %s)",
-                response.request.method, response.request.url, response.status_code,
-                response.headers.get("x-request-id"),
-            )
-        if response.is_error:
-            raise status_error(response)
-        return response
-
-    @staticmethod
-    def _parse(call: Call[R], response: httpx.Response) -> R:
-        if call.response_type is bytes:
-            return cast(R, response.content)
-        model = cast(type[ResponseModel], call.response_type)
-        result = model.model_validate_json(response.content)
-        set_request_id(result, response.headers.get("x-request-id"))
-        return cast(R, result)

@@ -18,6 +18,7 @@ from typing_extensions import Unpack
 
 from maas_sdk import protocol as wire
 from maas_sdk._core import Call, StreamCall
+from maas_sdk._pagination import ListBody
 from maas_sdk._tools import ParsedChatCompletion, response_format_param, tool_param
 from maas_sdk._types import (
     ChatParams,
@@ -145,6 +146,18 @@ def chat_completion(
     return _sampling("/chat/completions", body, params, stream, response_type, wire.ChatCompletionChunk)
 
 
+def score(
+    prompt: str, continuation: str, *, model: str, options: RequestOptions
+) -> Call[wire.Generation]:
+    """The completion that scores `continuation` after `prompt` without generating (see `_scoring`)."""
+    if not prompt:
+        raise ValueError("prompt must not be empty: the first token of a text has no logprob")
+    if not continuation:
+        raise ValueError("continuation must not be empty")
+    return completion(prompt + continuation, model=model, stream=False, echo=True, max_tokens=0, logprobs=1,
+                      **options)
+
+
 def embeddings(
     input: EmbeddingInput,
     *,
@@ -179,8 +192,8 @@ def evaluation(*, model: str, file: str, options: RequestOptions) -> Call[wire.E
     return _call("POST", "/evaluations", wire.Evaluation, options, json={"model": model, "file": file})
 
 
-def list_models(options: RequestOptions) -> Call[wire.ModelList]:
-    return _call("GET", "/models", wire.ModelList, options)
+def list_models(options: RequestOptions) -> Call[ListBody[wire.Model]]:
+    return _call("GET", "/models", ListBody[wire.Model], options)
 
 
 def retrieve_model(model: str, options: RequestOptions) -> Call[wire.Model]:
@@ -210,8 +223,11 @@ def upload_file(
     )
 
 
-def list_files(purpose: str | None, options: RequestOptions) -> Call[wire.FileList]:
-    return _call("GET", "/files", wire.FileList, options, query={"purpose": purpose})
+def list_files(
+    *, purpose: str | None, limit: int | None, after: str | None, order: str | None, options: RequestOptions
+) -> Call[ListBody[wire.FileObject]]:
+    query = {"purpose": purpose, "limit": limit, "after": after, "order": order}
+    return _call("GET", "/files", ListBody[wire.FileObject], options, query=query)
 
 
 def retrieve_file(file_id: str, options: RequestOptions) -> Call[wire.FileObject]:
@@ -234,8 +250,10 @@ def create_job(
     return _call("POST", "/fine_tuning/jobs", job_type, options, json=body)
 
 
-def list_jobs(page_type: type[R], *, limit: int | None, after: str | None, options: RequestOptions) -> Call[R]:
-    return _call("GET", "/fine_tuning/jobs", page_type, options, query={"limit": limit, "after": after})
+def list_jobs(
+    body_type: type[ListBody[T]], *, limit: int | None, after: str | None, options: RequestOptions
+) -> Call[ListBody[T]]:
+    return _call("GET", "/fine_tuning/jobs", body_type, options, query={"limit": limit, "after": after})
 
 
 def retrieve_job(job_type: type[R], job_id: str, options: RequestOptions) -> Call[R]:
@@ -248,11 +266,13 @@ def cancel_job(job_type: type[R], job_id: str, options: RequestOptions) -> Call[
 
 def job_events(
     job_id: str, *, limit: int | None, after: str | None, options: RequestOptions
-) -> Call[wire.FineTuningEventList]:
+) -> Call[ListBody[wire.FineTuningEvent]]:
     path = f"/fine_tuning/jobs/{_segment(job_id)}/events"
-    return _call("GET", path, wire.FineTuningEventList, options, query={"limit": limit, "after": after})
+    return _call("GET", path, ListBody[wire.FineTuningEvent], options, query={"limit": limit, "after": after})
 
 
-def job_checkpoints(job_id: str, options: RequestOptions) -> Call[wire.FineTuningCheckpointList]:
+def job_checkpoints(
+    job_id: str, *, limit: int | None, after: str | None, options: RequestOptions
+) -> Call[ListBody[wire.FineTuningCheckpoint]]:
     path = f"/fine_tuning/jobs/{_segment(job_id)}/checkpoints"
-    return _call("GET", path, wire.FineTuningCheckpointList, options)
+    return _call("GET", path, ListBody[wire.FineTuningCheckpoint], options, query={"limit": limit, "after": after})

@@ -12,6 +12,11 @@ goes wrong:
   is complete and a missing `[DONE]` (some OpenAI-compatible servers omit it) is
   tolerated.
 
+Helpers, on both streams: `text_stream` yields only the text of the first choice,
+`until_done()` reads what is left, and `get_final_completion()` reads what is left and
+returns the whole answer (a `Generation` or `ChatCompletion`, as without `stream`),
+assembled from every chunk (a stream keeps each chunk's JSON text for this).
+
 After `[DONE]` the rest of the body (normally nothing but its end) is read and
 ignored, so that the connection goes back to the pool instead of being closed.
 Both streams always release their connection: at the end, on `break` (when the
@@ -23,15 +28,22 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar, cast, overload
 
 import httpx
 from pydantic import ValidationError
 
+from maas_sdk._assembly import final_chat_completion, final_generation
 from maas_sdk._core import set_request_id, transport_errors
 from maas_sdk._exceptions import APIConnectionError, APIError, stream_error
 from maas_sdk._sse import SSEDecoder
-from maas_sdk.protocol import ChatCompletionChunk, GenerationChunk
+from maas_sdk.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkChatChoice,
+    Generation,
+    GenerationChunk,
+)
 
 __all__ = ["AsyncStream", "ChunkParser", "Stream"]
 
@@ -43,7 +55,8 @@ _BROKEN = "The connection broke while the stream was being read"
 class ChunkParser(Generic[ChunkT]):
     """Bytes in, typed chunks out; remembers whether the stream is complete."""
 
-    __slots__ = ("_decoder", "_finished", "_open", "_request_id", "_response", "_validate", "done")
+    __slots__ = ("_chat", "_decoder", "_finished", "_open", "_received", "_request_id", "_response", "_validate",
+                 "done")
 
     def __init__(self, chunk_type: type[ChunkT], response: httpx.Response) -> None:
         # The validator itself: `model_validate_json` adds a Python call per chunk around it.
@@ -54,6 +67,8 @@ class ChunkParser(Generic[ChunkT]):
         self.done = False
         self._open: set[int] = set()
         self._finished = False
+        self._chat = issubclass(chunk_type, ChatCompletionChunk)
+        self._received: list[str] = []  # each chunk's JSON, for `final_completion()`
 
     def feed(self, data: bytes) -> Iterator[ChunkT]:
         """The chunks these bytes complete; stops at `[DONE]` (then `done` is True, and the
@@ -82,6 +97,7 @@ class ChunkParser(Generic[ChunkT]):
         except ValidationError:
             raise self._error(data) from None
         set_request_id(chunk, self._request_id)
+        self._received.append(data)
         for choice in chunk.choices:
             if choice.finish_reason is None:
                 self._open.add(choice.index)
@@ -98,6 +114,25 @@ class ChunkParser(Generic[ChunkT]):
         if isinstance(payload, dict) and ("error" in payload or payload.get("object") == "error"):
             return stream_error(payload, self._response)
         return APIError(f"Malformed chunk in stream: {data[:200]!r}", self._response.request, body=data)
+
+    def final_completion(self) -> Generation | ChatCompletion:
+        """The whole answer the chunks make up, once the stream has been read to its end."""
+        if not (self.done or (self._finished and not self._open)):
+            raise RuntimeError("the stream was closed before its end: there is no whole answer to assemble")
+        chunks = [json.loads(data) for data in self._received]
+        final = final_chat_completion(chunks) if self._chat else final_generation(chunks)
+        set_request_id(final, self._request_id)
+        return final
+
+
+def first_choice_text(chunk: GenerationChunk | ChatCompletionChunk) -> str:
+    """The text a chunk adds to its answer's first choice ("" if none)."""
+    for choice in chunk.choices:
+        if choice.index == 0:
+            if isinstance(choice, ChunkChatChoice):
+                return choice.delta.content or ""
+            return choice.text
+    return ""
 
 
 def _read(response: httpx.Response, parser: ChunkParser[ChunkT]) -> Generator[ChunkT, None, None]:
@@ -139,15 +174,40 @@ class Stream(Generic[ChunkT]):
     def __init__(self, response: httpx.Response, chunk_type: type[ChunkT]) -> None:
         self.response = response
         self.request_id: str | None = response.headers.get("x-request-id")
+        self._parser = ChunkParser(chunk_type, response)
         # A plain generator, not a method: it must not keep the stream alive, or dropping
         # the stream would not release the connection.
-        self._iterator = _read(response, ChunkParser(chunk_type, response))
+        self._iterator = _read(response, self._parser)
 
     def __iter__(self) -> Stream[ChunkT]:
         return self
 
     def __next__(self) -> ChunkT:
         return self._iterator.__next__()
+
+    @property
+    def text_stream(self) -> Iterator[str]:
+        """The text of the first choice, piece by piece, as it arrives (empty pieces skipped)."""
+        for chunk in self:
+            text = first_choice_text(chunk)
+            if text:
+                yield text
+
+    def until_done(self) -> Stream[ChunkT]:
+        """Read the rest of the stream (its chunks are kept for `get_final_completion()`)."""
+        for _ in self:
+            pass
+        return self
+
+    @overload
+    def get_final_completion(self: Stream[GenerationChunk]) -> Generation: ...
+    @overload
+    def get_final_completion(self: Stream[ChatCompletionChunk]) -> ChatCompletion: ...
+    def get_final_completion(self) -> Generation | ChatCompletion:
+        """Read the rest of the stream and return the whole answer, as the call without `stream`
+        would have: every choice's text (or message) whole, its logprobs, the usage if sent."""
+        self.until_done()
+        return self._parser.final_completion()
 
     def close(self) -> None:
         """Stop reading and release the connection."""
@@ -180,13 +240,37 @@ class AsyncStream(Generic[ChunkT]):
     def __init__(self, response: httpx.Response, chunk_type: type[ChunkT]) -> None:
         self.response = response
         self.request_id: str | None = response.headers.get("x-request-id")
-        self._iterator = _aread(response, ChunkParser(chunk_type, response))
+        self._parser = ChunkParser(chunk_type, response)
+        self._iterator = _aread(response, self._parser)
 
     def __aiter__(self) -> AsyncIterator[ChunkT]:
         return self._iterator
 
     async def __anext__(self) -> ChunkT:
         return await self._iterator.__anext__()
+
+    @property
+    async def text_stream(self) -> AsyncIterator[str]:
+        """The text of the first choice, piece by piece, as it arrives (empty pieces skipped)."""
+        async for chunk in self._iterator:
+            text = first_choice_text(chunk)
+            if text:
+                yield text
+
+    async def until_done(self) -> AsyncStream[ChunkT]:
+        """Read the rest of the stream (its chunks are kept for `get_final_completion()`)."""
+        async for _ in self._iterator:
+            pass
+        return self
+
+    @overload
+    async def get_final_completion(self: AsyncStream[GenerationChunk]) -> Generation: ...
+    @overload
+    async def get_final_completion(self: AsyncStream[ChatCompletionChunk]) -> ChatCompletion: ...
+    async def get_final_completion(self) -> Generation | ChatCompletion:
+        """Read the rest of the stream and return the whole answer; see `Stream.get_final_completion()`."""
+        await self.until_done()
+        return self._parser.final_completion()
 
     async def aclose(self) -> None:
         """Stop reading and release the connection."""

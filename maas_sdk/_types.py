@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 TimeoutParam = float | httpx.Timeout | None
-Prompt = str | list[str]
+# Text, texts, token ids, or lists of token ids (one prompt each).
+Prompt = str | list[str] | list[int] | list[list[int]]
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 EncodingFormat = Literal["float", "base64"]
 StopParam = str | Sequence[str] | None
@@ -81,18 +82,27 @@ class RequestOptions(TypedDict, total=False):
 class SamplingParams(RequestOptions, total=False):
     """Sampling parameters shared by `generate()` and `chat()`.
 
+    `n` asks for that many choices (`.choices`; `.text` is the first one's). `logit_bias`
+    maps token ids (as strings, as OpenAI's API does) to a bias added to their logits.
+    `top_k`, `min_p`, `repetition_penalty`, `min_tokens`, `ignore_eos` and
+    `stop_token_ids` are vLLM's extensions, under vLLM's names.
     `include_usage=True` is a shorthand for `stream_options={"include_usage": True}`:
     the last streamed chunk then carries the token usage.
     """
 
     max_tokens: int | None
+    n: int | None
     temperature: float | None
     top_p: float | None
     top_k: int | None
+    min_p: float | None
     stop: StopParam
+    stop_token_ids: Sequence[int] | None
     seed: int | None
     presence_penalty: float | None
     frequency_penalty: float | None
+    repetition_penalty: float | None
+    logit_bias: Mapping[str, float] | None
     min_tokens: int | None
     ignore_eos: bool | None
     stream_options: StreamOptions | Mapping[str, object] | None
@@ -109,19 +119,30 @@ class ToolRunParams(SamplingParams, total=False):
 
 
 class CompletionParams(SamplingParams, total=False):
-    """`generate()`'s parameters: the sampling ones, `echo` (prepend the prompt to the text), and
-    the output constraints (`structured_outputs`: choice, regex, grammar or json)."""
+    """`generate()`'s parameters: the sampling ones, and the legacy completion ones.
+
+    `echo` prepends the prompt to the text; `logprobs=k` returns each token's logprob and
+    the `k` most likely alternatives (`choices[].logprobs`: `tokens`, `token_logprobs`,
+    `top_logprobs`, `text_offset`); with `echo`, the prompt's tokens too, and
+    `max_tokens=0` then scores the prompt without generating. `best_of` generates that
+    many and returns the `n` most likely.
+    """
 
     echo: bool | None
+    logprobs: int | None
+    best_of: int | None
     response_format: Mapping[str, object] | None
     structured_outputs: Mapping[str, object] | None
 
 
 class ChatParams(SamplingParams, total=False):
     """`chat()`'s parameters: the sampling ones, `max_completion_tokens` (OpenAI's newer name),
-    and tools: dicts in OpenAI's shape, pydantic models or Python functions with type hints."""
+    `top_logprobs` alternatives per token; and tools: dicts in OpenAI's shape, pydantic models or
+    Python functions with type hints."""
 
     max_completion_tokens: int | None
+    logprobs: bool | None
+    top_logprobs: int | None
     tools: Sequence[ToolParam] | None
     tool_choice: ToolChoiceParam | None
     parallel_tool_calls: bool | None

@@ -26,8 +26,9 @@ from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
 from reference_server.http.middleware.metrics import MetricsMiddleware
 from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
+from reference_server.http.middleware.replica import ReplicaMiddleware, default_replica_name
 from reference_server.http.middleware.request_id import RequestIdMiddleware
-from reference_server.http.routes import OPERATIONS
+from reference_server.http.routes import OPERATIONS, playground
 from reference_server.http.routing import V1, routes_of
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ModelRegistry
@@ -48,7 +49,7 @@ class Service(Protocol):
 def build_state(settings: Settings) -> AppState:
     registry = ModelRegistry()
     models = ModelsService(settings, registry)
-    storage = StorageService(DataLayout(settings.data_dir))
+    storage = StorageService(DataLayout(settings.data_dir), settings.database_url)
     drainer = Drainer()
     return AppState(
         settings=settings,
@@ -56,7 +57,7 @@ def build_state(settings: Settings) -> AppState:
         models=models,
         storage=storage,
         fine_tuning=FineTuningService(settings, storage, models, draining=lambda: drainer.draining),
-        metrics=ServerMetrics(),
+        metrics=ServerMetrics(replica=settings.replica),
         drainer=drainer,
         rate_limits=RateLimits.from_settings(settings),
         thread_work=ThreadWork(settings.max_running, settings.max_queued),
@@ -64,10 +65,11 @@ def build_state(settings: Settings) -> AppState:
 
 
 def _routes(state: AppState) -> list[BaseRoute]:
-    root = [op for op in OPERATIONS if not op.authenticated]
-    api = [op for op in OPERATIONS if op.path.startswith(V1)]
+    served = [op for op in OPERATIONS if state.settings.playground or op not in playground.table.operations]
+    root = [op for op in served if not op.authenticated]
+    api = [op for op in served if op.path.startswith(V1)]
     # vLLM's tokenizer routes live at the root but are keyed like `/v1`.
-    keyed_root = [op for op in OPERATIONS if op.authenticated and not op.path.startswith(V1)]
+    keyed_root = [op for op in served if op.authenticated and not op.path.startswith(V1)]
     v1_middleware = [
         Middleware(LifecycleMiddleware, drainer=state.drainer, loading=state.models),
         Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(state.settings)),
@@ -77,31 +79,43 @@ def _routes(state: AppState) -> list[BaseRoute]:
     return [*routes_of(root), *keyed, Mount(V1, routes=routes_of(api, prefix=V1), middleware=v1_middleware)]
 
 
+@asynccontextmanager
+async def running(state: AppState) -> AsyncIterator[None]:
+    """The services of `state` started in order, and stopped in the reverse order (fine-tuning
+    needs the store open). Whatever hosts the app, requests still in flight when it stops are
+    ended cleanly first (a stream gets its `server_shutdown` event): a host that drains, like
+    `maas serve` or Ray Serve, leaves none."""
+    services: list[Service] = [state.models, state.storage, state.fine_tuning]
+    started: list[Service] = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+        yield
+    finally:
+        if state.drainer.in_flight:
+            await state.drainer.drain(0)
+        for service in reversed(started):
+            await service.stop()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     logging.getLogger("reference_server").setLevel(settings.log_level.upper())
     state = build_state(settings)
-    # Started in this order, stopped in the reverse one: fine-tuning needs the store open.
-    services: list[Service] = [state.models, state.storage, state.fine_tuning]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        started: list[Service] = []
-        try:
-            for service in services:
-                await service.start()
-                started.append(service)
+        async with running(state):
             yield
-        finally:
-            for service in reversed(started):
-                await service.stop()
 
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params"])]
+                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params", "x-maas-replica"])]
     app = Starlette(
         routes=_routes(state),
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(ReplicaMiddleware, replica=settings.replica or default_replica_name()),
             *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
             Middleware(MetricsMiddleware, metrics=state.metrics),
             *(cors if settings.cors_origins else []),

@@ -11,7 +11,24 @@ import sys
 CLOSE_SECONDS = 5
 
 
+SERVER_EXTRA = "pip install 'maas-sdk[server]'"
+
+
+def _server_missing() -> str | None:
+    """The first package of the server extra that is not installed, if any."""
+    import importlib.util
+
+    for module in ("uvicorn", "starlette", "pydantic_settings", "multipart", "torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    missing = _server_missing()
+    if missing is not None:
+        print(f"maas serve: the server is not installed ({missing} is missing): {SERVER_EXTRA}", file=sys.stderr)
+        return 2
     import uvicorn
 
     from reference_server.app import create_app
@@ -28,6 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["shutdown_grace"] = args.grace
     if args.access_log is not None:
         overrides["access_log"] = args.access_log
+    if args.ray:
+        return _serve_on_ray(args, overrides)
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
     level = args.log_level or settings.log_level
@@ -54,6 +73,18 @@ def _log_config(level: str) -> dict[str, object]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["reference_server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return config
+def _serve_on_ray(args: argparse.Namespace, overrides: dict[str, object]) -> int:
+    """`maas serve --ray`: the same app on `--replicas` Ray Serve replicas (docs/scale-out.md)."""
+    import logging
+
+    from reference_server.deploy.ray_serve import ClusterArgs, serve_locally
+
+    logging.basicConfig(level=(args.log_level or "info").upper(), format="%(asctime)s %(levelname)s %(message)s")
+    host, port = str(overrides.pop("host")), int(str(overrides.pop("port")))
+    threads = int(str(overrides.pop("threads", None) or os.environ.get("MAAS_THREADS") or 1))
+    cluster = ClusterArgs(replicas=args.replicas, threads=threads,
+                          settings={k: v for k, v in overrides.items() if v is not None})
+    return serve_locally(cluster, host, port, address=args.ray_address)
 
 
 BENCHMARKS = ("serving", "embeddings", "quantization")
@@ -88,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
                        help="Log one line per request: method, path, status, duration, request id "
                             "(default on; else MAAS_ACCESS_LOG).")
+    serve.add_argument("--ray", action="store_true",
+                       help="Serve on Ray Serve replicas sharing the store (see docs/scale-out.md).")
+    serve.add_argument("--replicas", type=int, default=2, help="With --ray: ingress replicas (default 2).")
+    serve.add_argument("--ray-address", default=None,
+                       help="With --ray: join this Ray cluster (else start a local one).")
     serve.set_defaults(func=_serve)
     bench = commands.add_parser("bench", help="Run a benchmark (see docs/benchmarks.md); options follow NAME.",
                                 add_help=False)

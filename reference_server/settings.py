@@ -21,8 +21,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MAAS_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field("127.0.0.1", description="Address to listen on (`maas serve --host`).")
+    port: int = Field(8000, description="Port to listen on (`maas serve --port`).")
 
     # Models
     default_models: bool = Field(True, description="Serve the bundled default models.")
@@ -36,8 +36,13 @@ class Settings(BaseSettings):
     dtype: Dtype = Field("auto", description="Default dtype: auto, float32, bfloat16, float16 (GPU).")
     quantization: Literal["int8"] | None = Field(None, description="Default quantization for generators.")
     threads: int | None = Field(None, ge=1, description="torch compute threads (default: torch's choice).")
-    cache_dir: Path = Field(default_factory=_user_cache)
-    data_dir: Path = Field(default_factory=lambda: _user_cache() / "data")
+    cache_dir: Path = Field(default_factory=_user_cache, description="Models converted from GGUF.")
+    data_dir: Path = Field(default_factory=lambda: _user_cache() / "data",
+                           description="Uploaded files and model folders; every replica of a cluster mounts it.")
+    database_url: str | None = Field(
+        None, repr=False,
+        description="postgresql://... shared by every replica (default: a SQLite file in data_dir).",
+    )
 
     # Generation engine
     max_running: int = Field(16, ge=1, description="Sequences decoding together per generative model.")
@@ -54,14 +59,20 @@ class Settings(BaseSettings):
     max_grammar_bytes: int = Field(64 * 1024, ge=1024, description="Largest schema or grammar a request may send.")
 
     # Embeddings
-    embed_max_batch_size: int = Field(32, ge=1)
-    embed_max_batch_tokens: int = Field(8192, ge=16)
-    embed_max_queued: int = Field(1024, ge=0)
+    embed_max_batch_size: int = Field(32, ge=1, description="Inputs per embedding forward pass.")
+    embed_max_batch_tokens: int = Field(8192, ge=16, description="Padded tokens per embedding forward pass.")
+    embed_max_queued: int = Field(1024, ge=0, description="Inputs waiting per embedding model before 429.")
     embed_max_inputs: int = Field(2048, ge=1, description="Inputs allowed in one embeddings call.")
 
     # Fine-tuning
     fine_tuning_concurrency: int = Field(1, ge=1, description="Fine-tuning jobs that train at the same time.")
     training_threads: int = Field(1, ge=1, description="torch threads per training worker process.")
+    fine_tuning_supervisor: bool = Field(
+        True, description="Run fine-tuning jobs here; off on all but one replica of a cluster (docs/scale-out.md).",
+    )
+    model_sync_seconds: float = Field(
+        2.0, gt=0, description="How often a replica that does not supervise looks for new fine-tuned models.",
+    )
     fine_tuning_max_interruptions: int = Field(
         3, ge=1, description="Fail a job, not resume it, at the n-th server crash during its training."
     )
@@ -82,8 +93,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest JSON request body.")
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
     keepalive_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval.")
-    log_level: str = "info"
+    log_level: str = Field("info", description="Server log level: debug, info, warning, error.")
     access_log: bool = Field(True, description="Log one line per request (method, path, status, duration, id).")
+    playground: bool = Field(True, description="Serve the browser playground at /playground (and / leads there).")
+    replica: str | None = Field(
+        None, description="This replica's name in a cluster: labels its metrics (x-maas-replica is always sent).",
+    )
 
     @field_validator("api_keys", "enabled_models", "cors_origins", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
 """Shared fixtures: ONE reference server per test session, with the real default models,
-on a free loopback port, protected by an API key (so every call also tests auth)."""
+on a free loopback port, protected by an API key (so every call also tests auth); and, for the
+tests that run against both store backends, ONE PostgreSQL server per session."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from maas_sdk import AsyncMaaS, MaaS
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY
+from tests.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +42,13 @@ def client(server: ServerProcess) -> Iterator[MaaS]:
 async def async_client(server: ServerProcess) -> AsyncIterator[AsyncMaaS]:
     async with AsyncMaaS(api_key=API_KEY, base_url=server.base_url, timeout=120) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on a free loopback port; `create_database()` gives each test its own."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import httpx
+
+from maas_sdk import MaaS
+from maas_sdk.protocol import FineTuningJob
 
 
 def post_declared_and_chunked(url: str, headers: dict[str, str], body: bytes, chunk: int) -> list[httpx.Response]:
@@ -12,3 +18,15 @@ def post_declared_and_chunked(url: str, headers: dict[str, str], body: bytes, ch
     chunked = httpx.post(url, headers=headers, timeout=30,
                          content=(body[i:i + chunk] for i in range(0, len(body), chunk)))
     return [declared, chunked]
+
+
+def training_job_under_way(client: MaaS, model: str, training_file: Path) -> FineTuningJob:
+    """Upload `training_file`, start a long job on it and wait until it is running and has made
+    a step (so a cancellation has a worker to stop); the job as last seen."""
+    train = client.files.upload(training_file)
+    job = client.fine_tuning.jobs.create(model=model, training_file=train.id, hyperparameters={"n_epochs": 5})
+    deadline = time.monotonic() + 300
+    while (current := client.fine_tuning.jobs.retrieve(job.id)).status != "running" or not current.step:
+        assert time.monotonic() < deadline and current.status in ("validating_files", "queued", "running")
+        time.sleep(0.2)
+    return current

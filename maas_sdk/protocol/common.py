@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,9 +29,9 @@ class ResponseModel(BaseModel):
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
+    # Not annotated, even for type checkers: they would read an annotation as a field that
+    # every constructor call must pass (`Model(id=...)` would not type-check).
     __slots__ = ("_request_id",)
-    if TYPE_CHECKING:
-        _request_id: str | None
 
     @property
     def request_id(self) -> str | None:

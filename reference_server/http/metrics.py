@@ -1,7 +1,8 @@
 """Prometheus metrics (served at `GET /metrics`), named after vLLM's and TGI's where they overlap.
 
 Each app gets its own `CollectorRegistry`, so several apps (tests, replicas in one
-process) never share counters.
+process) never share counters. A replica of a cluster (`MAAS_REPLICA` set) adds a `replica`
+label to every sample it exposes, so the scrapes of several replicas can be told apart and summed.
 
 Per-request latencies, token counts and batch sizes come from the generation engine itself
 (`EngineMetrics`, one observer per engine), because only the engine knows when a request was
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import RequestReport, StepReport
@@ -27,7 +29,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
 
 
 class ServerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, replica: str | None = None) -> None:
+        self.replica = replica
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("maas_requests_total", "HTTP requests by route and status.",
@@ -57,6 +60,10 @@ class ServerMetrics:
         self._watched: weakref.WeakSet[object] = weakref.WeakSet()
         self._watch_lock = threading.Lock()
 
+    def exposition(self) -> bytes:
+        """The Prometheus text of every metric, each sample labelled with the replica if named."""
+        return generate_latest(self.registry if self.replica is None else _Labelled(self.registry, self.replica))
+
     def watch(self, served: ServedModel) -> None:
         """Record `served`'s engine observations from now on (once per engine; idempotent)."""
         engine = served.engine
@@ -80,6 +87,19 @@ class ServerMetrics:
             values = stats()
             self.running.labels(served.id).set(values.get("running", 0))
             self.waiting.labels(served.id).set(values.get("waiting", 0))
+
+
+class _Labelled:
+    """A registry's metrics with one more label on every sample (what `generate_latest` reads)."""
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self.registry = registry
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s._replace(labels={**s.labels, "replica": self.replica}) for s in family.samples]
+            yield family
 
 
 class EngineMetrics:

@@ -112,6 +112,10 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -
         content["application/json"] = {"schema": op.response_schema}
     if op.stream is not None:
         content["text/event-stream"] = {"schema": _event_schema(refs[(op.stream, "serialization")], error_ref)}
+    if op.redirect is not None:
+        doc["responses"] = {"307": {"description": f"Redirect to {op.redirect}.",
+                                    "headers": {"location": {"schema": {"type": "string"}}}}}
+        return doc
     doc["responses"] = {"200": {"description": "Success.", "content": content}, **_error_responses(op, error_ref)}
     if op.authenticated:
         doc["security"] = [{"bearerAuth": []}]

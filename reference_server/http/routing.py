@@ -48,7 +48,7 @@ class Operation:
     `path` may carry Starlette converters (`{model_id:path}`); `doc_path` is the OpenAPI form.
     `stream` names the chunk model of the `text/event-stream` answer sent when the body says
     `"stream": true`; `multipart` describes a form upload instead of a JSON body; `raw` is the
-    media type of a non-JSON answer.
+    media type of a non-JSON answer; `redirect` the address a 307 answer points to.
     """
 
     method: str
@@ -61,6 +61,7 @@ class Operation:
     stream: type[BaseModel] | None = None
     multipart: dict[str, Any] | None = None
     raw: str | None = None
+    redirect: str | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     example: dict[str, Any] | None = None

@@ -1,7 +1,8 @@
 """Durable state of the fine-tuning service: uploaded files, jobs, events, checkpoints.
 
-Metadata lives in one SQLite database under the data directory (see `layout`); file contents
-and model folders live beside it on disk.
+Metadata lives in one database: an SQLite file under the data directory (see `layout`), or a
+PostgreSQL server the replicas of a cluster share (see `database`); file contents and model
+folders live in the data directory on disk.
 """
 
 from reference_server.storage.async_store import AsyncStore

@@ -4,12 +4,16 @@ A file is written under a temporary name, synced, renamed into place and only th
 in the database; it is deleted from the database first and from disk second. So after a crash
 at any point every recorded file is complete on disk, and the only leftovers are unrecorded
 files, which `sweep` removes at startup.
+
+Replicas sharing the data directory start at any time, so a replica's sweep must not take the
+upload another one is writing: `sweep` leaves what was modified in the last `older_than` seconds.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from reference_server.storage.layout import TMP_PREFIX, DataLayout
@@ -33,11 +37,13 @@ def write_atomic(target: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def sweep(layout: DataLayout, known_ids: set[str]) -> list[str]:
-    """Delete files in the files folder that no database row names; returns their names."""
+def sweep(layout: DataLayout, known_ids: set[str], older_than: float = 0.0) -> list[str]:
+    """Delete files in the files folder that no database row names and that were last modified
+    more than `older_than` seconds ago; returns their names."""
     removed: list[str] = []
+    cutoff = time.time() - older_than
     for entry in layout.files_dir.iterdir():
-        if entry.is_file() and entry.name not in known_ids:
+        if entry.is_file() and entry.name not in known_ids and entry.stat().st_mtime <= cutoff:
             entry.unlink()
             removed.append(entry.name)
     return removed

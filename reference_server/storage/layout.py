@@ -1,6 +1,7 @@
 """Where everything lives under the data directory.
 
     data_dir/maas.sqlite3            files, jobs, events, checkpoints, idempotency keys
+                                     (unless MAAS_DATABASE_URL names a PostgreSQL server)
     data_dir/files/file-…            uploaded bytes, exactly as sent
     data_dir/jobs/ftjob-…/           a job's worker log and its checkpoint folders
     data_dir/models/ftjob-…/         the finished model of a succeeded job (served)

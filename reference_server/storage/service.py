@@ -1,5 +1,9 @@
 """`StorageService`: the data directory and its database, opened once for the whole server.
 
+The database is the data directory's SQLite file unless `MAAS_DATABASE_URL` names a shared
+PostgreSQL server; file contents and model folders are always under the data directory, which
+every replica of a cluster mounts (`MAAS_DATA_DIR`).
+
 Files, fine-tuning and evaluation all read the same store; this service owns its lifetime
 (open, sweep the blobs an interrupted upload left, close) and answers the one question every
 route asks of it: "the file this caller owns".
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from reference_server.errors import InvalidRequest, NotFound
 from reference_server.storage import blobs, ids
@@ -19,10 +24,15 @@ from reference_server.storage.store import Store
 
 logger = logging.getLogger("reference_server")
 
+# An unrecorded file younger than this may be an upload in flight on another replica.
+SWEEP_GRACE_SECONDS = 120.0
+
 
 class StorageService:
-    def __init__(self, layout: DataLayout) -> None:
+    def __init__(self, layout: DataLayout, database_url: str | None = None) -> None:
         self.layout = layout
+        # Where the store is: a database URL (shared by replicas), else the data directory's SQLite file.
+        self.database: Path | str = database_url or layout.db_path
         self._db: AsyncStore | None = None
 
     @property
@@ -33,8 +43,8 @@ class StorageService:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.layout.create)
-        self._db = AsyncStore(await asyncio.to_thread(Store, self.layout.db_path))
-        removed = await asyncio.to_thread(blobs.sweep, self.layout, await self.db.file_ids())
+        self._db = AsyncStore(await asyncio.to_thread(Store, self.database))
+        removed = await asyncio.to_thread(blobs.sweep, self.layout, await self.db.file_ids(), SWEEP_GRACE_SECONDS)
         if removed:
             logger.warning("removed %d unrecorded file(s) left by an interrupted upload", len(removed))
 

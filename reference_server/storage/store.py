@@ -1,30 +1,34 @@
-"""`Store`: the SQLite database behind files, fine-tuning jobs, events, checkpoints and idempotency keys.
+"""`Store`: the database behind files, fine-tuning jobs, events, checkpoints and idempotency keys.
 
-The server and the training worker processes share one database file. WAL mode lets readers
-run while a worker writes, `synchronous=FULL` makes every commit survive a crash of either
-process, and `BEGIN IMMEDIATE` serialises writers so a read-modify-write never interleaves.
+One API over two backends (see `database`): an embedded SQLite file, which the server and its
+training worker processes share, or a PostgreSQL server, which every replica of a cluster and
+its training workers share. Every write is one transaction; the ones that read before they
+write lock what they read (SQLite: the whole database, `BEGIN IMMEDIATE`; PostgreSQL: the
+job's row, `FOR UPDATE`), and state transitions are conditional updates, so writers on many
+replicas at once never lose an update.
 
 A worker's writes are fenced by the job's `attempt` counter and status: a worker whose job
 was cancelled, or that outlived a server restart that re-queued its job, finds its updates
 matching no row and stops, so it can never overwrite the state of a newer attempt.
 
-`Store` is synchronous (one connection, used by one thread at a time); the server wraps it in
-`AsyncStore`, which runs every call on a dedicated thread so the event loop never waits on
-disk or on a lock held by a worker.
+`Store` is synchronous (its calls may come from any thread; each takes a pooled connection);
+the server wraps it in `AsyncStore`, which runs every call on a dedicated thread so the event
+loop never waits on disk, the network or a lock held by a worker.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from reference_server.storage import ids
+from sqlalchemy import Connection, bindparam, text
+
+from reference_server.storage import database, ids
 from reference_server.storage.records import (
     CheckpointRecord,
     EventRecord,
@@ -70,10 +74,10 @@ def _encode(column: str, value: Any) -> Any:
     return value
 
 
-def _row_to(cls: Any, row: sqlite3.Row) -> Any:
+def _row_to(cls: Any, row: Mapping[str, Any]) -> Any:
     names = {f.name for f in fields(cls)}
     values: dict[str, Any] = {}
-    for key, value in dict(row).items():
+    for key, value in row.items():
         if key not in names:
             continue
         values[key] = json.loads(value) if key in _JSON_COLUMNS and value is not None else value
@@ -82,49 +86,72 @@ def _row_to(cls: Any, row: sqlite3.Row) -> Any:
     return cls(**values)
 
 
+def _sql(sql: str, params: Mapping[str, Any]) -> Any:
+    """`sql` as a statement; list parameters expand, so `x IN :names` takes a list."""
+    statement = text(sql)
+    expanding: list[Any] = [bindparam(k, expanding=True) for k, v in params.items() if isinstance(v, list)]
+    return statement.bindparams(*expanding) if expanding else statement
+
+
 class Store:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        migrate(self._conn)
+    def __init__(self, where: Path | str) -> None:
+        """`where`: a SQLite file's path, or a database URL (`postgresql://user:pw@host/db`)."""
+        self.url = database.url_of(where)
+        self._engine = database.create(self.url)
+        self.backend = self._engine.dialect.name
+        # Locks the rows a write transaction reads (SQLite's BEGIN IMMEDIATE already locks everything).
+        self._for_update = " FOR UPDATE" if self.backend == "postgresql" else ""
+        with self._transaction() as conn:
+            migrate(conn)
 
     def close(self) -> None:
-        self._conn.close()
+        self._engine.dispose()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction, committed when the block ends, rolled back if it raises."""
+        with self._engine.connect() as conn:
+            conn.execution_options(**{database.WRITE: True})
+            with conn.begin():
+                yield conn
 
-    def _insert(self, conn: sqlite3.Connection, table: str, values: dict[str, Any]) -> None:
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            yield conn
+
+    def _rows(self, conn: Connection, sql: str, **params: Any) -> list[Mapping[str, Any]]:
+        return [dict(row._mapping) for row in conn.execute(_sql(sql, params), params)]
+
+    def _one(self, conn: Connection, sql: str, **params: Any) -> Mapping[str, Any] | None:
+        rows = self._rows(conn, sql, **params)
+        return rows[0] if rows else None
+
+    def _write(self, conn: Connection, sql: str, **params: Any) -> int:
+        """Run an INSERT, UPDATE or DELETE; returns the rows it matched."""
+        return int(conn.execute(_sql(sql, params), params).rowcount)
+
+    def _insert(self, conn: Connection, table: str, values: dict[str, Any]) -> None:
         columns = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})",
-                     [_encode(k, v) for k, v in values.items()])
+        marks = ", ".join(f":{k}" for k in values)
+        self._write(conn, f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                    **{k: _encode(k, v) for k, v in values.items()})
 
-    def _page(self, table: str, where: str, args: Sequence[Any], after: str | None, limit: int,
-              newest_first: bool = True) -> tuple[list[sqlite3.Row], bool]:
+    def _page(self, table: str, where: str, args: dict[str, Any], after: str | None, limit: int,
+              newest_first: bool = True) -> tuple[list[Mapping[str, Any]], bool]:
         """Rows of `table` matching `where`, after the row with id `after` (KeyError if unknown)."""
         order, cmp = ("DESC", "<") if newest_first else ("ASC", ">")
-        params = list(args)
-        if after is not None:
-            found = self._conn.execute(f"SELECT seq FROM {table} WHERE id = ? AND {where}",
-                                       [after, *args]).fetchone()
-            if found is None:
-                raise KeyError(after)
-            where = f"{where} AND seq {cmp} ?"
-            params.append(found["seq"])
-        rows = self._conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY seq {order} LIMIT ?",
-                                  [*params, limit + 1]).fetchall()
+        params = dict(args)
+        with self._read() as conn:
+            if after is not None:
+                found = self._one(conn, f"SELECT seq FROM {table} WHERE id = :after AND {where}",
+                                  after=after, **args)
+                if found is None:
+                    raise KeyError(after)
+                where = f"{where} AND seq {cmp} :after_seq"
+                params["after_seq"] = found["seq"]
+            rows = self._rows(conn, f"SELECT * FROM {table} WHERE {where} ORDER BY seq {order} LIMIT :limit",
+                              limit=limit + 1, **params)
         return rows[:limit], len(rows) > limit
 
     # Files
@@ -134,26 +161,27 @@ class Store:
             self._insert(conn, "files", {f.name: getattr(record, f.name) for f in fields(record)})
 
     def get_file(self, file_id: str, owner: str | None = None) -> FileRecord | None:
-        query, args = "SELECT * FROM files WHERE id = ?", [file_id]
-        if owner is not None:
-            query, args = query + " AND owner = ?", [file_id, owner]
-        row = self._conn.execute(query, args).fetchone()
+        query = "SELECT * FROM files WHERE id = :id" + (" AND owner = :owner" if owner is not None else "")
+        with self._read() as conn:
+            row = self._one(conn, query, id=file_id, owner=owner)
         return _row_to(FileRecord, row) if row else None
 
     def list_files(self, owner: str, *, purpose: str | None = None, after: str | None = None,
                    limit: int = 10000, newest_first: bool = True) -> tuple[list[FileRecord], bool]:
-        where, args = "owner = ?", [owner]
+        where, args = "owner = :owner", {"owner": owner}
         if purpose is not None:
-            where, args = where + " AND purpose = ?", [owner, purpose]
+            where, args = where + " AND purpose = :purpose", {**args, "purpose": purpose}
         rows, more = self._page("files", where, args, after, limit, newest_first)
         return [_row_to(FileRecord, r) for r in rows], more
 
     def delete_file(self, file_id: str, owner: str) -> bool:
         with self._transaction() as conn:
-            return conn.execute("DELETE FROM files WHERE id = ? AND owner = ?", [file_id, owner]).rowcount > 0
+            return self._write(conn, "DELETE FROM files WHERE id = :id AND owner = :owner",
+                               id=file_id, owner=owner) > 0
 
     def file_ids(self) -> set[str]:
-        return {row[0] for row in self._conn.execute("SELECT id FROM files")}
+        with self._read() as conn:
+            return {row["id"] for row in self._rows(conn, "SELECT id FROM files")}
 
     # Jobs
 
@@ -162,62 +190,71 @@ class Store:
         """Insert the job, or return the one an earlier request with the same key created.
 
         Returns (job, created). Raises IdempotencyKeyReused if the key was used with another body.
+        The key is claimed first, by an insert that does nothing if the key exists: of two replicas
+        creating with one key at once, the second waits for the first to commit, then finds its job.
         """
         with self._transaction() as conn:
             if idempotency_key is not None:
-                row = conn.execute("SELECT job_id, digest FROM idempotency_keys WHERE owner = ? AND key = ?",
-                                   [record.owner, idempotency_key]).fetchone()
-                if row is not None:
+                claimed = self._write(
+                    conn, "INSERT INTO idempotency_keys (owner, key, job_id, digest, created_at) "
+                          "VALUES (:owner, :key, :job_id, :digest, :created_at) ON CONFLICT (owner, key) DO NOTHING",
+                    owner=record.owner, key=idempotency_key, job_id=record.id, digest=digest,
+                    created_at=record.created_at)
+                if not claimed:
+                    row = self._one(conn, "SELECT job_id, digest FROM idempotency_keys "
+                                          "WHERE owner = :owner AND key = :key",
+                                    owner=record.owner, key=idempotency_key)
+                    assert row is not None  # the conflict was with a committed row
                     if row["digest"] != digest:
                         raise IdempotencyKeyReused(row["job_id"])
-                    existing = conn.execute("SELECT * FROM jobs WHERE id = ?", [row["job_id"]]).fetchone()
+                    existing = self._one(conn, "SELECT * FROM jobs WHERE id = :id", id=row["job_id"])
+                    assert existing is not None  # written in the same transaction as its key
                     return _row_to(JobRecord, existing), False
             self._insert(conn, "jobs", {f.name: getattr(record, f.name) for f in fields(record)})
-            if idempotency_key is not None:
-                self._insert(conn, "idempotency_keys", {"owner": record.owner, "key": idempotency_key,
-                                                        "job_id": record.id, "digest": digest,
-                                                        "created_at": record.created_at})
             self._add_event(conn, record.id, NewEvent(f"Created fine-tuning job {record.id}."))
         return record, True
 
     def get_job(self, job_id: str, owner: str | None = None) -> JobRecord | None:
-        query, args = "SELECT * FROM jobs WHERE id = ?", [job_id]
-        if owner is not None:
-            query, args = query + " AND owner = ?", [job_id, owner]
-        row = self._conn.execute(query, args).fetchone()
+        query = "SELECT * FROM jobs WHERE id = :id" + (" AND owner = :owner" if owner is not None else "")
+        with self._read() as conn:
+            row = self._one(conn, query, id=job_id, owner=owner)
         return _row_to(JobRecord, row) if row else None
 
     def list_jobs(self, owner: str, *, after: str | None = None,
                   limit: int = 20) -> tuple[list[JobRecord], bool]:
-        rows, more = self._page("jobs", "owner = ?", [owner], after, limit)
+        rows, more = self._page("jobs", "owner = :owner", {"owner": owner}, after, limit)
         return [_row_to(JobRecord, r) for r in rows], more
 
     def jobs_in(self, *statuses: str) -> list[JobRecord]:
         """Jobs in any of `statuses`, oldest first (the order they are worked on)."""
-        marks = ", ".join("?" for _ in statuses)
-        rows = self._conn.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY seq", statuses)
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT * FROM jobs WHERE status IN :statuses ORDER BY seq",
+                              statuses=list(statuses))
         return [_row_to(JobRecord, r) for r in rows]
 
     def update_job(self, job_id: str, *, if_status: Sequence[str] = (), if_attempt: int | None = None,
                    events: Sequence[NewEvent] = (), **changes: Any) -> bool:
         """Apply `changes` (and append `events`) only if the job is in one of `if_status` and at
-        attempt `if_attempt` (when given). Returns whether the job matched; nothing is written if not."""
+        attempt `if_attempt` (when given). Returns whether the job matched; nothing is written if not.
+
+        One conditional UPDATE: the database re-checks the condition on the row it locks, so of
+        two replicas moving a job out of the same status at once, exactly one succeeds."""
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job columns {sorted(unknown)}")
         changes["updated_at"] = _now()
-        sets = ", ".join(f"{k} = ?" for k in changes)
-        where = "id = ?"
-        args: list[Any] = [job_id]
+        sets = ", ".join(f"{k} = :set_{k}" for k in changes)
+        where = "id = :id"
+        params: dict[str, Any] = {f"set_{k}": _encode(k, v) for k, v in changes.items()}
+        params["id"] = job_id
         if if_status:
-            where += f" AND status IN ({', '.join('?' for _ in if_status)})"
-            args += list(if_status)
+            where += " AND status IN :if_status"
+            params["if_status"] = list(if_status)
         if if_attempt is not None:
-            where += " AND attempt = ?"
-            args.append(if_attempt)
+            where += " AND attempt = :if_attempt"
+            params["if_attempt"] = if_attempt
         with self._transaction() as conn:
-            matched = conn.execute(f"UPDATE jobs SET {sets} WHERE {where}",
-                                   [_encode(k, v) for k, v in changes.items()] + args).rowcount > 0
+            matched = self._write(conn, f"UPDATE jobs SET {sets} WHERE {where}", **params) > 0
             if matched:
                 for event in events:
                     self._add_event(conn, job_id, event)
@@ -225,7 +262,7 @@ class Store:
 
     # Events
 
-    def _add_event(self, conn: sqlite3.Connection, job_id: str, event: NewEvent) -> None:
+    def _add_event(self, conn: Connection, job_id: str, event: NewEvent) -> None:
         self._insert(conn, "events", {"id": ids.new_id(ids.EVENT), "job_id": job_id, "created_at": _now(),
                                       "level": event.level, "type": event.type, "message": event.message,
                                       "data": event.data})
@@ -237,7 +274,7 @@ class Store:
     def list_events(self, job_id: str, *, after: str | None = None,
                     limit: int = 20) -> tuple[list[EventRecord], bool]:
         """Newest first, like OpenAI; `after` is the last event id of the previous page."""
-        rows, more = self._page("events", "job_id = ?", [job_id], after, limit)
+        rows, more = self._page("events", "job_id = :job_id", {"job_id": job_id}, after, limit)
         return [_row_to(EventRecord, r) for r in rows], more
 
     # Checkpoints
@@ -248,8 +285,8 @@ class Store:
         record = CheckpointRecord(id=ids.new_id(ids.CHECKPOINT), job_id=job_id, created_at=_now(),
                                   step_number=step, path=path, metrics=metrics)
         with self._transaction() as conn:
-            live = conn.execute("SELECT 1 FROM jobs WHERE id = ? AND attempt = ? AND status = 'running'",
-                                [job_id, attempt]).fetchone()
+            live = self._one(conn, "SELECT id FROM jobs WHERE id = :id AND attempt = :attempt AND status = 'running'"
+                                   + self._for_update, id=job_id, attempt=attempt)
             if live is None:
                 return None
             self._insert(conn, "checkpoints", {f.name: getattr(record, f.name) for f in fields(record)})
@@ -258,21 +295,23 @@ class Store:
         return record
 
     def latest_checkpoint(self, job_id: str) -> CheckpointRecord | None:
-        row = self._conn.execute("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
-                                 [job_id]).fetchone()
+        with self._read() as conn:
+            row = self._one(conn, "SELECT * FROM checkpoints WHERE job_id = :job_id ORDER BY seq DESC LIMIT 1",
+                            job_id=job_id)
         return _row_to(CheckpointRecord, row) if row else None
 
     def list_checkpoints(self, job_id: str, *, after: str | None = None,
                          limit: int = 10) -> tuple[list[CheckpointRecord], bool]:
-        rows, more = self._page("checkpoints", "job_id = ?", [job_id], after, limit)
+        rows, more = self._page("checkpoints", "job_id = :job_id", {"job_id": job_id}, after, limit)
         return [_row_to(CheckpointRecord, r) for r in rows], more
 
     def drop_old_checkpoints(self, job_id: str, keep: int) -> list[str]:
         """Forget all but the newest `keep` checkpoints; returns the folders to delete."""
         with self._transaction() as conn:
-            rows = conn.execute("SELECT seq, path FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT -1 "
-                                "OFFSET ?", [job_id, keep]).fetchall()
-            conn.executemany("DELETE FROM checkpoints WHERE seq = ?", [[r["seq"]] for r in rows])
+            rows = self._rows(conn, "SELECT seq, path FROM checkpoints WHERE job_id = :job_id ORDER BY seq DESC",
+                              job_id=job_id)[keep:]
+            if rows:
+                self._write(conn, "DELETE FROM checkpoints WHERE seq IN :seqs", seqs=[r["seq"] for r in rows])
         return [r["path"] for r in rows]
 
     # Recovery

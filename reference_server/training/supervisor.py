@@ -14,6 +14,12 @@ has opened the store and swept what a crash left half-written). On start it make
 Cancelling a running job asks its worker to stop (SIGTERM; it stops between two steps) and
 kills it if it has not stopped within `_STOP_GRACE` seconds. Shutdown stops every worker the
 same way and re-queues its job, so the next start resumes it from the checkpoint just saved.
+
+In a cluster one replica runs jobs (`fine_tuning_supervisor`); every other replica is a
+follower: it creates and cancels jobs through the shared store only (a cancellation is a flag
+the supervisor acts on at its next tick), and it learns of the models jobs produce by reading
+the store every `model_sync_seconds`, so each fine-tuned model is served by every replica,
+after a restart of any of them too.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from reference_server.inference.loading import ModelSpec
 from reference_server.settings import Settings
 from reference_server.storage import AsyncStore, JobRecord, NewEvent
 from reference_server.storage.service import StorageService
-from reference_server.training import EXIT_OK, EXIT_STOPPED, plan
+from reference_server.training import DATABASE_URL_ENV, EXIT_OK, EXIT_STOPPED, plan
 from reference_server.training.checkpoints import MODEL_MARKER
 
 # Left in a job's folder once its model is deleted.
@@ -106,6 +112,8 @@ class FineTuningService:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._served: set[str] = set()  # succeeded jobs whose model is served here
+        self._reported: set[str] = set()  # ... and those whose model could not be, logged once
 
     @property
     def db(self) -> AsyncStore:
@@ -113,7 +121,15 @@ class FineTuningService:
 
     # Lifecycle
 
+    @property
+    def supervises(self) -> bool:
+        """Whether this process runs the jobs (else another replica of the cluster does)."""
+        return self.settings.fine_tuning_supervisor
+
     async def start(self) -> None:
+        if not self.supervises:
+            self._task = asyncio.create_task(self._follow())
+            return
         for job_id, status in await self.db.recover(self.settings.fine_tuning_max_interruptions):
             logger.warning("job %s was running when the server stopped; it is now %s", job_id, status)
         self._task = asyncio.create_task(self._run())
@@ -133,13 +149,17 @@ class FineTuningService:
         """Look at the queue now rather than at the next tick (a job was created or cancelled)."""
         self._wake.set()
 
-    async def _run(self) -> None:
+    async def _serve_earlier_models(self) -> None:
+        """Serve the models of the jobs that succeeded before this start; then this service is ready."""
         try:
             await self._base_models_loaded()
             if not self._stopping:
                 await self._serve_succeeded()
         finally:
             self.ready.set()
+
+    async def _run(self) -> None:
+        await self._serve_earlier_models()
         while not self._stopping:
             try:
                 async with self._lock:
@@ -151,6 +171,22 @@ class FineTuningService:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _follow(self) -> None:
+        """A follower's loop: serve the models of jobs that succeeded anywhere in the cluster."""
+        await self._serve_earlier_models()
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.model_sync_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                await self._serve_succeeded()
+            except Exception:
+                logger.exception("could not read the store for new fine-tuned models")
 
     async def _base_models_loaded(self) -> None:
         """Wait until the configured models are loaded (or failed to): loading is not safe to run
@@ -168,6 +204,11 @@ class FineTuningService:
             code = worker.process.poll()
             if code is not None:
                 await self._reconcile(worker, code)
+        if self._workers:  # cancellations asked for through another replica
+            for job in await self.db.jobs_in("running"):
+                flagged = self._workers.get(job.id)
+                if flagged is not None and job.cancel_requested:
+                    await self._stop_worker(flagged)
         for job in await self.db.jobs_in("validating_files"):
             await self._validate(job)
         if self._draining():
@@ -219,6 +260,8 @@ class FineTuningService:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "PYTHONPATH": os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
+        if isinstance(self.storage.database, str):  # a database URL: in the environment, not in `ps`
+            env[DATABASE_URL_ENV] = self.storage.database
         log_path = self.layout.worker_log(job.id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # Forked here, on the event-loop thread, not in a worker thread: Linux sends the parent-death
@@ -305,17 +348,32 @@ class FineTuningService:
     # Requests
 
     async def cancel(self, job_id: str) -> None:
-        """Cancel a job that is not finished yet (a finished job is left as it is)."""
+        """Cancel a job that is not finished yet (a finished job is left as it is). A running job's
+        worker is stopped here, or, on a replica that does not supervise, by the supervisor at its
+        next tick: the answer waits (up to the worker's stop grace) until it has."""
+        if not self.supervises:
+            if await self._request_cancel(job_id):
+                await self._until_done(job_id)
+            return
         async with self._lock:
-            if await self.db.update_job(job_id, if_status=("validating_files", "queued"), status="cancelled",
-                                        finished_at=_now(), events=[NewEvent("The job was cancelled.")]):
-                return
-            if not await self.db.update_job(job_id, if_status=("running",), cancel_requested=True,
-                                            events=[NewEvent("Cancellation requested; stopping the worker.")]):
-                return
-            worker = self._workers.get(job_id)
-            if worker is not None:
+            if await self._request_cancel(job_id) and (worker := self._workers.get(job_id)) is not None:
                 await self._stop_worker(worker)
+
+    async def _request_cancel(self, job_id: str) -> bool:
+        """Cancel a job not started yet; flag a running one. Whether a worker has to be stopped."""
+        if await self.db.update_job(job_id, if_status=("validating_files", "queued"), status="cancelled",
+                                    finished_at=_now(), events=[NewEvent("The job was cancelled.")]):
+            return False
+        return bool(await self.db.update_job(job_id, if_status=("running",), cancel_requested=True,
+                                             events=[NewEvent("Cancellation requested; stopping the worker.")]))
+
+    async def _until_done(self, job_id: str) -> None:
+        deadline = time.monotonic() + _STOP_GRACE + 5 * _TICK
+        while time.monotonic() < deadline:
+            job = await self.db.get_job(job_id)
+            if job is None or job.done:
+                return
+            await asyncio.sleep(_TICK / 2)
 
     def model_deleted(self, job: JobRecord) -> bool:
         return (self.layout.job_dir(job.id) / DELETED_MARKER).exists()
@@ -339,15 +397,25 @@ class FineTuningService:
     async def _serve_succeeded(self) -> None:
         for job in await self.db.jobs_in("succeeded"):
             name = job.fine_tuned_model
-            if name is None or (self.layout.job_dir(job.id) / DELETED_MARKER).exists():
+            if name is None:
                 continue
-            if not (self.layout.model_dir(job.id) / MODEL_MARKER).is_file():
-                logger.error("job %s succeeded but its model folder is missing; %s is not served", job.id, name)
+            if self.model_deleted(job):  # through any replica: none serves it any longer
+                if job.id in self._served:
+                    self._served.discard(job.id)
+                    await self.models.unserve(name)
+                continue
+            if job.id in self._served:
                 continue
             try:
+                if not (self.layout.model_dir(job.id) / MODEL_MARKER).is_file():
+                    raise FileNotFoundError(f"{self.layout.model_dir(job.id)} is missing or incomplete")
                 await self._register(job, name)
+                self._served.add(job.id)
             except Exception:
-                logger.exception("job %s: could not serve %s", job.id, name)
+                # Tried again at the next sync: on a shared volume the folder may not be visible yet.
+                if job.id not in self._reported:
+                    self._reported.add(job.id)
+                    logger.exception("job %s succeeded but %s could not be served", job.id, name)
 
     async def _register(self, job: JobRecord, name: str) -> None:
         """Serve the job's model folder as `name`, with the engine for its task."""

@@ -10,6 +10,9 @@ SIGTERM (or SIGINT) asks it to stop: it finishes the current step, saves a check
 exits with `EXIT_STOPPED`. It also stops by itself when its server goes away (on Linux the
 kernel sends it SIGTERM; elsewhere it notices its parent changed), so no orphan keeps
 training after a crash.
+
+Its store is the server's: the PostgreSQL server named by `MAAS_DATABASE_URL` in its
+environment, else the data directory's SQLite file.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
-from reference_server.training import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_SUPERSEDED
+from reference_server.training import DATABASE_URL_ENV, EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_SUPERSEDED
 
 _PR_SET_PDEATHSIG = 1
 
@@ -65,7 +68,7 @@ def run(data_dir: Path, job_id: str, attempt: int, device: str | None, parent_pi
     from reference_server.training.trainer import StopRequested, Superseded, Trainer
 
     layout = DataLayout(data_dir)
-    store = Store(layout.db_path)
+    store = Store(os.environ.get(DATABASE_URL_ENV) or layout.db_path)
     try:
         job = store.get_job(job_id)
         if job is None or job.attempt != attempt or job.status != "running":

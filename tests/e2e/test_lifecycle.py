@@ -1,10 +1,15 @@
 """The model life cycle as a service, for real: upload data, fine-tune, evaluate, call the result,
-and survive a crash in the middle of training. Real models, real HTTP, no mocks."""
+and survive a crash in the middle of training. Real models, real HTTP, no mocks.
+
+Every test runs twice: on the session's server (its store an SQLite file) and on a second server
+whose store is a real PostgreSQL database (`MAAS_DATABASE_URL`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,10 +21,43 @@ from maas_sdk import BadRequestError, MaaS, NotFoundError, RequestTooLargeError
 from maas_sdk.protocol import FineTuningEvent
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.helpers import training_job_under_way
 
 pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def database_env(request: pytest.FixtureRequest, backend: str) -> dict[str, str]:
+    """The environment that gives a new server a store of its own on `backend`."""
+    if backend == "sqlite":
+        return {}
+    return {"MAAS_DATABASE_URL": request.getfixturevalue("postgres").create_database()}
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, backend: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The session's server for SQLite; for PostgreSQL, one more server like it for this module."""
+    if backend == "sqlite":
+        yield request.getfixturevalue("server")
+        return
+    workdir = tmp_path_factory.mktemp("server-postgresql")
+    env = {"MAAS_API_KEYS": API_KEY, "MAAS_DATA_DIR": str(workdir / "data"),
+           "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"), **database_env(request, backend)}
+    with ServerProcess(env=env, log_path=workdir / "server.log") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> Iterator[MaaS]:
+    with MaaS(api_key=API_KEY, base_url=server.base_url, timeout=120) as c:
+        yield c
 
 
 def records(name: str) -> list[dict[str, Any]]:
@@ -153,12 +191,7 @@ def test_lora_fine_tuned_generator_learns_the_catchphrase(client: MaaS) -> None:
 
 
 def test_cancel_stops_a_running_job_promptly(client: MaaS) -> None:
-    train = client.files.upload(DATA / "sentiment_train.jsonl")
-    job = client.fine_tuning.jobs.create(model=EMBEDDER, training_file=train.id, hyperparameters={"n_epochs": 5})
-    deadline = time.monotonic() + 300
-    while (current := client.fine_tuning.jobs.retrieve(job.id)).status != "running" or not current.step:
-        assert time.monotonic() < deadline and current.status in ("validating_files", "queued", "running")
-        time.sleep(0.2)
+    job = current = training_job_under_way(client, EMBEDDER, DATA / "sentiment_train.jsonl")
     asked = time.monotonic()
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled" and cancelled.finished_at is not None
@@ -185,9 +218,12 @@ def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_job(
     client.fine_tuning.jobs.cancel(first["id"])
 
 
-def test_a_kill_9_mid_training_leaves_jobs_and_files_truthful(tmp_path: Path) -> None:
+def test_a_kill_9_mid_training_leaves_jobs_and_files_truthful(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
     env = {"MAAS_DATA_DIR": str(tmp_path / "data"), "MAAS_API_KEYS": "sk-alice,sk-bob",
-           "MAAS_ENABLED_MODELS": EMBEDDER, "MAAS_THREADS": "1", "MAAS_MAX_UPLOAD_BYTES": str(64 * 1024)}
+           "MAAS_ENABLED_MODELS": EMBEDDER, "MAAS_THREADS": "1", "MAAS_MAX_UPLOAD_BYTES": str(64 * 1024),
+           **database_env(request, backend)}
     uploaded = (DATA / "sentiment_train.jsonl").read_bytes()
     server = ServerProcess(env=env, log_path=tmp_path / "first.log").start()
     try:

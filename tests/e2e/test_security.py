@@ -97,7 +97,8 @@ def test_every_v1_route_needs_a_valid_key(server: ServerProcess, op: Operation) 
     assert not_bearer.status_code == 401
 
 
-@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics", "/openapi.json"])
+@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics", "/openapi.json", "/playground",
+                                  "/playground/app.js"])
 def test_operational_routes_are_open(server: ServerProcess, path: str) -> None:
     assert httpx.get(server.url + path, timeout=10).status_code == 200
 

@@ -1,12 +1,19 @@
-"""The SQLite store: ownership, pagination, idempotency, fenced updates and restart recovery."""
+"""The store on both backends (an SQLite file and a real PostgreSQL server): ownership,
+pagination, idempotency, fenced updates, restart recovery, migrations, and writers on several
+replicas at once (one `Store` per thread, as each replica has its own)."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from reference_server.storage import (
@@ -21,12 +28,39 @@ from reference_server.storage import (
 )
 from reference_server.storage.schema import SCHEMA_VERSION, SchemaTooNewError
 
+REPLICAS = 8
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a store lives: an SQLite file's path, or the URL of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "maas.sqlite3"
+    return str(request.getfixturevalue("postgres").create_database())
+
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "maas.sqlite3")
+def store(where: Path | str) -> Iterator[Store]:
+    s = Store(where)
     yield s
     s.close()
+
+
+def on_replicas(where: Path | str, work: Callable[[Store, int], Any], n: int = REPLICAS) -> list[Any]:
+    """Run `work(store, i)` on `n` threads at once, each with its own `Store`, as replicas have."""
+    stores = [Store(where) for _ in range(n)]
+    start = threading.Barrier(n)
+
+    def run(i: int) -> Any:
+        start.wait()
+        return work(stores[i], i)
+
+    try:
+        with ThreadPoolExecutor(n) as pool:
+            return list(pool.map(run, range(n)))
+    finally:
+        for s in stores:
+            s.close()
 
 
 def a_file(owner: str = "alice", **changes: object) -> FileRecord:
@@ -51,16 +85,36 @@ def a_job(owner: str = "alice", **changes: object) -> JobRecord:
     return JobRecord(**values)  # type: ignore[arg-type]
 
 
-def test_the_schema_is_versioned_and_a_newer_one_refused(tmp_path: Path) -> None:
-    path = tmp_path / "maas.sqlite3"
-    Store(path).close()
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
+def schema_version(where: Path | str, bump: bool = False) -> int:
+    """The version the database records (raised by one first, if `bump`), read without the store."""
+    if isinstance(where, Path):
+        conn = sqlite3.connect(where)
+        if bump:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.close()
+        return version
+    with psycopg.connect(where, autocommit=True) as pg:
+        if bump:
+            pg.execute("UPDATE maas_schema SET version = version + 1")
+        row = pg.execute("SELECT version FROM maas_schema").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_the_schema_is_versioned_and_a_newer_one_refused(where: Path | str) -> None:
+    Store(where).close()
+    assert schema_version(where) == SCHEMA_VERSION
+    Store(where).close()  # a second start migrates nothing
+    assert schema_version(where, bump=True) == SCHEMA_VERSION + 1
     with pytest.raises(SchemaTooNewError):
-        Store(path)
+        Store(where)
+
+
+def test_replicas_starting_together_migrate_once(where: Path | str) -> None:
+    on_replicas(where, lambda s, i: s.file_ids())
+    assert schema_version(where) == SCHEMA_VERSION
 
 
 def test_files_are_seen_only_by_their_owner(store: Store) -> None:
@@ -155,17 +209,95 @@ def test_recovery_makes_every_interrupted_job_truthful(store: Store) -> None:
     assert store.recover(max_interruptions=3) == []
 
 
-def test_state_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "maas.sqlite3"
-    first = Store(path)
+def test_state_survives_reopening(where: Path | str) -> None:
+    first = Store(where)
     record = a_file()
     first.add_file(record)
     job, _ = first.create_job(a_job(status="running", attempt=1))
     first.close()
-    second = Store(path)
+    second = Store(where)
     assert second.get_file(record.id) == record
     assert second.get_job(job.id) == job
     second.close()
+
+
+def test_one_idempotency_key_on_many_replicas_creates_one_job(where: Path | str) -> None:
+    def create(store: Store, i: int) -> tuple[str, bool]:
+        job, created = store.create_job(a_job(), idempotency_key="same-key", digest="body")
+        return job.id, created
+
+    results = on_replicas(where, create)
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    with _opened(where) as store:
+        assert len(store.list_jobs("alice")[0]) == 1
+
+
+def test_a_job_moves_out_of_a_status_exactly_once(where: Path | str) -> None:
+    with _opened(where) as store:
+        job, _ = store.create_job(a_job(status="queued"))
+
+    def launch(store: Store, i: int) -> bool:
+        return store.update_job(job.id, if_status=("queued",), status="running", attempt=i + 1,
+                                events=[NewEvent(f"started by replica {i}")])
+
+    won = [i for i, ok in enumerate(on_replicas(where, launch)) if ok]
+    assert len(won) == 1
+    with _opened(where) as store:
+        final = store.get_job(job.id)
+        assert final is not None and (final.status, final.attempt) == ("running", won[0] + 1)
+        started = [e.message for e in store.list_events(job.id, limit=100)[0] if e.message.startswith("started")]
+        assert started == [f"started by replica {won[0]}"]
+
+
+def test_concurrent_writers_lose_no_update(where: Path | str) -> None:
+    """Each replica bumps the attempt counter by compare-and-set (as the supervisor does), and
+    appends events, all at once: every successful bump and every event is in the final state."""
+    with _opened(where) as store:
+        job, _ = store.create_job(a_job(status="running"))
+    per_replica = 15
+
+    def bump(store: Store, i: int) -> int:
+        wins = 0
+        while wins < per_replica:
+            current = store.get_job(job.id)
+            assert current is not None
+            if store.update_job(job.id, if_attempt=current.attempt, attempt=current.attempt + 1):
+                wins += 1
+            store.add_event(job.id, NewEvent(f"replica {i}", type="metrics"))
+        return wins
+
+    total = sum(on_replicas(where, bump))
+    with _opened(where) as store:
+        final = store.get_job(job.id)
+        assert final is not None and final.attempt == total == REPLICAS * per_replica
+        events = store.list_events(job.id, limit=100000)[0]
+        assert len({e.id for e in events}) == len(events)
+        assert len([e for e in events if e.type == "metrics"]) >= total
+
+
+def test_a_stale_checkpoint_never_lands_after_a_recovery(where: Path | str) -> None:
+    """A worker saving checkpoints while another replica re-queues its job: none is recorded
+    for the attempt once the job left `running`."""
+    with _opened(where) as store:
+        job, _ = store.create_job(a_job(status="running", attempt=1))
+
+    def work(store: Store, i: int) -> list[Any]:
+        if i == 0:
+            time.sleep(0.05)
+            return [store.recover(max_interruptions=3)]
+        return [store.add_checkpoint(job.id, 1, 10 * i + k, f"/ckpt/{i}/{k}", {}) for k in range(10)]
+
+    results = on_replicas(where, work, n=4)
+    saved = [c for saves in results[1:] for c in saves if c is not None]
+    with _opened(where) as store:
+        assert store.get_job(job.id).status == "queued"  # type: ignore[union-attr]
+        assert {c.id for c in store.list_checkpoints(job.id, limit=1000)[0]} == {c.id for c in saved}
+        newest_first = [e.type if e.type == "checkpoint" else e.message
+                        for e in store.list_events(job.id, limit=1000)[0]]
+        requeued = next(i for i, m in enumerate(newest_first) if "restarted" in m)
+        assert "checkpoint" not in newest_first[:requeued]
+        assert newest_first.count("checkpoint") == len(saved)
 
 
 def test_ids_are_strict_and_paths_stay_inside_the_data_dir(tmp_path: Path) -> None:
@@ -190,3 +322,12 @@ def test_startup_sweep_removes_only_unrecorded_files(tmp_path: Path) -> None:
     assert sorted(blobs.sweep(layout, {kept})) == sorted([orphan, ".tmp-half-written"])
     assert [p.name for p in layout.files_dir.iterdir()] == [kept]
     assert layout.file_path(kept).read_bytes() == b"kept"
+
+
+@contextmanager
+def _opened(where: Path | str) -> Iterator[Store]:
+    store = Store(where)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -337,3 +337,22 @@ async def test_async_requests_match_sync_ones() -> None:
     await make_async_client(async_recorder).generate("hi", model="m", top_k=3, extra_query={"q": "1"})
     assert sync_recorder.last.url == async_recorder.last.url
     assert sync_recorder.last.content == async_recorder.last.content
+
+
+def test_logprobs_echo_n_and_sampling_controls_are_sent_as_given() -> None:
+    recorder = Recorder()
+    client = make_client(recorder)
+    client.generate([[1, 2, 3], [4]], model="m", logprobs=2, echo=True, n=3, best_of=4, max_tokens=0,
+                    logit_bias={"50256": -100}, stop_token_ids=(7, 8), min_p=0.1, repetition_penalty=1.2)
+    assert recorder.last_json == {
+        "model": "m", "prompt": [[1, 2, 3], [4]], "logprobs": 2, "echo": True, "n": 3, "best_of": 4,
+        "max_tokens": 0, "logit_bias": {"50256": -100}, "stop_token_ids": [7, 8], "min_p": 0.1,
+        "repetition_penalty": 1.2,
+    }
+    recorder.body = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}}]}
+    client.chat([{"role": "user", "content": "hi"}], model="m", logprobs=True, top_logprobs=5, n=2)
+    assert recorder.last_json == {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                                  "logprobs": True, "top_logprobs": 5, "n": 2}
+    client.generate("hi", model="m", logprobs=None, n=None)
+    assert recorder.last_json == {"model": "m", "prompt": "hi"}, "None leaves the server's default"

@@ -17,7 +17,7 @@ from maas_sdk import (
     FineTuningJobFailed,
     Hyperparameters,
     MaaSError,
-    Pager,
+    Page,
     WaitTimeoutError,
 )
 
@@ -82,10 +82,11 @@ def test_create_sends_only_given_fields() -> None:
 
 def test_list_follows_the_cursor_lazily() -> None:
     api = Jobs(total=5)
-    pager = make_client(api).fine_tuning.jobs.list(limit=2)
-    assert isinstance(pager, Pager)
-    assert api.requests == []  # nothing is fetched before iterating
-    ids = [j.id for j in pager]
+    page = make_client(api).fine_tuning.jobs.list(limit=2)
+    assert isinstance(page, Page)
+    assert len(api.requests) == 1  # the first page only; the next ones as iteration reaches them
+    assert [j.id for j in page.data] == ["ftjob-0", "ftjob-1"] and page.has_more
+    ids = [j.id for j in page]
     assert ids == [f"ftjob-{i}" for i in range(5)]
     assert [r.url.params.get("after") for r in api.requests] == [None, "ftjob-1", "ftjob-3"]
     assert {r.url.params["limit"] for r in api.requests} == {"2"}
@@ -116,6 +117,7 @@ def test_retrieve_cancel_checkpoints() -> None:
     assert cancelled.status == "cancelled"
     assert (api.requests[-1].method, api.requests[-1].url.path) == ("POST", "/v1/fine_tuning/jobs/ftjob-1/cancel")
     assert jobs.checkpoints("ftjob-1").data[0].step_number == 10
+    assert [c.id for c in jobs.checkpoints("ftjob-1")] == ["ckpt-1"]
 
 
 def test_wait_polls_until_success(clock: FakeClock) -> None:
@@ -168,7 +170,10 @@ def test_returned_jobs_can_wait_for_themselves(clock: FakeClock) -> None:
     assert done.status == "succeeded"
     assert isinstance(done, BoundFineTuningJob)
     listed = next(iter(client.fine_tuning.jobs.list()))
-    assert isinstance(listed, BoundFineTuningJob) and listed._client is client
+    assert isinstance(listed, BoundFineTuningJob)
+    polls = api.polls
+    assert listed.wait(poll_interval=1).status == "succeeded"
+    assert api.polls == polls + 1, "a listed job waits through the client that listed it"
 
 
 def test_a_job_not_from_a_client_cannot_wait() -> None:
@@ -200,10 +205,16 @@ async def test_async_list_and_events_paginate() -> None:
     jobs = make_async_client(api).fine_tuning.jobs
     pager = jobs.list(limit=2)
     assert isinstance(pager, AsyncPager)
+    assert api.requests == []  # the async pager fetches on `await` or `async for`
     listed = [j async for j in pager]
     assert [j.id for j in listed] == ["ftjob-0", "ftjob-1", "ftjob-2"]
     assert all(isinstance(j, AsyncBoundFineTuningJob) for j in listed)
     assert len([e async for e in jobs.events("ftjob-1", limit=2)]) == 5
+    first = await jobs.list(limit=2)
+    assert [j.id for j in first.data] == ["ftjob-0", "ftjob-1"] and first.has_next_page()
+    second = await first.get_next_page()
+    assert [j.id for j in second.data] == ["ftjob-2"] and not second.has_next_page()
+    assert all(isinstance(j, AsyncBoundFineTuningJob) for j in second.data)
 
 
 async def test_async_wait_success_failure_and_timeout(clock: FakeClock) -> None:

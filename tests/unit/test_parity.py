@@ -2,8 +2,10 @@
 
 Parameters must match exactly (names, kinds, defaults, annotations); return
 annotations may differ only by the async spelling of a type (`AsyncStream` for
-`Stream`, `AsyncPager` for `Pager`, ...), and async methods are coroutines unless
-they return an async iterator.
+`Stream`, `AsyncPager` for `Page`, ...), and async methods are coroutines unless
+they return an async iterator or a pager. The raw views (`with_raw_response`,
+`with_streaming_response`) offer the same methods on both, and pages, streams and
+streamed responses have the same helpers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,18 @@ from typing import Any
 import pytest
 from typing_extensions import get_overloads
 
-from maas_sdk import AsyncBoundFineTuningJob, AsyncMaaS, BoundFineTuningJob, MaaS
+from maas_sdk import (
+    AsyncBoundFineTuningJob,
+    AsyncMaaS,
+    AsyncPage,
+    AsyncStream,
+    AsyncStreamedResponse,
+    BoundFineTuningJob,
+    MaaS,
+    Page,
+    Stream,
+    StreamedResponse,
+)
 from maas_sdk.resources import (
     AsyncFiles,
     AsyncFineTuning,
@@ -36,6 +49,16 @@ PAIRS = [
 ]
 # Spelled differently on purpose: context management.
 SHELL_ONLY = {"__enter__", "__exit__", "__aenter__", "__aexit__"}
+# What the sync and async helpers of pages, streams and streamed responses share.
+HELPERS = [
+    (Page, AsyncPage, ["get_next_page", "iter_pages"]),
+    (Stream, AsyncStream, ["text_stream", "until_done", "get_final_completion"]),
+    (StreamedResponse, AsyncStreamedResponse,
+     ["parse", "read", "text", "json", "iter_bytes", "iter_text", "iter_lines", "close"]),
+]
+# Async types whose sync counterpart is not their name without "Async": the async `list()`
+# returns a pager, to await for the first page or to `async for` every item; the sync one the page.
+ASYNC_SPELLINGS = {"AsyncPager": "Page"}
 
 
 def public_names(cls: type) -> set[str]:
@@ -43,7 +66,10 @@ def public_names(cls: type) -> set[str]:
 
 
 def sync_spelling(annotation: str) -> str:
-    return re.sub(r"\bAsync(?=[A-Z])", "", annotation)
+    for async_name, sync_name in ASYNC_SPELLINGS.items():
+        annotation = re.sub(rf"\b{async_name}\b", sync_name, annotation)
+    annotation = re.sub(r"\bAsync(?=[A-Z])", "", annotation)
+    return re.sub(r"^(?:Async)?Iterator\[", "Iterator[", annotation)
 
 
 def parameters(function: Any) -> list[tuple[str, Any, Any, Any]]:
@@ -97,8 +123,13 @@ def test_the_documented_surface_exists() -> None:
     expected = {
         "generate", "chat", "embed", "classify", "tokenize", "detokenize", "evaluate",
         "models", "files", "fine_tuning", "with_options", "close",
+        "score", "with_raw_response", "with_streaming_response",
     }
     assert expected <= public_names(MaaS)
+    for resource in (Models, Files, FineTuning, FineTuningJobs):
+        assert {"with_raw_response", "with_streaming_response"} <= public_names(resource)
+    assert {"data", "has_more", "has_next_page", "get_next_page", "iter_pages"} <= public_names(Page)
+    assert {"text_stream", "until_done", "get_final_completion"} <= public_names(Stream)
     assert {"upload", "list", "retrieve", "content", "delete"} <= public_names(Files)
     assert {"create", "list", "retrieve", "cancel", "events", "checkpoints", "wait"} <= public_names(FineTuningJobs)
     generate = inspect.signature(MaaS.generate).parameters
@@ -109,3 +140,32 @@ def test_the_documented_surface_exists() -> None:
         "api_key", "base_url", "timeout", "max_retries", "http_client", "default_headers",
     ]
     assert init["max_retries"].default == 2
+
+
+@pytest.mark.parametrize(("sync", "async_", "names"), HELPERS, ids=lambda value: getattr(value, "__name__", ""))
+def test_helpers_alike(sync: type, async_: type, names: list[str]) -> None:
+    for name in names:
+        sync_attr, async_attr = inspect.getattr_static(sync, name), inspect.getattr_static(async_, name)
+        if isinstance(sync_attr, property):
+            assert isinstance(async_attr, property), name
+            sync_attr, async_attr = sync_attr.fget, async_attr.fget
+        assert parameters(sync_attr)[1:] == parameters(async_attr)[1:], name
+        assert returns(sync_attr) == returns(async_attr), name
+        assert len(get_overloads(sync_attr)) == len(get_overloads(async_attr)), name
+        assert not (inspect.iscoroutinefunction(sync_attr) or inspect.isasyncgenfunction(sync_attr)), name
+        assert inspect.iscoroutinefunction(async_attr) or inspect.isasyncgenfunction(async_attr), name
+
+
+@pytest.mark.parametrize("view", ["with_raw_response", "with_streaming_response"])
+def test_raw_views_offer_every_request_alike(view: str) -> None:
+    sync_client, async_client = MaaS(api_key="k"), AsyncMaaS(api_key="k")
+    pairs = [(sync_client, async_client), *[
+        (getattr(sync_client, name), getattr(async_client, name)) for name in ("models", "files", "fine_tuning")
+    ], (sync_client.fine_tuning.jobs, async_client.fine_tuning.jobs)]
+    for sync, async_ in pairs:
+        sync_view, async_view = getattr(sync, view), getattr(async_, view)
+        expected = {name for name in public_names(type(sync)) - {"close", "with_options", "wait"}
+                    if callable(inspect.getattr_static(type(sync), name))
+                    or name in {"models", "files", "fine_tuning", "jobs"}}
+        assert set(dir(sync_view)) == set(dir(async_view)) == expected, type(sync).__name__
+    sync_client.close()

@@ -14,6 +14,7 @@ from reference_server.http.routes import (
     fine_tuning,
     health,
     models,
+    playground,
     tokenize,
     vllm_tokenizer,
 )
@@ -21,5 +22,5 @@ from reference_server.http.routing import Operation
 
 TABLES = (health.table, models.table, completions.table, chat.table, embeddings.table, files.table,
           fine_tuning.table, classifications.table, tokenize.table, vllm_tokenizer.table,
-          evaluations.table)
+          evaluations.table, playground.table)
 OPERATIONS: tuple[Operation, ...] = tuple(op for table in TABLES for op in table.operations)

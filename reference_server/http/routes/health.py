@@ -3,7 +3,7 @@ until every model is loaded and while draining), Prometheus metrics and the Open
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -58,7 +58,7 @@ async def ready(request: Request) -> Response:
 async def metrics_endpoint(request: Request) -> Response:
     state = state_of(request)
     state.metrics.refresh_gauges(state.registry)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @table.route("GET", "/openapi.json", "This document.", response_schema={"type": "object"})
