@@ -94,10 +94,15 @@ class RunResult:
 
 # ----- the HTTP client -----
 
-async def one_request(client: httpx.AsyncClient, model: str, prompt: str, output_len: int) -> RequestResult:
-    """One streaming completion, timed per vLLM's definitions."""
-    body = {"model": model, "prompt": prompt, "max_tokens": output_len, "min_tokens": output_len,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+async def one_request(client: httpx.AsyncClient, model: str, prompt: str, output_len: int,
+                      schema: dict[str, Any] | None = None) -> RequestResult:
+    """One streaming completion, timed per vLLM's definitions. With `schema`, its output is
+    constrained to it (and ends when the document does, `output_len` being only a cap)."""
+    body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": output_len, "min_tokens": output_len,
+                            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    if schema is not None:
+        body["structured_outputs"] = {"json": schema}
+        del body["min_tokens"]
     result = RequestResult()
     start = last = time.perf_counter()
     try:
@@ -131,7 +136,7 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str, output
     result.e2el = last - start
     if math.isnan(result.ttft):
         result.error = "no text in the stream"
-    elif result.output_tokens != output_len:
+    elif result.output_tokens != output_len and schema is None:
         result.error = f"{result.output_tokens} output tokens instead of {output_len}"
     else:
         result.ok = True
@@ -139,27 +144,32 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str, output
 
 
 async def run_level(client: httpx.AsyncClient, model: str, texts: list[str], output_len: int,
-                    concurrency: int) -> RunResult:
-    """All `texts` as requests, at most `concurrency` in flight at any time."""
-    pending = iter(texts)
+                    concurrency: int, schemas: list[dict[str, Any]] | None = None) -> RunResult:
+    """All `texts` as requests (the i-th constrained by `schemas[i]` if given), at most
+    `concurrency` in flight at any time."""
+    pending = iter(enumerate(texts))
     results: list[RequestResult] = []
 
     async def worker() -> None:
-        for prompt in pending:  # a shared iterator: each prompt goes to exactly one worker
-            results.append(await one_request(client, model, prompt, output_len))
+        for i, prompt in pending:  # a shared iterator: each prompt goes to exactly one worker
+            schema = schemas[i] if schemas else None
+            results.append(await one_request(client, model, prompt, output_len, schema))
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return RunResult(concurrency, time.perf_counter() - start, results)
 
 
+def http_client(base_url: str, api_key: str | None, level: int) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(max_connections=level + 2, max_keepalive_connections=level + 2)
+    return httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=httpx.Timeout(600.0))
+
+
 async def run_server_level(base_url: str, api_key: str | None, model: str, texts: list[str], output_len: int,
                            level: int, warm_up: bool) -> RunResult:
     """One concurrency level over a fresh connection pool (after a warm-up, if asked)."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = httpx.Limits(max_connections=level + 2, max_keepalive_connections=level + 2)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits,
-                                 timeout=httpx.Timeout(600.0)) as client:
+    async with http_client(base_url, api_key, level) as client:
         if warm_up:  # a few concurrent requests, on other prompts than the measured ones
             warm = await run_level(client, model, [f"Warm-up {i}: the weather today is" for i in range(2)],
                                    output_len, 2)
@@ -286,7 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="8 requests at concurrency 1 and 8, one repeat.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     parser.add_argument("--server-log", type=Path, help="Keep the started server's log here.")
+    parser.add_argument("workload", nargs="?", default="throughput", choices=["throughput", "structured"],
+                        help="throughput (default): the concurrency sweep; structured: JSON-schema-constrained "
+                             "requests against unconstrained ones, compile times, isolation (bench/serving_structured.py).")
     args = parser.parse_args(argv)
+    if args.workload == "structured":
+        from bench.serving_structured import run as run_structured
+
+        return run_structured(args)
     if args.quick:
         args.num_requests, args.concurrency, args.repeats = 8, "1,8", 1
     levels = [int(c) for c in args.concurrency.split(",")]

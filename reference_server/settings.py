@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     max_prompts: int = Field(256, ge=1, description="Prompts allowed in one completions call.")
     max_n: int = Field(8, ge=1, description="Largest n (and best_of) a request may ask for.")
 
+    # Structured outputs and tools
+    grammar_compile_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request's schema or grammar may take to compile before a 400."
+    )
+    max_grammar_bytes: int = Field(64 * 1024, ge=1024, description="Largest schema or grammar a request may send.")
+
     # Embeddings
     embed_max_batch_size: int = Field(32, ge=1, description="Inputs per embedding forward pass.")
     embed_max_batch_tokens: int = Field(8192, ge=16, description="Padded tokens per embedding forward pass.")

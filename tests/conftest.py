@@ -24,6 +24,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "MAAS_DATA_DIR": str(workdir / "data"),
         "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"),
         "MAAS_LOG_LEVEL": "info",
+        # Low enough that a test can exceed it; ordinary schemas compile in milliseconds.
+        "MAAS_GRAMMAR_COMPILE_TIMEOUT": "3",
     }
     log = Path(os.environ.get("MAAS_TEST_SERVER_LOG", workdir / "server.log"))
     with ServerProcess(env=env, log_path=log) as proc:

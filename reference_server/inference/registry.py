@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from reference_server.inference.engine.embeddings import EmbeddingBatcher
     from reference_server.inference.engine.generation import GenerationEngine
     from reference_server.inference.loading import LoadedModel
+    from reference_server.inference.structured import StructuredBackend
 
 TASK_ROUTES = {
     "generate": "completions and chat completions",
@@ -36,6 +37,7 @@ class ServedModel:
     loaded: LoadedModel
     engine: GenerationEngine | None = None
     batcher: EmbeddingBatcher | None = None
+    structured: StructuredBackend | None = None
     parent: str | None = None
     owner: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))

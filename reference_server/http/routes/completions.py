@@ -26,10 +26,12 @@ from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _generation as gen
+from reference_server.http.routes import _structured
 from reference_server.http.routes._logprobs import CompletionLogprobsBuilder, merge
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
 from reference_server.inference.registry import ServedModel
+from reference_server.inference.structured.requests import plan_output
 from reference_server.inference.token_strings import TokenStrings
 from reference_server.state import state_of
 
@@ -91,6 +93,7 @@ async def create_completion(request: Request) -> Response:
                           param="best_of")
     if body.max_tokens == 0 and not (body.echo and body.logprobs is not None):
         raise bad_request("max_tokens: 0 scores the prompt; it needs echo: true and logprobs.", param="max_tokens")
+    plan = plan_output(body.response_format, body.structured_outputs)
     prompts = await state_of(request).thread_work.run(prompts_of, body, served, settings.max_prompts)
     # Ranking best_of candidates needs each token's logprob, asked for or not.
     logprobs = body.logprobs if body.logprobs is not None else (0 if best_of > n else None)
@@ -101,7 +104,9 @@ async def create_completion(request: Request) -> Response:
                         "max_tokens")
     # One engine request per (prompt, candidate); candidate j of prompt i is at i * best_of + j.
     flat = [(i, j) for i in range(len(prompts)) for j in range(best_of)]
-    handles = gen.submit(served, [prompts[i].ids for i, _ in flat], [gen.with_seed(base[i], j) for i, j in flat])
+    constraints = await _structured.constraints(served, plan.spec, len(flat))
+    handles = gen.submit(served, [prompts[i].ids for i, _ in flat], [gen.with_seed(base[i], j) for i, j in flat],
+                         constraints)
     prompt_tokens = sum(len(pr.ids) for pr in prompts)
     strings = gen.token_strings(served)
     reply = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,

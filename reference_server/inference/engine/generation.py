@@ -9,6 +9,12 @@ sequences share each forward. This engine keeps one running batch and, at every 
    bounded by `max_batch_tokens`), then merges their KV cache into the running batch;
 3. decodes one token for every running sequence with a single forward pass.
 
+Before each sampling, rows that carry a grammar constraint (structured outputs, tool calls)
+get their forbidden tokens masked in one batched step (`structured.apply_constraints`), on a
+copy of the logits: free rows in the same batch are untouched, and logprobs stay the model's
+raw ones for every row. Grammars are compiled before submission, off this thread, so a slow grammar
+never holds up the batch.
+
 The loop runs on its own thread so the asyncio event loop never blocks on torch; results
 travel back per request through `loop.call_soon_threadsafe` into an `asyncio.Queue`. A
 failure while prefilling, sampling or detokenizing fails only the requests concerned; a
@@ -53,6 +59,7 @@ from reference_server.inference.engine.worker import EngineThread
 
 if TYPE_CHECKING:
     from reference_server.inference.loading import LoadedModel
+    from reference_server.inference.structured import RowConstraint
 
 __all__ = [
     "EngineObserver",
@@ -143,8 +150,10 @@ class _Sequence:
         params: SamplingParams,
         detokenizer: IncrementalDetokenizer,
         loop: asyncio.AbstractEventLoop,
+        constraint: RowConstraint | None = None,
     ) -> None:
         self.prompt_ids = prompt_ids
+        self.constraint = constraint
         self.params = params
         self.output_ids: list[int] = []
         self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator(),
@@ -290,8 +299,18 @@ class GenerationEngine(EngineThread):
     def add_observer(self, observer: EngineObserver) -> None:
         self._observers.append(observer)
 
-    def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle:
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """The tokens that end a sequence (a grammar's stop tokens must be these)."""
+        return list(self._eos_ids)
+
+    def submit(
+        self, prompt_ids: Sequence[int], params: SamplingParams, constraint: RowConstraint | None = None
+    ) -> GenerationHandle:
         """Queue a request; call from the event loop that will iterate the handle.
+
+        `constraint` (a fresh matcher of a compiled grammar) restricts every sampled token to
+        what the grammar allows; the request ends when the grammar is complete.
 
         Raises QueueFullError when `max_running + max_queued` requests are already in, InvalidRequest
         for an unusable prompt, EngineStoppedError when the engine is not running.
@@ -318,7 +337,7 @@ class GenerationEngine(EngineThread):
             raise InvalidRequest(f"a stop or logit_bias token id is outside this model's vocabulary "
                                  f"(0..{self._vocab_size - 1})", param="logit_bias")
         loop = asyncio.get_running_loop()
-        seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
+        seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop, constraint)
         with self._cond:
             in_flight = len(self._waiting) + len(self._running)
             if in_flight >= self.max_running + self.max_queued:
@@ -515,17 +534,22 @@ class GenerationEngine(EngineThread):
     ) -> tuple[list[int | None], list[TokenLogprob | None]]:
         """Next token per sequence (None where sampling failed: that request is failed) and,
         for the sequences that asked, its logprobs from the same (unedited) logits."""
+        masked = self._constrain(seqs, logits)
         rows = [s.row for s in seqs]
         try:
-            tokens = sample(logits, rows, self._eos_ids)
+            tokens = sample(masked, rows, self._eos_ids)
             return list(tokens), chosen_logprobs(logits, rows, tokens)
         except Exception:
             logger.exception("batched sampling failed; retrying row by row", extra=_naming(seqs))
         picked: list[int | None] = []
         logprobs: list[TokenLogprob | None] = []
         for i, seq in enumerate(seqs):
+            if seq.finish_reason is not None:
+                picked.append(None)
+                logprobs.append(None)
+                continue
             try:
-                token = sample(logits[i : i + 1], [seq.row], self._eos_ids)[0]
+                token = sample(masked[i : i + 1], [seq.row], self._eos_ids)[0]
                 logprobs.append(chosen_logprobs(logits[i : i + 1], [seq.row], [token])[0])
                 picked.append(token)
             except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
@@ -533,6 +557,31 @@ class GenerationEngine(EngineThread):
                 picked.append(None)
                 logprobs.append(None)
         return picked, logprobs
+
+    def _constrain(self, seqs: list[_Sequence], logits: torch.Tensor) -> torch.Tensor:
+        """The logits to sample from: `logits` itself when no row is constrained, else a copy
+        with every constrained row's forbidden tokens masked, all rows at once. A row whose
+        mask cannot be computed is failed (what it samples is dropped)."""
+        from reference_server.inference.structured import apply_constraints
+
+        constraints = [s.constraint for s in seqs]
+        if all(c is None for c in constraints):
+            return logits
+        masked = logits.clone()
+        try:
+            apply_constraints(masked, constraints)
+            return masked
+        except Exception:
+            logger.exception("batched grammar masking failed; retrying row by row")
+        masked = logits.clone()
+        for i, (seq, constraint) in enumerate(zip(seqs, constraints)):
+            if constraint is None:
+                continue
+            try:
+                apply_constraints(masked[i : i + 1], [constraint])
+            except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
+                self._fail(seq, exc)
+        return masked
 
     def _advance(
         self, seqs: list[_Sequence], tokens: list[int | None], logprobs: list[TokenLogprob | None]
@@ -574,6 +623,13 @@ class GenerationEngine(EngineThread):
         seq.output_ids.append(token)
         seq.token_times.append(now)
         params = seq.params
+        constraint = seq.constraint
+        if constraint is not None:
+            if not constraint.accept(token):
+                raise GenerationError(f"token {token} was sampled but the grammar does not allow it")
+            if constraint.terminated:  # the grammar is complete and took its stop token
+                text, _ = seq.detokenizer.finish()
+                return TokenEvent(text, [token], "stop")
         if (token in self._eos_set and not params.ignore_eos) or token in params.stop_token_ids:
             text, _ = seq.detokenizer.finish()
             return TokenEvent(text, [token], "stop")
