@@ -154,13 +154,17 @@ class Texts:
 # ----- the HTTP client -----
 
 async def one_request(client: httpx.AsyncClient, model: str, prompt: str | list[dict[str, str]],
-                      output_len: int) -> RequestResult:
+                      output_len: int, schema: dict[str, Any] | None = None) -> RequestResult:
     """One streaming completion (a string prompt) or chat completion (messages), timed per
-    vLLM's definitions."""
+    vLLM's definitions. With `schema`, its output is constrained to it (and ends when the
+    document does, `output_len` being only a cap)."""
     chat = not isinstance(prompt, str)
     body: dict[str, Any] = {"model": model, "max_tokens": output_len, "min_tokens": output_len, "temperature": 0,
                             "stream": True, "stream_options": {"include_usage": True}}
     body["messages" if chat else "prompt"] = prompt
+    if schema is not None:
+        body["structured_outputs"] = {"json": schema}
+        del body["min_tokens"]
     result = RequestResult()
     parts: list[str] = []
     result.start = last = time.perf_counter()
@@ -200,29 +204,31 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str | list[
     result.text = "".join(parts)
     if math.isnan(result.ttft):
         result.error = "no text in the stream"
-    elif result.output_tokens != output_len:
+    elif result.output_tokens != output_len and schema is None:
         result.error = f"{result.output_tokens} output tokens instead of {output_len}"
     else:
         result.ok = True
     return result
 
 
-async def closed_loop(client: httpx.AsyncClient, model: str, texts: list[Any], output_len: int,
-                      concurrency: int) -> RunResult:
-    """All `texts` as requests, at most `concurrency` in flight at any time."""
-    pending = iter(texts)
+async def run_level(client: httpx.AsyncClient, model: str, texts: list[Any], output_len: int,
+                    concurrency: int, schemas: list[dict[str, Any]] | None = None) -> RunResult:
+    """All `texts` as requests (the i-th constrained by `schemas[i]` if given), at most
+    `concurrency` in flight at any time."""
+    pending = iter(enumerate(texts))
     results: list[RequestResult] = []
 
     async def worker() -> None:
-        for prompt in pending:  # a shared iterator: each prompt goes to exactly one worker
-            results.append(await one_request(client, model, prompt, output_len))
+        for i, prompt in pending:  # a shared iterator: each prompt goes to exactly one worker
+            schema = schemas[i] if schemas else None
+            results.append(await one_request(client, model, prompt, output_len, schema))
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return RunResult(concurrency, time.perf_counter() - start, results)
 
 
-def _client(base_url: str, api_key: str | None, connections: int) -> httpx.AsyncClient:
+def http_client(base_url: str, api_key: str | None, connections: int) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=connections + 2, max_keepalive_connections=connections + 2)
     return httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=httpx.Timeout(600.0))
@@ -230,7 +236,7 @@ def _client(base_url: str, api_key: str | None, connections: int) -> httpx.Async
 
 async def _warm_up(client: httpx.AsyncClient, model: str, output_len: int, prompt: Any = None) -> None:
     texts = [prompt] * 2 if prompt is not None else [f"Warm-up {i}: the weather today is" for i in range(2)]
-    warm = await closed_loop(client, model, texts, min(output_len, 16), 2)
+    warm = await run_level(client, model, texts, min(output_len, 16), 2)
     if warm.failures:
         raise RuntimeError(f"warm-up failed: {warm.requests[0].error or warm.requests[1].error}")
 
@@ -239,13 +245,13 @@ async def run_closed(base_url: str, api_key: str | None, model: str, texts: list
                      level: int, warm_up: Any = False) -> RunResult:
     """One closed-loop level over a fresh connection pool, after a warm-up if asked (True, or
     the prompt to warm up with). The server's KV cache gauges are sampled meanwhile."""
-    async with _client(base_url, api_key, level) as client:
+    async with http_client(base_url, api_key, level) as client:
         if warm_up is not False:
             await _warm_up(client, model, output_len, None if warm_up is True else warm_up)
         samples: list[tuple[float, float, float]] = []
         probe = asyncio.create_task(_sample_kv(client, base_url, model, samples))
         try:
-            run = await closed_loop(client, model, texts, output_len, level)
+            run = await run_level(client, model, texts, output_len, level)
         finally:
             probe.cancel()
         full = [(alloc, live) for running, alloc, live in samples if running >= level and live > 0]
@@ -280,7 +286,7 @@ async def run_long_prompt(base_url: str, api_key: str | None, model: str, stream
     """`streams` decoding; once each has streamed a few tokens, `long_prompt` arrives. The
     streams' gaps are split into those that ended before it was sent and those that overlap
     the time until its first token (its prefill)."""
-    async with _client(base_url, api_key, len(streams) + 1) as client:
+    async with http_client(base_url, api_key, len(streams) + 1) as client:
         await _warm_up(client, model, output_len)
         tasks = [asyncio.create_task(one_request(client, model, s, output_len)) for s in streams]
         await asyncio.sleep(0.2)
@@ -307,7 +313,7 @@ async def run_open_loop(base_url: str, api_key: str | None, model: str, texts: l
     """Requests sent at exponentially distributed intervals (mean 1 / `rate`), whatever the
     server's progress (open loop)."""
     rng = random.Random(seed)
-    async with _client(base_url, api_key, len(texts)) as client:
+    async with http_client(base_url, api_key, len(texts)) as client:
         await _warm_up(client, model, output_len)
         tasks = []
         start = time.perf_counter()
@@ -556,11 +562,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="Runs per fixed-batch reference (median).")
     parser.add_argument("--rate", type=float, default=1.5, help="poisson: requests per second.")
     parser.add_argument("--poisson-requests", type=int, default=48)
+    parser.add_argument("--num-requests", type=int, default=32, help="structured: requests per run.")
     parser.add_argument("--skip-references", action="store_true", help="Only measure the server.")
     parser.add_argument("--quick", action="store_true", help="c = 1 and 8, fewer requests, one repeat.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     parser.add_argument("--server-log", type=Path, help="Keep the started server's log here.")
+    parser.add_argument("workload", nargs="?", default="throughput", choices=["throughput", "structured"],
+                        help="throughput (default): the --workloads; structured: JSON-schema-constrained "
+                             "requests against unconstrained ones, compile times, isolation (bench/serving_structured.py).")
     args = parser.parse_args(argv)
+    if args.workload == "structured":
+        from bench.serving_structured import run as run_structured
+
+        return run_structured(args)
     plan = Plan(levels=[int(c) for c in args.concurrency.split(",")], output_len=args.output_len,
                 requests_per_stream=args.requests_per_stream, repeats=args.repeats, rate=args.rate,
                 poisson_requests=args.poisson_requests, shared_requests=12)

@@ -8,11 +8,15 @@ SDK with its own retries off, so each refusal is counted; a refused client waits
 
 The server (started here unless `--base-url` is given) runs with a small generation queue
 (`--max-queued`, default 16) so that 64 streaming clients really overflow it. Its resident
-memory (psutil, including child processes) is sampled every second.
+memory (psutil, including child processes) is sampled every second. Beside the load, the
+probes of `bench/probes.py` play hostile and careless clients (huge bodies, requests that can
+never fit, invented methods, cross-site requests, half-sent requests, abandoned calls) and
+count every answer that is not the promised one (`--no-probes` to leave them out; they need
+the keyless server launched here).
 
     python -m bench.soak                               # 64 streams + 4 embedding clients, 120 s
     python -m bench.soak --duration 30 --streams 16    # a quick look
-    python -m bench.soak --base-url http://host:8000/v1 --api-key KEY --pid 1234
+    python -m bench.soak --base-url http://host:8000/v1 --api-key KEY --pid 1234   # no probes
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from pathlib import Path
 
 import psutil
 
+from bench import probes
 from bench._common import EMBEDDER, GENERATOR, machine, percentile, prompts, sentences, table
 from maas_sdk import APIStatusError, AsyncMaaS, MaaSError
 
 REFUSED_STATUSES = (429, 503)
+PROBE_TIMEOUT = 2.0  # header and body timeouts of the launched server, for the slow-client probes
+MAX_RUNNING = 16
 
 
 @dataclass
@@ -150,11 +157,15 @@ async def soak(base_url: str, api_key: str | None, pid: int | None, args: argpar
         baseline = rss(pid) if pid is not None else None
         started = time.monotonic()
         until = started + args.duration
-        await asyncio.gather(
+        capacity = MAX_RUNNING + args.max_queued
+        probing = probes.run_probes(base_url, until, capacity, PROBE_TIMEOUT, PROBE_TIMEOUT) if args.probes else None
+        results = await asyncio.gather(
             sample_rss(pid, until, samples),
             *(stream_client(client, texts[i], args.max_tokens, until, streams) for i in range(args.streams)),
             *(embed_client(client, sentences_, until, embeds) for _ in range(args.embed_clients)),
+            *([probing] if probing is not None else []),
         )
+        probed: list[probes.Probe] = results[-1] if probing is not None else []
         wall = time.monotonic() - started
     print(f"# soak: {args.streams} streaming clients ({args.max_tokens} tokens each) + {args.embed_clients} "
           f"embedding clients (8 inputs per call), {wall:.0f} s")
@@ -174,10 +185,18 @@ async def soak(base_url: str, api_key: str | None, pid: int | None, args: argpar
         print(table(["server RSS MiB", "after warm-up", "at 25%", "at 50%", "at 75%", "at end", "peak"],
                     [["", baseline / mib, *(q / mib for q in quarter), samples[-1][1] / mib,
                       max(s for _, s in samples) / mib]]))
+    if probed:
+        print()
+        print(table(probes.HEADERS, [probe.row() for probe in probed]))
+        over = sum(s > 0.1 for s in probed[0].seconds)
+        print(f"\n/health over 100 ms: {over} of {probed[0].runs}")
     for tally in (streams, embeds):
         for error in tally.errors:
             print(f"error: {error}", file=sys.stderr)
-    return 1 if streams.failed or embeds.failed else 0
+    for probe in probed:
+        for note in probe.notes:
+            print(f"probe {probe.name}: {note}", file=sys.stderr)
+    return 1 if streams.failed or embeds.failed or any(p.broken for p in probed) else 0
 
 
 @contextlib.contextmanager
@@ -187,7 +206,8 @@ def launched(args: argparse.Namespace) -> Iterator[tuple[str, int]]:
     with tempfile.TemporaryDirectory(prefix="maas-soak-") as tmp:
         env = {"MAAS_ENABLED_MODELS": f"{GENERATOR},{EMBEDDER}", "MAAS_THREADS": str(args.threads),
                "MAAS_DATA_DIR": tmp, "MAAS_LOG_LEVEL": "warning", "MAAS_API_KEYS": "",
-               "MAAS_MAX_QUEUED": str(args.max_queued)}
+               "MAAS_MAX_QUEUED": str(args.max_queued), "MAAS_MAX_RUNNING": str(MAX_RUNNING),
+               "MAAS_HEADER_TIMEOUT": str(PROBE_TIMEOUT), "MAAS_BODY_TIMEOUT": str(PROBE_TIMEOUT)}
         with ServerProcess(env=env, log_path=Path(tmp) / "server.log") as proc:
             assert proc.process is not None
             yield proc.base_url, proc.process.pid
@@ -201,11 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens per streamed completion")
     parser.add_argument("--max-queued", type=int, default=16, help="MAAS_MAX_QUEUED of the launched server")
     parser.add_argument("--threads", type=int, default=2, help="MAAS_THREADS of the launched server")
+    parser.add_argument("--no-probes", dest="probes", action="store_false",
+                        help="leave out the hostile-client probes (bench/probes.py)")
     parser.add_argument("--base-url", default=None, help="use a running server instead of starting one")
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--pid", type=int, default=None, help="the running server's pid, to sample its memory")
     args = parser.parse_args(argv)
     if args.base_url is not None:
+        args.probes = False  # they expect the keyless server with short timeouts launched below
         return asyncio.run(soak(args.base_url, args.api_key, args.pid, args))
     with launched(args) as (base_url, pid):
         return asyncio.run(soak(base_url, None, pid, args))

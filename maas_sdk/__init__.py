@@ -38,6 +38,7 @@ from maas_sdk._response import AsyncStreamedResponse, RawResponse, StreamedRespo
 from maas_sdk._scoring import Score
 from maas_sdk._sse import ServerSentEvent, SSEDecoder
 from maas_sdk._streaming import AsyncStream, Stream
+from maas_sdk._tools import ParsedChatCompletion, ToolRunError
 from maas_sdk._types import RequestOptions
 from maas_sdk._version import __version__
 from maas_sdk.protocol import *  # the wire types, listed in protocol.__all__
@@ -69,6 +70,7 @@ __all__ = [
     "MaaSError",
     "NotFoundError",
     "Page",
+    "ParsedChatCompletion",
     "PermissionDeniedError",
     "RateLimitError",
     "RawResponse",
@@ -80,6 +82,7 @@ __all__ = [
     "Stream",
     "StreamedResponse",
     "SyncAPI",
+    "ToolRunError",
     "UnprocessableEntityError",
     "WaitTimeoutError",
     "__version__",

@@ -10,9 +10,10 @@ is written twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import httpx
 from typing_extensions import Self, Unpack
@@ -22,6 +23,7 @@ from maas_sdk._core import DEFAULT_LIMITS, ClientCore
 from maas_sdk._response import AsyncResponseContextManager, ResponseContextManager, Viewable
 from maas_sdk._scoring import Score, score_of
 from maas_sdk._streaming import AsyncStream, Stream
+from maas_sdk._tools import ModelT, ParsedChatCompletion, ToolLoop
 from maas_sdk._transport import AsyncTransport, SyncTransport
 from maas_sdk._types import (
     ChatParams,
@@ -31,6 +33,8 @@ from maas_sdk._types import (
     MessageParam,
     Prompt,
     RequestOptions,
+    ResponseFormatParam,
+    ToolRunParams,
 )
 from maas_sdk.protocol import (
     ChatCompletion,
@@ -104,24 +108,55 @@ class MaaS(ClientCore[httpx.Client], Viewable):
 
     @overload
     def chat(
+        self, messages: Sequence[MessageParam], *, model: str, response_format: type[ModelT],
+        stream: Literal[False] = False, **params: Unpack[ChatParams],
+    ) -> ParsedChatCompletion[ModelT]: ...
+    @overload
+    def chat(
         self, messages: Sequence[MessageParam], *, model: str, stream: Literal[False] = False,
-        **params: Unpack[ChatParams],
+        response_format: Mapping[str, object] | None = None, **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
     @overload
     def chat(
-        self, messages: Sequence[MessageParam], *, model: str, stream: Literal[True], **params: Unpack[ChatParams]
+        self, messages: Sequence[MessageParam], *, model: str, stream: Literal[True],
+        response_format: ResponseFormatParam | None = None, **params: Unpack[ChatParams],
     ) -> Stream[ChatCompletionChunk]: ...
     @overload
     def chat(
-        self, messages: Sequence[MessageParam], *, model: str, stream: bool, **params: Unpack[ChatParams]
+        self, messages: Sequence[MessageParam], *, model: str, stream: bool,
+        response_format: ResponseFormatParam | None = None, **params: Unpack[ChatParams],
     ) -> ChatCompletion | Stream[ChatCompletionChunk]: ...
     def chat(
-        self, messages: Sequence[MessageParam], *, model: str, stream: bool = False, **params: Unpack[ChatParams]
+        self, messages: Sequence[MessageParam], *, model: str, stream: bool = False,
+        response_format: ResponseFormatParam | None = None, **params: Unpack[ChatParams],
     ) -> ChatCompletion | Stream[ChatCompletionChunk]:
         """Answer a conversation (POST /chat/completions): a `ChatCompletion`, or with `stream=True`
-        a `Stream[ChatCompletionChunk]`. `messages` are dicts or `ChatMessage`s."""
-        call = endpoints.chat_completion(messages, model=model, stream=stream, **params)
+        a `Stream[ChatCompletionChunk]`. `messages` are dicts or `ChatMessage`s.
+
+        `response_format` may be a pydantic model class: the reply is then constrained to its
+        schema and the answer is a `ParsedChatCompletion` whose `.parsed` is an instance of it.
+        `tools` are dicts, pydantic models or typed Python functions."""
+        call = endpoints.chat_completion(messages, model=model, stream=stream, response_format=response_format,
+                                         **params)
         return self._api.stream(call) if stream else self._api.request(call)
+
+    def run_tools(
+        self, messages: Sequence[MessageParam], *, tools: Sequence[Callable[..., Any]], model: str,
+        max_rounds: int = 10, **params: Unpack[ToolRunParams],
+    ) -> ChatCompletion:
+        """Chat with Python functions as tools: call the ones the model asks for, send back their
+        results, and repeat until the model answers without a call (at most `max_rounds` rounds;
+        then `ToolRunError`). Returns that last completion. `tool_choice` applies to the first
+        request; later ones leave the choice to the model. A function's exception is sent to the
+        model as the call's result, as are arguments that do not validate."""
+        loop = ToolLoop(messages, tools, max_rounds)
+        while True:
+            reply: ChatCompletion = self.chat(loop.messages, model=model, tools=loop.tools, **loop.params(params))
+            calls = loop.pending(reply)
+            if not calls:
+                return reply
+            for pending in calls:
+                loop.run(pending)
 
     def embed(
         self, input: EmbeddingInput, *, model: str, encoding_format: EncodingFormat | None = None,
@@ -229,26 +264,53 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
 
     @overload
     async def chat(
+        self, messages: Sequence[MessageParam], *, model: str, response_format: type[ModelT],
+        stream: Literal[False] = False, **params: Unpack[ChatParams],
+    ) -> ParsedChatCompletion[ModelT]: ...
+    @overload
+    async def chat(
         self, messages: Sequence[MessageParam], *, model: str, stream: Literal[False] = False,
-        **params: Unpack[ChatParams],
+        response_format: Mapping[str, object] | None = None, **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
     @overload
     async def chat(
-        self, messages: Sequence[MessageParam], *, model: str, stream: Literal[True], **params: Unpack[ChatParams]
+        self, messages: Sequence[MessageParam], *, model: str, stream: Literal[True],
+        response_format: ResponseFormatParam | None = None, **params: Unpack[ChatParams],
     ) -> AsyncStream[ChatCompletionChunk]: ...
     @overload
     async def chat(
-        self, messages: Sequence[MessageParam], *, model: str, stream: bool, **params: Unpack[ChatParams]
+        self, messages: Sequence[MessageParam], *, model: str, stream: bool,
+        response_format: ResponseFormatParam | None = None, **params: Unpack[ChatParams],
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]: ...
     async def chat(
-        self, messages: Sequence[MessageParam], *, model: str, stream: bool = False, **params: Unpack[ChatParams]
+        self, messages: Sequence[MessageParam], *, model: str, stream: bool = False,
+        response_format: ResponseFormatParam | None = None, **params: Unpack[ChatParams],
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """Answer a conversation (POST /chat/completions): a `ChatCompletion`, or with `stream=True`
-        an `AsyncStream[ChatCompletionChunk]`. `messages` are dicts or `ChatMessage`s."""
-        call = endpoints.chat_completion(messages, model=model, stream=stream, **params)
+        an `AsyncStream[ChatCompletionChunk]`. `messages` are dicts or `ChatMessage`s;
+        `response_format` and `tools` as for `MaaS.chat`."""
+        call = endpoints.chat_completion(messages, model=model, stream=stream, response_format=response_format,
+                                         **params)
         if stream:
             return await self._api.stream(call)
         return await self._api.request(call)
+
+    async def run_tools(
+        self, messages: Sequence[MessageParam], *, tools: Sequence[Callable[..., Any]], model: str,
+        max_rounds: int = 10, **params: Unpack[ToolRunParams],
+    ) -> ChatCompletion:
+        """As `MaaS.run_tools`; the tools may be async functions (they are awaited)."""
+        loop = ToolLoop(messages, tools, max_rounds)
+        while True:
+            reply: ChatCompletion = await self.chat(loop.messages, model=model, tools=loop.tools, **loop.params(params))
+            calls = loop.pending(reply)
+            if not calls:
+                return reply
+            for pending in calls:
+                result = loop.start(pending)
+                if inspect.isawaitable(result):
+                    result = await loop.finish(result)
+                loop.record(pending, result)
 
     async def embed(
         self, input: EmbeddingInput, *, model: str, encoding_format: EncodingFormat | None = None,

@@ -19,6 +19,7 @@ from typing_extensions import Unpack
 from maas_sdk import protocol as wire
 from maas_sdk._core import Call, StreamCall
 from maas_sdk._pagination import ListBody
+from maas_sdk._tools import ParsedChatCompletion, response_format_param, tool_param
 from maas_sdk._types import (
     ChatParams,
     CompletionParams,
@@ -30,6 +31,7 @@ from maas_sdk._types import (
     MessageParam,
     Prompt,
     RequestOptions,
+    ResponseFormatParam,
     SamplingParams,
 )
 
@@ -124,10 +126,24 @@ def completion(
 
 
 def chat_completion(
-    messages: Sequence[MessageParam], *, model: str, stream: bool, **params: Unpack[ChatParams]
-) -> StreamCall[wire.ChatCompletion, wire.ChatCompletionChunk]:
+    messages: Sequence[MessageParam],
+    *,
+    model: str,
+    stream: bool,
+    response_format: ResponseFormatParam | None = None,
+    **params: Unpack[ChatParams],
+) -> StreamCall[Any, wire.ChatCompletionChunk]:
+    """`response_format` may be a pydantic model: the answer is then a `ParsedChatCompletion` of it."""
     body: JSONBody = {"model": model, "messages": [_plain(m) if isinstance(m, BaseModel) else dict(m) for m in messages]}
-    return _sampling("/chat/completions", body, params, stream, wire.ChatCompletion, wire.ChatCompletionChunk)
+    tools = params.pop("tools", None)
+    if tools is not None:
+        body["tools"] = [tool_param(t) for t in tools]
+    response_type: type[Any] = wire.ChatCompletion
+    if response_format is not None:
+        body["response_format"], parse_into = response_format_param(response_format)
+        if parse_into is not None:
+            response_type = ParsedChatCompletion[parse_into]  # type: ignore[valid-type]
+    return _sampling("/chat/completions", body, params, stream, response_type, wire.ChatCompletionChunk)
 
 
 def score(

@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any, Literal
 
 import httpx
+from pydantic import BaseModel
 from typing_extensions import TypedDict
 
+from maas_sdk._tools import ToolParam
 from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions
 
 __all__ = [
@@ -29,9 +31,13 @@ __all__ = [
     "MessageParam",
     "Prompt",
     "RequestOptions",
+    "ResponseFormatParam",
     "SamplingParams",
     "StopParam",
     "TimeoutParam",
+    "ToolChoiceParam",
+    "ToolParam",
+    "ToolRunParams",
 ]
 
 TimeoutParam = float | httpx.Timeout | None
@@ -43,6 +49,9 @@ StopParam = str | Sequence[str] | None
 MessageParam = ChatMessage | Mapping[str, Any]
 FileInput = str | os.PathLike[str] | bytes | IO[bytes]
 JSONBody = dict[str, object]
+ToolChoiceParam = Literal["none", "auto", "required"] | Mapping[str, object]
+# A pydantic model class (the reply is parsed into it) or a dict in OpenAI's shape.
+ResponseFormatParam = type[BaseModel] | Mapping[str, object]
 
 
 class ClientOptions(TypedDict, total=False):
@@ -101,6 +110,14 @@ class SamplingParams(RequestOptions, total=False):
     user: str | None
 
 
+class ToolRunParams(SamplingParams, total=False):
+    """`run_tools()`'s parameters: `chat()`'s, less `tools` (given as Python functions)."""
+
+    max_completion_tokens: int | None
+    tool_choice: ToolChoiceParam | None
+    parallel_tool_calls: bool | None
+
+
 class CompletionParams(SamplingParams, total=False):
     """`generate()`'s parameters: the sampling ones, and the legacy completion ones.
 
@@ -114,16 +131,22 @@ class CompletionParams(SamplingParams, total=False):
     echo: bool | None
     logprobs: int | None
     best_of: int | None
+    response_format: Mapping[str, object] | None
+    structured_outputs: Mapping[str, object] | None
 
 
 class ChatParams(SamplingParams, total=False):
     """`chat()`'s parameters: the sampling ones, `max_completion_tokens` (OpenAI's newer name),
-    and `logprobs=True` (each generated token's logprob in `choices[].logprobs.content`) with
-    `top_logprobs` alternatives per token."""
+    `top_logprobs` alternatives per token; and tools: dicts in OpenAI's shape, pydantic models or
+    Python functions with type hints."""
 
     max_completion_tokens: int | None
     logprobs: bool | None
     top_logprobs: int | None
+    tools: Sequence[ToolParam] | None
+    tool_choice: ToolChoiceParam | None
+    parallel_tool_calls: bool | None
+    structured_outputs: Mapping[str, object] | None
 
 
 class FineTuningParams(RequestOptions, total=False):

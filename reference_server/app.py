@@ -1,7 +1,8 @@
 """The composition root: `create_app(settings)` builds every service once, wires them into the
 typed `AppState`, and mounts the routes: the server's own (health, readiness, metrics, the
-OpenAPI document) at the root, the API under `/v1` behind its middleware (availability, API
-keys, rate limits).
+OpenAPI document) at the root, the API under `/v1` behind its middleware (availability,
+cancelling abandoned requests, body timeouts, API keys, rate limits). Around everything: request
+ids, unhandled errors, metrics and the cross-site rules (and CORS when configured).
 
 Services start in the lifespan in order and stop in reverse order, so nothing heavy happens at
 import time and the app can be hosted by any ASGI server.
@@ -23,11 +24,15 @@ from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import ServerMetrics
 from reference_server.http.middleware.access_log import AccessLogMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
+from reference_server.http.middleware.crosssite import CrossSiteMiddleware
+from reference_server.http.middleware.disconnect import DisconnectMiddleware
 from reference_server.http.middleware.draining import Drainer, LifecycleMiddleware
 from reference_server.http.middleware.metrics import MetricsMiddleware
 from reference_server.http.middleware.ratelimit import RateLimitMiddleware, RateLimits
 from reference_server.http.middleware.replica import ReplicaMiddleware, default_replica_name
 from reference_server.http.middleware.request_id import RequestIdMiddleware
+from reference_server.http.middleware.timeouts import BodyTimeoutMiddleware
+from reference_server.http.middleware.unhandled import UnhandledErrorMiddleware
 from reference_server.http.routes import OPERATIONS, playground
 from reference_server.http.routing import V1, routes_of
 from reference_server.inference.offload import ThreadWork
@@ -49,7 +54,7 @@ class Service(Protocol):
 def build_state(settings: Settings) -> AppState:
     registry = ModelRegistry()
     models = ModelsService(settings, registry)
-    storage = StorageService(DataLayout(settings.data_dir), settings.database_url)
+    storage = StorageService(DataLayout(settings.data_dir), settings.database_url, settings.max_concurrent_uploads)
     drainer = Drainer()
     return AppState(
         settings=settings,
@@ -72,6 +77,8 @@ def _routes(state: AppState) -> list[BaseRoute]:
     keyed_root = [op for op in served if op.authenticated and not op.path.startswith(V1)]
     v1_middleware = [
         Middleware(LifecycleMiddleware, drainer=state.drainer, loading=state.models),
+        Middleware(DisconnectMiddleware),
+        Middleware(BodyTimeoutMiddleware, seconds=state.settings.body_timeout),
         Middleware(APIKeyMiddleware, keys=KeyRing.from_settings(state.settings)),
         Middleware(RateLimitMiddleware, limits=state.rate_limits),
     ]
@@ -115,9 +122,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=_routes(state),
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(UnhandledErrorMiddleware),
             Middleware(ReplicaMiddleware, replica=settings.replica or default_replica_name()),
             *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
             Middleware(MetricsMiddleware, metrics=state.metrics),
+            Middleware(CrossSiteMiddleware, keyless=not KeyRing.from_settings(settings),
+                       allowed_hosts=settings.allowed_hosts, cors_origins=settings.cors_origins),
             *(cors if settings.cors_origins else []),
         ],
         lifespan=lifespan,

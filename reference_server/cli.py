@@ -9,6 +9,8 @@ import sys
 
 # After the drain, how long uvicorn waits for connections to close before cancelling them.
 CLOSE_SECONDS = 5
+# Request line and headers together; a larger head is refused as malformed.
+MAX_HEADER_BYTES = 64 * 1024
 
 
 SERVER_EXTRA = "pip install 'maas-sdk[server]'"
@@ -32,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reference_server.app import create_app
+    from reference_server.http.connections import header_timeout_protocol
+    from reference_server.logs import log_config
     from reference_server.server import DrainingServer
     from reference_server.settings import Settings
     from reference_server.state import state_of_app
@@ -43,36 +47,30 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["threads"] = args.threads
     if args.grace is not None:
         overrides["shutdown_grace"] = args.grace
+    if args.log_level is not None:
+        overrides["log_level"] = args.log_level
     if args.access_log is not None:
         overrides["access_log"] = args.access_log
     if args.ray:
         return _serve_on_ray(args, overrides)
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
-    level = args.log_level or settings.log_level
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        log_level=level,
-        log_config=_log_config(level),
+        log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         timeout_graceful_shutdown=CLOSE_SECONDS,
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]  # uvicorn takes seconds
+        http=header_timeout_protocol(settings.header_timeout),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         access_log=False,  # ours (reference_server.access) logs duration and request id too
     )
     DrainingServer(config, state_of_app(app).drainer, grace=settings.shutdown_grace).run()
     return 0
 
 
-def _log_config(level: str) -> dict[str, object]:
-    """uvicorn's logging setup, with the server's own loggers (the access log among them)
-    writing to the same stream in the same format."""
-    import copy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["reference_server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    return config
 def _serve_on_ray(args: argparse.Namespace, overrides: dict[str, object]) -> int:
     """`maas serve --ray`: the same app on `--replicas` Ray Serve replicas (docs/scale-out.md)."""
     import logging
@@ -113,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("MAAS_PORT", "8000")))
     serve.add_argument("--api-keys", default=None, help="Comma-separated Bearer keys (else MAAS_API_KEYS).")
     serve.add_argument("--threads", type=int, default=None, help="torch compute threads (else MAAS_THREADS).")
-    serve.add_argument("--log-level", default=None, help="debug, info, warning, error.")
+    serve.add_argument("--log-level", default=None,
+                       help="debug, info, warning, error (else MAAS_LOG_LEVEL or MAAS_LOG, info).")
     serve.add_argument("--grace", type=float, default=None,
                        help="Seconds in-flight requests get on SIGTERM (else MAAS_SHUTDOWN_GRACE, 30).")
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,

@@ -51,6 +51,12 @@ class Overloaded(DomainError):
     default_code = "overloaded"
 
 
+class StorageFull(DomainError):
+    """Nothing could be stored: the data directory (or its quota) is full (HTTP 507)."""
+
+    default_code = "storage_full"
+
+
 class Unavailable(DomainError):
     """The part that would serve this is not running (loading, stopping) (HTTP 503)."""
 

@@ -15,8 +15,8 @@ class DrainingServer(uvicorn.Server):
 
     uvicorn's own shutdown closes the listening socket first and then waits for the
     connections; here the first SIGTERM/SIGINT drains instead (readiness goes 503 at
-    once), and only when the drain is over does uvicorn's shutdown run. A second signal
-    skips what is left of the drain.
+    once, idle keep-alive connections are closed), and only when the drain is over does
+    uvicorn's shutdown run. A second signal skips what is left of the drain.
     """
 
     def __init__(self, config: uvicorn.Config, drainer: Drainer, grace: float) -> None:
@@ -38,5 +38,12 @@ class DrainingServer(uvicorn.Server):
             return True
         if self._drain is None:
             self._drain = asyncio.create_task(self.drainer.drain(self.grace))
+            self._close_idle_connections()
         return self._drain.done()
+
+    def _close_idle_connections(self) -> None:
+        """Close the kept-alive connections between requests now (nothing is lost), and make
+        those in a request close after their answer, so no idle client holds the drain."""
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from reference_server.inference.loading.spec import Dtype, ModelSpec
@@ -19,7 +19,7 @@ def _user_cache() -> Path:
 class Settings(BaseSettings):
     """Every knob of the reference server. Each field `x` is set by the env var `MAAS_X`."""
 
-    model_config = SettingsConfigDict(env_prefix="MAAS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MAAS_", extra="ignore", populate_by_name=True)
 
     host: str = Field("127.0.0.1", description="Address to listen on (`maas serve --host`).")
     port: int = Field(8000, description="Port to listen on (`maas serve --port`).")
@@ -56,7 +56,14 @@ class Settings(BaseSettings):
         256, ge=0, description="MiB of cached prompt prefixes reused by later prompts per model (0: off).")
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
+    max_prompts: int = Field(256, ge=1, description="Prompts allowed in one completions call.")
     max_n: int = Field(8, ge=1, description="Largest n (and best_of) a request may ask for.")
+
+    # Structured outputs and tools
+    grammar_compile_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request's schema or grammar may take to compile before a 400."
+    )
+    max_grammar_bytes: int = Field(64 * 1024, ge=1024, description="Largest schema or grammar a request may send.")
 
     # Embeddings
     embed_max_batch_size: int = Field(32, ge=1, description="Inputs per embedding forward pass.")
@@ -92,15 +99,34 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest JSON request body.")
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
+    max_concurrent_uploads: int = Field(4, ge=1, description="Uploads received at the same time (429 beyond).")
     keepalive_seconds: float = Field(15.0, gt=0, description="SSE keep-alive comment interval.")
-    log_level: str = Field("info", description="Server log level: debug, info, warning, error.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Host names a keyless server answers besides the loopback names.",
+    )
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a connection may take to send its request headers.")
+    body_timeout: float = Field(30.0, gt=0, description="Seconds a request body may go without sending data.")
+    keep_alive_timeout: float = Field(5.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
+    min_free_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Free space the data directory needs; below it /ready says storage_full."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", validation_alias=AliasChoices("MAAS_LOG_LEVEL", "MAAS_LOG", "log_level"),
+        description="Server log level; MAAS_LOG is accepted too (MAAS_LOG_LEVEL wins).",
+    )
     access_log: bool = Field(True, description="Log one line per request (method, path, status, duration, id).")
     playground: bool = Field(True, description="Serve the browser playground at /playground (and / leads there).")
     replica: str | None = Field(
         None, description="This replica's name in a cluster: labels its metrics (x-maas-replica is always sent).",
     )
 
-    @field_validator("api_keys", "enabled_models", "cors_origins", mode="before")
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("api_keys", "enabled_models", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -27,6 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         # float32 whatever `auto` picks on this CPU: the suite compares greedy text, seeded
         # samples and logprobs across batch shapes, which bfloat16 rounding does not keep equal.
         "MAAS_DTYPE": os.environ.get("MAAS_DTYPE", "float32"),
+        # Low enough that a test can exceed it; ordinary schemas compile in milliseconds.
+        "MAAS_GRAMMAR_COMPILE_TIMEOUT": "3",
     }
     log = Path(os.environ.get("MAAS_TEST_SERVER_LOG", workdir / "server.log"))
     with ServerProcess(env=env, log_path=log) as proc:

@@ -9,6 +9,7 @@ from pydantic import Field
 from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage, omitted_if_none
 from maas_sdk.protocol.completions import MAX_LOGPROBS, FinishReason, SamplingFields
 from maas_sdk.protocol.logprobs import ChatChoiceLogprobs
+from maas_sdk.protocol.structured import StructuredFields, ToolCall, ToolCallDelta, ToolFields
 
 
 class TextPart(RequestModel):
@@ -19,9 +20,11 @@ class TextPart(RequestModel):
 class ChatMessage(ResponseModel):
     """A chat message. Used in requests and responses, so unknown fields are kept."""
 
-    role: Literal["system", "user", "assistant", "developer"]
+    role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = omitted_if_none()
+    tool_calls: list[ToolCall] | None = omitted_if_none()
+    tool_call_id: str | None = omitted_if_none()
 
     def text(self) -> str:
         if self.content is None:
@@ -35,7 +38,7 @@ def _ignored(**kwargs: Any) -> Any:
     return Field(default=None, description="Accepted and ignored.", **kwargs)
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatCompletionRequest(SamplingFields, StructuredFields, ToolFields):
     """A chat completion request. Every documented OpenAI field is understood: those in
     `IGNORED` are accepted and reported back in the `x-maas-ignored-params` header."""
 
@@ -94,6 +97,7 @@ class ChatDelta(ResponseModel):
 
     role: str | None = omitted_if_none()
     content: str | None = omitted_if_none()
+    tool_calls: list[ToolCallDelta] | None = omitted_if_none()
 
 
 class ChunkChatChoice(ResponseModel):

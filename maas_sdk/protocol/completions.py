@@ -8,6 +8,7 @@ from pydantic import Field
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel, StreamOptions, Usage, omitted_if_none
 from maas_sdk.protocol.logprobs import CompletionLogprobs
+from maas_sdk.protocol.structured import StructuredFields
 
 # The reasons OpenAI and vLLM give; other servers may send others, so any string is accepted.
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"] | str
@@ -45,7 +46,7 @@ class SamplingFields(RequestModel):
     user: str | None = Field(default=None, description="Accepted and ignored.")
 
 
-class CompletionRequest(SamplingFields):
+class CompletionRequest(SamplingFields, StructuredFields):
     IGNORED = ("suffix", "user")
 
     prompt: str | list[str] | list[int] | list[list[int]]

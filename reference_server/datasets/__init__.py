@@ -15,7 +15,8 @@ from reference_server.datasets.formats import (
     label_of,
     load,
     validate,
+    validate_file,
 )
 
 __all__ = ["FORMATS", "GENERATION_FORMATS", "MAX_LABELS", "DatasetError", "DatasetInfo", "Format", "RecordError", "detect_line_format",
-           "iter_records", "label_of", "load", "validate"]
+           "iter_records", "label_of", "load", "validate", "validate_file"]

@@ -16,6 +16,7 @@ double counted and the ids are exactly those the model sees at inference.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -151,9 +152,17 @@ def token_losses(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     were the model's top prediction. The causal shift (token t predicts t + 1) is applied here."""
     import torch
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, :-1, :].float()
     targets = batch["labels"][:, 1:]
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        # Only the positions that predict a target token need the vocabulary-wide projection:
+        # for short completions after long prompts that is a small part of the work.
+        keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       logits_to_keep=keep).logits.float()
+        targets = targets[:, keep]
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits[:, :-1, :].float()
     valid = targets != IGNORE_INDEX
     safe = targets.clamp(min=0)
     logprobs = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)

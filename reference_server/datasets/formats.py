@@ -11,16 +11,22 @@ be one JSON object of the same format:
   decimal string, so `0`/`1` data works unchanged).
 
 Blank lines are skipped. Extra keys are allowed (data often carries ids or metadata), but the
-keys that decide the format must not be mixed on one line.
+keys that decide the format must not be mixed on one line. A line must also be text that any
+later step can use: JSON nested deeper than the parser allows, and lone UTF-16 surrogate
+escapes (`"\\ud800"`, valid JSON but no Unicode text), are refused with their line number.
+
+`validate_file` reads a stored upload line by line, so checking a file takes memory for its
+longest line, not for the whole file.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from reference_server.errors import InvalidRequest
 
@@ -32,6 +38,8 @@ _ROLES = ("system", "user", "assistant", "developer")
 # How many distinct labels a classification file may have; more is almost always a mistake
 # (free text in the label column) and would build an enormous classification head.
 MAX_LABELS = 1000
+# A JSON escape in the UTF-16 surrogate range: lines without one cannot hold a lone surrogate.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class RecordError(ValueError):
@@ -123,8 +131,14 @@ def _check_messages(messages: Any) -> None:
 
 
 def iter_records(data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, parsed object) for every non-blank line; DatasetError on undecodable lines."""
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    """(line number, parsed object) for every non-blank line; DatasetError on unusable lines."""
+    return _records(data.split(b"\n"))
+
+
+def _records(lines: Iterable[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, raw in enumerate(lines, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
         if not raw.strip():
             continue
         try:
@@ -133,21 +147,42 @@ def iter_records(data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
             raise DatasetError("not valid UTF-8", number) from None
         try:
             record = json.loads(text)
+        except RecursionError:
+            raise DatasetError("JSON nested too deeply", number) from None
         except ValueError as exc:
             raise DatasetError(f"not valid JSON ({exc})", number) from None
         if not isinstance(record, dict):
             raise DatasetError(f"expected a JSON object, got {type(record).__name__}", number)
+        if SURROGATE_ESCAPE.search(raw) and not _is_text(record):
+            raise DatasetError("holds a lone UTF-16 surrogate escape (such as \\ud800), which is not text",
+                               number)
         yield number, record
+
+
+def _is_text(record: dict[str, Any]) -> bool:
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate(data: bytes) -> DatasetInfo:
     """Check every line of a JSONL file; the format of the first line sets the file's format."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    return _validate(data.split(b"\n"))
+
+
+def validate_file(source: BinaryIO) -> DatasetInfo:
+    """`validate` for an open binary file (from its start), read one line at a time."""
+    source.seek(0)
+    return _validate(source)
+
+
+def _validate(lines: Iterable[bytes]) -> DatasetInfo:
     found: Format | None = None
     count = 0
     labels: dict[str, None] = {}
-    for number, record in iter_records(data):
+    for number, record in _records(lines):
         try:
             kind = detect_line_format(record)
         except RecordError as exc:
@@ -172,7 +207,4 @@ def load(path: Path) -> tuple[DatasetInfo, list[dict[str, Any]]]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise DatasetError("the stored contents of this file are missing") from None
-    info = validate(data)
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    return info, [record for _, record in iter_records(data)]
+    return validate(data), [record for _, record in iter_records(data)]

@@ -2,18 +2,17 @@
 
 Domain errors (`reference_server.errors`) raised anywhere below HTTP are mapped to their status
 here, in `STATUS_OF`, and nowhere else; `HTTPError` is for the refusals only HTTP knows about
-(authentication, body size, content type). Unknown routes become 404 and any unexpected
-exception a 500 that names no file path and shows no stack.
+(authentication, body size, content type, timeouts). Unknown routes become 404; any
+unexpected exception becomes `internal_error()`, a 500 that names no file path and shows no
+stack, answered by `middleware/unhandled.py` so that its connection stays usable.
 """
 
 from __future__ import annotations
 
-import logging
-
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from maas_sdk.protocol import ErrorBody, ErrorDetail
 from maas_sdk.protocol.vocabulary import ERROR_TYPES, INVALID_REQUEST_ERROR, SERVER_ERROR
@@ -24,10 +23,9 @@ from reference_server.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    StorageFull,
     Unavailable,
 )
-
-logger = logging.getLogger("reference_server")
 
 STATUS_OF: dict[type[DomainError], int] = {
     InvalidRequest: 400,
@@ -36,6 +34,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     Conflict: 409,
     Overloaded: 429,
     Unavailable: 503,
+    StorageFull: 507,
 }
 
 
@@ -111,22 +110,14 @@ async def _starlette_error(request: Request, exc: Exception) -> Response:
     return HTTPError(exc.status_code, message, code=code, headers=dict(exc.headers or {})).response()
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    # This handler runs outside every middleware, so it sends the request id itself.
-    request_id = request.scope.get("state", {}).get("request_id")
-    return JSONResponse(
-        ErrorBody(
-            error=ErrorDetail(message="The server failed to handle this request.", type=SERVER_ERROR,
-                              code="internal_error")
-        ).model_dump(),
-        status_code=500,
-        headers={"x-request-id": request_id} if request_id else None,
-    )
+def internal_error() -> HTTPError:
+    """The answer to an unexpected exception (given by `middleware/unhandled.py`): nothing about
+    its cause reaches the caller, who quotes the response's `x-request-id` to find the trace in
+    the server log."""
+    return HTTPError(500, "The server failed to handle this request.", type=SERVER_ERROR, code="internal_error")
 
 
 def install_error_handlers(app: Starlette) -> None:
     app.add_exception_handler(HTTPError, _http_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(HTTPException, _starlette_error)
-    app.add_exception_handler(Exception, _unexpected)

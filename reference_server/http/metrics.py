@@ -1,5 +1,9 @@
 """Prometheus metrics (served at `GET /metrics`), named after vLLM's and TGI's where they overlap.
 
+`/metrics` is open, so no label names anything a caller chose: fine-tuned models are counted
+together under `model="fine-tuned"`, methods outside the standard ones are "other", routes are
+the route templates (or "unmatched"), statuses the ones HTTP defines.
+
 Each app gets its own `CollectorRegistry`, so several apps (tests, replicas in one
 process) never share counters. A replica of a cluster (`MAAS_REPLICA` set) adds a `replica`
 label to every sample it exposes, so the scrapes of several replicas can be told apart and summed.
@@ -13,8 +17,10 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -22,10 +28,29 @@ from prometheus_client.metrics_core import Metric
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import RequestReport, StepReport
     from reference_server.inference.registry import ModelRegistry, ServedModel
+    from reference_server.storage.layout import DataLayout
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
+FINE_TUNED = "fine-tuned"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STATUSES = frozenset(int(s) for s in HTTPStatus) | {499}
+
+
+def model_label(served: ServedModel) -> str:
+    """The `model` label of `served`: its id for a base model, one shared label for every
+    fine-tuned model (whose id is its owner's business)."""
+    return served.id if served.owner is None else FINE_TUNED
+
+
+def request_labels(scope: Mapping[str, Any], status: int) -> tuple[str, str, str]:
+    """(route, method, status) labels of a request, each from a closed set."""
+    template = getattr(scope.get("route"), "path", None)
+    # Inside the /v1 mount the route's path is relative to it; the mount's prefix is the root path.
+    route = scope.get("root_path", "") + template if template else "unmatched"
+    method = scope["method"] if scope["method"] in METHODS else "other"
+    return route, method, str(status) if status in STATUSES else "other"
 
 
 class ServerMetrics:
@@ -68,6 +93,10 @@ class ServerMetrics:
                                   registry=r)
         self.prefix_hits = Gauge("maas_prefix_cache_hit_tokens", "Prompt tokens taken from stored prefixes "
                                  "instead of prefilled (cumulative).", ["model"], registry=r)
+        self.free_bytes = Gauge("maas_data_dir_free_bytes", "Free space where uploads, jobs and models are stored.",
+                                registry=r)
+        self.storage_full = Gauge("maas_storage_full", "1 while the data directory has less free space than "
+                                  "MAAS_MIN_FREE_BYTES.", registry=r)
         self._watched: weakref.WeakSet[object] = weakref.WeakSet()
         self._watch_lock = threading.Lock()
 
@@ -84,9 +113,17 @@ class ServerMetrics:
             if engine in self._watched:
                 return
             self._watched.add(engine)
-            engine.add_observer(EngineMetrics(self, served.id))  # type: ignore[arg-type]
+            engine.add_observer(EngineMetrics(self, model_label(served)))  # type: ignore[arg-type]
+
+    def refresh_storage(self, layout: DataLayout, min_free_bytes: int) -> None:
+        from reference_server.storage import space
+
+        free = space.free_bytes(layout)
+        self.free_bytes.set(free)
+        self.storage_full.set(int(free < min_free_bytes))
 
     def refresh_gauges(self, models: ModelRegistry) -> None:
+        totals: dict[str, dict[str, float]] = defaultdict(lambda: {"running": 0, "waiting": 0})
         for served in models.list():
             stats: Callable[[], dict[str, int]] | None = None
             if served.engine is not None:
@@ -96,14 +133,27 @@ class ServerMetrics:
             if stats is None:
                 continue
             values = stats()
-            self.running.labels(served.id).set(values.get("running", 0))
-            self.waiting.labels(served.id).set(values.get("waiting", 0))
+            total = totals[model_label(served)]
+            for name in total:
+                total[name] += values.get(name, 0)
             if "kv_live_tokens" in values:
-                self.kv_live.labels(served.id).set(values["kv_live_tokens"])
-                self.kv_allocated.labels(served.id).set(values["kv_allocated_tokens"])
-                self.kv_bytes.labels(served.id).set(values["kv_allocated_tokens"] * values["kv_bytes_per_token"])
-                self.prefix_bytes.labels(served.id).set(values["prefix_cache_bytes"])
-                self.prefix_hits.labels(served.id).set(values["prefix_hit_tokens"])
+                total.setdefault("kv_bytes", 0)
+                total["kv_bytes"] += values["kv_allocated_tokens"] * values["kv_bytes_per_token"]
+                for name in _KV_STATS:
+                    total[name] = total.get(name, 0) + values[name]
+        for label, total in totals.items():
+            self.running.labels(label).set(total["running"])
+            self.waiting.labels(label).set(total["waiting"])
+            if "kv_bytes" in total:
+                self.kv_live.labels(label).set(total["kv_live_tokens"])
+                self.kv_allocated.labels(label).set(total["kv_allocated_tokens"])
+                self.kv_bytes.labels(label).set(total["kv_bytes"])
+                self.prefix_bytes.labels(label).set(total["prefix_cache_bytes"])
+                self.prefix_hits.labels(label).set(total["prefix_hit_tokens"])
+
+
+# Engine stats summed per model label into the KV cache gauges.
+_KV_STATS = ("kv_live_tokens", "kv_allocated_tokens", "prefix_cache_bytes", "prefix_hit_tokens")
 
 
 class _Labelled:

@@ -27,12 +27,15 @@ ERROR_MEANINGS: dict[int, str] = {
     400: "A parameter is missing or invalid (named in `error.param`), or the body is not a JSON object.",
     401: "The API key is missing or wrong.",
     403: "The API key may not use this model.",
-    404: "No such model, file, job or route.",
+    404: "No such model, file, job or route (another key's fine-tuned model reads as unknown).",
+    408: "The request body stopped arriving for longer than the body timeout.",
     409: "The resource is in a state that does not allow this.",
     413: "The body or upload is larger than the server accepts.",
+    415: "A JSON route was sent a body that is not `application/json`.",
     429: "Rate limit reached or the queue is full; retry after `Retry-After` seconds.",
     500: "The server failed; the body names no file and shows no stack.",
     503: "The server is loading its models or shutting down; retry after `Retry-After` seconds.",
+    507: "The data directory is full; nothing was stored.",
 }
 RETRY_AFTER = {
     "description": "Whole seconds to wait before retrying.",

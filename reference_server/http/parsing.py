@@ -7,22 +7,21 @@ offending parameter, so no handler ever sees unvalidated input.
 from __future__ import annotations
 
 import json
-import re
+import math
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from reference_server.datasets.formats import SURROGATE_ESCAPE
 from reference_server.errors import InvalidRequest
 from reference_server.http.errors import HTTPError, bad_request
-from reference_server.http.middleware.auth import require_model
+from reference_server.http.middleware.auth import caller_of, require_model
+from reference_server.inference.registry import ServedModel
 from reference_server.state import state_of
 
 M = TypeVar("M", bound=BaseModel)
-# A JSON escape in the UTF-16 surrogate range (`\ud800` to `\udfff`): the only way a lone
-# surrogate gets into parsed JSON, so bodies without one skip the walk below.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def _loc_to_param(loc: tuple[Any, ...]) -> str:
@@ -49,6 +48,10 @@ def validation_error(exc: ValidationError) -> InvalidRequest:
     elif kind == "missing":
         message = f"Missing required parameter: {param}"
         code = "missing_required_parameter"
+    elif isinstance(first.get("input"), float) and math.isnan(first["input"]):
+        # NaN fails every bound check, so pydantic's message would name a bound.
+        message = f"Invalid value for {param}: must be a number, got NaN."
+        code = "invalid_value"
     else:
         message = f"Invalid value for {param}: {first['msg']}"
         code = "invalid_value"
@@ -82,7 +85,7 @@ async def read_json(request: Request) -> Any:
     except RecursionError:
         raise bad_request("The request body is nested too deeply.", param="body",
                           code="invalid_json") from None
-    if _SURROGATE_ESCAPE.search(raw):
+    if SURROGATE_ESCAPE.search(raw):  # the only way a lone surrogate gets into parsed JSON
         where = _lone_surrogate(data)
         if where is not None:
             raise bad_request(f"{where} holds a lone UTF-16 surrogate escape, which is not text.",
@@ -131,6 +134,16 @@ async def parse_body(request: Request, model: type[M]) -> M:
     if isinstance(model_id, str):
         require_model(request, model_id)
     return parsed
+
+
+def served_model(request: Request, model_id: str, task: str | None = None) -> ServedModel:
+    """The served model `model_id` as the caller sees it (another caller's fine-tuned model is
+    a 404, like an unknown one), checked to serve `task` when given."""
+    registry = state_of(request).registry
+    principal = caller_of(request).principal
+    if task is None:
+        return registry.get(model_id, principal)
+    return registry.get_for(model_id, task, principal)
 
 
 def json_response(body: BaseModel, status: int = 200) -> Response:

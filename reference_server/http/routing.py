@@ -28,7 +28,7 @@ V1 = "/v1"
 # vLLM's tokenizer routes sit at the root (where its clients look) but need a key like `/v1`.
 KEYED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info"})
 # Errors a body-taking `/v1` operation can answer besides those of every `/v1` operation.
-BODY_ERRORS = (400, 403, 404, 413)
+BODY_ERRORS = (400, 403, 404, 408, 413, 415)
 
 
 @dataclass(frozen=True)

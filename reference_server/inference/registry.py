@@ -1,6 +1,9 @@
 """The models the server serves, by id, with the engine or batcher that runs each.
 
-Routes look models up here; fine-tuned models are registered at run time.
+Routes look models up here; fine-tuned models are registered at run time. A fine-tuned model
+belongs to the caller (principal) that trained it: every lookup names its caller, and to any
+other caller the model does not exist, exactly like an unknown id. Base models (no owner) are
+shared by every caller.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from reference_server.inference.engine.embeddings import EmbeddingBatcher
     from reference_server.inference.engine.generation import GenerationEngine
     from reference_server.inference.loading import LoadedModel
+    from reference_server.inference.structured import StructuredBackend
 
 TASK_ROUTES = {
     "generate": "completions and chat completions",
@@ -33,10 +37,14 @@ class ServedModel:
     loaded: LoadedModel
     engine: GenerationEngine | None = None
     batcher: EmbeddingBatcher | None = None
+    structured: StructuredBackend | None = None
     parent: str | None = None
     owner: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def visible_to(self, caller: str) -> bool:
+        return self.owner is None or self.owner == caller
 
     def describe(self) -> Model:
         loaded = self.loaded
@@ -74,19 +82,25 @@ class ModelRegistry:
             return model_id in self._models
 
     def list(self) -> builtins.list[ServedModel]:
+        """Every served model, whoever owns it (for the server itself, never for an answer)."""
         with self._lock:
             return list(self._models.values())
 
-    def get(self, model_id: str) -> ServedModel:
+    def list_for(self, caller: str) -> builtins.list[ServedModel]:
+        """The models `caller` may see: the base models and its own fine-tuned ones."""
+        return [m for m in self.list() if m.visible_to(caller)]
+
+    def get(self, model_id: str, caller: str) -> ServedModel:
+        """The model `model_id` as `caller` sees it; 404 if unknown or another caller's."""
         with self._lock:
             served = self._models.get(model_id)
-        if served is None:
+        if served is None or not served.visible_to(caller):
             raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
         return served
 
-    def get_for(self, model_id: str, task: str) -> ServedModel:
+    def get_for(self, model_id: str, task: str, caller: str) -> ServedModel:
         """The model, checked to serve `task`; 400 naming `model` otherwise."""
-        served = self.get(model_id)
+        served = self.get(model_id, caller)
         if served.task != task:
             raise InvalidRequest(
                 f"The model '{model_id}' serves {TASK_ROUTES.get(served.task, served.task)}, "

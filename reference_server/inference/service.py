@@ -41,6 +41,7 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
     """Wrap a loaded model with the engine or batcher for its task, started."""
     from reference_server.inference.engine.embeddings import EmbeddingBatcher
     from reference_server.inference.engine.generation import GenerationEngine
+    from reference_server.inference.structured import StructuredBackend
 
     served = ServedModel(id=loaded.spec.id, task=loaded.spec.task, loaded=loaded, **extra)  # type: ignore[arg-type]
     if loaded.task == "generate":
@@ -53,6 +54,13 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
         )
         served.engine.start()
+        served.structured = StructuredBackend(
+            loaded.tokenizer,
+            vocab_size=int(loaded.model.config.get_text_config().vocab_size),
+            stop_token_ids=served.engine.eos_token_ids,
+            compile_timeout_s=settings.grammar_compile_timeout,
+            max_grammar_bytes=settings.max_grammar_bytes,
+        )
     elif loaded.task == "embed":
         served.batcher = EmbeddingBatcher(
             loaded,
@@ -67,6 +75,8 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
 async def stop_served(served: ServedModel) -> None:
     if served.engine is not None:
         await served.engine.stop()
+    if served.structured is not None:
+        served.structured.close()
     if served.batcher is not None:
         await served.batcher.stop()
 

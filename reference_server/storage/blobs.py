@@ -11,19 +11,44 @@ upload another one is writing: `sweep` leaves what was modified in the last `old
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from reference_server.storage.layout import TMP_PREFIX, DataLayout
 
+CHUNK = 1024 * 1024
+
 
 def write_atomic(target: Path, data: bytes) -> None:
+    _write(target, lambda handle: handle.write(data))
+
+
+def write_stream(target: Path, source: BinaryIO) -> str:
+    """Copy `source` (from its start) to `target` in chunks, atomically; returns its SHA-256."""
+    digest = hashlib.sha256()
+    source.seek(0)
+
+    def copy(handle: BinaryIO) -> None:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            handle.write(chunk)
+
+    _write(target, copy)
+    return digest.hexdigest()
+
+
+def _write(target: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Write through `fill` under a temporary name, sync, rename into place, sync the folder.
+    A failure (a full disk) leaves nothing behind."""
     tmp = target.parent / f"{TMP_PREFIX}{target.name}-{secrets.token_hex(4)}"
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)

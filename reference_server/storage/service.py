@@ -29,10 +29,13 @@ SWEEP_GRACE_SECONDS = 120.0
 
 
 class StorageService:
-    def __init__(self, layout: DataLayout, database_url: str | None = None) -> None:
+    def __init__(self, layout: DataLayout, database_url: str | None = None, max_uploads: int = 4) -> None:
         self.layout = layout
         # Where the store is: a database URL (shared by replicas), else the data directory's SQLite file.
         self.database: Path | str = database_url or layout.db_path
+        # Uploads received at the same time: each spools to disk, so this bounds disk traffic
+        # and file handles, not only memory.
+        self.upload_slots = asyncio.Semaphore(max_uploads)
         self._db: AsyncStore | None = None
 
     @property

@@ -144,7 +144,8 @@ def test_raw_http_shapes_are_openai_compatible(server: object) -> None:
     assert body["object"] == "text_completion"
     assert set(body["usage"]) >= {"prompt_tokens", "completion_tokens", "total_tokens"}
     assert r.headers["x-request-id"]
-    r = httpx.post(f"{base_url}/completions", headers=headers, content=b"{not json", timeout=10)
+    r = httpx.post(f"{base_url}/completions", headers={**headers, "content-type": "application/json"},
+                   content=b"{not json", timeout=10)
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "body"
     r = httpx.get(f"{base_url}/nowhere", headers=headers, timeout=10)

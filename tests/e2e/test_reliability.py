@@ -87,6 +87,12 @@ def running(server: ServerProcess) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def waiting(server: ServerProcess) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=5).text
+    found = re.search(rf'^maas_num_requests_waiting\{{model="{re.escape(GENERATOR)}"\}} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def wait_until_idle(server: ServerProcess, within: float) -> float:
     """Seconds until no sequence decodes (fails after `within`)."""
     start = time.monotonic()
@@ -149,14 +155,31 @@ async def test_classification_work_is_queued_within_bounds_too(tiny: ObservedSer
 
 
 def test_a_refused_multi_prompt_request_leaves_nothing_running(tiny: ObservedServer) -> None:
-    """Three prompts against one slot and one queue place: the third is refused, so the whole
-    request is a 429 and the two already admitted are cancelled rather than left decoding."""
+    """One slot and one queue place, the slot taken by a stream: of two prompts the first is
+    queued and the second refused, so the whole request is a 429 and the one already admitted
+    is cancelled rather than left waiting to decode."""
     wait_until_idle(tiny, 30)
+    with httpx.Client(base_url=tiny.base_url, headers=AUTH, timeout=60) as http, \
+            http.stream("POST", "/completions", json={**LONG, "stream": True}) as busy:
+        assert busy.status_code == 200
+        next(busy.iter_lines())
+        reply = httpx.post(f"{tiny.base_url}/completions", headers=AUTH, timeout=30,
+                           json={**LONG, "prompt": ["One,", "Two,"]})
+        assert reply.status_code == 429, reply.text
+        assert reply.json()["error"]["code"] == "overloaded" and reply.headers["retry-after"] == "1"
+        deadline = time.monotonic() + 3  # the engine drops it at its next step
+        while waiting(tiny) > 0:
+            assert time.monotonic() < deadline, "the admitted prompt of the refused request was cancelled"
+            time.sleep(0.05)
+    assert wait_until_idle(tiny, 3) < 3
+
+
+def test_a_request_that_can_never_fit_is_a_400(tiny: ObservedServer) -> None:
+    """Three prompts can never be held by one slot and one queue place: retrying cannot help."""
     reply = httpx.post(f"{tiny.base_url}/completions", headers=AUTH, timeout=30,
                        json={**LONG, "prompt": ["One,", "Two,", "Three,"]})
-    assert reply.status_code == 429, reply.text
-    assert reply.json()["error"]["code"] == "overloaded" and reply.headers["retry-after"] == "1"
-    assert wait_until_idle(tiny, 3) < 3
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["code"] == "too_many_prompts" and "retry-after" not in reply.headers
 
 
 def test_a_disconnected_stream_frees_its_slot(tiny: ObservedServer) -> None:

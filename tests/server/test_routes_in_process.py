@@ -41,7 +41,7 @@ def error(reply: object) -> dict[str, str]:
 
 def test_open_routes_need_no_key(http: TestClient) -> None:
     assert http.get("/health").json() == {"status": "ok"}
-    assert http.get("/ready").json() == {"status": "ready", "models": []}
+    assert http.get("/ready").json() == {"status": "ready", "models": [], "fine_tuned_models": 0}
     assert http.get("/metrics").status_code == 200
     assert http.get("/openapi.json").json()["openapi"] == "3.1.0"
 

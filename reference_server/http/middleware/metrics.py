@@ -1,5 +1,5 @@
-"""Counts every HTTP request by matched endpoint and status, and times it (pure ASGI, so
-streamed responses pass through untouched)."""
+"""Counts every HTTP request by route template, method and status, and times it (pure ASGI, so
+streamed responses pass through untouched). Labels come from closed sets (`request_labels`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference_server.http.metrics import ServerMetrics
+from reference_server.http.metrics import ServerMetrics, request_labels
 
 
 class MetricsMiddleware:
@@ -33,9 +33,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record)
         finally:
-            endpoint = scope.get("endpoint")
-            route = getattr(endpoint, "__name__", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            route, method, status_label = request_labels(scope, status)
+            self.metrics.requests.labels(route, method, status_label).inc()
             self.metrics.request_latency.labels(route).observe(time.perf_counter() - start)
             if status in (429, 503, 413):
                 self.metrics.rejections.labels({429: "overloaded", 503: "unavailable",

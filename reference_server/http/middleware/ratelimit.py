@@ -4,7 +4,8 @@ Both use the `limits` library's moving window in memory, so a burst cannot slip 
 a window boundary, and each key (principal) has its own windows. Requests are counted
 by `RateLimitMiddleware` as they arrive on `/v1`. Tokens are counted at admission,
 before any work is done, by the route that knows them (`charge_tokens`): prompt tokens
-plus `max_tokens` for generation, input tokens for embeddings and classification. That
+plus `max_tokens` for generation, input tokens for embeddings and classification (counted in
+a worker thread, off the event loop). That
 is an upper bound of what the request will use, as OpenAI counts it, and it means a
 request is never stopped half-way; unused completion tokens are not refunded.
 
@@ -90,8 +91,12 @@ async def charge_input_tokens(request: Request, tokenizer: Any, inputs: Sequence
     texts = [item for item in inputs if isinstance(item, str)]
     tokens = sum(len(item) for item in inputs if not isinstance(item, str))
     if texts:
-        tokens += sum(len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"])
+        tokens += await state_of(request).thread_work.run(_count_tokens, tokenizer, texts)
     await limits.admit_tokens(request.state.principal, tokens, param)
+
+
+def _count_tokens(tokenizer: Any, texts: list[str]) -> int:
+    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"])
 
 
 class RateLimitMiddleware:

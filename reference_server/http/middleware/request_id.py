@@ -1,7 +1,8 @@
 """Pure ASGI middleware (streaming-safe, no per-request task): request ids.
 
 Written as raw ASGI rather than `BaseHTTPMiddleware` so streamed responses pass
-through untouched and a client disconnect reaches the handler.
+through untouched and a client disconnect reaches the handler. The id is also set as the
+`reference_server.logs.request_id` context variable, so every log line of the request names it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reference_server import logs
+from reference_server.http.middleware._scope import header
 
 
 class RequestIdMiddleware:
@@ -22,7 +26,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         request_id = incoming if incoming and len(incoming) <= 128 and incoming.isprintable() else None
         request_id = request_id or f"req_{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
@@ -35,11 +39,8 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        token = logs.request_id.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logs.request_id.reset(token)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +23,7 @@ from reference_server.settings import Settings
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import GenerationHandle, TokenEvent
     from reference_server.inference.engine.sampling import SamplingParams, TokenLogprob
+    from reference_server.inference.structured import RowConstraint
 
 T = TypeVar("T")
 _SEED_MASK = (1 << 64) - 1
@@ -165,14 +166,31 @@ def with_seed(params: SamplingParams, index: int) -> SamplingParams:
     return replace(params, seed=choice_seed(params.seed, index))
 
 
-def submit(served: ServedModel, prompts: list[list[int]], params: list[SamplingParams]) -> list[GenerationHandle]:
+def submit(
+    served: ServedModel,
+    prompts: list[list[int]],
+    params: list[SamplingParams],
+    constraints: Sequence[RowConstraint | None] | None = None,
+    param: str = "prompt",
+) -> list[GenerationHandle]:
     """One engine request per prompt, all or none: if the engine refuses one (queue full,
-    stopping: mapped to 429/503 by the error handlers), those already admitted are cancelled."""
+    stopping: mapped to 429/503 by the error handlers), those already admitted are cancelled.
+    More prompts than the engine can ever hold at once is a 400, not a 429 to retry forever.
+    `constraints` gives each prompt its grammar matcher (or None)."""
     assert served.engine is not None
+    capacity = served.engine.max_running + served.engine.max_queued
+    if len(prompts) > capacity:
+        raise bad_request(
+            f"This request needs {len(prompts)} generations (its prompts times n or best_of), more than "
+            f"the {capacity} requests the model '{served.id}' can hold at once (running and queued); "
+            f"send at most {capacity} per request.",
+            param=param, code="too_many_prompts",
+        )
     handles: list[GenerationHandle] = []
+    rows = constraints if constraints is not None else [None] * len(prompts)
     try:
-        for ids, p in zip(prompts, params):
-            handles.append(served.engine.submit(ids, p))
+        for ids, p, constraint in zip(prompts, params, rows):
+            handles.append(served.engine.submit(ids, p, constraint))
     except BaseException:
         for handle in handles:
             handle.cancel()

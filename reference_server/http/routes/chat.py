@@ -26,36 +26,39 @@ from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
 from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_tokens
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _generation as gen
+from reference_server.http.routes import _structured
 from reference_server.http.routes._logprobs import chat_logprobs
+from reference_server.http.routes._tool_calls import ToolCallDeltas, reply_message, turns_with_tools
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
+from reference_server.inference.structured.requests import OutputPlan, plan_chat
 from reference_server.state import state_of
 
 table = RouteTable("generation")
 
 
-def render_chat(messages: list[ChatMessage], tokenizer: Any) -> list[int]:
-    """Token ids of the conversation in the model's chat template, ready for the reply."""
+def render_chat(messages: list[ChatMessage], tokenizer: Any, plan: OutputPlan | None = None) -> list[int]:
+    """Token ids of the conversation in the model's chat template, ready for the reply; with
+    the tools and output instructions of `plan` added."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise bad_request("This model has no chat template; use /v1/completions.", param="model",
                           code="no_chat_template")
-    turns: list[dict[str, str]] = []
     for i, message in enumerate(messages):
-        role = "system" if message.role == "developer" else message.role
-        if message.content is None and role != "assistant":
+        if message.content is None and message.role != "assistant":
             raise bad_request(f"messages[{i}].content is required for role '{message.role}'.",
                               param=f"messages[{i}].content")
-        turns.append({"role": role, "content": message.text()})
-    return apply_template(tokenizer, turns, add_generation_prompt=True)
+    turns, template_tools = turns_with_tools(messages, tokenizer, plan or OutputPlan())
+    return apply_template(tokenizer, turns, add_generation_prompt=True, tools=template_tools)
 
 
-def apply_template(tokenizer: Any, turns: list[dict[str, str]], *, add_generation_prompt: bool,
-                   continue_final_message: bool = False) -> list[int]:
+def apply_template(tokenizer: Any, turns: list[dict[str, Any]], *, add_generation_prompt: bool,
+                   continue_final_message: bool = False, tools: list[dict[str, Any]] | None = None) -> list[int]:
     try:
         rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=add_generation_prompt,
-                                                 continue_final_message=continue_final_message, tokenize=True)
+                                                 continue_final_message=continue_final_message, tools=tools,
+                                                 tokenize=True)
     except Exception as exc:  # noqa: BLE001 - template rejected the conversation (e.g. role order)
         raise bad_request(f"The model's chat template rejected the messages: {exc}", param="messages") from None
     ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
@@ -69,20 +72,24 @@ def apply_template(tokenizer: Any, turns: list[dict[str, str]], *, add_generatio
 async def create_chat_completion(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     settings = state_of(request).settings
-    served = state_of(request).registry.get_for(body.model, "generate")
+    served = served_model(request, body.model, "generate")
     state_of(request).metrics.watch(served)
     n = gen.choice_count(body.n, settings)
     if body.top_logprobs is not None and not body.logprobs:
         raise bad_request("top_logprobs needs logprobs: true.", param="top_logprobs")
     top = body.top_logprobs or 0
-    prompt_ids = render_chat(body.messages, served.loaded.tokenizer)
+    plan = plan_chat(body.response_format, body.structured_outputs, body.tools, body.tool_choice,
+                     body.parallel_tool_calls)
+    constraints = await _structured.constraints(served, plan.spec, n)
+    prompt_ids = await state_of(request).thread_work.run(render_chat, body.messages, served.loaded.tokenizer, plan)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     if max_tokens == 0:
         raise bad_request("max_tokens must be at least 1.", param="max_tokens")
     params = gen.sampling_params(body, max_tokens, len(prompt_ids), served, settings, "messages",
                                  logprobs=top if body.logprobs else None)
     await charge_tokens(request, len(prompt_ids) + params.max_tokens * n, "max_tokens")
-    handles = gen.submit(served, [prompt_ids] * n, [gen.with_seed(params, j) for j in range(n)])
+    handles = gen.submit(served, [prompt_ids] * n, [gen.with_seed(params, j) for j in range(n)], constraints)
+    with_tools = plan.tool_choice is not None
     strings = gen.token_strings(served)
     reply = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,
              "system_fingerprint": gen.fingerprint(served)}
@@ -98,12 +105,19 @@ async def create_chat_completion(request: Request) -> Response:
         async def chunks() -> AsyncIterator[bytes]:
             for index in range(n):
                 yield chunk(index, ChatDelta(role="assistant", content=""))
+            calls = [ToolCallDeltas() for _ in range(n)] if with_tools else None
             async for index, ev in gen.merged(handles):
                 lps = chat_logprobs(strings, ev.logprobs, top) if body.logprobs and ev.logprobs else None
-                if ev.text or lps is not None:
+                if calls is not None:
+                    for delta in calls[index].feed(ev.text, final=ev.finish_reason is not None):
+                        yield chunk(index, delta)
+                    if lps is not None:
+                        yield chunk(index, ChatDelta(), logprobs=lps)
+                elif ev.text or lps is not None:
                     yield chunk(index, ChatDelta(content=ev.text), logprobs=lps)
                 if ev.finish_reason:
-                    yield chunk(index, ChatDelta(), ev.finish_reason)
+                    finish = calls[index].finish_reason(ev.finish_reason) if calls is not None else ev.finish_reason
+                    yield chunk(index, ChatDelta(), finish)
             if include_usage:
                 yield event(ChatCompletionChunk(**reply, choices=[], usage=gen.usage(len(prompt_ids), handles)))
 
@@ -117,11 +131,11 @@ async def create_chat_completion(request: Request) -> Response:
             handle.cancel()
 
     results = await gen.unless_disconnected(request, run_all(), cancel_all)
-    choices = [
-        ChatChoice(index=j, message=ChatMessage(role="assistant", content=r.text), finish_reason=r.finish_reason,
-                   logprobs=chat_logprobs(strings, r.logprobs, top) if body.logprobs else None)
-        for j, r in enumerate(results)
-    ]
+    choices = []
+    for j, r in enumerate(results):
+        message, finish = reply_message(r.text, r.finish_reason, with_tools)
+        choices.append(ChatChoice(index=j, message=message, finish_reason=finish,
+                                  logprobs=chat_logprobs(strings, r.logprobs, top) if body.logprobs else None))
     return mark_ignored(json_response(ChatCompletion(**reply, choices=choices,
                                                      usage=gen.usage(len(prompt_ids), handles))), body)
 

@@ -14,7 +14,7 @@ from maas_sdk.protocol import Classification, ClassificationRequest, Classificat
 from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
 from reference_server.http.middleware.ratelimit import charge_input_tokens
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ServedModel
@@ -59,7 +59,7 @@ async def _score(served: ServedModel, inputs: list[str], labels: list[str] | Non
              example={"model": DEFAULT_EMBEDDER, "input": ["I loved it"], "labels": ["positive", "negative"]})
 async def create_classifications(request: Request) -> Response:
     body = await parse_body(request, ClassificationRequest)
-    served: ServedModel = state_of(request).registry.get(body.model)
+    served: ServedModel = served_model(request, body.model)
     inputs = _inputs(body.input, state_of(request).settings.embed_max_inputs)
     await charge_input_tokens(request, served.loaded.tokenizer, inputs)
     labels = classify.check_labels(body.labels)

@@ -24,12 +24,14 @@ from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
 from reference_server.http.errors import bad_request
 from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import charge_tokens
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _generation as gen
+from reference_server.http.routes import _structured
 from reference_server.http.routes._logprobs import CompletionLogprobsBuilder, merge
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
 from reference_server.inference.registry import ServedModel
+from reference_server.inference.structured.requests import plan_output
 from reference_server.inference.token_strings import TokenStrings
 from reference_server.state import state_of
 
@@ -42,15 +44,18 @@ class Prompt:
     text: str
 
 
-def prompts_of(body: CompletionRequest, served: ServedModel) -> list[Prompt]:
+def prompts_of(body: CompletionRequest, served: ServedModel, max_prompts: int) -> list[Prompt]:
     """The prompts as token ids (text is tokenized; ids are checked against the vocabulary)
-    and as text (for echo)."""
+    and as text (for echo). CPU-heavy for big prompts: run it in a worker thread."""
     tokenizer = served.loaded.tokenizer
     raw = body.prompt
     single = isinstance(raw, str) or bool(raw and all(isinstance(t, int) for t in raw))
     items: list[str | list[int]] = [raw] if single else list(raw)  # type: ignore[list-item, arg-type]
     if not items:
         raise bad_request("prompt must not be an empty list.", param="prompt")
+    if len(items) > max_prompts:
+        raise bad_request(f"prompt has {len(items)} items; at most {max_prompts} are allowed per call.",
+                          param="prompt", code="too_many_prompts")
     vocab = gen.vocabulary_size(served)
     prompts: list[Prompt] = []
     for k, item in enumerate(items):
@@ -77,7 +82,7 @@ def prompts_of(body: CompletionRequest, served: ServedModel) -> list[Prompt]:
 async def create_completion(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
     settings = state_of(request).settings
-    served = state_of(request).registry.get_for(body.model, "generate")
+    served = served_model(request, body.model, "generate")
     state_of(request).metrics.watch(served)
     n = gen.choice_count(body.n, settings)
     best_of = gen.choice_count(body.best_of, settings, "best_of") if body.best_of is not None else n
@@ -88,7 +93,8 @@ async def create_completion(request: Request) -> Response:
                           param="best_of")
     if body.max_tokens == 0 and not (body.echo and body.logprobs is not None):
         raise bad_request("max_tokens: 0 scores the prompt; it needs echo: true and logprobs.", param="max_tokens")
-    prompts = prompts_of(body, served)
+    plan = plan_output(body.response_format, body.structured_outputs)
+    prompts = await state_of(request).thread_work.run(prompts_of, body, served, settings.max_prompts)
     # Ranking best_of candidates needs each token's logprob, asked for or not.
     logprobs = body.logprobs if body.logprobs is not None else (0 if best_of > n else None)
     prompt_logprobs = body.logprobs if body.echo else None
@@ -98,7 +104,9 @@ async def create_completion(request: Request) -> Response:
                         "max_tokens")
     # One engine request per (prompt, candidate); candidate j of prompt i is at i * best_of + j.
     flat = [(i, j) for i in range(len(prompts)) for j in range(best_of)]
-    handles = gen.submit(served, [prompts[i].ids for i, _ in flat], [gen.with_seed(base[i], j) for i, j in flat])
+    constraints = await _structured.constraints(served, plan.spec, len(flat))
+    handles = gen.submit(served, [prompts[i].ids for i, _ in flat], [gen.with_seed(base[i], j) for i, j in flat],
+                         constraints)
     prompt_tokens = sum(len(pr.ids) for pr in prompts)
     strings = gen.token_strings(served)
     reply = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,

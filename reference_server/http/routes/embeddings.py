@@ -15,8 +15,9 @@ from maas_sdk.protocol import Embedding, EmbeddingRequest, Embeddings, Embedding
 from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
 from reference_server.http.ignored import mark_ignored
+from reference_server.http.metrics import model_label
 from reference_server.http.middleware.ratelimit import charge_input_tokens
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.state import state_of
 
@@ -59,7 +60,7 @@ def encode(vector: Sequence[float], fmt: str) -> list[float] | str:
 async def create_embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingRequest)
     settings = state_of(request).settings
-    served = state_of(request).registry.get_for(body.model, "embed")
+    served = served_model(request, body.model, "embed")
     inputs = normalise_inputs(body.input, settings.embed_max_inputs)
     dims = int(getattr(served.loaded.model.config, "hidden_size", 0))
     if body.dimensions is not None and body.dimensions != dims:
@@ -68,7 +69,7 @@ async def create_embeddings(request: Request) -> Response:
     await charge_input_tokens(request, served.loaded.tokenizer, inputs)
     assert served.batcher is not None
     vectors, prompt_tokens = await served.batcher.embed(inputs)
-    state_of(request).metrics.prompt_tokens.labels(served.id).inc(prompt_tokens)
+    state_of(request).metrics.prompt_tokens.labels(model_label(served)).inc(prompt_tokens)
     data = [Embedding(index=i, embedding=encode(v, body.encoding_format)) for i, v in enumerate(vectors)]
     usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
     return mark_ignored(json_response(Embeddings(data=data, model=body.model, usage=usage)), body)

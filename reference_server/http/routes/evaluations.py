@@ -16,7 +16,7 @@ from starlette.responses import Response
 from maas_sdk import protocol as p
 from maas_sdk.protocol import Evaluation, EvaluationRequest
 from reference_server import datasets
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.inference.tasks import evaluate
@@ -31,7 +31,7 @@ table = RouteTable("nlu")
 async def create_evaluation(request: Request) -> Response:
     body = await parse_body(request, EvaluationRequest)
     state = state_of(request)
-    served = state.registry.get(body.model)
+    served = served_model(request, body.model)
     record = await state.storage.owned_file(_query.principal(request), body.file, param="file")
     info, records = await asyncio.to_thread(datasets.load, state.storage.layout.file_path(record.id))
     metrics = await state.thread_work.run(evaluate.evaluate, served.loaded, served.task, info, records)

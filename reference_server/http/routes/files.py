@@ -12,7 +12,6 @@ purpose can be used anywhere its format fits.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 import unicodedata
@@ -30,7 +29,7 @@ from reference_server.http.parsing import json_response
 from reference_server.http.routes import _query
 from reference_server.http.routing import Param, RouteTable, page_params, path_param
 from reference_server.state import state_of
-from reference_server.storage import FileRecord, blobs, ids
+from reference_server.storage import FileRecord, blobs, ids, space
 
 table = RouteTable("files")
 _FILE = path_param("file_id", "file")
@@ -79,7 +78,7 @@ def _bounded(receive: Receive, limit: int, too_large: HTTPError) -> Receive:
 
 
 @table.route("POST", "/v1/files", "Upload a JSONL data file.", multipart=_UPLOAD, response=p.FileObject,
-             errors=(400, 413))
+             errors=(400, 413, 429, 507))
 async def upload_file(request: Request) -> Response:
     state = state_of(request)
     limit = state.settings.max_upload_bytes
@@ -90,6 +89,18 @@ async def upload_file(request: Request) -> Response:
         raise too_large
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise bad_request("Upload the file as multipart/form-data with fields `file` and `purpose`.", param="file")
+    slots = state.storage.upload_slots
+    if slots.locked():
+        raise HTTPError(429, "Too many uploads are being received right now; retry shortly.", code="overloaded",
+                        headers={"retry-after": "1"})
+    async with slots:
+        return await _receive_upload(request, limit, too_large)
+
+
+async def _receive_upload(request: Request, limit: int, too_large: HTTPError) -> Response:
+    """Parse the form (the file spools to a temporary file as it streams in), validate the file
+    line by line, copy it into the store in chunks: memory stays small whatever the file's size."""
+    state = state_of(request)
     request = Request(request.scope, _bounded(request.receive, limit + _MULTIPART_OVERHEAD, too_large))
     async with request.form(max_files=1, max_fields=8) as form:
         upload = form.get("file")
@@ -101,17 +112,25 @@ async def upload_file(request: Request) -> Response:
                               code="missing_required_parameter")
         if purpose not in PURPOSES:
             raise bad_request(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}.", param="purpose")
-        data = await upload.read(limit + 1)
-        filename = _clean_filename(upload.filename)
-    if len(data) > limit:
-        raise too_large
-    info = await asyncio.to_thread(datasets.validate, data)
-
-    record = FileRecord(id=ids.new_id(ids.FILE), owner=_query.principal(request), filename=filename,
-                        purpose=purpose, bytes=len(data), created_at=int(time.time()), format=info.format,
-                        lines=info.lines, sha256=hashlib.sha256(data).hexdigest(), labels=info.labels)
-    await asyncio.to_thread(blobs.write_atomic, state.storage.layout.file_path(record.id), data)
-    await state.storage.db.add_file(record)
+        size = upload.size or 0  # counted by the form parser as the file spooled
+        if size > limit:
+            raise too_large
+        info = await asyncio.to_thread(datasets.validate_file, upload.file)
+        layout = state.storage.layout
+        file_id = ids.new_id(ids.FILE)
+        path = layout.file_path(file_id)
+        with space.storage_errors():
+            space.require_space(layout.files_dir, state.settings.min_free_bytes + size)
+            sha256 = await asyncio.to_thread(blobs.write_stream, path, upload.file)
+            record = FileRecord(id=file_id, owner=_query.principal(request), filename=_clean_filename(upload.filename),
+                                purpose=purpose, bytes=size, created_at=int(time.time()), format=info.format,
+                                lines=info.lines, sha256=sha256, labels=info.labels)
+            try:
+                await state.storage.db.add_file(record)
+            except BaseException:
+                # Not recorded, so not kept: the bytes would otherwise wait for the next start-up sweep.
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+                raise
     return json_response(record.to_wire())
 
 

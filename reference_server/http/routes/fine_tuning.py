@@ -28,11 +28,11 @@ from maas_sdk.protocol import (
 )
 from reference_server.http.errors import bad_request, not_found
 from reference_server.http.ignored import mark_ignored
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
 from reference_server.http.routing import BODY_ERRORS, Param, RouteTable, page_params, path_param
 from reference_server.state import state_of
-from reference_server.storage import FileRecord, IdempotencyKeyReused, JobRecord, ids
+from reference_server.storage import FileRecord, IdempotencyKeyReused, JobRecord, ids, space
 from reference_server.training import plan
 
 table = RouteTable("fine-tuning")
@@ -102,7 +102,7 @@ async def create_job(request: Request) -> Response:
     body = await parse_body(request, FineTuningJobCreate)
     key = _idempotency_key(request)
     state = state_of(request)
-    served = state.registry.get(body.model)
+    served = served_model(request, body.model)
     kind = plan.kind_for_task(served.task)
     base_path = _base_folder(served.loaded)
     if kind is None or base_path is None:
@@ -129,7 +129,9 @@ async def create_job(request: Request) -> Response:
     )
     digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
     try:
-        job, _ = await state.storage.db.create_job(job, idempotency_key=key, digest=digest)
+        with space.storage_errors():
+            space.require_space(state.storage.layout.root, state.settings.min_free_bytes)
+            job, _ = await state.storage.db.create_job(job, idempotency_key=key, digest=digest)
     except IdempotencyKeyReused as exc:
         raise bad_request(f"This Idempotency-Key was already used for a different request (job {exc.job_id}).",
                           param="Idempotency-Key", code="idempotency_key_reused") from None

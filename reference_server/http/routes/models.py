@@ -10,7 +10,7 @@ from maas_sdk import protocol as p
 from maas_sdk.protocol import ModelDeleted, ModelList
 from reference_server.errors import Forbidden, NotFound
 from reference_server.http.middleware.auth import caller_of, require_model
-from reference_server.http.parsing import json_response
+from reference_server.http.parsing import json_response, served_model
 from reference_server.http.routes import _query
 from reference_server.http.routing import RouteTable, path_param
 from reference_server.state import state_of
@@ -22,7 +22,7 @@ table = RouteTable("models")
 @table.route("GET", "/v1/models", "List the models this API key may use.", response=p.ModelList)
 async def list_models(request: Request) -> Response:
     caller = caller_of(request)
-    served = [m for m in state_of(request).registry.list() if caller.may_use(m.id)]
+    served = [m for m in state_of(request).registry.list_for(caller.principal) if caller.may_use(m.id)]
     return json_response(ModelList(data=[m.describe() for m in served]))
 
 
@@ -31,7 +31,7 @@ async def list_models(request: Request) -> Response:
 async def retrieve_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
     require_model(request, model_id)
-    served = state_of(request).registry.get(model_id)
+    served = served_model(request, model_id)
     return json_response(served.describe())
 
 

@@ -6,15 +6,13 @@ text is split; detokenizing rejects ids outside the vocabulary instead of guessi
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from maas_sdk import protocol as p
 from maas_sdk.protocol import Detokenized, DetokenizeRequest, Tokenized, TokenizeRequest
 from maas_sdk.protocol.vocabulary import DEFAULT_GENERATOR
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.inference.tasks import tokens as tokenizing
 from reference_server.state import state_of
@@ -28,8 +26,8 @@ table = RouteTable("nlu")
              example={"model": DEFAULT_GENERATOR, "text": "Hello world"})
 async def tokenize(request: Request) -> Response:
     body = await parse_body(request, TokenizeRequest)
-    loaded = state_of(request).registry.get(body.model).loaded
-    tokens, strings = await asyncio.to_thread(tokenizing.tokenize, loaded, body.text, body.add_special_tokens)
+    loaded = served_model(request, body.model).loaded
+    tokens, strings = await state_of(request).thread_work.run(tokenizing.tokenize, loaded, body.text, body.add_special_tokens)
     return json_response(Tokenized(model=body.model, tokens=tokens, token_strings=strings, count=len(tokens),
                                    max_model_len=loaded.context_length))
 
@@ -39,7 +37,7 @@ async def tokenize(request: Request) -> Response:
              example={"model": DEFAULT_GENERATOR, "tokens": [19556, 905]})
 async def detokenize(request: Request) -> Response:
     body = await parse_body(request, DetokenizeRequest)
-    loaded = state_of(request).registry.get(body.model).loaded
-    text = await asyncio.to_thread(tokenizing.detokenize, loaded, body.tokens)
+    loaded = served_model(request, body.model).loaded
+    text = await state_of(request).thread_work.run(tokenizing.detokenize, loaded, body.tokens)
     return json_response(Detokenized(model=body.model, text=text))
 

@@ -8,8 +8,6 @@ the first generator the key may use. They need the API key like the `/v1` routes
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,7 +21,7 @@ from maas_sdk.protocol import (
 )
 from reference_server.errors import NotFound
 from reference_server.http.middleware.auth import caller_of, require_model
-from reference_server.http.parsing import json_response, parse_body
+from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes.chat import apply_template
 from reference_server.http.routing import BODY_ERRORS, Param, RouteTable
 from reference_server.inference.registry import ServedModel
@@ -39,9 +37,9 @@ def _model_or_default(request: Request, model_id: str | None) -> ServedModel:
     registry = state_of(request).registry
     if model_id is not None:
         require_model(request, model_id)
-        return registry.get(model_id)
+        return served_model(request, model_id)
     caller = caller_of(request)
-    for served in registry.list():
+    for served in registry.list_for(caller.principal):
         if served.task == "generate" and caller.may_use(served.id):
             return served
     raise NotFound("No generative model is served; name one with model.", param="model", code="model_not_found")
@@ -55,14 +53,15 @@ async def vllm_tokenize(request: Request) -> Response:
     loaded = _model_or_default(request, body.model).loaded
     if body.messages is not None:
         turns = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-        tokens = apply_template(loaded.tokenizer, turns,
-                                add_generation_prompt=body.add_generation_prompt and not body.continue_final_message,
-                                continue_final_message=body.continue_final_message)
+        generation_prompt = body.add_generation_prompt and not body.continue_final_message
+        tokens = await state_of(request).thread_work.run(  # off the event loop, like every tokenization
+            lambda: apply_template(loaded.tokenizer, turns, add_generation_prompt=generation_prompt,
+                                   continue_final_message=body.continue_final_message))
         if body.add_special_tokens:
             tokens = list(loaded.tokenizer.build_inputs_with_special_tokens(tokens))
     else:
-        tokens, _ = await asyncio.to_thread(tokenizing.tokenize, loaded, body.prompt or "",
-                                            body.add_special_tokens is not False)
+        tokens, _ = await state_of(request).thread_work.run(tokenizing.tokenize, loaded, body.prompt or "",
+                                                          body.add_special_tokens is not False)
     strs = [str(t) for t in loaded.tokenizer.convert_ids_to_tokens(tokens)] if body.return_token_strs else None
     return json_response(VLLMTokenizeResponse(count=len(tokens), max_model_len=loaded.context_length,
                                               tokens=tokens, token_strs=strs))
@@ -73,7 +72,7 @@ async def vllm_tokenize(request: Request) -> Response:
 async def vllm_detokenize(request: Request) -> Response:
     body = await parse_body(request, VLLMDetokenizeRequest)
     loaded = _model_or_default(request, body.model).loaded
-    text = await asyncio.to_thread(tokenizing.detokenize, loaded, body.tokens)
+    text = await state_of(request).thread_work.run(tokenizing.detokenize, loaded, body.tokens)
     return json_response(VLLMDetokenizeResponse(prompt=text))
 
 

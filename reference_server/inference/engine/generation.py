@@ -17,6 +17,12 @@ sequences share each forward. This engine keeps one running batch and, at every 
 Every sequence keeps one row of a preallocated KV cache (`kvcache.SlotKVCache`) from
 admission to the end, so joining, leaving and decoding never copy the cache.
 
+Before each sampling, rows that carry a grammar constraint (structured outputs, tool calls)
+get their forbidden tokens masked in one batched step (`structured.apply_constraints`), on a
+copy of the logits: free rows in the same batch are untouched, and logprobs stay the model's
+raw ones for every row. Grammars are compiled before submission, off this thread, so a slow grammar
+never holds up the batch.
+
 The loop runs on its own thread so the asyncio event loop never blocks on torch; results
 travel back per request through `loop.call_soon_threadsafe` into an `asyncio.Queue`. A
 failure while prefilling, sampling or detokenizing fails only the requests concerned; a
@@ -38,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from reference_server import logs
 from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
@@ -55,6 +62,7 @@ from reference_server.inference.engine.worker import EngineThread
 
 if TYPE_CHECKING:
     from reference_server.inference.loading import LoadedModel
+    from reference_server.inference.structured import RowConstraint
 
 __all__ = [
     "EngineObserver",
@@ -138,6 +146,11 @@ class EngineObserver:
         """Called once per request when it leaves the engine, whatever the reason."""
 
 
+def _naming(sequences: Sequence[_Sequence]) -> dict[str, str]:
+    """Log `extra` naming the requests a failure on the engine thread affected."""
+    return {"request_id": ",".join(s.request_id or "-" for s in sequences)}
+
+
 # Queued to a request's iterator to end it without an event (the request was cancelled).
 _END = object()
 
@@ -151,8 +164,10 @@ class _Sequence:
         params: SamplingParams,
         detokenizer: IncrementalDetokenizer,
         loop: asyncio.AbstractEventLoop,
+        constraint: RowConstraint | None = None,
     ) -> None:
         self.prompt_ids = prompt_ids
+        self.constraint = constraint
         self.params = params
         self.output_ids: list[int] = []
         self.row = RowState(params=params, output_ids=self.output_ids, generator=params.make_generator(),
@@ -169,6 +184,7 @@ class _Sequence:
         self.slot = -1  # row of the engine's KV cache, from admission on
         self.cached = 0  # tokens whose keys and values are in that row
         self.next_token = 0  # the token the next decode step feeds
+        self.request_id = logs.request_id.get()  # submitted from the request's task
 
     @property
     def queue_time(self) -> float | None:
@@ -316,8 +332,18 @@ class GenerationEngine(EngineThread):
     def add_observer(self, observer: EngineObserver) -> None:
         self._observers.append(observer)
 
-    def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle:
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """The tokens that end a sequence (a grammar's stop tokens must be these)."""
+        return list(self._eos_ids)
+
+    def submit(
+        self, prompt_ids: Sequence[int], params: SamplingParams, constraint: RowConstraint | None = None
+    ) -> GenerationHandle:
         """Queue a request; call from the event loop that will iterate the handle.
+
+        `constraint` (a fresh matcher of a compiled grammar) restricts every sampled token to
+        what the grammar allows; the request ends when the grammar is complete.
 
         Raises QueueFullError when `max_running + max_queued` requests are already in, InvalidRequest
         for an unusable prompt, EngineStoppedError when the engine is not running.
@@ -344,7 +370,7 @@ class GenerationEngine(EngineThread):
             raise InvalidRequest(f"a stop or logit_bias token id is outside this model's vocabulary "
                                  f"(0..{self._vocab_size - 1})", param="logit_bias")
         loop = asyncio.get_running_loop()
-        seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop)
+        seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop, constraint)
         with self._cond:
             in_flight = len(self._waiting) + len(self._running) + len(self._prefilling)
             if in_flight >= self.max_running + self.max_queued:
@@ -392,8 +418,8 @@ class GenerationEngine(EngineThread):
                     if self._running:
                         self._decode()
                 except Exception as exc:  # a bug outside the per-request guards: fail what is in flight
-                    logger.exception("generation engine step failed")
                     in_flight = self._prefilling + self._running
+                    logger.exception("generation engine step failed", extra=_naming(in_flight))
                     self._running, self._prefilling, self._slot_owner = [], [], {}
                     self._cache.release()  # its state may be half-updated
                     self._fail_all(in_flight, exc)
@@ -527,7 +553,7 @@ class GenerationEngine(EngineThread):
             logits = out.logits[:, -1, :]
             self._score_prompts(seqs, out.logits)
         except Exception as exc:
-            logger.exception("prefill of %d requests failed", len(seqs))
+            logger.exception("prefill of %d requests failed", len(seqs), extra=_naming(seqs))
             for seq in seqs:
                 self._free(seq)
             self._prefilling = [s for s in self._prefilling if s not in seqs]
@@ -611,7 +637,7 @@ class GenerationEngine(EngineThread):
             out = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :]
         except Exception as exc:
-            logger.exception("decode step for %d sequences failed", len(running))
+            logger.exception("decode step for %d sequences failed", len(running), extra=_naming(running))
             for seq in running:
                 self._free(seq)
             self._running = []
@@ -637,17 +663,22 @@ class GenerationEngine(EngineThread):
     ) -> tuple[list[int | None], list[TokenLogprob | None]]:
         """Next token per sequence (None where sampling failed: that request is failed) and,
         for the sequences that asked, its logprobs from the same (unedited) logits."""
+        masked = self._constrain(seqs, logits)
         rows = [s.row for s in seqs]
         try:
-            tokens = sample(logits, rows, self._eos_ids)
+            tokens = sample(masked, rows, self._eos_ids)
             return list(tokens), chosen_logprobs(logits, rows, tokens)
         except Exception:
-            logger.exception("batched sampling failed; retrying row by row")
+            logger.exception("batched sampling failed; retrying row by row", extra=_naming(seqs))
         picked: list[int | None] = []
         logprobs: list[TokenLogprob | None] = []
         for i, seq in enumerate(seqs):
+            if seq.finish_reason is not None:
+                picked.append(None)
+                logprobs.append(None)
+                continue
             try:
-                token = sample(logits[i : i + 1], [seq.row], self._eos_ids)[0]
+                token = sample(masked[i : i + 1], [seq.row], self._eos_ids)[0]
                 logprobs.append(chosen_logprobs(logits[i : i + 1], [seq.row], [token])[0])
                 picked.append(token)
             except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
@@ -655,6 +686,31 @@ class GenerationEngine(EngineThread):
                 picked.append(None)
                 logprobs.append(None)
         return picked, logprobs
+
+    def _constrain(self, seqs: list[_Sequence], logits: torch.Tensor) -> torch.Tensor:
+        """The logits to sample from: `logits` itself when no row is constrained, else a copy
+        with every constrained row's forbidden tokens masked, all rows at once. A row whose
+        mask cannot be computed is failed (what it samples is dropped)."""
+        from reference_server.inference.structured import apply_constraints
+
+        constraints = [s.constraint for s in seqs]
+        if all(c is None for c in constraints):
+            return logits
+        masked = logits.clone()
+        try:
+            apply_constraints(masked, constraints)
+            return masked
+        except Exception:
+            logger.exception("batched grammar masking failed; retrying row by row")
+        masked = logits.clone()
+        for i, (seq, constraint) in enumerate(zip(seqs, constraints)):
+            if constraint is None:
+                continue
+            try:
+                apply_constraints(masked[i : i + 1], [constraint])
+            except Exception as exc:  # noqa: BLE001 - delivered to this request's iterator
+                self._fail(seq, exc)
+        return masked
 
     def _advance(
         self, seqs: list[_Sequence], tokens: list[int | None], logprobs: list[TokenLogprob | None]
@@ -672,7 +728,7 @@ class GenerationEngine(EngineThread):
                 event = self._append(seq, token, now)
                 event = self._with_logprobs(seq, event, logprobs[i])
             except Exception as exc:
-                logger.exception("detokenization failed")
+                logger.exception("detokenization failed", extra=_naming([seq]))
                 self._fail(seq, exc)
                 continue
             seq.deliver(event)
@@ -696,6 +752,13 @@ class GenerationEngine(EngineThread):
         seq.output_ids.append(token)
         seq.token_times.append(now)
         params = seq.params
+        constraint = seq.constraint
+        if constraint is not None:
+            if not constraint.accept(token):
+                raise GenerationError(f"token {token} was sampled but the grammar does not allow it")
+            if constraint.terminated:  # the grammar is complete and took its stop token
+                text, _ = seq.detokenizer.finish()
+                return TokenEvent(text, [token], "stop")
         if (token in self._eos_set and not params.ignore_eos) or token in params.stop_token_ids:
             text, _ = seq.detokenizer.finish()
             return TokenEvent(text, [token], "stop")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reference_server.datasets.encoding import Encoded, encode_chat, encode_prompt_completion
+from reference_server.inference.offload import check_cancelled
 from reference_server.inference.tasks.errors import NLUError
 from reference_server.inference.tasks.scoring import score_targets
 
@@ -90,6 +91,7 @@ def classify_with_head(loaded: Any, inputs: Sequence[str], labels: list[str] | N
     tokenizer, model = loaded.tokenizer, loaded.model
     with torch.no_grad():
         for start in range(0, len(inputs), _BATCH):
+            check_cancelled()
             enc = tokenizer(list(inputs[start:start + _BATCH]), padding=True, truncation=True,
                             max_length=loaded.context_length, return_tensors="pt").to(loaded.device)
             tokens += int(enc["attention_mask"].sum())
@@ -119,7 +121,10 @@ def _answer_example(loaded: Any, text: str, labels: Sequence[str], label: str) -
 
 
 def zero_shot_by_likelihood(loaded: Any, inputs: Sequence[str], labels: list[str]) -> tuple[list[Scored], int]:
-    examples = [_answer_example(loaded, text, labels, label) for text in inputs for label in labels]
+    examples: list[Encoded] = []
+    for text in inputs:
+        check_cancelled()
+        examples += [_answer_example(loaded, text, labels, label) for label in labels]
     if any(e.target_tokens == 0 for e in examples):
         raise NLUError(f"An input is too long for the model's {loaded.context_length}-token context.", "input")
     loglik, _, _ = score_targets(loaded, examples)
