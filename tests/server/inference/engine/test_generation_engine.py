@@ -1,4 +1,5 @@
-"""Generation engine, sampler, detokenizer and embedding batcher, on the real default models."""
+"""The continuous-batching generation engine on the real generator: batching never changes greedy
+output, finish reasons, stops, seeds, cancellation, bounded queues, failures and shutdown."""
 
 from __future__ import annotations
 
@@ -9,11 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
-import torch
-from transformers import DynamicCache
 
-from reference_server.inference.engine.detokenize import IncrementalDetokenizer, StopMatcher
-from reference_server.inference.engine.embeddings import EmbeddingBatcher
 from reference_server.inference.engine.errors import GenerationError, QueueFullError
 from reference_server.inference.engine.generation import (
     EngineObserver,
@@ -22,8 +19,7 @@ from reference_server.inference.engine.generation import (
     RequestReport,
     StepReport,
 )
-from reference_server.inference.engine.kvcache import PaddedBatch, left_padded, positions_from_mask
-from reference_server.inference.engine.sampling import RowState, SamplingParams, sample
+from reference_server.inference.engine.sampling import SamplingParams
 from reference_server.inference.loading import LoadedModel
 
 QUESTIONS = [
@@ -88,9 +84,6 @@ async def alone(generator: LoadedModel, prompts: list[list[int]]) -> list[Result
     """Greedy output of each prompt decoded on its own (batch of one)."""
     async with running(generator) as engine:
         return [await collect(engine.submit(p, greedy())) for p in prompts]
-
-
-# ----- generation engine -----
 
 
 async def test_greedy_in_batch_with_late_joiners_matches_alone(
@@ -291,191 +284,3 @@ async def test_stopped_engine_fails_pending_requests(
         engine.submit(prompts[0], greedy())
 
 
-# ----- KV cache batch helpers -----
-
-
-def test_merged_and_trimmed_batch_decodes_like_separate_rows(
-    generator: LoadedModel, prompts: list[list[int]]
-) -> None:
-    model = generator.model
-
-    def prefill(rows: list[list[int]]) -> PaddedBatch:
-        ids, mask = left_padded(rows, 0, "cpu")
-        cache = DynamicCache(config=model.config)
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions_from_mask(mask),
-            cache=cache,
-            use_cache=True,
-        )
-        return PaddedBatch(cache, mask, mask.sum(1), out.logits[:, -1].argmax(-1))
-
-    def step(batch: PaddedBatch) -> torch.Tensor:
-        inputs = batch.step_inputs()
-        logits: torch.Tensor = model(**inputs, cache=batch.cache, use_cache=True).logits[:, -1]
-        batch.advance(inputs["attention_mask"], logits.argmax(-1))
-        return logits
-
-    short, long = prompts[4], prompts[3]
-    with torch.inference_mode():
-        a = prefill([short])
-        b = prefill([long])
-        ref_a, ref_b = step(a), step(b)
-
-        merged = prefill([short])
-        other = prefill([long])
-        merged.merge(other)
-        assert merged.mask.shape == (2, len(long)) and merged.mask[0].sum() == len(short)
-        both = step(merged)
-        torch.testing.assert_close(both[0], ref_a[0], atol=2e-4, rtol=0)
-        torch.testing.assert_close(both[1], ref_b[0], atol=2e-4, rtol=0)
-
-        merged.keep([0])  # the long row leaves: its padding-only columns go too
-        assert merged.mask.shape == (1, len(short) + 1) and bool(merged.mask.all())
-        ref_next = step(a)
-        torch.testing.assert_close(step(merged)[0], ref_next[0], atol=2e-4, rtol=0)
-
-
-# ----- sampler -----
-
-
-def _rows(*params: SamplingParams, outputs: list[list[int]] | None = None) -> list[RowState]:
-    outs = outputs or [[] for _ in params]
-    return [RowState(p, o, p.make_generator()) for p, o in zip(params, outs)]
-
-
-def test_sampler_top_k_top_p_and_greedy() -> None:
-    logits = torch.randn(4, 1000, generator=torch.Generator().manual_seed(0))
-    best = logits.argmax(-1).tolist()
-    params = [
-        SamplingParams(max_tokens=1, temperature=0),
-        SamplingParams(max_tokens=1, temperature=1.5, top_k=1, seed=1),
-        SamplingParams(max_tokens=1, temperature=1.0, top_p=1e-6, seed=2),
-        SamplingParams(max_tokens=1, temperature=1.0, top_k=5, top_p=0.5, seed=3),
-    ]
-    for _ in range(5):
-        picks = sample(logits.clone(), _rows(*params), eos_ids=[])
-        assert picks[:3] == best[:3]
-        assert picks[3] in logits[3].topk(5).indices.tolist()
-
-
-def test_sampler_top_p_beyond_the_candidate_pool_is_exact() -> None:
-    flat = torch.zeros(1, 5000)  # uniform: 256 candidates hold ~5% of the mass
-    p = SamplingParams(max_tokens=1, temperature=1.0, top_p=0.5, seed=11)
-    picks = {sample(flat.clone(), _rows(p), eos_ids=[])[0] for _ in range(50)}
-    assert max(picks) >= 256  # drawn from the full top-50% set, not only the pool
-
-
-def test_sampler_penalties_and_min_tokens() -> None:
-    logits = torch.zeros(2, 10)
-    logits[:, 3] = 1.0
-    logits[:, 9] = 5.0  # "EOS"
-    penalised = SamplingParams(max_tokens=5, temperature=0, frequency_penalty=1.0, presence_penalty=0.5)
-    early = SamplingParams(max_tokens=5, temperature=0, min_tokens=2)
-    picks = sample(logits.clone(), _rows(penalised, early, outputs=[[9, 3], [1]]), eos_ids=[9])
-    # Row 0: token 9 drops to 5 - 1 - 0.5 = 3.5 and still wins. Row 1: EOS is masked, so token 3 wins.
-    assert picks == [9, 3]
-    # Four earlier 9s: 5 - 4 - 0.5 = 0.5 < 1, so token 3 wins.
-    picks = sample(logits[:1].clone(), _rows(penalised, outputs=[[9, 9, 9, 9]]), eos_ids=[9])
-    assert picks == [3]
-
-
-def test_sampling_params_validation() -> None:
-    for bad in (
-        {"max_tokens": 0},
-        {"max_tokens": 1, "min_p": 2},
-        {"max_tokens": 1, "repetition_penalty": 0},
-        {"temperature": -1},
-        {"top_p": 0},
-        {"top_k": 0},
-        {"stop": [""]},
-        {"min_tokens": 9},
-        {"presence_penalty": 3},
-    ):
-        with pytest.raises(ValueError):
-            SamplingParams(**{"max_tokens": 4, **bad})  # type: ignore[arg-type]
-
-
-# ----- detokenizer -----
-
-
-def test_stop_matcher_holds_back_possible_stops() -> None:
-    m = StopMatcher(["STOP", "\n\n"])
-    assert m.feed("Hel") == ("Hel", False)
-    assert m.feed("lo ST") == ("lo ", False)
-    assert m.feed("ay\n") == ("STay", False)
-    assert m.feed("\nmore") == ("", True)
-    m = StopMatcher(["abc"])
-    assert m.feed("xab") == ("x", False)
-    assert m.flush() == "ab"
-
-
-def test_incremental_detokenizer_never_splits_characters(generator: LoadedModel) -> None:
-    tok = generator.tokenizer
-    text = "Café ☕ naïve — 東京 🚀 done."
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    det = IncrementalDetokenizer(tok, [1, 2, 3], stop=[])
-    deltas = [det.step([t])[0] for t in ids]
-    assert all("\ufffd" not in d for d in deltas)
-    assert "".join(deltas) + det.finish()[0] == text
-
-    det = IncrementalDetokenizer(tok, [], stop=["東京"])
-    out, stopped = "", False
-    for t in ids:
-        delta, stopped = det.step([t])
-        out += delta
-        if stopped:
-            break
-    assert stopped and out == "Café ☕ naïve — "
-
-
-# ----- embeddings -----
-
-
-async def test_embedding_batches_match_single_calls(embedder: LoadedModel) -> None:
-    texts = [
-        "A cat sits on the mat.",
-        "A kitten is sitting on a rug.",
-        "Stock markets fell sharply today.",
-        "hello",
-        "The quick brown fox jumps over the lazy dog " * 5,
-    ]
-    batcher = EmbeddingBatcher(embedder, max_batch_size=3, max_batch_tokens=512)
-    batcher.start()
-    try:
-        singles = [(await batcher.embed([t]))[0][0] for t in texts]
-        concurrent = await asyncio.gather(*(batcher.embed([t]) for t in texts), batcher.embed(texts))
-        ids = embedder.tokenizer(texts[3], add_special_tokens=False)["input_ids"]
-        from_ids, id_tokens = await batcher.embed([ids])
-        with pytest.raises(ValueError, match=r"input\[1\] is \d+ tokens long; .* at most 256"):
-            await batcher.embed(["short", "word " * 300])
-    finally:
-        await batcher.stop()
-    single = torch.tensor(singles)
-    assert single.shape == (5, 384)
-    torch.testing.assert_close(single.norm(dim=-1), torch.ones(5))
-    torch.testing.assert_close(torch.tensor([c[0][0] for c in concurrent[:5]]), single, atol=1e-5, rtol=0)
-    vectors, tokens = concurrent[5]
-    torch.testing.assert_close(torch.tensor(vectors), single, atol=1e-5, rtol=0)
-    assert tokens == sum(len(embedder.tokenizer(t)["input_ids"]) for t in texts)
-    torch.testing.assert_close(torch.tensor(from_ids[0]), single[3], atol=1e-5, rtol=0)
-    assert id_tokens == len(ids) + 2  # [CLS] ... [SEP]
-    sims = single @ single.T
-    assert sims[0, 1] > sims[0, 2] + 0.3 and sims[0, 1] > sims[1, 2] + 0.3
-
-
-async def test_embedding_queue_full(embedder: LoadedModel) -> None:
-    batcher = EmbeddingBatcher(embedder, max_queued=1)
-    batcher.start()
-    try:
-        busy = asyncio.ensure_future(batcher.embed(["some text to embed, quite a few words long " * 2] * 64))
-        await asyncio.sleep(0)
-        await wait_until(lambda: batcher.stats()["waiting"] == 0)  # the worker is on it
-        queued = asyncio.ensure_future(batcher.embed(["queued"]))
-        await asyncio.sleep(0)
-        with pytest.raises(QueueFullError):
-            await batcher.embed(["rejected"])
-        assert len((await busy)[0]) == 64 and len((await queued)[0]) == 1
-    finally:
-        await batcher.stop()
