@@ -274,6 +274,19 @@ async def merged(handles: list[GenerationHandle]) -> AsyncIterator[tuple[int, To
             task.cancel()
 
 
+async def collect_all(request: Request, handles: list[GenerationHandle]) -> list[Collected]:
+    """Every handle's whole answer, in order; all of them are cancelled if the client hangs up."""
+
+    async def run_all() -> list[Collected]:
+        return [await collect(handle) for handle in handles]
+
+    def cancel_all() -> None:
+        for handle in handles:
+            handle.cancel()
+
+    return await unless_disconnected(request, run_all(), cancel_all)
+
+
 async def unless_disconnected(request: Request, work: Awaitable[T], on_disconnect: Callable[[], None]) -> T:
     """Run `work`, but stop it (and call `on_disconnect`) if the client hangs up first, or
     if this request is cancelled (a shutdown ending it).

@@ -123,14 +123,7 @@ async def create_chat_completion(request: Request) -> Response:
 
         return mark_ignored(sse_response(chunks(), settings.keepalive_seconds), body)
 
-    async def run_all() -> list[gen.Collected]:
-        return [await gen.collect(handle) for handle in handles]
-
-    def cancel_all() -> None:
-        for handle in handles:
-            handle.cancel()
-
-    results = await gen.unless_disconnected(request, run_all(), cancel_all)
+    results = await gen.collect_all(request, handles)
     choices = []
     for j, r in enumerate(results):
         message, finish = reply_message(r.text, r.finish_reason, with_tools)

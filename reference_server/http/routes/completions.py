@@ -138,14 +138,7 @@ async def create_completion(request: Request) -> Response:
 
         return mark_ignored(sse_response(chunks(), settings.keepalive_seconds), body)
 
-    async def run_all() -> list[gen.Collected]:
-        return [await gen.collect(handle) for handle in handles]
-
-    def cancel_all() -> None:
-        for handle in handles:
-            handle.cancel()
-
-    results = await gen.unless_disconnected(request, run_all(), cancel_all)
+    results = await gen.collect_all(request, handles)
     choices: list[CompletionChoice] = []
     for i, prompt in enumerate(prompts):
         candidates = list(range(i * best_of, (i + 1) * best_of))

@@ -10,7 +10,7 @@ import pytest
 from reference_server import datasets
 from reference_server.datasets import DatasetError
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def jsonl(*records: object) -> bytes:

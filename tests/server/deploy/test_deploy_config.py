@@ -13,7 +13,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from reference_server.deploy.ray_serve import INGRESS_APP, SUPERVISOR_APP, ClusterArgs, ingress, supervisor
 
-DEPLOY = Path(__file__).resolve().parents[2] / "reference_server" / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "reference_server" / "deploy"
 
 
 def serve_configs() -> list[dict[str, Any]]:

@@ -1,0 +1,261 @@
+"""The continuous-batching generation engine on the real generator: batching never changes greedy
+output, finish reasons, stops, seeds, cancellation, bounded queues, failures and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from reference_server.inference.engine.errors import GenerationError, QueueFullError
+from reference_server.inference.engine.generation import (
+    EngineObserver,
+    GenerationEngine,
+    RequestReport,
+    StepReport,
+)
+from reference_server.inference.engine.sampling import SamplingParams
+from reference_server.inference.loading import LoadedModel
+from tests.server.inference.engine.support import (
+    EOS,
+    QUESTIONS,
+    Result,
+    collect,
+    greedy,
+    running,
+    wait_until,
+)
+
+
+async def test_greedy_in_batch_with_late_joiners_matches_alone(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    async with running(generator) as engine:
+        tasks: dict[int, asyncio.Task[Result]] = {}
+
+        def submit(i: int, on_event: Callable[[int], None] | None = None) -> None:
+            tasks[i] = asyncio.create_task(collect(engine.submit(prompts[i], greedy()), on_event))
+
+        def joiners(n_events: int) -> None:
+            # Later prompts join the running batch at different decode steps.
+            if n_events == 2:
+                submit(2)
+            elif n_events == 5:
+                submit(3)
+                submit(4)
+
+        submit(0, joiners)
+        submit(1)
+        await wait_until(lambda: len(tasks) == len(prompts))
+        together = [await tasks[i] for i in range(len(prompts))]
+        assert engine.stats()["prefills"] >= 3
+    for a, b in zip(alone, together):
+        assert b.token_ids == a.token_ids
+        assert (b.text, b.finish_reason) == (a.text, a.finish_reason)
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["sliced", "sliced+reused"])
+async def test_sliced_prefill_and_prefix_reuse_match_alone(
+    generator: LoadedModel, chat_prompt: Callable[[str], list[int]], reuse: bool
+) -> None:
+    """Prompts sharing a long system prompt join a running batch while another decodes: with
+    prefills sliced into 16 tokens (and prefixes reused), each output equals its output alone."""
+    system = "You answer briefly. " + "Background: the lighthouse stands on a rock by the sea. " * 8
+    chats = [[int(t) for t in generator.tokenizer.apply_chat_template(
+        [{"role": "system", "content": system}, {"role": "user", "content": q}], add_generation_prompt=True,
+        return_dict=False)] for q in QUESTIONS[:3]]
+    assert len(chats[0]) > 100
+    params = greedy(8, ignore_eos=True)
+    async with running(generator, prefill_chunk_tokens=0, prefix_cache_bytes=0) as engine:
+        reference = [await collect(engine.submit(c, params)) for c in chats]
+    recorder = Recorder()
+    async with running(generator, prefill_chunk_tokens=16, prefix_cache_bytes=(64 << 20) * reuse) as engine:
+        first = await collect(engine.submit(chats[0], params))  # stores the prefix
+        long = asyncio.create_task(collect(engine.submit(chat_prompt(QUESTIONS[2]), greedy(80, ignore_eos=True))))
+        await wait_until(lambda: engine.stats()["generated_tokens"] > 10)
+        engine.add_observer(recorder)
+        rest = await asyncio.gather(*(collect(engine.submit(c, params)) for c in chats[1:]))
+        await long
+        stats = engine.stats()
+    assert [r.token_ids for r in [first, *rest]] == [r.token_ids for r in reference]
+    prefills = [step for step in recorder.steps if step.kind == "prefill"]
+    assert [(s.batch_size, s.tokens) for s in prefills if s.tokens > 16 * s.batch_size] == []
+    if reuse:
+        assert stats["prefix_hits"] >= 2 and stats["prefix_hit_tokens"] >= 2 * 100
+        assert sum(step.tokens for step in prefills) < 2 * 40
+    else:
+        assert stats["prefix_hits"] == 0 and len(prefills) >= 2 * 100 // 16
+
+
+async def test_eos_finishes_with_stop_and_is_not_text(generator: LoadedModel, alone: list[Result]) -> None:
+    first = alone[0]  # "What is the capital of France?" ends well within 20 tokens
+    assert first.finish_reason == "stop"
+    assert first.token_ids[-1] == EOS
+    assert "<|im_end|>" not in first.text and "Paris" in first.text
+
+
+async def test_ignore_eos_and_min_tokens(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    eos_at = len(alone[0].token_ids)
+    async with running(generator) as engine:
+        ignored = await collect(engine.submit(prompts[0], greedy(eos_at + 3, ignore_eos=True)))
+        at_least = await collect(engine.submit(prompts[0], greedy(eos_at + 6, min_tokens=eos_at + 2)))
+    assert ignored.finish_reason == "length" and len(ignored.token_ids) == eos_at + 3
+    assert EOS not in at_least.token_ids[: eos_at + 2]
+    assert len(at_least.token_ids) >= eos_at + 2
+
+
+async def test_max_tokens_finishes_with_length(generator: LoadedModel, prompts: list[list[int]]) -> None:
+    async with running(generator) as engine:
+        handle = engine.submit(prompts[2], greedy(3))
+        result = await collect(handle)
+    assert result.finish_reason == "length"
+    assert handle.completion_tokens == len(result.token_ids) == 3
+    assert handle.prompt_tokens == len(prompts[2])
+    assert handle.first_token_time is not None and handle.queue_time is not None
+
+
+async def test_context_length_ends_with_length(generator: LoadedModel) -> None:
+    loaded = LoadedModel(**{**generator.__dict__, "context_length": 24})
+    async with running(loaded) as engine:
+        with pytest.raises(ValueError, match="context length is 24"):
+            engine.submit(list(range(100, 124)), greedy())
+        result = await collect(engine.submit(list(range(100, 120)), greedy(50, ignore_eos=True)))
+    assert result.finish_reason == "length" and len(result.token_ids) == 4
+
+
+async def test_stop_sequence_cuts_text(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    full = alone[2].text  # "Count from 1 to 10." runs to max_tokens
+    stop = full[9:13]
+    assert full.find(stop) == 9, "pick a stop string that occurs first at this offset"
+    async with running(generator) as engine:
+        result = await collect(engine.submit(prompts[2], greedy(stop=["never-appears", stop])))
+    assert result.finish_reason == "stop"
+    assert result.text == full[:9]
+    assert len(result.token_ids) < len(alone[2].token_ids)
+
+
+async def test_seed_makes_sampling_reproducible(generator: LoadedModel, prompts: list[list[int]]) -> None:
+    def params(seed: int) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=12, temperature=1.0, top_p=0.95, top_k=50, seed=seed, ignore_eos=True
+        )
+
+    async with running(generator) as engine:
+        first = await collect(engine.submit(prompts[1], params(7)))
+        # Same seed inside a batch with other requests, and a different seed.
+        again, other, _ = await asyncio.gather(
+            collect(engine.submit(prompts[1], params(7))),
+            collect(engine.submit(prompts[1], params(8))),
+            collect(engine.submit(prompts[3], greedy(12))),
+        )
+    assert again.token_ids == first.token_ids
+    assert other.token_ids != first.token_ids
+
+
+async def test_cancel_frees_the_slot_for_a_waiting_request(
+    generator: LoadedModel, prompts: list[list[int]]
+) -> None:
+    async with running(generator, max_running=1, max_queued=4) as engine:
+        long = engine.submit(prompts[1], greedy(500, ignore_eos=True))
+        long_events = long.__aiter__()
+        await long_events.__anext__()
+        short = engine.submit(prompts[0], greedy(3))
+        short_task = asyncio.create_task(collect(short))
+        await long_events.__anext__()
+        await long_events.__anext__()
+        assert engine.stats()["running"] == 1 and engine.stats()["waiting"] == 1
+        assert short.first_token_time is None
+
+        long.cancel()
+        long.cancel()  # idempotent
+        result = await asyncio.wait_for(short_task, 20)
+        assert result.finish_reason == "length"
+        assert long.finish_reason == "cancelled" and long.completion_tokens < 500
+        # Events produced before the cancel took effect may still be queued; then the iterator just ends.
+        assert all(ev.finish_reason is None for ev in [e async for e in long_events])
+
+        # Closing an iterator early (a client going away) cancels its request too.
+        third = engine.submit(prompts[2], greedy(500, ignore_eos=True))
+        events = third.__aiter__()
+        await events.__anext__()
+        await events.aclose()
+        await wait_until(lambda: third.finish_reason == "cancelled")
+        await wait_until(lambda: engine.stats()["running"] == 0)
+        assert engine.stats()["cancelled"] == 2
+
+
+async def test_queue_full_and_bad_prompts_raise_at_once(
+    generator: LoadedModel, prompts: list[list[int]]
+) -> None:
+    async with running(generator, max_running=1, max_queued=1) as engine:
+        a = engine.submit(prompts[0], greedy(200, ignore_eos=True))
+        b = engine.submit(prompts[1], greedy(200, ignore_eos=True))
+        with pytest.raises(QueueFullError):
+            engine.submit(prompts[2], greedy())
+        with pytest.raises(ValueError, match="empty"):
+            engine.submit([], greedy())
+        with pytest.raises(ValueError, match="context length is 8192"):
+            engine.submit([1] * 8192, greedy())
+        with pytest.raises(ValueError, match="vocabulary"):
+            engine.submit([10**7], greedy())
+        a.cancel()
+        b.cancel()
+        await wait_until(lambda: engine.stats()["running"] + engine.stats()["waiting"] == 0)
+
+
+class Recorder(EngineObserver):
+    def __init__(self) -> None:
+        self.steps: list[StepReport] = []
+        self.requests: list[RequestReport] = []
+
+    def on_step(self, report: StepReport) -> None:
+        self.steps.append(report)
+
+    def on_request_done(self, report: RequestReport) -> None:
+        self.requests.append(report)
+
+
+async def test_sampling_failure_fails_only_that_request(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    broken = SamplingParams(max_tokens=8, temperature=0.7)
+    broken.top_k = "not a number"  # type: ignore[assignment]  # passes validation, then breaks the sampler
+    recorder = Recorder()
+    async with running(generator) as engine:
+        engine.add_observer(recorder)
+        bad = engine.submit(prompts[1], broken)
+        good = engine.submit(prompts[0], greedy())
+        with pytest.raises(GenerationError, match="generation failed"):
+            await collect(bad)
+        assert (await collect(good)).token_ids == alone[0].token_ids
+        after = await collect(engine.submit(prompts[4], greedy()))
+        assert after.token_ids == alone[4].token_ids
+        assert engine.stats()["failed"] == 1
+    assert bad.finish_reason == "error"
+    assert [r.finish_reason for r in recorder.requests].count("error") == 1
+    assert {s.kind for s in recorder.steps} == {"prefill", "decode"}
+    done = [r for r in recorder.requests if r.finish_reason == "stop"]
+    assert all(
+        r.time_to_first_token_s is not None and len(r.inter_token_latencies_s) == r.completion_tokens - 1
+        for r in done
+    )
+
+
+async def test_stopped_engine_fails_pending_requests(
+    generator: LoadedModel, prompts: list[list[int]]
+) -> None:
+    engine = GenerationEngine(generator, max_running=1)
+    engine.start()
+    handle = engine.submit(prompts[1], greedy(500, ignore_eos=True))
+    await engine.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        await collect(handle)
+    with pytest.raises(RuntimeError, match="not running"):
+        engine.submit(prompts[0], greedy())
+
+
