@@ -74,6 +74,7 @@ class RequestResult:
     itl: list[float] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # perf_counter of every chunk carrying text
     text: str = ""
+    index: int = -1  # the prompt's position in the level's list
 
     @property
     def tpot(self) -> float:
@@ -211,17 +212,20 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str | list[
     return result
 
 
-async def run_level(client: httpx.AsyncClient, model: str, texts: list[Any], output_len: int,
+async def run_level(client: httpx.AsyncClient, model: str, texts: list[Any], output_len: int | list[int],
                     concurrency: int, schemas: list[dict[str, Any]] | None = None) -> RunResult:
-    """All `texts` as requests (the i-th constrained by `schemas[i]` if given), at most
-    `concurrency` in flight at any time."""
+    """All `texts` as requests (the i-th constrained by `schemas[i]` if given, and asked for
+    `output_len[i]` tokens if that is a list), at most `concurrency` in flight at any time."""
     pending = iter(enumerate(texts))
     results: list[RequestResult] = []
 
     async def worker() -> None:
         for i, prompt in pending:  # a shared iterator: each prompt goes to exactly one worker
             schema = schemas[i] if schemas else None
-            results.append(await one_request(client, model, prompt, output_len, schema))
+            length = output_len[i] if isinstance(output_len, list) else output_len
+            result = await one_request(client, model, prompt, length, schema)
+            result.index = i
+            results.append(result)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

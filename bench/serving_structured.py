@@ -4,8 +4,9 @@
    schemas compiled cold, then again from the cache; p50 and p99.
 2. Throughput: `--num-requests` streaming completions at concurrency 8, every one constrained
    by a JSON schema (the five of `data/schemas.json` in turn, compiled once in the warm-up),
-   then the same prompts unconstrained, each asked for exactly the mean output length of the
-   constrained run, so both sides produce the same number of tokens. Target: >= 0.8x.
+   then the same prompts unconstrained, each asked for exactly the number of tokens its
+   constrained twin produced, so both sides do the same work in the same schedule (requests
+   of different lengths join and leave the batch at the same points). Target: >= 0.8x.
 3. Isolation: the unconstrained run again while one more request with a pathological schema
    (a 3000-value enum inside 30 levels of nesting) decodes beside it, in a loop; its ITL p99
    against the unconstrained runs' (one before, one after everything, as the machine's speed
@@ -76,7 +77,10 @@ async def _throughput(url: str, args: argparse.Namespace) -> tuple[RunResult, Ru
         if warm.failures:
             raise RuntimeError(f"warm-up failed: {warm.requests[0].error}")
         constrained = await run_level(client, args.model, texts, MAX_OUTPUT, CONCURRENCY, schemas)
-        length = max(2, round(statistics.mean(r.output_tokens for r in constrained.succeeded)))
+        # Each unconstrained twin is asked for exactly as many tokens as its constrained request
+        # produced: the same prompts, lengths and so the same schedule of joins and leaves.
+        produced = {r.index: r.output_tokens for r in constrained.succeeded}
+        length = [max(2, produced.get(i, MAX_OUTPUT)) for i in range(len(texts))]
         free = await run_level(client, args.model, texts, length, CONCURRENCY)
 
         stop = asyncio.Event()
