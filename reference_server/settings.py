@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     max_batch_tokens: int = Field(4096, ge=16, description="Prompt tokens prefilled in one step.")
     max_queued: int = Field(256, ge=0, description="Requests waiting per model before 429.")
     prefill_chunk_tokens: int = Field(
-        512, ge=0, description="Prompts longer than this are prefilled in slices while other sequences decode, "
-        "each taking at most 2 decode steps' time (0: never sliced).")
+        512, ge=0, description="Most prompt tokens prefilled in one step while other sequences decode: "
+        "longer prompts are prefilled in slices, each taking at most 1.5 decode steps' time "
+        "(0: prompts are prefilled whole).")
     prefix_cache_mb: int = Field(
         256, ge=0, description="MiB of cached prompt prefixes reused by later prompts per model (0: off).")
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")

@@ -8,14 +8,15 @@ sequences share each forward. This engine keeps one running batch and, at every 
 2. admits waiting requests into free slots, starting each from the longest prefix of its
    prompt found in the prefix cache (`prefix_cache`);
 3. prefills admitted prompts, several in one left-padded forward (up to `max_batch_tokens`
-   tokens, little padding). While other sequences decode, a prompt longer than
-   `prefill_chunk_tokens` is prefilled in slices, each measured to take at most
-   `SLICE_DECODE_RATIO` decode steps, one per step: a long prompt then delays the others'
-   next token by one short slice, not by its whole prefill;
+   tokens, little padding). While other sequences decode, prompts share a forward only up to
+   `prefill_chunk_tokens`, and a longer prompt is prefilled alone in slices, one per step,
+   each measured to take at most `SLICE_DECODE_RATIO` decode steps, to its last token: a long
+   prompt then delays the others' next token by one short slice, not by its whole prefill;
 4. decodes one token for every running sequence with a single forward pass.
 
-Every sequence keeps one row of a preallocated KV cache (`kvcache.SlotKVCache`) from
-admission to the end, so joining, leaving and decoding never copy the cache.
+Every sequence keeps its own row of the KV cache (`kvcache.SlotKVCache`), sized to its
+length, from admission to the end: joining, leaving and decoding never copy the cache, and
+the memory held follows the live sequences' lengths.
 
 Before each sampling, rows that carry a grammar constraint (structured outputs, tool calls)
 get their forbidden tokens masked in one batched step (`structured.apply_constraints`), on a
@@ -48,7 +49,7 @@ from reference_server import logs
 from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
-from reference_server.inference.engine.kvcache import CAPACITY_STEP, SlotKVCache, check_supported
+from reference_server.inference.engine.kvcache import SlotKVCache, check_supported, install
 from reference_server.inference.engine.prefix_cache import PrefixCache
 from reference_server.inference.engine.sampling import (
     RowState,
@@ -80,7 +81,7 @@ logger = logging.getLogger(__name__)
 
 # While sequences decode, a prefill slice may take this many decode steps' time (measured as
 # the engine runs), so their inter-token latency stays within 1 + this of a plain decode step.
-SLICE_DECODE_RATIO = 2.0
+SLICE_DECODE_RATIO = 1.5
 # Prompts of different lengths share a prefill forward (left-padded) only while the padded
 # tokens stay within this factor of the real ones; the others go in the next forward.
 PACKED_PADDING = 1.3
@@ -183,6 +184,7 @@ class _Sequence:
         self.token_times: list[float] = []
         self.slot = -1  # row of the engine's KV cache, from admission on
         self.cached = 0  # tokens whose keys and values are in that row
+        self.sliced = False  # its prompt is being prefilled in slices
         self.next_token = 0  # the token the next decode step feeds
         self.request_id = logs.request_id.get()  # submitted from the request's task
 
@@ -304,6 +306,7 @@ class GenerationEngine(EngineThread):
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = int(pad) if pad is not None else (self._eos_ids[0] if self._eos_ids else 0)
         check_supported(self._config)
+        install(self._model)
         text_config = self._config.get_text_config()
         self._cache = SlotKVCache(int(text_config.num_hidden_layers), max_running, self._context_length,
                                   self._device)
@@ -430,8 +433,6 @@ class GenerationEngine(EngineThread):
         dropped: list[_Sequence] = []
         with self._cond:
             while not self._stopping and not self._waiting and not self._running and not self._prefilling:
-                if self._cache.allocated_tokens > 8 * CAPACITY_STEP:
-                    self._cache.release()  # idle: give back what long sequences made it grow to
                 self._cond.wait()
             if self._stopping:
                 return False
@@ -450,7 +451,7 @@ class GenerationEngine(EngineThread):
             seq.slot = next(i for i in range(self.max_running) if i not in self._slot_owner)
             self._slot_owner[seq.slot] = seq
             self._prefilling.append(seq)
-            self._cache.reserve(len(seq.prompt_ids) + 1, seq.slot + 1)
+            self._cache.reserve(seq.slot, len(seq.prompt_ids) + 1)
             self._reuse_prefix(seq)
         return True
 
@@ -488,13 +489,14 @@ class GenerationEngine(EngineThread):
     def _free(self, seq: _Sequence) -> None:
         if self._slot_owner.get(seq.slot) is seq:
             del self._slot_owner[seq.slot]
+            self._cache.free(seq.slot)
 
     def _move(self, seq: _Sequence, slot: int) -> None:
         """Put `seq`'s cache row into `slot`, swapping with whichever sequence holds it."""
         if seq.slot == slot:
             return
         other = self._slot_owner.get(slot)
-        self._cache.swap(seq.slot, slot, seq.cached, other.cached if other is not None else 0)
+        self._cache.swap(seq.slot, slot)
         del self._slot_owner[seq.slot]
         if other is not None:
             other.slot = seq.slot
@@ -519,26 +521,28 @@ class GenerationEngine(EngineThread):
 
     def _prefill(self) -> None:
         """Prefill the next part of the admitted prompts (see the module docstring, step 3)."""
-        budget = max(self.max_batch_tokens, self.prefill_chunk_tokens)
+        decoding = bool(self._running)
+        # While others decode, a forward holds up their next token: whole prompts share one
+        # only up to `prefill_chunk_tokens`, and a longer prompt goes alone, slice by slice.
+        budget = self.prefill_chunk_tokens if decoding else self.max_batch_tokens
         batch: list[tuple[_Sequence, int]] = []
-        cols = 0  # the forward's padded width
+        cols = used = 0  # the forward's padded width, its real tokens
         # Oldest first while others decode; shortest first when none do, so that prompts of
         # similar lengths share a forward and the first outputs start soonest.
-        order = self._prefilling if self._running else sorted(self._prefilling,
-                                                              key=lambda q: len(q.prompt_ids) - q.cached)
+        order = self._prefilling if decoding else sorted(self._prefilling, key=lambda q: len(q.prompt_ids) - q.cached)
         for seq in order:
             remaining = len(seq.prompt_ids) - seq.cached
             scored = seq.params.prompt_logprobs is not None  # prefilled whole, in one forward
-            long = bool(self._running) and remaining > self.prefill_chunk_tokens and not scored
-            take = remaining if scored else min(remaining, self._slice_budget() if long else budget)
+            seq.sliced = not scored and (seq.sliced or (decoding and remaining > self.prefill_chunk_tokens))
+            take = min(remaining, self._slice_budget()) if seq.sliced else remaining if scored else min(remaining, budget)
             if batch:
                 width = max(cols, take)
-                real = sum(n for _, n in batch) + take
-                if long or (len(batch) + 1) * width > min(budget, PACKED_PADDING * real):
-                    break  # a long prompt's slice goes alone; over budget or mostly padding: next time
+                if seq.sliced or (len(batch) + 1) * width > min(budget, PACKED_PADDING * (used + take)):
+                    break  # a slice goes alone; over budget or mostly padding: next time
             batch.append((seq, take))
             cols = max(cols, take)
-            if long:
+            used += take
+            if seq.sliced:
                 break
         seqs = [seq for seq, _ in batch]
         start = time.monotonic()
@@ -598,8 +602,8 @@ class GenerationEngine(EngineThread):
 
     def _slice_budget(self) -> int:
         """Tokens of a long prompt to prefill in this step while others decode."""
-        if not self._adaptive_slices or self._decode_s is None or self._prefill_token_s is None:
-            return self.prefill_chunk_tokens
+        if self._decode_s is None or self._prefill_token_s is None:
+            return min(self.prefill_chunk_tokens, MIN_SLICE_TOKENS)  # measured from this one on
         fits = int(SLICE_DECODE_RATIO * self._decode_s / self._prefill_token_s)
         return min(self.prefill_chunk_tokens, max(MIN_SLICE_TOKENS, fits))
 

@@ -1,22 +1,26 @@
-"""The KV cache of a continuous-batching engine: one preallocated row (slot) per sequence.
+"""The KV cache of a continuous-batching engine: each sequence's keys and values in its own row.
 
-Each layer's keys and values live in one tensor `[slots, kv_heads, capacity, head_dim]`. A
-sequence keeps its slot from admission to the end; its cached tokens are positions
-`0..length-1` of that row. So a decode step writes one new column per row in place and
-attends over a view of the first `width` columns, with a mask per row hiding the columns
-past each row's own length: nothing is re-padded, merged or trimmed when sequences join
-or leave, and no step copies the cache (a `DynamicCache` concatenates every layer's whole
-cache at every step). The rows that decode must be slots `0..d-1` so that the step's keys
-are a view; `swap` moves a sequence's row when that needs arranging (once per join or leave,
-copying only the cached columns).
+A sequence holds one slot from admission to the end, and the slot owns two tensors, keys and
+values `[layers, kv_heads, capacity, head_dim]`, sized to that sequence alone: its cached
+tokens are positions `0..length-1`. A row grows on its own (a new tensor a little longer than
+needed, the cached part copied, once every eighth of its length), and is freed the moment its
+sequence leaves. So the memory held stays close to the sum of the live sequences' lengths,
+whatever their mix: one 2,000-token prompt beside short chats costs its own 2,000 tokens,
+not 2,000 columns in every row, and nothing is re-padded, merged or trimmed when sequences
+join or leave.
 
-The engine tells the cache what the next forward writes (`plan_decode` / `plan_prefill`),
-then runs the model with the mask `attention_mask` returned (4-D, which transformers passes
-through untouched); the model's attention layers call `update`, which writes this step's
-keys and values where the plan says and returns the keys and values to attend to.
+Attention runs row by row over each row's own cached tokens (`attend`, installed as the
+model's attention function by `install`): no padding columns, no mask to build for decode
+steps, and no copy of the cache at any step (a `DynamicCache` concatenates every layer's
+whole cache at every step; one shared padded tensor would attend over the longest row's
+width in every row). The rows that decode are slots `0..d-1`; `swap` exchanges two slots'
+tensors, which costs nothing.
 
-Prefill chunks are left-padded within their forward (so `logits_to_keep=1` picks each
-row's last real token); only the real columns are written, after the row's cached prefix.
+The engine tells the cache what the next forward writes (`plan_decode` / `plan_prefill`) and
+runs the model with `slot_cache=` this cache; the attention layers call `update`, which writes
+the step's keys and values where the plan says, then `attend`. Prefill chunks are left-padded
+within their forward (so `logits_to_keep=1` picks each row's last real token); only the real
+positions are written and attended, after the row's cached prefix.
 """
 
 from __future__ import annotations
@@ -25,16 +29,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-# Capacity grows in steps of this many columns, and the allocated rows in steps of this
-# many slots (each growth copies the cache once).
-CAPACITY_STEP = 256
-ROW_STEP = 4
+ATTENTION = "maas_slots"
+# Row capacities are multiples of this many tokens, plus an eighth of the length for growth.
+CAPACITY_STEP = 16
 
 
 def check_supported(config: Any) -> None:
     """Raise ValueError if the model has layers whose cache is not a plain full-attention
-    key/value history (sliding windows, linear attention), which slots cannot hold."""
+    key/value history (sliding windows, linear attention), which rows cannot hold, or
+    attention other than SDPA, which `attend` replaces."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
@@ -42,30 +47,56 @@ def check_supported(config: Any) -> None:
         if type(layer) is not DynamicLayer:
             raise ValueError(f"layer {i} uses {type(layer).__name__}; continuous batching needs "
                              "full-attention layers")
+    implementation = config._attn_implementation
+    if implementation not in ("sdpa", ATTENTION):
+        raise ValueError(f"the model uses {implementation} attention; continuous batching needs sdpa")
 
 
-def _round_up(n: int, step: int) -> int:
-    return -(-n // step) * step
+def install(model: Any) -> None:
+    """Make `attend` the model's attention wherever a forward passes `slot_cache=`; every other
+    forward (`generate()`, scoring, training) keeps SDPA and its masks."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, _attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+    if model.config._attn_implementation != ATTENTION:
+        model.set_attn_implementation(ATTENTION)
+
+
+def _attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+               **kwargs: Any) -> tuple[torch.Tensor, None]:
+    cache: SlotKVCache | None = kwargs.pop("slot_cache", None)
+    if cache is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    return cache.attend(module.layer_idx, query, scaling), None
+
+
+def _capacity(tokens: int, limit: int) -> int:
+    wanted = tokens + tokens // 8
+    return min(limit, -(-wanted // CAPACITY_STEP) * CAPACITY_STEP)
 
 
 @dataclass
 class _Plan:
     kind: str  # "decode" or "prefill"
-    rows: int  # decode: slots 0..rows-1
-    slots: list[int]  # prefill: the slot of each input row
-    starts: list[int]  # prefill: cached tokens before each row's chunk
-    lengths: list[int]  # prefill: real tokens of each row's chunk
-    positions: torch.Tensor | None  # decode: the column each row writes
-    width: int  # columns to attend over
-    rows_index: torch.Tensor | None = None  # decode: 0..rows-1, made once per step
+    slots: list[int]  # the slot of each input row (decode: 0..rows-1)
+    starts: list[int]  # cached tokens before each row's new ones
+    lengths: list[int]  # new tokens of each row (decode: 1)
+    columns: int  # the forward's padded sequence length
+    positions: torch.Tensor | None = None  # decode: the column each row writes
 
 
 class SlotKVCache:
-    """Per-layer `[slots, kv_heads, capacity, head_dim]` keys and values (see module docstring).
+    """Per-slot keys and values (see the module docstring).
 
-    Storage is allocated on the first forward (dtype and head shape come from the model's own
-    key states) and grows along `capacity` as sequences get longer, up to `max_capacity`, and
-    along the slots as more sequences run at once, up to `slots`.
+    Storage takes its dtype and head shape from the model's own key states on the first
+    forward; until then (and for rows not yet written) `reserve` only records the capacity
+    a slot will need. A row never holds more than `max_capacity` tokens.
     """
 
     # transformers' mask and generation helpers read these from any cache object.
@@ -77,150 +108,172 @@ class SlotKVCache:
         self.slots = slots
         self.max_capacity = max_capacity
         self.device = device
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.capacity = 0
-        self.rows = 0  # allocated slots
+        self.keys: list[torch.Tensor | None] = [None] * slots
+        self.values: list[torch.Tensor | None] = [None] * slots
+        self._wanted = [0] * slots  # capacity to allocate at a row's first write
+        self._shape: tuple[int, int, torch.dtype] | None = None  # kv_heads, head_dim, dtype
         self._plan: _Plan | None = None
-        self._needed = (0, 0)
 
     @property
     def allocated_tokens(self) -> int:
-        """Token columns held in memory, all allocated slots together."""
-        return self.rows * self.capacity if self.keys else 0
+        """Token positions held in memory, all rows together."""
+        return sum(int(k.shape[2]) for k in self.keys if k is not None)
 
     def bytes_per_token(self) -> int:
         """Bytes one cached token takes across all layers (0 before the first forward)."""
-        if not self.keys:
+        if self._shape is None:
             return 0
-        k = self.keys[0]
-        return 2 * len(self.keys) * int(k.shape[1]) * int(k.shape[3]) * k.element_size()
+        heads, dim, dtype = self._shape
+        return 2 * self.layers * heads * dim * torch.empty((), dtype=dtype).element_size()
 
     def release(self) -> None:
-        """Free the storage (the engine is idle); the next forward allocates it again."""
-        self.keys, self.values, self.capacity, self.rows = [], [], 0, 0
+        """Free every row (after a failed step, whose writes may be half done)."""
+        self.keys = [None] * self.slots
+        self.values = [None] * self.slots
+        self._wanted = [0] * self.slots
+        self._plan = None
+
+    def free(self, slot: int) -> None:
+        """The slot's sequence has left: give its memory back."""
+        self.keys[slot] = self.values[slot] = None
+        self._wanted[slot] = 0
+
+    def reserve(self, slot: int, tokens: int) -> None:
+        """Make room for `tokens` positions in `slot` now (a long prompt's row is allocated
+        once at admission, not regrown while its slices are prefilled)."""
+        self._ensure(slot, tokens)
 
     # ----- planning the next forward -----
 
     def plan_decode(self, lengths: list[int]) -> dict[str, torch.Tensor]:
-        """Rows `0..len(lengths)-1` each append one token at column `lengths[i]`; return the
-        model inputs but the token ids: positions and the 4-D mask."""
-        width = max(lengths) + 1
+        """Rows `0..len(lengths)-1` each append one token at position `lengths[i]`; return the
+        model inputs but the token ids."""
+        rows = len(lengths)
+        for slot, n in enumerate(lengths):
+            self._ensure(slot, n + 1)
         positions = torch.tensor(lengths, dtype=torch.long, device=self.device)
-        self._reserve(width, len(lengths))
-        self._plan = _Plan("decode", len(lengths), [], [], [], positions, width,
-                           torch.arange(len(lengths), device=self.device))
-        cols = torch.arange(width, device=self.device)
-        mask = (cols.unsqueeze(0) <= positions.unsqueeze(1))[:, None, None, :]
-        return {"attention_mask": mask, "position_ids": positions.unsqueeze(1)}
+        self._plan = _Plan("decode", list(range(rows)), lengths, [1] * rows, 1, positions)
+        return {"position_ids": positions.unsqueeze(1), **self._inputs(rows)}
 
     def plan_prefill(self, slots: list[int], starts: list[int], chunks: list[list[int]],
                      pad_id: int) -> dict[str, torch.Tensor]:
         """Rows of `chunks` (token ids) go after `starts[i]` cached tokens of `slots[i]`; return
-        the model inputs: left-padded ids, positions and the 4-D mask."""
+        the model inputs: left-padded ids and positions."""
         lengths = [len(c) for c in chunks]
         cols = max(lengths)
-        width = max(s + n for s, n in zip(starts, lengths))
-        self._reserve(width, max(slots) + 1)
-        self._plan = _Plan("prefill", len(slots), slots, starts, lengths, None, width)
+        for slot, start, n in zip(slots, starts, lengths):
+            self._ensure(slot, start + n)
+        self._plan = _Plan("prefill", slots, starts, lengths, cols)
         ids = torch.full((len(chunks), cols), pad_id, dtype=torch.long)
         pos = torch.zeros((len(chunks), cols), dtype=torch.long)
-        mask = torch.zeros((len(chunks), cols, width), dtype=torch.bool)
         for i, (chunk, start, n) in enumerate(zip(chunks, starts, lengths)):
-            pad = cols - n
-            ids[i, pad:] = torch.tensor(chunk, dtype=torch.long)
-            pos[i, pad:] = torch.arange(start, start + n)
-            # Real query at absolute position p sees columns 0..p; padding sees column 0 only.
-            mask[i, pad:, :] = torch.arange(width).unsqueeze(0) <= pos[i, pad:].unsqueeze(1)
-            mask[i, :pad, 0] = True
+            ids[i, cols - n :] = torch.tensor(chunk, dtype=torch.long)
+            pos[i, cols - n :] = torch.arange(start, start + n)
         return {"input_ids": ids.to(self.device), "position_ids": pos.to(self.device),
-                "attention_mask": mask.unsqueeze(1).to(self.device)}
+                **self._inputs(len(chunks))}
 
-    def reserve(self, width: int, rows: int) -> None:
-        """Make room for `width` columns in `rows` slots now (one growth for a long prompt,
-        instead of one per `CAPACITY_STEP` of its prefill slices)."""
-        self._reserve(min(width, self.max_capacity), rows)
+    def _inputs(self, rows: int) -> dict[str, Any]:
+        # A 4-D mask passes through transformers' mask builders untouched; `attend` does
+        # not read it (each row attends to exactly its own positions).
+        return {"attention_mask": torch.ones((rows, 1, 1, 1), dtype=torch.bool, device=self.device),
+                "slot_cache": self}
 
-    def _reserve(self, width: int, rows: int) -> None:
-        if width > self.max_capacity:
-            raise ValueError(f"a sequence needs {width} cached tokens; the cache holds at most {self.max_capacity}")
-        self._needed = (width, rows)
-        if self.keys and (width > self.capacity or rows > self.rows):
-            self._grow(width, rows)
+    def _ensure(self, slot: int, tokens: int) -> None:
+        if tokens > self.max_capacity:
+            raise ValueError(f"a sequence needs {tokens} cached tokens; the cache holds at most {self.max_capacity}")
+        keys = self.keys[slot]
+        if keys is None:
+            if tokens > self._wanted[slot]:
+                self._wanted[slot] = _capacity(tokens, self.max_capacity)
+            if self._shape is not None and self._wanted[slot]:
+                self._allocate(slot, self._wanted[slot], 0)
+            return
+        if tokens > keys.shape[2]:
+            self._allocate(slot, _capacity(tokens, self.max_capacity), int(keys.shape[2]))
 
-    def _sizes(self, width: int, rows: int) -> tuple[int, int]:
-        return (min(self.max_capacity, _round_up(max(width, self.capacity, 1), CAPACITY_STEP)),
-                min(self.slots, _round_up(max(rows, self.rows, 1), ROW_STEP)))
-
-    def _grow(self, width: int, rows: int) -> None:
-        capacity, count = self._sizes(width, rows)
+    def _allocate(self, slot: int, capacity: int, keep: int) -> None:
+        """Give `slot` rows of `capacity` positions, its first `keep` cached ones copied over.
+        The rest stays uninitialised: `attend` reads only written positions."""
+        assert self._shape is not None
+        heads, dim, dtype = self._shape
+        shape = (self.layers, heads, capacity, dim)
         for store in (self.keys, self.values):
-            for i, old in enumerate(store):
-                new = old.new_zeros((count, old.shape[1], capacity, old.shape[3]))
-                new[: self.rows, :, : self.capacity] = old
-                store[i] = new
-        self.capacity, self.rows = capacity, count
+            new = torch.empty(shape, dtype=dtype, device=self.device)
+            old = store[slot]
+            if old is not None and keep:
+                new[:, :, :keep] = old[:, :, :keep]
+            store[slot] = new
+        self._wanted[slot] = 0
 
-    def _allocate(self, layers: int, heads: int, head_dim: int, dtype: torch.dtype) -> None:
-        capacity, rows = self._sizes(*self._needed)
-        shape = (rows, heads, capacity, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(layers)]
-        self.capacity, self.rows = capacity, rows
+    def _learn_shape(self, heads: int, dim: int, dtype: torch.dtype) -> None:
+        self._shape = (heads, dim, dtype)
+        for slot, wanted in enumerate(self._wanted):
+            if wanted and self.keys[slot] is None:
+                self._allocate(slot, wanted, 0)
 
     # ----- called by the model's attention layers -----
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this step's keys and values (`[rows, kv_heads, columns, head_dim]`) into their rows."""
         plan = self._plan
         if plan is None:
             raise RuntimeError("SlotKVCache.update called without a planned step")
-        if not self.keys:  # first forward: every layer gets the first layer's shape
-            self._allocate(self.layers, key_states.shape[1], key_states.shape[3], key_states.dtype)
-        keys, values = self.keys[layer_idx], self.values[layer_idx]
-        if plan.kind == "decode":
-            rows = plan.rows_index
-            keys[rows, :, plan.positions] = key_states[:, :, 0]
-            values[rows, :, plan.positions] = value_states[:, :, 0]
-            return keys[: plan.rows, :, : plan.width], values[: plan.rows, :, : plan.width]
-        cols = key_states.shape[2]
+        if self._shape is None:
+            self._learn_shape(int(key_states.shape[1]), int(key_states.shape[3]), key_states.dtype)
+        cols = plan.columns
         for i, (slot, start, n) in enumerate(zip(plan.slots, plan.starts, plan.lengths)):
-            keys[slot, :, start : start + n] = key_states[i, :, cols - n :]
-            values[slot, :, start : start + n] = value_states[i, :, cols - n :]
-        first = plan.slots[0]
-        if plan.slots == list(range(first, first + len(plan.slots))):
-            return keys[first : first + plan.rows, :, : plan.width], values[first : first + plan.rows, :, : plan.width]
-        index = torch.tensor(plan.slots, device=keys.device)
-        return keys.index_select(0, index)[:, :, : plan.width], values.index_select(0, index)[:, :, : plan.width]
+            keys, values = self.keys[slot], self.values[slot]
+            assert keys is not None and values is not None
+            keys[layer_idx, :, start : start + n] = key_states[i, :, cols - n :]
+            values[layer_idx, :, start : start + n] = value_states[i, :, cols - n :]
+        return key_states, value_states
+
+    def attend(self, layer_idx: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
+        """Each row's queries (`[rows, heads, columns, head_dim]`, real ones last) against its own
+        cached positions, causally; `[rows, columns, heads, head_dim]` as transformers' SDPA
+        attention returns it, zeros at padding positions."""
+        plan = self._plan
+        assert plan is not None
+        rows, heads, cols, _ = query.shape
+        out = query.new_zeros(query.shape) if plan.kind == "prefill" else torch.empty_like(query)
+        for i, (slot, start, n) in enumerate(zip(plan.slots, plan.starts, plan.lengths)):
+            keys, values = self.keys[slot], self.values[slot]
+            assert keys is not None and values is not None
+            total = start + n
+            k = keys[layer_idx, :, :total].unsqueeze(0)
+            v = values[layer_idx, :, :total].unsqueeze(0)
+            q = query[i : i + 1, :, cols - n :]
+            # The row's n new queries are its last n positions: query j sees positions 0..start+j.
+            mask = None if n == 1 else torch.ones((n, total), dtype=torch.bool, device=query.device).tril(start)
+            out[i, :, cols - n :] = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, scale=scaling, enable_gqa=heads != k.shape[1])[0]
+        return out.transpose(1, 2)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self._plan.width if self._plan is not None else 0
+        plan = self._plan
+        return max(s + n for s, n in zip(plan.starts, plan.lengths)) if plan is not None else 0
 
     # ----- moving rows -----
 
-    def swap(self, a: int, b: int, length_a: int, length_b: int) -> None:
-        """Exchange the cached tokens of slots `a` and `b` (their first `length_*` columns)."""
-        n = max(length_a, length_b)
-        if a == b or n == 0 or not self.keys:
-            return
-        for store in (self.keys, self.values):
-            for t in store:
-                tmp = t[a, :, :n].clone()
-                t[a, :, :n] = t[b, :, :n]
-                t[b, :, :n] = tmp
+    def swap(self, a: int, b: int) -> None:
+        """Exchange the rows of slots `a` and `b` (no data moves)."""
+        self.keys[a], self.keys[b] = self.keys[b], self.keys[a]
+        self.values[a], self.values[b] = self.values[b], self.values[a]
+        self._wanted[a], self._wanted[b] = self._wanted[b], self._wanted[a]
 
     def read(self, slot: int, length: int) -> torch.Tensor:
         """A copy of slot `slot`'s first `length` tokens: `[layers, 2, kv_heads, length, head_dim]`."""
-        return torch.stack([torch.stack([k[slot, :, :length], v[slot, :, :length]])
-                            for k, v in zip(self.keys, self.values)])
+        keys, values = self.keys[slot], self.values[slot]
+        assert keys is not None and values is not None
+        return torch.stack([keys[:, :, :length], values[:, :, :length]], dim=1)
 
     def write(self, slot: int, kv: torch.Tensor, length: int) -> None:
         """Put the first `length` tokens of `kv` (from `read`) into slot `slot`."""
-        if not self.keys:
-            self._needed = (length, slot + 1)
-            self._allocate(int(kv.shape[0]), int(kv.shape[2]), int(kv.shape[4]), kv.dtype)
-        elif length > self.capacity or slot >= self.rows:
-            self._grow(length, slot + 1)
-        for layer, (k, v) in enumerate(zip(self.keys, self.values)):
-            k[slot, :, :length] = kv[layer, 0, :, :length]
-            v[slot, :, :length] = kv[layer, 1, :, :length]
+        if self._shape is None:
+            self._learn_shape(int(kv.shape[2]), int(kv.shape[4]), kv.dtype)
+        self._ensure(slot, length + 1)
+        keys, values = self.keys[slot], self.values[slot]
+        assert keys is not None and values is not None
+        keys[:, :, :length] = kv[:, 0, :, :length]
+        values[:, :, :length] = kv[:, 1, :, :length]
