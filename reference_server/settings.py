@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     max_queued: int = Field(256, ge=0, description="Requests waiting per model before 429.")
     prefill_chunk_tokens: int = Field(
         512, ge=0, description="Most prompt tokens prefilled in one step while other sequences decode: "
-        "longer prompts are prefilled in slices, each taking at most 1.5 decode steps' time "
+        "longer prompts are prefilled in slices, each adding at most 1.25 decode steps' time to the others' step "
         "(0: prompts are prefilled whole).")
     prefix_cache_mb: int = Field(
         256, ge=0, description="MiB of cached prompt prefixes reused by later prompts per model (0: off).")

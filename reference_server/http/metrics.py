@@ -188,8 +188,8 @@ class EngineMetrics:
         self.batch_size = metrics.batch_size.labels(model)
 
     def on_step(self, report: StepReport) -> None:
-        if report.kind == "decode":
-            self.batch_size.observe(report.batch_size)
+        if report.decoded:
+            self.batch_size.observe(report.decoded)
 
     def on_request_done(self, report: RequestReport) -> None:
         if report.queue_time_s is not None:  # it was prefilled

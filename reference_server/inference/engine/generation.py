@@ -7,12 +7,14 @@ sequences share each forward. This engine keeps one running batch and, at every 
 1. drops sequences that were cancelled or finished, freeing their cache slots;
 2. admits waiting requests into free slots, starting each from the longest prefix of its
    prompt found in the prefix cache (`prefix_cache`);
-3. prefills admitted prompts, several in one left-padded forward (up to `max_batch_tokens`
-   tokens, little padding). While other sequences decode, prompts share a forward only up to
-   `prefill_chunk_tokens`, and a longer prompt is prefilled alone in slices, one per step,
-   each measured to take at most `SLICE_DECODE_RATIO` decode steps, to its last token: a long
-   prompt then delays the others' next token by one short slice, not by its whole prefill;
-4. decodes one token for every running sequence with a single forward pass.
+3. runs one forward pass, all of it packed into one row of tokens without padding: the next
+   token of every decoding sequence, and the next part of the admitted prompts. While
+   sequences decode, the prompt tokens riding along are at most `prefill_chunk_tokens`, and
+   a prompt longer than that is prefilled in slices, one per step to its last token, each
+   measured as the engine runs to add at most `SLICE_DECODE_RATIO` decode steps' time: a
+   long prompt delays the others' next token by one short slice, not by its whole prefill.
+   With nothing decoding, up to `max_batch_tokens` prompt tokens go at once;
+4. samples the next token of every sequence that decoded or finished its prompt.
 
 Every sequence keeps its own row of the KV cache (`kvcache.SlotKVCache`), sized to its
 length, from admission to the end: joining, leaving and decoding never copy the cache, and
@@ -26,9 +28,9 @@ never holds up the batch.
 
 The loop runs on its own thread so the asyncio event loop never blocks on torch; results
 travel back per request through `loop.call_soon_threadsafe` into an `asyncio.Queue`. A
-failure while prefilling, sampling or detokenizing fails only the requests concerned; a
-failed decode forward fails the running batch (its cache is then inconsistent) and the loop
-carries on with the next requests.
+failure while sampling or detokenizing fails only the request concerned; a failed forward
+fails the requests in it (their cache rows are then inconsistent) and the loop carries on
+with the next requests.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -79,12 +81,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# While sequences decode, a prefill slice may take this many decode steps' time (measured as
-# the engine runs), so their inter-token latency stays within 1 + this of a plain decode step.
-SLICE_DECODE_RATIO = 1.5
-# Prompts of different lengths share a prefill forward (left-padded) only while the padded
-# tokens stay within this factor of the real ones; the others go in the next forward.
-PACKED_PADDING = 1.3
+# While sequences decode, the prompt tokens riding along in their step may add this many
+# decode steps' time (measured as the engine runs): their inter-token latency stays within
+# 1 + this of a plain decode step.
+SLICE_DECODE_RATIO = 1.25
 # The smallest slice, however slow prefill is (a prompt must progress).
 MIN_SLICE_TOKENS = 32
 # Weight of the newest measurement in the running averages of step times.
@@ -111,11 +111,12 @@ class TokenEvent:
 
 @dataclass(frozen=True)
 class StepReport:
-    """One forward pass: a prefill (slice) of admitted requests, or a decode step."""
+    """One forward pass: the next token of `decoded` sequences and `prompt_tokens` more tokens
+    of `prefilled` admitted prompts."""
 
-    kind: Literal["prefill", "decode"]
-    batch_size: int
-    tokens: int
+    decoded: int
+    prefilled: int
+    prompt_tokens: int
     duration_s: float
 
 
@@ -416,10 +417,7 @@ class GenerationEngine(EngineThread):
                     self._drop_cancelled()
                     if not self._admit():
                         break
-                    if self._prefilling:
-                        self._prefill()
-                    if self._running:
-                        self._decode()
+                    self._step()
                 except Exception as exc:  # a bug outside the per-request guards: fail what is in flight
                     in_flight = self._prefilling + self._running
                     logger.exception("generation engine step failed", extra=_naming(in_flight))
@@ -451,7 +449,6 @@ class GenerationEngine(EngineThread):
             seq.slot = next(i for i in range(self.max_running) if i not in self._slot_owner)
             self._slot_owner[seq.slot] = seq
             self._prefilling.append(seq)
-            self._cache.reserve(seq.slot, len(seq.prompt_ids) + 1)
             self._reuse_prefix(seq)
         return True
 
@@ -491,22 +488,8 @@ class GenerationEngine(EngineThread):
             del self._slot_owner[seq.slot]
             self._cache.free(seq.slot)
 
-    def _move(self, seq: _Sequence, slot: int) -> None:
-        """Put `seq`'s cache row into `slot`, swapping with whichever sequence holds it."""
-        if seq.slot == slot:
-            return
-        other = self._slot_owner.get(slot)
-        self._cache.swap(seq.slot, slot)
-        del self._slot_owner[seq.slot]
-        if other is not None:
-            other.slot = seq.slot
-            self._slot_owner[other.slot] = other
-        seq.slot = slot
-        self._slot_owner[slot] = seq
-
     def _retain(self, keep: list[int]) -> None:
-        """Keep only the running rows `keep` (indices into `_running`), then pack them into
-        slots 0..len(keep)-1 so the next decode step's keys are a view of the cache."""
+        """Keep only the running rows `keep` (indices into `_running`), freeing the others."""
         if len(keep) == len(self._running):
             return
         kept = set(keep)
@@ -514,91 +497,122 @@ class GenerationEngine(EngineThread):
             if i not in kept:
                 self._free(seq)
         self._running = [self._running[i] for i in keep]
-        for i, seq in enumerate(self._running):
-            self._move(seq, i)
 
     # ----- forward passes -----
 
-    def _prefill(self) -> None:
-        """Prefill the next part of the admitted prompts (see the module docstring, step 3)."""
-        decoding = bool(self._running)
-        # While others decode, a forward holds up their next token: whole prompts share one
-        # only up to `prefill_chunk_tokens`, and a longer prompt goes alone, slice by slice.
-        budget = self.prefill_chunk_tokens if decoding else self.max_batch_tokens
-        batch: list[tuple[_Sequence, int]] = []
-        cols = used = 0  # the forward's padded width, its real tokens
-        # Oldest first while others decode; shortest first when none do, so that prompts of
-        # similar lengths share a forward and the first outputs start soonest.
-        order = self._prefilling if decoding else sorted(self._prefilling, key=lambda q: len(q.prompt_ids) - q.cached)
-        for seq in order:
-            remaining = len(seq.prompt_ids) - seq.cached
-            scored = seq.params.prompt_logprobs is not None  # prefilled whole, in one forward
-            seq.sliced = not scored and (seq.sliced or (decoding and remaining > self.prefill_chunk_tokens))
-            take = min(remaining, self._slice_budget()) if seq.sliced else remaining if scored else min(remaining, budget)
-            if batch:
-                width = max(cols, take)
-                if seq.sliced or (len(batch) + 1) * width > min(budget, PACKED_PADDING * (used + take)):
-                    break  # a slice goes alone; over budget or mostly padding: next time
-            batch.append((seq, take))
-            cols = max(cols, take)
-            used += take
-            if seq.sliced:
-                break
-        seqs = [seq for seq, _ in batch]
+    def _step(self) -> None:
+        """One forward pass: the next token of every decoding sequence and the next part of the
+        admitted prompts, packed into one row (see the module docstring, steps 3 and 4)."""
+        running = self._running
+        chunks = self._prompt_chunks()
+        segments = [(s, [s.next_token]) for s in running] + [
+            (s, s.prompt_ids[s.cached : s.cached + n]) for s, n in chunks]
+        if not segments:
+            return
+        # Logits are kept at each segment's last token, and at every position of a scored prompt.
+        keep: list[int] = []
+        last: dict[int, int] = {}  # id of each sequence -> its last kept logits row
+        offset = 0
+        for i, (seq, ids) in enumerate(segments):
+            scored = i >= len(running) and seq.params.prompt_logprobs is not None
+            keep.extend(range(offset, offset + len(ids)) if scored else [offset + len(ids) - 1])
+            last[id(seq)] = len(keep) - 1
+            offset += len(ids)
+        in_step = [seq for seq, _ in segments]
         start = time.monotonic()
-        # Logits are kept for the last `keep` positions only: one unless a prompt is scored (such
-        # a prompt is prefilled whole, from its first token, so its row holds all of it).
-        keep_positions = max((len(s.prompt_ids) for s in seqs if s.params.prompt_logprobs is not None), default=1)
         try:
-            inputs = self._cache.plan_prefill(
-                [s.slot for s in seqs], [s.cached for s in seqs],
-                [s.prompt_ids[s.cached : s.cached + n] for s, n in batch], self._pad_id)
-            out = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=keep_positions)
-            logits = out.logits[:, -1, :]
-            self._score_prompts(seqs, out.logits)
+            inputs = self._cache.plan([s.slot for s in in_step], [s.cached for s in in_step], [ids for _, ids in segments])
+            out = self._model(**inputs, cache=self._cache, use_cache=True,
+                              logits_to_keep=torch.tensor(keep, device=self._device))
+            logits = out.logits[0]
         except Exception as exc:
-            logger.exception("prefill of %d requests failed", len(seqs), extra=_naming(seqs))
-            for seq in seqs:
+            logger.exception("forward of %d sequences failed", len(in_step), extra=_naming(in_step))
+            for seq in in_step:
                 self._free(seq)
-            self._prefilling = [s for s in self._prefilling if s not in seqs]
-            self._fail_all(seqs, exc)
+            self._running = []
+            self._prefilling = [s for s in self._prefilling if s not in in_step]
+            self._fail_all(in_step, exc)
             return
-        tokens = sum(n for _, n in batch)
         elapsed = time.monotonic() - start
-        if tokens >= MIN_SLICE_TOKENS:
-            self._prefill_token_s = _average(self._prefill_token_s, elapsed / (len(seqs) * cols))
-        self._counters["prefills"] += 1
-        self._counters["prompt_tokens"] += tokens
-        self._report_step(StepReport("prefill", len(seqs), tokens, elapsed))
+        prompt_tokens = sum(n for _, n in chunks)
+        self._measure(bool(running), prompt_tokens, elapsed)
+        if running:
+            self._counters["steps"] += 1
+            self._counters["last_batch_size"] = len(running)
+        if chunks:
+            self._counters["prefills"] += 1
+            self._counters["prompt_tokens"] += prompt_tokens
+        self._report_step(StepReport(len(running), len(chunks), prompt_tokens, elapsed))
 
-        done: list[int] = []
-        for i, (seq, n) in enumerate(batch):
+        for seq in running:
+            seq.cached += 1
+        starting: list[_Sequence] = []
+        for i, (seq, n) in enumerate(chunks, start=len(running)):
             seq.cached += n
-            if seq.cached == len(seq.prompt_ids):
-                done.append(i)
-        if not done:
-            return
-        finished = [seqs[i] for i in done]
-        self._prefilling = [s for s in self._prefilling if s not in finished]
-        for seq in finished:
+            if seq.cached < len(seq.prompt_ids):
+                continue
+            self._prefilling.remove(seq)
             self._store_prefix(seq)
+            if seq.params.prompt_logprobs is not None:  # prefilled whole: a row per prompt position
+                self._score_prompt(seq, logits[last[id(seq)] - n + 1 : last[id(seq)] + 1])
             if seq.params.max_tokens == 0:  # scored only: the prompt's logprobs are the answer
                 seq.deliver(TokenEvent("", [], "length", prompt_logprobs=seq.prompt_logprobs))
                 self._finish(seq, "length")
                 self._free(seq)
-        generating = [i for i, seq in zip(done, finished) if seq.params.max_tokens > 0]
-        finished = [seqs[i] for i in generating]
-        if not finished:
+            else:
+                starting.append(seq)
+        sampled = running + starting
+        if not sampled:
             return
-        sampled, logprobs = self._sample(finished, logits[torch.tensor(generating, device=logits.device)])
-        keep = set(self._advance(finished, sampled, logprobs))
-        for i, (seq, token) in enumerate(zip(finished, sampled)):
-            if i in keep and token is not None:
+        rows = torch.tensor([last[id(s)] for s in sampled], device=logits.device)
+        tokens, logprobs = self._sample(sampled, logits[rows])
+        keep_rows = set(self._advance(sampled, tokens, logprobs))
+        self._running = []
+        for i, seq in enumerate(sampled):
+            token = tokens[i]
+            if i in keep_rows and token is not None:
                 seq.next_token = token
-                self._move(seq, len(self._running))
                 self._running.append(seq)
             else:
                 self._free(seq)
+
+    def _prompt_chunks(self) -> list[tuple[_Sequence, int]]:
+        """The prompt tokens this step prefills, per admitted sequence. While others decode, at
+        most `prefill_chunk_tokens` in all, and a longer prompt only a slice per step (the slice
+        budget) to its last token; otherwise up to `max_batch_tokens`."""
+        decoding = bool(self._running)
+        budget = self.prefill_chunk_tokens if decoding else self.max_batch_tokens
+        # Oldest first while others decode; shortest first when none do, so that the first
+        # outputs start soonest.
+        order = self._prefilling if decoding else sorted(self._prefilling, key=lambda q: len(q.prompt_ids) - q.cached)
+        chunks: list[tuple[_Sequence, int]] = []
+        used = 0
+        for seq in order:
+            remaining = len(seq.prompt_ids) - seq.cached
+            scored = seq.params.prompt_logprobs is not None  # prefilled whole, in one forward
+            seq.sliced = self._adaptive_slices and not scored and (
+                seq.sliced or (decoding and remaining > self.prefill_chunk_tokens))
+            take = remaining if scored else min(remaining, budget - used)
+            if seq.sliced:
+                take = min(take, self._slice_budget())
+            if take <= 0 or (chunks and used + take > budget):
+                break
+            if not self._cache.holds(seq.slot, len(seq.prompt_ids) + 1):
+                self._cache.reserve(seq.slot, len(seq.prompt_ids) + 1)  # its row is allocated once
+            chunks.append((seq, take))
+            used += take
+        return chunks
+
+    def _measure(self, decoding: bool, prompt_tokens: int, elapsed: float) -> None:
+        """Running averages of a decode step and of one more prompt token in a step, which size
+        the slices."""
+        if not prompt_tokens:
+            self._decode_s = _average(self._decode_s, elapsed)
+            return
+        if prompt_tokens >= MIN_SLICE_TOKENS:
+            extra = elapsed - (self._decode_s or 0.0 if decoding else 0.0)
+            if extra > 0:
+                self._prefill_token_s = _average(self._prefill_token_s, extra / prompt_tokens)
 
     def _slice_budget(self) -> int:
         """Tokens of a long prompt to prefill in this step while others decode."""
@@ -615,52 +629,17 @@ class GenerationEngine(EngineThread):
         except Exception:  # reuse is an optimisation; the request goes on
             logger.exception("storing a prompt prefix failed")
 
-    def _score_prompts(self, admitted: list[_Sequence], logits: torch.Tensor) -> None:
-        """Prompt logprobs of the sequences that asked, from the prefill's logits (`[batch,
-        keep, vocab]`, the last `keep` positions of the left-padded rows)."""
-        keep = logits.shape[1]
-        for b, seq in enumerate(admitted):
-            k = seq.params.prompt_logprobs
-            if k is None:
-                continue
-            n = len(seq.prompt_ids)
-            scored: list[TokenLogprob | None] = [None]
-            if n > 1:
-                # Position t predicts token t + 1; the prompt fills the last n kept positions.
-                rows = logits[b, keep - n : keep - 1, :]
-                targets = torch.tensor(seq.prompt_ids[1:], device=logits.device)
-                scored += ranked_logprobs(rows, targets, [k] * (n - 1))
-            seq.prompt_logprobs = scored
-
-    def _decode(self) -> None:
-        running = self._running
-        start = time.monotonic()
-        try:
-            inputs = self._cache.plan_decode([s.cached for s in running])
-            inputs["input_ids"] = torch.tensor([[s.next_token] for s in running], device=self._device)
-            out = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=1)
-            logits = out.logits[:, -1, :]
-        except Exception as exc:
-            logger.exception("decode step for %d sequences failed", len(running), extra=_naming(running))
-            for seq in running:
-                self._free(seq)
-            self._running = []
-            self._fail_all(running, exc)
-            return
-        for seq in running:
-            seq.cached += 1
-        tokens, logprobs = self._sample(running, logits)
-        keep = self._advance(running, tokens, logprobs)
-        for i in keep:
-            token = tokens[i]
-            assert token is not None
-            running[i].next_token = token
-        elapsed = time.monotonic() - start
-        self._decode_s = _average(self._decode_s, elapsed)
-        self._counters["steps"] += 1
-        self._counters["last_batch_size"] = len(running)
-        self._report_step(StepReport("decode", len(running), len(running), elapsed))
-        self._retain(keep)
+    def _score_prompt(self, seq: _Sequence, logits: torch.Tensor) -> None:
+        """The prompt logprobs `seq` asked for, from its logits at every prompt position
+        (`[prompt tokens, vocab]`: position t predicts token t + 1)."""
+        k = seq.params.prompt_logprobs
+        assert k is not None
+        n = len(seq.prompt_ids)
+        scored: list[TokenLogprob | None] = [None]
+        if n > 1:
+            targets = torch.tensor(seq.prompt_ids[1:], device=logits.device)
+            scored += ranked_logprobs(logits[: n - 1], targets, [k] * (n - 1))
+        seq.prompt_logprobs = scored
 
     def _sample(
         self, seqs: list[_Sequence], logits: torch.Tensor

@@ -9,18 +9,16 @@ whatever their mix: one 2,000-token prompt beside short chats costs its own 2,00
 not 2,000 columns in every row, and nothing is re-padded, merged or trimmed when sequences
 join or leave.
 
-Attention runs row by row over each row's own cached tokens (`attend`, installed as the
-model's attention function by `install`): no padding columns, no mask to build for decode
-steps, and no copy of the cache at any step (a `DynamicCache` concatenates every layer's
-whole cache at every step; one shared padded tensor would attend over the longest row's
-width in every row). The rows that decode are slots `0..d-1`; `swap` exchanges two slots'
-tensors, which costs nothing.
+A forward packs all its sequences' new tokens into one row without padding: one token for a
+decoding sequence, a slice of prompt for a prefilling one, side by side. Attention then runs
+segment by segment over each row's own cached tokens (`attend`, installed as the model's
+attention function by `install`): no padding, no mask to build for decode tokens, and no copy
+of the cache at any step (a `DynamicCache` concatenates every layer's whole cache at every
+step; one shared padded tensor would attend over the longest row's width in every row).
 
-The engine tells the cache what the next forward writes (`plan_decode` / `plan_prefill`) and
-runs the model with `slot_cache=` this cache; the attention layers call `update`, which writes
-the step's keys and values where the plan says, then `attend`. Prefill chunks are left-padded
-within their forward (so `logits_to_keep=1` picks each row's last real token); only the real
-positions are written and attended, after the row's cached prefix.
+The engine tells the cache what the next forward writes (`plan`) and runs the model with
+`slot_cache=` this cache; the attention layers call `update`, which writes the step's keys
+and values where the plan says, then `attend`.
 """
 
 from __future__ import annotations
@@ -83,12 +81,10 @@ def _capacity(tokens: int, limit: int) -> int:
 
 @dataclass
 class _Plan:
-    kind: str  # "decode" or "prefill"
-    slots: list[int]  # the slot of each input row (decode: 0..rows-1)
-    starts: list[int]  # cached tokens before each row's new ones
-    lengths: list[int]  # new tokens of each row (decode: 1)
-    columns: int  # the forward's padded sequence length
-    positions: torch.Tensor | None = None  # decode: the column each row writes
+    slots: list[int]  # the slot of each segment of the packed row
+    starts: list[int]  # cached tokens before each segment's new ones
+    lengths: list[int]  # new tokens of each segment
+    offsets: list[int]  # where each segment starts in the packed row
 
 
 class SlotKVCache:
@@ -138,44 +134,36 @@ class SlotKVCache:
         self.keys[slot] = self.values[slot] = None
         self._wanted[slot] = 0
 
+    def holds(self, slot: int, tokens: int) -> bool:
+        """Whether `slot` has room for `tokens` positions."""
+        keys = self.keys[slot]
+        return max(self._wanted[slot], int(keys.shape[2]) if keys is not None else 0) >= tokens
+
     def reserve(self, slot: int, tokens: int) -> None:
-        """Make room for `tokens` positions in `slot` now (a long prompt's row is allocated
-        once at admission, not regrown while its slices are prefilled)."""
+        """Make room for `tokens` positions in `slot` now (a prompt's row is allocated once when
+        its prefill starts, not regrown slice after slice)."""
         self._ensure(slot, tokens)
 
     # ----- planning the next forward -----
 
-    def plan_decode(self, lengths: list[int]) -> dict[str, torch.Tensor]:
-        """Rows `0..len(lengths)-1` each append one token at position `lengths[i]`; return the
-        model inputs but the token ids."""
-        rows = len(lengths)
-        for slot, n in enumerate(lengths):
-            self._ensure(slot, n + 1)
-        positions = torch.tensor(lengths, dtype=torch.long, device=self.device)
-        self._plan = _Plan("decode", list(range(rows)), lengths, [1] * rows, 1, positions)
-        return {"position_ids": positions.unsqueeze(1), **self._inputs(rows)}
-
-    def plan_prefill(self, slots: list[int], starts: list[int], chunks: list[list[int]],
-                     pad_id: int) -> dict[str, torch.Tensor]:
-        """Rows of `chunks` (token ids) go after `starts[i]` cached tokens of `slots[i]`; return
-        the model inputs: left-padded ids and positions."""
+    def plan(self, slots: list[int], starts: list[int], chunks: list[list[int]]) -> dict[str, Any]:
+        """The next forward: the tokens `chunks[i]` go after `starts[i]` cached tokens of
+        `slots[i]`, all packed into one row; return the model inputs (ids, positions, and
+        this cache to attend with)."""
         lengths = [len(c) for c in chunks]
-        cols = max(lengths)
         for slot, start, n in zip(slots, starts, lengths):
             self._ensure(slot, start + n)
-        self._plan = _Plan("prefill", slots, starts, lengths, cols)
-        ids = torch.full((len(chunks), cols), pad_id, dtype=torch.long)
-        pos = torch.zeros((len(chunks), cols), dtype=torch.long)
-        for i, (chunk, start, n) in enumerate(zip(chunks, starts, lengths)):
-            ids[i, cols - n :] = torch.tensor(chunk, dtype=torch.long)
-            pos[i, cols - n :] = torch.arange(start, start + n)
-        return {"input_ids": ids.to(self.device), "position_ids": pos.to(self.device),
-                **self._inputs(len(chunks))}
-
-    def _inputs(self, rows: int) -> dict[str, Any]:
-        # A 4-D mask passes through transformers' mask builders untouched; `attend` does
-        # not read it (each row attends to exactly its own positions).
-        return {"attention_mask": torch.ones((rows, 1, 1, 1), dtype=torch.bool, device=self.device),
+        offsets = [0]
+        for n in lengths[:-1]:
+            offsets.append(offsets[-1] + n)
+        self._plan = _Plan(slots, starts, lengths, offsets)
+        ids = [t for c in chunks for t in c]
+        positions = [p for start, n in zip(starts, lengths) for p in range(start, start + n)]
+        return {"input_ids": torch.tensor([ids], dtype=torch.long, device=self.device),
+                "position_ids": torch.tensor([positions], dtype=torch.long, device=self.device),
+                # A 4-D mask passes through transformers' mask builders untouched; `attend`
+                # does not read it (each segment attends to exactly its own positions).
+                "attention_mask": torch.ones((1, 1, 1, 1), dtype=torch.bool, device=self.device),
                 "slot_cache": self}
 
     def _ensure(self, slot: int, tokens: int) -> None:
@@ -215,39 +203,37 @@ class SlotKVCache:
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this step's keys and values (`[rows, kv_heads, columns, head_dim]`) into their rows."""
+        """Write this step's keys and values (`[1, kv_heads, tokens, head_dim]`) into their rows."""
         plan = self._plan
         if plan is None:
             raise RuntimeError("SlotKVCache.update called without a planned step")
         if self._shape is None:
             self._learn_shape(int(key_states.shape[1]), int(key_states.shape[3]), key_states.dtype)
-        cols = plan.columns
-        for i, (slot, start, n) in enumerate(zip(plan.slots, plan.starts, plan.lengths)):
+        for slot, start, n, off in zip(plan.slots, plan.starts, plan.lengths, plan.offsets):
             keys, values = self.keys[slot], self.values[slot]
             assert keys is not None and values is not None
-            keys[layer_idx, :, start : start + n] = key_states[i, :, cols - n :]
-            values[layer_idx, :, start : start + n] = value_states[i, :, cols - n :]
+            keys[layer_idx, :, start : start + n] = key_states[0, :, off : off + n]
+            values[layer_idx, :, start : start + n] = value_states[0, :, off : off + n]
         return key_states, value_states
 
     def attend(self, layer_idx: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
-        """Each row's queries (`[rows, heads, columns, head_dim]`, real ones last) against its own
-        cached positions, causally; `[rows, columns, heads, head_dim]` as transformers' SDPA
-        attention returns it, zeros at padding positions."""
+        """Each segment's queries (`[1, heads, tokens, head_dim]`) against its own row's cached
+        positions, causally; `[1, tokens, heads, head_dim]` as transformers' SDPA attention
+        returns it."""
         plan = self._plan
         assert plan is not None
-        rows, heads, cols, _ = query.shape
-        out = query.new_zeros(query.shape) if plan.kind == "prefill" else torch.empty_like(query)
-        for i, (slot, start, n) in enumerate(zip(plan.slots, plan.starts, plan.lengths)):
+        heads = query.shape[1]
+        out = torch.empty_like(query)
+        for slot, start, n, off in zip(plan.slots, plan.starts, plan.lengths, plan.offsets):
             keys, values = self.keys[slot], self.values[slot]
             assert keys is not None and values is not None
             total = start + n
             k = keys[layer_idx, :, :total].unsqueeze(0)
             v = values[layer_idx, :, :total].unsqueeze(0)
-            q = query[i : i + 1, :, cols - n :]
-            # The row's n new queries are its last n positions: query j sees positions 0..start+j.
+            # The segment's n queries are its row's last n positions: query j sees 0..start+j.
             mask = None if n == 1 else torch.ones((n, total), dtype=torch.bool, device=query.device).tril(start)
-            out[i, :, cols - n :] = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, scale=scaling, enable_gqa=heads != k.shape[1])[0]
+            out[:, :, off : off + n] = F.scaled_dot_product_attention(
+                query[:, :, off : off + n], k, v, attn_mask=mask, scale=scaling, enable_gqa=heads != k.shape[1])
         return out.transpose(1, 2)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -255,12 +241,6 @@ class SlotKVCache:
         return max(s + n for s, n in zip(plan.starts, plan.lengths)) if plan is not None else 0
 
     # ----- moving rows -----
-
-    def swap(self, a: int, b: int) -> None:
-        """Exchange the rows of slots `a` and `b` (no data moves)."""
-        self.keys[a], self.keys[b] = self.keys[b], self.keys[a]
-        self.values[a], self.values[b] = self.values[b], self.values[a]
-        self._wanted[a], self._wanted[b] = self._wanted[b], self._wanted[a]
 
     def read(self, slot: int, length: int) -> torch.Tensor:
         """A copy of slot `slot`'s first `length` tokens: `[layers, 2, kv_heads, length, head_dim]`."""

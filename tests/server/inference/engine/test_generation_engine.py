@@ -60,7 +60,8 @@ async def test_sliced_prefill_and_prefix_reuse_match_alone(
     generator: LoadedModel, chat_prompt: Callable[[str], list[int]], reuse: bool
 ) -> None:
     """Prompts sharing a long system prompt join a running batch while another decodes: with
-    prefills sliced into 16 tokens (and prefixes reused), each output equals its output alone."""
+    prompts sliced into 16 tokens a step, packed beside the decoding row (and prefixes reused),
+    each output equals its output alone."""
     system = "You answer briefly. " + "Background: the lighthouse stands on a rock by the sea. " * 8
     chats = [[int(t) for t in generator.tokenizer.apply_chat_template(
         [{"role": "system", "content": system}, {"role": "user", "content": q}], add_generation_prompt=True,
@@ -79,11 +80,13 @@ async def test_sliced_prefill_and_prefix_reuse_match_alone(
         await long
         stats = engine.stats()
     assert [r.token_ids for r in [first, *rest]] == [r.token_ids for r in reference]
-    prefills = [step for step in recorder.steps if step.kind == "prefill"]
-    assert [(s.batch_size, s.tokens) for s in prefills if s.tokens > 16 * s.batch_size] == []
+    prefills = [step for step in recorder.steps if step.prefilled]
+    # While another decodes, the prompts ride along its steps, 16 tokens at most per step.
+    assert [s.prompt_tokens for s in prefills if s.decoded and s.prompt_tokens > 16] == []
+    assert any(s.decoded and s.prefilled for s in prefills)
     if reuse:
         assert stats["prefix_hits"] >= 2 and stats["prefix_hit_tokens"] >= 2 * 100
-        assert sum(step.tokens for step in prefills) < 2 * 40
+        assert sum(step.prompt_tokens for step in prefills) < 2 * 40
     else:
         assert stats["prefix_hits"] == 0 and len(prefills) >= 2 * 100 // 16
 
@@ -238,7 +241,7 @@ async def test_sampling_failure_fails_only_that_request(
         assert engine.stats()["failed"] == 1
     assert bad.finish_reason == "error"
     assert [r.finish_reason for r in recorder.requests].count("error") == 1
-    assert {s.kind for s in recorder.steps} == {"prefill", "decode"}
+    assert any(s.prefilled for s in recorder.steps) and any(s.decoded for s in recorder.steps)
     done = [r for r in recorder.requests if r.finish_reason == "stop"]
     assert all(
         r.time_to_first_token_s is not None and len(r.inter_token_latencies_s) == r.completion_tokens - 1

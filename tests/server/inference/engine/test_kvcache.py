@@ -4,6 +4,8 @@ and least-recently-used."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from reference_server.inference.engine.kvcache import SlotKVCache, install
@@ -15,22 +17,17 @@ from tests.constants import LOGITS_ATOL
 def test_slot_cache_decodes_rows_of_any_length_like_separate_rows(
     generator: LoadedModel, prompts: list[list[int]]
 ) -> None:
-    """Rows of different lengths decode together, each over its own positions, prefilled in
-    slices or whole, in any slot; swapping slots moves their rows; freeing gives memory back."""
+    """Rows of different lengths, in any slots, prefilled whole or in slices, packed side by
+    side with other rows' tokens, decode like whole-text forwards; freeing gives memory back."""
     model = generator.model
     layers = model.config.num_hidden_layers
     install(model)
 
-    def prefill(cache: SlotKVCache, slot: int, ids: list[int], chunk: int) -> torch.Tensor:
-        for start in range(0, len(ids), chunk):
-            inputs = cache.plan_prefill([slot], [start], [ids[start : start + chunk]], 0)
-            logits: torch.Tensor = model(**inputs, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        return logits[0]
-
-    def decode(cache: SlotKVCache, lengths: list[int], tokens: list[int]) -> torch.Tensor:
-        inputs = cache.plan_decode(lengths)
-        out: torch.Tensor = model(input_ids=torch.tensor([[t] for t in tokens], device=generator.device), **inputs, cache=cache,
-                                  use_cache=True, logits_to_keep=1).logits[:, -1]
+    def forward(cache: SlotKVCache, slots: list[int], starts: list[int], chunks: list[list[int]]) -> torch.Tensor:
+        """Logits at each chunk's last token."""
+        inputs = cache.plan(slots, starts, chunks)
+        last = torch.tensor(list(itertools.accumulate(len(c) for c in chunks))) - 1
+        out: torch.Tensor = model(**inputs, cache=cache, use_cache=True, logits_to_keep=last).logits[0]
         return out
 
     short, long = prompts[4], prompts[3]
@@ -43,18 +40,21 @@ def test_slot_cache_decodes_rows_of_any_length_like_separate_rows(
             alone.append((first, model(input_ids=torch.tensor([ids], device=generator.device)).logits[0, -1]))
 
         cache = SlotKVCache(layers, 4, 512, torch.device(generator.device))
-        a = prefill(cache, 2, short, 5)  # in slices of 5 tokens, into slot 2
-        b = prefill(cache, 0, long, len(long))
+        b = forward(cache, [1], [0], [long[:-5]])[0]  # most of the long prompt, into slot 1
+        # One packed forward: the long prompt's last 5 tokens beside the short one's first 5.
+        b, a = forward(cache, [1, 2], [len(long) - 5, 0], [long[-5:], short[:5]])
+        for start in range(5, len(short), 5):  # the rest of the short prompt in slices of 5
+            a = forward(cache, [2], [start], [short[start : start + 5]])[0]
         torch.testing.assert_close(a, alone[0][0], atol=LOGITS_ATOL, rtol=0)
         torch.testing.assert_close(b, alone[1][0], atol=LOGITS_ATOL, rtol=0)
-        cache.swap(2, 1)  # rows decode from slots 0..n-1
-        both = decode(cache, [len(long), len(short)], [int(b.argmax()), int(a.argmax())])
-        torch.testing.assert_close(both[0], alone[1][1], atol=LOGITS_ATOL, rtol=0)
-        torch.testing.assert_close(both[1], alone[0][1], atol=LOGITS_ATOL, rtol=0)
+        # Both decode together, in either order.
+        both = forward(cache, [2, 1], [len(short), len(long)], [[int(a.argmax())], [int(b.argmax())]])
+        torch.testing.assert_close(both[0], alone[0][1], atol=LOGITS_ATOL, rtol=0)
+        torch.testing.assert_close(both[1], alone[1][1], atol=LOGITS_ATOL, rtol=0)
         # Each row holds about its own length (an eighth more, in steps of 16), not the longest's.
         live = len(short) + 1 + len(long) + 1
         assert live <= cache.allocated_tokens <= live * 1.125 + 2 * 16
-        cache.free(0)
+        cache.free(1)
         assert cache.allocated_tokens < (len(short) + 1) * 1.125 + 16
 
 
