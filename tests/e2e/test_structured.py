@@ -9,6 +9,7 @@ import itertools
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ def openai_client(server: ServerProcess) -> OpenAI:
 
 
 @pytest.fixture
-def async_openai(server: ServerProcess) -> AsyncOpenAI:
-    return AsyncOpenAI(api_key=API_KEY, base_url=server.base_url, max_retries=0, timeout=600)
+async def async_openai(server: ServerProcess) -> AsyncIterator[AsyncOpenAI]:
+    """A client per test, closed with it: its pooled connections never outlive the test."""
+    async with AsyncOpenAI(api_key=API_KEY, base_url=server.base_url, max_retries=0, timeout=120) as client:
+        yield client
 
 
 def _error(exc: BadRequestError) -> dict[str, Any]:
