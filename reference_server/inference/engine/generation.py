@@ -317,6 +317,10 @@ class GenerationEngine(EngineThread):
         self._running: list[_Sequence] = []  # decoding; running[i] holds cache slot i
         self._prefilling: list[_Sequence] = []  # admitted, prompt not fully cached yet
         self._slot_owner: dict[int, _Sequence] = {}
+        # Requests accepted and not yet finished. Admission and `stats` count this, not the
+        # lists above: the engine thread moves a sequence from one list to the next without
+        # the lock, and a request arriving in that moment must still see it.
+        self._live = 0
         self._observers: list[EngineObserver] = []
         self._counters = {
             "steps": 0,
@@ -376,12 +380,12 @@ class GenerationEngine(EngineThread):
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop, constraint)
         with self._cond:
-            in_flight = len(self._waiting) + len(self._running) + len(self._prefilling)
-            if in_flight >= self.max_running + self.max_queued:
+            if self._live >= self.max_running + self.max_queued:
                 raise QueueFullError(
                     f"{len(self._waiting)} requests are waiting and {len(self._running)} running"
                 )
             self._waiting.append(seq)
+            self._live += 1
             self._cond.notify()
         return GenerationHandle(seq, self._wake)
 
@@ -391,10 +395,12 @@ class GenerationEngine(EngineThread):
         `kv_allocated_tokens` what the cache holds memory for, `prefix_cache_bytes` what the
         stored prefixes take."""
         live = [*self._running, *self._prefilling]
+        with self._cond:
+            accepted, waiting = self._live, len(self._waiting)
         return {
             **self._counters,
-            "running": len(live),
-            "waiting": len(self._waiting),
+            "running": accepted - waiting,
+            "waiting": waiting,
             "max_running": self.max_running,
             "kv_live_tokens": sum(s.cached for s in live),
             "kv_allocated_tokens": self._cache.allocated_tokens,
@@ -757,7 +763,11 @@ class GenerationEngine(EngineThread):
     # ----- request endings -----
 
     def _finish(self, seq: _Sequence, reason: str) -> None:
+        if seq.finish_reason is not None:
+            return
         seq.finish_reason = reason
+        with self._cond:
+            self._live -= 1
         now = time.monotonic()
         key = {"cancelled": "cancelled", "error": "failed", "aborted": "failed"}.get(reason, "finished")
         self._counters[key] += 1

@@ -4,6 +4,7 @@ output, finish reasons, stops, seeds, cancellation, bounded queues, failures and
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -17,6 +18,7 @@ from reference_server.inference.engine.generation import (
 )
 from reference_server.inference.engine.sampling import SamplingParams
 from reference_server.inference.loading import LoadedModel
+from reference_server.inference.structured.constraint import RowConstraint
 from tests.server.inference.engine.support import (
     EOS,
     QUESTIONS,
@@ -208,6 +210,52 @@ async def test_queue_full_and_bad_prompts_raise_at_once(
             engine.submit([10**7], greedy())
         a.cancel()
         b.cancel()
+        await wait_until(lambda: engine.stats()["running"] + engine.stats()["waiting"] == 0)
+
+
+class PausingConstraint(RowConstraint):
+    """Allows every token; the first time the engine asks whether it is done (while sampling a
+    sequence's first token) it holds the engine thread until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__(matcher=None)
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+        self.asked = 0
+
+    def accept(self, token: int) -> bool:
+        return True
+
+    @property
+    def terminated(self) -> bool:
+        self.asked += 1
+        if self.asked == 1:
+            self.paused.set()
+            self.resume.wait(30)
+            return True  # nothing to mask for this row
+        return False
+
+
+async def test_a_sequence_between_prefill_and_decode_still_counts_against_the_bound(
+    generator: LoadedModel, prompts: list[list[int]]
+) -> None:
+    """The engine moves a sequence whose prompt is done from prefill to decode while requests
+    arrive: at no point in that move may it go uncounted, or a full engine admits more than
+    `max_running + max_queued` and a request that should be refused waits instead."""
+    constraint = PausingConstraint()
+    async with running(generator, max_running=1, max_queued=1) as engine:
+        first = engine.submit(prompts[0], greedy(50, ignore_eos=True), constraint)
+        try:
+            await wait_until(constraint.paused.is_set)
+            assert engine.stats()["running"] == 1
+            second = engine.submit(prompts[1], greedy(50, ignore_eos=True))
+            with pytest.raises(QueueFullError):
+                engine.submit(prompts[2], greedy())
+            assert engine.stats()["running"] + engine.stats()["waiting"] == 2
+        finally:
+            constraint.resume.set()
+        first.cancel()
+        second.cancel()
         await wait_until(lambda: engine.stats()["running"] + engine.stats()["waiting"] == 0)
 
 
