@@ -82,6 +82,7 @@ def test_serve_and_bench_keep_their_options() -> None:
     assert bench.returncode == 0 and "--concurrency" in bench.stdout, bench.stdout + bench.stderr
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_models_as_a_table_and_as_json(server: ServerProcess) -> None:
     table = ok("models", server=server)
     assert table.splitlines()[0].split()[:2] == ["id", "task"]
@@ -91,6 +92,7 @@ def test_models_as_a_table_and_as_json(server: ServerProcess) -> None:
     assert json.loads(ok("--json", "models", server=server)) == listed, "--json before the command is the same"
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_generate_matches_the_sdk(server: ServerProcess, client: MaaS) -> None:
     expected = client.generate("The capital of France is", model=GENERATOR, max_tokens=8, temperature=0).text
     assert ok("generate", "The capital of France is", "--max-tokens", "8", "-t", "0", server=server) == expected + "\n"
@@ -105,6 +107,7 @@ def test_generate_matches_the_sdk(server: ServerProcess, client: MaaS) -> None:
     assert whole["model"] == GENERATOR and whole["choices"][0]["text"] == expected
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_embed_similarity(server: ServerProcess) -> None:
     texts = ["A cat sits on the mat.", "A kitten rests on a rug.", "Stocks fell sharply today."]
     result = ok_json("embed", *texts, "--similarity", server=server)
@@ -118,6 +121,7 @@ def test_embed_similarity(server: ServerProcess) -> None:
     assert "1.000" in table and texts[2] in table
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_classify_and_tokenize(server: ServerProcess, client: MaaS) -> None:
     result = ok_json("classify", "I loved every minute", "What a waste of money", "-l", "positive,negative",
                      server=server)
@@ -129,6 +133,7 @@ def test_classify_and_tokenize(server: ServerProcess, client: MaaS) -> None:
         "Hello world", f"{tokens['count']} tokens: {tokens['tokens']}"]
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_files_round_trip(server: ServerProcess) -> None:
     uploaded = ok_json("files", "upload", str(DATA / "sentiment_heldout.jsonl"), "--purpose", "evals",
                        server=server)
@@ -143,6 +148,7 @@ def test_files_round_trip(server: ServerProcess) -> None:
     assert len(gone.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_exit_codes_scripts_rely_on(server: ServerProcess) -> None:
     wrong_key = maas("--api-key", "sk-wrong", "models", server=server)
     assert wrong_key.returncode == 1 and "Incorrect API key" in wrong_key.stderr
@@ -159,6 +165,7 @@ def test_exit_codes_scripts_rely_on(server: ServerProcess) -> None:
     assert down.returncode == 1 and "error:" in down.stderr
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_chat_reads_lines_and_writes_json_for_scripts(server: ServerProcess) -> None:
     out = ok("chat", "--json", "--max-tokens", "6", "-t", "0", server=server,
              stdin="What is the capital of France?\n/reset\nSay hi.\n")
@@ -171,6 +178,7 @@ def terminal(args: list[str], env: dict[str, str]) -> pexpect.spawn:
     return pexpect.spawn(str(entry_point()), args, env=env, encoding="utf-8", timeout=120, dimensions=(40, 160))
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_colour_on_a_terminal_unless_no_color(server: ServerProcess) -> None:
     coloured = terminal(["models"], cli_env(server, TERM="xterm-256color"))
     assert ESCAPE in coloured.read()

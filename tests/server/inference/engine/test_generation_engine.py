@@ -57,6 +57,7 @@ async def test_greedy_in_batch_with_late_joiners_matches_alone(
         assert (b.text, b.finish_reason) == (a.text, a.finish_reason)
 
 
+@pytest.mark.slow  # a long shared prompt prefilled four ways
 @pytest.mark.parametrize("reuse", [False, True], ids=["sliced", "sliced+reused"])
 async def test_sliced_prefill_and_prefix_reuse_match_alone(
     generator: LoadedModel, chat_prompt: Callable[[str], list[int]], reuse: bool
