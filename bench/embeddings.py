@@ -5,7 +5,10 @@ Clients send one sentence per `POST /v1/embeddings` call, `--clients` at a time 
 loop (httpx, `encoding_format="base64"` as the OpenAI SDK sends by default). The server has
 to gather those calls into batches itself; the in-process reference (same model, thread
 count, pooling, in a child process that runs right before and right after the server's run,
-never during it) is handed ready-made batches of 32, which is the most batching can give.
+never during it) is handed ready-made batches of 32, padded to their longest sentence as a
+tokenizer's `padding=True` gives them. The server packs its batches without padding where the
+model allows (`reference_server/inference/engine/packing.py`), so the same batches of 32
+packed in-process are reported too: what the server keeps of its own forward pass.
 
     python -m bench.embeddings                    # 1024 calls from 16 clients
     python -m bench.embeddings --quick
@@ -56,18 +59,25 @@ def _load_reference(threads: int) -> None:
                                                device=resolve_device(settings.device)))
 
 
-def in_process(texts: list[str], batch_size: int) -> float:
+def in_process(texts: list[str], batch_size: int, packed: bool = False) -> float:
     """Sentences/s encoding `texts` in batches of `batch_size` (mean pooling, L2-normalised,
-    as the server does)."""
+    as the server does), padded, or `packed` into one row per batch as the server packs."""
     import torch.nn.functional as F
 
+    from reference_server.inference.engine import packing
+
     torch, loaded = _ref["torch"], _ref["loaded"]
+    if packed and not packing.packs_like_padding(loaded.model, loaded.tokenizer, 0, torch.device(loaded.device)):
+        return math.nan
 
     def encode(batch: list[str]) -> None:
-        enc = loaded.tokenizer(batch, padding=True, return_tensors="pt").to(loaded.device)
-        hidden = loaded.model(**enc).last_hidden_state
-        weights = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        if packed:
+            rows = loaded.tokenizer(batch, add_special_tokens=True)["input_ids"]
+            hidden = loaded.model(**packing.packed_inputs(rows, torch.device(loaded.device))).last_hidden_state
+            pooled = packing.mean_pool_packed(hidden, [len(r) for r in rows])
+        else:
+            enc = loaded.tokenizer(batch, padding=True, return_tensors="pt").to(loaded.device)
+            pooled = packing.mean_pool_padded(loaded.model(**enc).last_hidden_state, enc["attention_mask"])
         F.normalize(pooled.float(), p=2, dim=-1).cpu().tolist()
 
     with torch.inference_mode():
@@ -135,25 +145,33 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads; {machine()}", file=sys.stderr)
     # The reference runs right before and right after the server's run (the server idle, the
     # child idle in between), and the two are averaged, so drift in machine speed cancels.
-    reference = math.nan
+    reference = packed = math.nan
     pool = None if args.skip_reference else child()
+
+    def references() -> tuple[float, float]:
+        if pool is None:
+            return math.nan, math.nan
+        return (pool.submit(in_process, texts, args.batch_size).result(),
+                pool.submit(in_process, texts, args.batch_size, True).result())
+
     try:
         if pool is not None:
             pool.submit(_load_reference, args.threads).result()
         with server(EMBEDDER, args.threads, args.base_url, log=args.server_log) as url:
-            before = pool.submit(in_process, texts, args.batch_size).result() if pool else math.nan
+            before = references()
             result = asyncio.run(over_http(url, args.api_key, texts, args.clients))
-            after = pool.submit(in_process, texts, args.batch_size).result() if pool else math.nan
-        reference = (before + after) / 2
+            after = references()
+        reference, packed = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
     finally:
         if pool is not None:
             pool.shutdown()
 
     print(table(
         ["server sentences/s", f"in-process batch {args.batch_size} sentences/s", "ratio",
+         f"in-process packed {args.batch_size} sentences/s", "ratio to packed",
          "latency p50 ms", "latency p99 ms", "failures"],
-        [[result["rate"], reference, result["rate"] / reference, result["p50"] * 1e3, result["p99"] * 1e3,
-          int(result["failures"])]],
+        [[result["rate"], reference, result["rate"] / reference, packed, result["rate"] / packed,
+          result["p50"] * 1e3, result["p99"] * 1e3, int(result["failures"])]],
     ))
     return 1 if result["failures"] else 0
 

@@ -68,8 +68,11 @@ class Settings(BaseSettings):
 
     # Embeddings
     embed_max_batch_size: int = Field(32, ge=1, description="Inputs per embedding forward pass.")
-    embed_max_batch_tokens: int = Field(8192, ge=16, description="Padded tokens per embedding forward pass.")
+    embed_max_batch_tokens: int = Field(8192, ge=16, description="Tokens per embedding forward pass, counted as "
+                                        "if padded to the longest input.")
     embed_max_queued: int = Field(1024, ge=0, description="Inputs waiting per embedding model before 429.")
+    embed_streams: int | None = Field(None, ge=1, description="Embedding forwards run side by side, each with its "
+                                      "share of the torch threads (default: one per thread on CPU, one on GPU).")
     embed_max_inputs: int = Field(2048, ge=1, description="Inputs allowed in one embeddings call.")
 
     # Fine-tuning

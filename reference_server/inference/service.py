@@ -67,6 +67,7 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             max_batch_size=settings.embed_max_batch_size,
             max_batch_tokens=settings.embed_max_batch_tokens,
             max_queued=settings.embed_max_queued,
+            streams=settings.embed_streams,
         )
         served.batcher.start()
     return served

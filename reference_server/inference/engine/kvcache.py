@@ -53,25 +53,13 @@ def check_supported(config: Any) -> None:
 def install(model: Any) -> None:
     """Make `attend` the model's attention wherever a forward passes `slot_cache=`; every other
     forward (`generate()`, scoring, training) keeps SDPA and its masks."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from reference_server.inference.engine import attention
 
-    AttentionInterface.register(ATTENTION, _attention)
-    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
-    if model.config._attn_implementation != ATTENTION:
-        model.set_attn_implementation(ATTENTION)
+    def attend(cache: SlotKVCache, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               scaling: float | None) -> torch.Tensor:
+        return cache.attend(module.layer_idx, query, scaling)
 
-
-def _attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-               **kwargs: Any) -> tuple[torch.Tensor, None]:
-    cache: SlotKVCache | None = kwargs.pop("slot_cache", None)
-    if cache is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, **kwargs)
-    return cache.attend(module.layer_idx, query, scaling), None
+    attention.install(model, ATTENTION, "slot_cache", attend)
 
 
 def _capacity(tokens: int, limit: int) -> int:

@@ -1,12 +1,15 @@
-"""The embedding dynamic batcher: batched vectors equal single calls; a full queue refuses at once."""
+"""The embedding dynamic batcher: batched vectors equal single calls, packed or padded; a full
+queue refuses at once."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 import torch
 
+from reference_server.inference.engine import packing
 from reference_server.inference.engine.embeddings import EmbeddingBatcher
 from reference_server.inference.engine.errors import QueueFullError
 from reference_server.inference.loading import LoadedModel
@@ -60,3 +63,72 @@ async def test_embedding_queue_full(embedder: LoadedModel) -> None:
         assert len((await busy)[0]) == 64 and len((await queued)[0]) == 1
     finally:
         await batcher.stop()
+
+
+def test_packed_batches_give_the_padded_vectors(embedder: LoadedModel) -> None:
+    """Texts of very different lengths packed into one row, positions restarting per text and
+    attention kept within each: every vector equals the padded batch's, which equals the text
+    alone; a forward without `packed_layout` (scoring, fine-tuning) is plain SDPA again."""
+    batcher = EmbeddingBatcher(embedder)
+    assert batcher.packed and embedder.model.config._attn_implementation == packing.ATTENTION
+    texts = ["hi", "A cat sits on the mat.", "Two of equal size.", "Two of equal size!",
+             "The quick brown fox jumps over the lazy dog " * 6]
+    rows = batcher._encode(texts)
+    assert len({len(r) for r in rows}) < len(rows) < sum(len(r) for r in rows) / 4  # shared lengths, one long
+    with torch.inference_mode():
+        packed = torch.tensor(batcher._forward(rows))
+        batcher.packed = False
+        padded = torch.tensor(batcher._forward(rows))
+        alone = torch.tensor([batcher._forward([r])[0] for r in rows])
+        plain = embedder.model(**packing.padded_inputs(rows[:2], batcher._pad_id, batcher._device)).last_hidden_state
+    torch.testing.assert_close(packed, padded, atol=VECTORS_ATOL, rtol=0)
+    torch.testing.assert_close(padded, alone, atol=VECTORS_ATOL, rtol=0)
+    assert plain.shape[:2] == (2, max(len(r) for r in rows[:2]))
+    assert batcher.stats()["tokens"] == 3 * sum(len(r) for r in rows)  # real tokens, not padding
+
+
+def test_a_model_that_cannot_pack_is_batched_padded(embedder: LoadedModel) -> None:
+    """Attention other than SDPA cannot take the packed path: the check says so and leaves
+    the model as it was."""
+    model = embedder.model
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        assert not packing.packs_like_padding(model, embedder.tokenizer, 0, torch.device(embedder.device))
+        assert model.config._attn_implementation == "eager"
+        assert not EmbeddingBatcher(embedder).packed
+    finally:
+        model.set_attn_implementation(before)
+
+
+async def test_streams_share_the_batches_and_route_every_vector(embedder: LoadedModel) -> None:
+    """Two workers take batches side by side: one large call split over both and single calls
+    arriving meanwhile all get their own vectors, equal to a one-stream batcher's."""
+    texts = [f"Sentence number {i} is about {'cats' if i % 2 else 'the stock market'}." for i in range(40)]
+    one = EmbeddingBatcher(embedder, max_batch_size=4, streams=1)
+    one.start()
+    try:
+        reference = torch.tensor((await one.embed(texts))[0])
+    finally:
+        await one.stop()
+
+    two = EmbeddingBatcher(embedder, max_batch_size=4, streams=2)
+    workers: set[str] = set()
+    forward = two._forward
+
+    def recorded(rows: list[list[int]]) -> list[list[float]]:
+        workers.add(threading.current_thread().name)
+        return forward(rows)
+
+    two._forward = recorded  # type: ignore[method-assign]
+    two.start()
+    try:
+        big, *singles = await asyncio.gather(two.embed(texts), *(two.embed([t]) for t in texts[:10]))
+    finally:
+        await two.stop()
+    torch.testing.assert_close(torch.tensor(big[0]), reference, atol=VECTORS_ATOL, rtol=0)
+    torch.testing.assert_close(torch.tensor([s[0][0] for s in singles]), reference[:10], atol=VECTORS_ATOL, rtol=0)
+    assert len(workers) == 2, workers
+    assert two.stats()["inputs"] == 50 and two.stats()["requests"] == 11
+    with pytest.raises(RuntimeError, match="not running"):
+        await two.embed(["after the stop"])
