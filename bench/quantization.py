@@ -16,9 +16,13 @@ drift in the machine's speed hits every variant alike. Per variant:
   model has seen it in training);
 - greedy agreement: the fraction of the first 32 greedy tokens of a batch-of-8 run that
   equal float32's at the same position. A single early divergence changes every later
-  token, so this is a strict measure.
+  token, so this is a strict measure; next to it, the same count teacher-forced: along
+  float32's own 32 tokens, how often the variant's most likely next token is float32's
+  (each position judged on its own, no divergence carried over).
 
-float16 is included only where CUDA is available (it is not supported on CPU); int8 and int4
+float16 is included only where CUDA is available (it is not supported on CPU); the last row,
+"int8 rounding only", is float32 with every weight rounded to int8 and back (float32 memory and
+speed; it shows what the rounding of the weights alone does to quality). int8 and int4
 are weight-only quantization (`reference_server/inference/loading/quantize.py`: int8 in a
 float32 model, int4 in a bfloat16 one) and run on CPU only. The last columns compare each variant with float32 against
 the targets: perplexity within 3%, greedy agreement >= 80%, weights <= 0.35x, single-sequence
@@ -43,6 +47,9 @@ from typing import Any
 from bench._common import GENERATOR, child, machine, perplexity_text, prompts, table
 
 AGREEMENT_TOKENS = 32
+# Not a serving variant: float32 whose weights are rounded to int8 and back, to tell how much of
+# int8's divergence from float32 the weights' rounding causes on its own.
+ROUNDED_ONLY = "int8 rounding only"
 
 
 # The child process's variant, kept between calls.
@@ -60,11 +67,14 @@ def load(dtype: str, quantization: str | None, device: str, threads: int, output
     warnings.filterwarnings("ignore")
     configure_threads(threads)
     spec = next(s for s in default_specs() if s.id == GENERATOR)
-    spec.dtype, spec.quantization = dtype, quantization  # type: ignore[assignment]
+    simulated = quantization == ROUNDED_ONLY
+    spec.dtype, spec.quantization = dtype, None if simulated else quantization  # type: ignore[assignment]
     process = psutil.Process()
     gc.collect()
     before = process.memory_info()
     loaded = load_model(spec, cache_dir=Settings().cache_dir, device=device)
+    if simulated:
+        _round_weights_to_int8(loaded.model)
     _state.update(torch=torch, loaded=loaded, device=device, output_len=output_len)
     # Warm-up in both shapes timed later (first calls are slow, bfloat16's especially); it
     # also pages in every weight.
@@ -77,6 +87,20 @@ def load(dtype: str, quantization: str | None, device: str, threads: int, output
     return {"variant": quantization or loaded.dtype, "device": device, "weights_mb": buffer.getbuffer().nbytes / 2**20,
             "private_mb": (_private(after) - _private(before)) / 2**20,
             "shared_mb": (_shared(after) - _shared(before)) / 2**20}
+
+
+def _round_weights_to_int8(model: Any) -> None:
+    """Every Linear weight (the tied head and embedding with it) replaced by its int8
+    per-channel value, dequantized, in float32: int8's weight error with float32 arithmetic."""
+    import torch
+
+    from reference_server.inference.loading.quantize import int8_per_channel
+
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module) is torch.nn.Linear:
+                q, scale = int8_per_channel(module.weight)
+                module.weight.copy_(q.float() * scale[:, None])
 
 
 def generate(texts: list[str]) -> tuple[float, list[list[int]]]:
@@ -100,14 +124,35 @@ def generate(texts: list[str]) -> tuple[float, list[list[int]]]:
     return len(rows) * output_len / elapsed, out[:, width:].tolist()
 
 
-def quality() -> dict[str, Any]:
-    """Perplexity on the fixed text and the greedy tokens of the batch of 8."""
+def quality(reference: list[list[int]] | None = None) -> dict[str, Any]:
+    """Perplexity on the fixed text, the greedy tokens of the batch of 8 and, given float32's
+    tokens, how often this variant's argmax along them is float32's next token."""
     torch, loaded, device = _state["torch"], _state["loaded"], _state["device"]
     ids = loaded.tokenizer(perplexity_text(), add_special_tokens=True, return_tensors="pt")["input_ids"].to(device)
     with torch.inference_mode():
         loss = float(loaded.model(input_ids=ids, labels=ids).loss)
     greedy = [row[:AGREEMENT_TOKENS] for row in generate(prompts(8))[1]]
-    return {"perplexity": math.exp(loss), "perplexity_tokens": int(ids.shape[1]), "greedy": greedy}
+    out: dict[str, Any] = {"perplexity": math.exp(loss), "perplexity_tokens": int(ids.shape[1]), "greedy": greedy}
+    if reference is not None:
+        out["forced"] = teacher_forced(prompts(8), reference)
+    return out
+
+
+def teacher_forced(texts: list[str], reference: list[list[int]]) -> float:
+    """The share of positions of `reference` (a continuation of each text) where this variant's
+    most likely next token, given the text and the reference so far, is the reference's."""
+    torch, loaded, device = _state["torch"], _state["loaded"], _state["device"]
+    tok = loaded.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rows = [list(tok(t, add_special_tokens=True)["input_ids"]) + ref for t, ref in zip(texts, reference)]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=ids, attention_mask=mask).logits
+    n = len(reference[0])
+    predicted = logits[:, width - n - 1 : width - 1].argmax(-1).cpu()
+    return float((predicted == torch.tensor(reference)).float().mean())
 
 
 def _shared(mem: Any) -> int:
@@ -145,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     variants: list[tuple[str, str | None, str]] = [("float32", None, device), ("bfloat16", None, device)]
     if device.startswith("cuda"):
         variants.append(("float16", None, device))
-    variants += [("float32", "int8", "cpu"), ("bfloat16", "int4", "cpu")]
+    variants += [("float32", "int8", "cpu"), ("bfloat16", "int4", "cpu"), ("float32", ROUNDED_ONLY, device)]
 
     print(f"# quantization: {GENERATOR}, {args.output_len} output tokens, {args.threads} threads; {machine()}",
           file=sys.stderr)
@@ -163,9 +208,11 @@ def main(argv: list[str] | None = None) -> int:
                 single[i].append(pool.submit(generate, batch[:1]).result()[0])
             for i, pool in enumerate(pools):
                 batched[i].append(pool.submit(generate, batch).result()[0])
-        for i, pool in enumerate(pools):
-            results[i].update(pool.submit(quality).result(), single_tps=statistics.median(single[i]),
+        reference_tokens: list[list[int]] | None = None
+        for i, pool in enumerate(pools):  # float32 first: its tokens are what the others are held to
+            results[i].update(pool.submit(quality, reference_tokens).result(), single_tps=statistics.median(single[i]),
                               batch_tps=statistics.median(batched[i]))
+            reference_tokens = results[0]["greedy"]
     finally:
         for pool in pools:
             pool.shutdown()
@@ -174,11 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     reference = base["greedy"]
     rows = [[r["variant"], r["device"], r["weights_mb"], r["private_mb"], r["shared_mb"],
              r["single_tps"], r["batch_tps"], r["perplexity"], f"{agreement(r['greedy'], reference):.1%}",
+             f"{r.get('forced', 1.0):.1%}",
              f"{r['perplexity'] / base['perplexity'] - 1:+.1%}", f"{r['weights_mb'] / base['weights_mb']:.2f}x",
              f"{r['single_tps'] / base['single_tps']:.2f}x"]
             for r in results]
     print(table(["variant", "device", "weights MB", "RSS private +MB", "RSS file +MB", "tok/s single",
                  "tok/s batch 8", "perplexity", f"greedy = float32 ({AGREEMENT_TOKENS} tok)",
+                 "teacher-forced = float32",
                  "perplexity vs float32", "weights vs float32", "single vs float32"], rows))
     print(f"\nperplexity over {results[0]['perplexity_tokens']} tokens of bench/data/perplexity.txt")
     return 0
