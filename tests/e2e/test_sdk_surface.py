@@ -138,16 +138,31 @@ async def test_async_stream_helpers_and_score(async_client: AsyncMaaS, client: M
 
 @pytest.mark.slow
 def test_a_streamed_answer_with_several_choices_assembles_to_the_unstreamed_one(client: MaaS) -> None:
+    """Chunks of two sampled choices arrive interleaved: the final completion puts each
+    choice's pieces together under its own index, shaped as the call without `stream` answers.
+    (The texts are compared with the chunks, not with a second, unstreamed call: two seeded
+    calls agree only up to floating-point batch effects, see the reference server's `seed`.)"""
     kwargs = {"model": GENERATOR, "max_tokens": 8, "temperature": 1.0, "seed": 5, "n": 2}
     whole = client.generate(PROMPT, **kwargs)
+    pieces: dict[int, list[str]] = {0: [], 1: []}
     with client.generate(PROMPT, stream=True, **kwargs) as stream:
+        for chunk in stream:
+            for choice in chunk.choices:
+                pieces[choice.index].append(choice.text)
         final = stream.get_final_completion()
-    assert [c.text for c in final.choices] == [c.text for c in whole.choices]
-    assert [c.finish_reason for c in final.choices] == [c.finish_reason for c in whole.choices]
-    chat_kwargs = {"model": GENERATOR, "max_tokens": 8, "temperature": 1.0, "seed": 5, "n": 2}
+    assert [c.index for c in final.choices] == [c.index for c in whole.choices] == [0, 1]
+    assert [c.text for c in final.choices] == ["".join(pieces[0]), "".join(pieces[1])]
+    assert all(len(p) >= 2 for p in pieces.values()), pieces  # streamed piece by piece
+    assert final.choices[0].text != final.choices[1].text  # each choice has its own seed
+    assert all(c.finish_reason in ("stop", "length") for c in [*final.choices, *whole.choices])
     messages = [{"role": "user", "content": "Tell me a word."}]
-    reply = client.chat(messages, **chat_kwargs)
-    with client.chat(messages, stream=True, **chat_kwargs) as chat_stream:
+    reply = client.chat(messages, **kwargs)
+    parts: dict[int, list[str]] = {0: [], 1: []}
+    with client.chat(messages, stream=True, **kwargs) as chat_stream:
+        for delta in chat_stream:
+            for choice in delta.choices:
+                parts[choice.index].append(choice.delta.content or "")
         assembled = chat_stream.get_final_completion()
-    assert [c.message.content for c in assembled.choices] == [c.message.content for c in reply.choices]
-    assert all(c.message.role == "assistant" for c in assembled.choices)
+    assert [c.index for c in assembled.choices] == [c.index for c in reply.choices] == [0, 1]
+    assert [c.message.content for c in assembled.choices] == ["".join(parts[0]), "".join(parts[1])]
+    assert all(c.message.role == "assistant" for c in [*assembled.choices, *reply.choices])
