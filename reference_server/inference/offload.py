@@ -6,6 +6,14 @@ load, requests would pile up there and wait without limit. `ThreadWork.run` lets
 `max_running` calls run and `max_waiting` more wait for a turn; beyond that it answers 429
 at once (QueueFullError), as a full engine queue does.
 
+Each call runs on a thread of its own that ends with it (`start_in_own_thread`), not on a pooled
+one, because of how torch's CPU parallelism behaves: a thread that has run torch's parallel
+operations keeps its OpenMP worker threads for as long as it lives, and once a process holds
+more of those than it has cores, OpenMP stops letting idle workers spin between parallel
+regions, so every region the engines run pays a wake-up. One zero-shot classification in a
+pooled thread halved int8 decoding for the rest of the process's life (79 to 35 tok/s,
+in-process); model loading runs the same way for the same reason.
+
 A thread cannot be killed, so cancellation is cooperative: when the awaiting task is cancelled
 (the client hung up, the drain ended the request), the work's stop flag is set and the work
 ends at its next `check_cancelled()` (between batches), raising `WorkCancelled`. Its slot
@@ -56,9 +64,7 @@ class ThreadWork:
         finally:
             self._waiting -= 1
         stop = threading.Event()
-        context = contextvars.copy_context()
-        context.run(_stop_flag.set, stop)
-        future = asyncio.get_running_loop().run_in_executor(None, context.run, fn, *args)
+        future: asyncio.Future[T] = start_in_own_thread(_flagged, stop, fn, *args)
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -71,6 +77,41 @@ class ThreadWork:
             raise
         self._slots.release()
         return result
+
+
+def _flagged(stop: threading.Event, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` with `stop` as the flag `check_cancelled` reads (in the thread's own context)."""
+    _stop_flag.set(stop)
+    return fn(*args)
+
+
+def start_in_own_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run `fn(*args)` on a new thread that ends when it returns; the future (of the running
+    loop) gets its result or exception. Cancelling the future does not stop the thread."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()  # the request id travels, as with asyncio.to_thread
+
+    def settle(action: Callable[[], None]) -> None:
+        def run() -> None:
+            if not future.done():  # the awaiting side may have been cancelled meanwhile
+                action()
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    def body() -> None:
+        try:
+            result = context.run(fn, *args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+            settle(lambda error=exc: future.set_exception(error))  # type: ignore[misc]
+        else:
+            settle(lambda: future.set_result(result))
+
+    threading.Thread(target=body, name=getattr(fn, "__name__", "work"), daemon=True).start()
+    return future
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

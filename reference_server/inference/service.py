@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from reference_server.inference.loading import ModelSpec
+from reference_server.inference.offload import start_in_own_thread
 from reference_server.inference.registry import ModelRegistry, ServedModel
 from reference_server.settings import Settings
 
@@ -96,17 +97,15 @@ class ModelsService:
         self._task = asyncio.create_task(self._load_all())
 
     async def _load_all(self) -> None:
-        from reference_server.inference.loading import configure_threads, load_model
+        from reference_server.inference.loading import configure_threads
 
         try:
             configure_threads(self.settings.threads)
             for spec in configured_specs(self.settings):
                 logger.info("loading model %s (%s)", spec.id, spec.task)
-                loaded = await asyncio.to_thread(
-                    load_model, spec, cache_dir=self.settings.cache_dir, device=self.settings.device
-                )
-                self.registry.register(serve_loaded(loaded, self.settings))
-                logger.info("model %s ready on %s (%s)", spec.id, loaded.device, loaded.dtype)
+                served = await start_in_own_thread(self._load, spec, {})
+                self.registry.register(served)
+                logger.info("model %s ready on %s (%s)", spec.id, served.loaded.device, served.loaded.dtype)
             self.ready.set()
         except Exception as exc:  # reported by /ready; the process keeps serving health
             self.error = exc
@@ -114,13 +113,19 @@ class ModelsService:
 
     async def serve(self, spec: ModelSpec, *, parent: str, owner: str) -> None:
         """Load `spec` (a fine-tuned model's folder) and serve it, unless it is served already."""
-        from reference_server.inference.loading import load_model
-
         if self.registry.serves(spec.id):
             return
-        loaded = await asyncio.to_thread(load_model, spec, cache_dir=self.settings.cache_dir,
-                                         device=self.settings.device)
-        self.registry.register(serve_loaded(loaded, self.settings, parent=parent, owner=owner))
+        self.registry.register(await start_in_own_thread(self._load, spec, {"parent": parent, "owner": owner}))
+
+    def _load(self, spec: ModelSpec, extra: dict[str, object]) -> ServedModel:
+        """Load `spec` and start its engine, on a thread that ends afterwards (see
+        `offload.start_in_own_thread`: loading runs torch's parallel operations, whose worker
+        threads must not outlive it); the engines inherit the configured thread count."""
+        from reference_server.inference.loading import configure_threads, load_model
+
+        configure_threads(self.settings.threads)
+        loaded = load_model(spec, cache_dir=self.settings.cache_dir, device=self.settings.device)
+        return serve_loaded(loaded, self.settings, **extra)
 
     async def unserve(self, model_id: str) -> bool:
         """Stop serving `model_id` (requests in flight on it are aborted); False if not served."""
