@@ -112,11 +112,13 @@ def test_key_file_format() -> None:
         parse_key_file("sk-a\nsk-b model a,b\n")
 
 
+@pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits
 def test_keys_from_the_environment_and_the_file_all_work(secured: ServerProcess) -> None:
     for key in (ENV_KEY, FULL_KEY, EMBED_KEY, GEN_KEY):
         assert httpx.get(f"{secured.base_url}/models", headers=bearer(key)).status_code == 200
 
 
+@pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits
 def test_allowlist_gives_403_and_hides_other_models(secured: ServerProcess) -> None:
     with MaaS(api_key=EMBED_KEY, base_url=secured.base_url, max_retries=0) as client:
         assert [m.id for m in client.models.list().data] == [EMBEDDER]
@@ -140,6 +142,7 @@ def test_allowlist_gives_403_and_hides_other_models(secured: ServerProcess) -> N
 
 
 @pytest.mark.parametrize("op", NAMING_A_MODEL, ids=lambda op: f"{op.method} {op.path}")
+@pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits
 def test_allowlist_holds_on_every_route_that_names_a_model(secured: ServerProcess, op: Operation) -> None:
     body = {**(op.example or MODEL_BODIES[op.path]), "model": EMBEDDER}
     reply = call(secured.url, op, bearer(GEN_KEY), body)
@@ -147,6 +150,7 @@ def test_allowlist_holds_on_every_route_that_names_a_model(secured: ServerProces
     assert reply.json()["error"]["param"] == "model"
 
 
+@pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits
 def test_each_key_sees_only_its_own_files_and_jobs(secured: ServerProcess) -> None:
     with MaaS(api_key=FULL_KEY, base_url=secured.base_url, max_retries=0) as owner, \
             MaaS(api_key=ENV_KEY, base_url=secured.base_url, max_retries=0) as other:
@@ -180,6 +184,7 @@ def test_cors_is_off_by_default(server: ServerProcess) -> None:
     assert reply.status_code == 200 and "access-control-allow-origin" not in reply.headers
 
 
+@pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits
 def test_cors_allows_only_the_configured_origins(secured: ServerProcess) -> None:
     asked = {"access-control-request-method": "POST", "access-control-request-headers": "authorization"}
     preflight = httpx.options(f"{secured.base_url}/embeddings", headers={"origin": ORIGIN, **asked})
@@ -192,6 +197,7 @@ def test_cors_allows_only_the_configured_origins(secured: ServerProcess) -> None
     assert "x-request-id" in reply.headers["access-control-expose-headers"]
 
 
+@pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits
 def test_requests_per_minute_per_key(secured: ServerProcess) -> None:
     codes = [httpx.get(f"{secured.base_url}/models", headers=bearer(RPM_KEY)).status_code for _ in range(RPM)]
     assert codes == [200] * RPM
@@ -205,6 +211,7 @@ def test_requests_per_minute_per_key(secured: ServerProcess) -> None:
         client.models.list()
 
 
+@pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits
 def test_tokens_per_minute_per_key(secured: ServerProcess) -> None:
     """Generation is charged prompt + max_tokens at admission; embeddings their input tokens."""
     with MaaS(api_key=TPM_KEY, base_url=secured.base_url, max_retries=0) as client:
@@ -223,6 +230,7 @@ def test_tokens_per_minute_per_key(secured: ServerProcess) -> None:
                       json={"model": GENERATOR, "prompt": "Hi", "max_tokens": 40}, timeout=60).status_code == 200
 
 
+@pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits
 def test_keys_never_reach_a_log(secured: ServerProcess, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="maas_sdk")
     with MaaS(api_key=FULL_KEY, base_url=secured.base_url, max_retries=1) as client:
