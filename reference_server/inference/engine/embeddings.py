@@ -5,11 +5,11 @@ many inputs). Encoding them one forward pass per input wastes most of the CPU, s
 queued and a worker thread packs every input waiting at that moment into batches, bounded by
 count and by padded tokens, after sorting them by length so that similar lengths share a batch.
 Each batch runs in one forward pass; the vectors are then routed back to their calls in the
-original order. Several workers (`streams`, one per torch thread on a CPU) take batches side by
-side: a batch of a few dozen short texts keeps one core busy but scales poorly across more,
-so two one-thread forwards at once do about 1.4x the work of one two-thread forward. Where the model allows it (checked once at start, `packing.packs_like_padding`)
+original order. Where the model allows it (checked once at start, `packing.packs_like_padding`)
 a batch is one row of its texts side by side, with no padding at all; otherwise it is padded
-to its longest text.
+to its longest text. Several workers (`streams`, one per torch thread on a CPU) take batches
+side by side: a batch of a few dozen short texts keeps one core busy but scales poorly across
+more, so two one-thread forwards at once do about 1.4x the work of one two-thread forward.
 
 Vectors are the mean of the last hidden states over real tokens, L2-normalised (the
 sentence-transformers recipe for models such as all-MiniLM-L6-v2).
