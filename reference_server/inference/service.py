@@ -53,6 +53,7 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             max_queued=settings.max_queued,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
+            packed_weights=settings.packed_weights,
         )
         served.engine.start()
         served.structured = StructuredBackend(

@@ -52,6 +52,7 @@ from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import SlotKVCache, check_supported, install
+from reference_server.inference.engine.packed_linear import pack_linears
 from reference_server.inference.engine.prefix_cache import PrefixCache
 from reference_server.inference.engine.sampling import (
     RowState,
@@ -62,6 +63,7 @@ from reference_server.inference.engine.sampling import (
     sample,
 )
 from reference_server.inference.engine.worker import EngineThread
+from reference_server.inference.loading.spec import PackedWeights
 
 if TYPE_CHECKING:
     from reference_server.inference.loading import LoadedModel
@@ -280,6 +282,7 @@ class GenerationEngine(EngineThread):
         max_queued: int = 256,
         prefill_chunk_tokens: int = 512,
         prefix_cache_bytes: int = 256 * 2**20,
+        packed_weights: PackedWeights = "auto",
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_running and max_batch_tokens must be >= 1 and max_queued >= 0")
@@ -308,6 +311,8 @@ class GenerationEngine(EngineThread):
         self._pad_id = int(pad) if pad is not None else (self._eos_ids[0] if self._eos_ids else 0)
         check_supported(self._config)
         install(self._model)
+        if self._device.type == "cpu":
+            pack_linears(self._model, packed_weights, rows=max_running)
         text_config = self._config.get_text_config()
         self._cache = SlotKVCache(int(text_config.num_hidden_layers), max_running, self._context_length,
                                   self._device)

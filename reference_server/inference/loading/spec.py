@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 from maas_sdk.protocol.vocabulary import Task
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+# Whether a generator's linear weights are pre-packed for oneDNN on CPU (engine/packed_linear.py).
+PackedWeights = Literal["auto", "on", "off"]
 
 
 class ModelSpec(BaseModel):

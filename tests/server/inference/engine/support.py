@@ -55,7 +55,7 @@ async def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 @asynccontextmanager
-async def running(loaded: LoadedModel, **kw: int) -> AsyncIterator[GenerationEngine]:
+async def running(loaded: LoadedModel, **kw: object) -> AsyncIterator[GenerationEngine]:
     engine = GenerationEngine(loaded, **kw)
     engine.start()
     try:
