@@ -47,12 +47,13 @@ class Settings(BaseSettings):
 
     # Generation engine
     max_running: int = Field(16, ge=1, description="Sequences decoding together per generative model.")
-    max_batch_tokens: int = Field(4096, ge=16, description="Prompt tokens prefilled in one step.")
+    max_batch_tokens: int = Field(4096, ge=16, description="Prompt tokens prefilled in one step "
+                                  "(with prefill_chunk_tokens, the smaller of the two).")
     max_queued: int = Field(256, ge=0, description="Requests waiting per model before 429.")
     prefill_chunk_tokens: int = Field(
-        512, ge=0, description="Most prompt tokens prefilled in one step while other sequences decode: "
-        "longer prompts are prefilled in slices, each adding at most 1.25 decode steps' time to the others' step "
-        "(0: prompts are prefilled whole).")
+        512, ge=0, description="Most prompt tokens prefilled in one step: while other sequences decode, "
+        "longer prompts are prefilled in slices, each adding at most 0.75 decode steps' time to the others' step "
+        "(0: prompts are prefilled whole, up to max_batch_tokens a step).")
     prefix_cache_mb: int = Field(
         256, ge=0, description="MiB of cached prompt prefixes reused by later prompts per model (0: off).")
     packed_weights: PackedWeights = Field(

@@ -11,8 +11,8 @@ sequences share each forward. This engine keeps one running batch and, at every 
    token of every decoding sequence, and the next part of the admitted prompts. While
    sequences decode, the prompt tokens riding along are at most `prefill_chunk_tokens`, and
    a prompt longer than that is prefilled in slices, one per step to its last token, each
-   measured as the engine runs to add at most `SLICE_DECODE_RATIO` decode steps' time: a
-   long prompt delays the others' next token by one short slice, not by its whole prefill.
+   sized from the engine's own step times to add at most `SLICE_DECODE_RATIO` decode steps'
+   time where it starts (`slicing.SliceSizer`: later slices attend to more): a long prompt delays the others' next token by one short slice, not by its whole prefill.
    With nothing decoding, up to `max_batch_tokens` prompt tokens go at once;
 4. samples the next token of every sequence that decoded or finished its prompt.
 
@@ -62,6 +62,7 @@ from reference_server.inference.engine.sampling import (
     ranked_logprobs,
     sample,
 )
+from reference_server.inference.engine.slicing import SliceSizer
 from reference_server.inference.engine.worker import EngineThread
 from reference_server.inference.loading.spec import PackedWeights
 
@@ -86,11 +87,9 @@ logger = logging.getLogger(__name__)
 # While sequences decode, the prompt tokens riding along in their step may add this many
 # decode steps' time (measured as the engine runs): their inter-token latency stays within
 # 1 + this of a plain decode step.
-SLICE_DECODE_RATIO = 1.25
+SLICE_DECODE_RATIO = 0.75
 # The smallest slice, however slow prefill is (a prompt must progress).
-MIN_SLICE_TOKENS = 32
-# Weight of the newest measurement in the running averages of step times.
-_EMA = 0.2
+MIN_SLICE_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -295,8 +294,8 @@ class GenerationEngine(EngineThread):
         # 0: no slicing, a prompt is prefilled in one forward (up to max_batch_tokens).
         self.prefill_chunk_tokens = prefill_chunk_tokens or max_batch_tokens
         self._adaptive_slices = prefill_chunk_tokens > 0
-        self._decode_s: float | None = None  # running average of a decode step
-        self._prefill_token_s: float | None = None  # of one prompt token's prefill
+        self._slices = SliceSizer(SLICE_DECODE_RATIO, min(MIN_SLICE_TOKENS, self.prefill_chunk_tokens),
+                                  self.prefill_chunk_tokens)
         self._model = loaded.model
         self._config = loaded.model.config
         self._device = torch.device(loaded.device)
@@ -546,7 +545,7 @@ class GenerationEngine(EngineThread):
             return
         elapsed = time.monotonic() - start
         prompt_tokens = sum(n for _, n in chunks)
-        self._measure(bool(running), prompt_tokens, elapsed)
+        self._measure(chunks, bool(running), elapsed)
         if running:
             self._counters["steps"] += 1
             self._counters["last_batch_size"] = len(running)
@@ -588,11 +587,16 @@ class GenerationEngine(EngineThread):
                 self._free(seq)
 
     def _prompt_chunks(self) -> list[tuple[_Sequence, int]]:
-        """The prompt tokens this step prefills, per admitted sequence. While others decode, at
-        most `prefill_chunk_tokens` in all, and a longer prompt only a slice per step (the slice
-        budget) to its last token; otherwise up to `max_batch_tokens`."""
+        """The prompt tokens this step prefills, per admitted sequence: at most
+        `prefill_chunk_tokens` in all (`max_batch_tokens` when prompts are prefilled whole),
+        and while others decode, a longer prompt only a slice per step (the slice budget) to
+        its last token."""
         decoding = bool(self._running)
-        budget = self.prefill_chunk_tokens if decoding else self.max_batch_tokens
+        # The same budget with nothing decoding: prompts prefilled a step at a time, shortest
+        # first, start decoding (and streaming) one step after another instead of all at the
+        # end of one long forward, for little more work (a forward's fixed cost is one read of
+        # the weights, small beside hundreds of prompt tokens).
+        budget = min(self.prefill_chunk_tokens, self.max_batch_tokens)
         # Oldest first while others decode; shortest first when none do, so that the first
         # outputs start soonest.
         order = self._prefilling if decoding else sorted(self._prefilling, key=lambda q: len(q.prompt_ids) - q.cached)
@@ -605,7 +609,7 @@ class GenerationEngine(EngineThread):
                 seq.sliced or (decoding and remaining > self.prefill_chunk_tokens))
             take = remaining if scored else min(remaining, budget - used)
             if seq.sliced:
-                take = min(take, self._slice_budget())
+                take = min(take, self._slices.slice_tokens(seq.cached))
             if take <= 0 or (chunks and used + take > budget):
                 break
             if not self._cache.holds(seq.slot, len(seq.prompt_ids) + 1):
@@ -614,23 +618,12 @@ class GenerationEngine(EngineThread):
             used += take
         return chunks
 
-    def _measure(self, decoding: bool, prompt_tokens: int, elapsed: float) -> None:
-        """Running averages of a decode step and of one more prompt token in a step, which size
-        the slices."""
-        if not prompt_tokens:
-            self._decode_s = _average(self._decode_s, elapsed)
-            return
-        if prompt_tokens >= MIN_SLICE_TOKENS:
-            extra = elapsed - (self._decode_s or 0.0 if decoding else 0.0)
-            if extra > 0:
-                self._prefill_token_s = _average(self._prefill_token_s, extra / prompt_tokens)
-
-    def _slice_budget(self) -> int:
-        """Tokens of a long prompt to prefill in this step while others decode."""
-        if self._decode_s is None or self._prefill_token_s is None:
-            return min(self.prefill_chunk_tokens, MIN_SLICE_TOKENS)  # measured from this one on
-        fits = int(SLICE_DECODE_RATIO * self._decode_s / self._prefill_token_s)
-        return min(self.prefill_chunk_tokens, max(MIN_SLICE_TOKENS, fits))
+    def _measure(self, chunks: list[tuple[_Sequence, int]], decoding: bool, elapsed: float) -> None:
+        """Teach the slice sizer what this step took (before the prompts' cached counts move)."""
+        if not chunks:
+            self._slices.decoded(elapsed)
+        elif decoding:
+            self._slices.prefilled([(seq.cached, n) for seq, n in chunks], elapsed)
 
     def _store_prefix(self, seq: _Sequence) -> None:
         if not self.prefix_cache.wants(seq.prompt_ids):
@@ -826,10 +819,6 @@ class GenerationEngine(EngineThread):
                 observer.on_step(report)
             except Exception:
                 logger.exception("engine observer failed")
-
-
-def _average(current: float | None, sample: float) -> float:
-    return sample if current is None else (1 - _EMA) * current + _EMA * sample
 
 
 def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -1,0 +1,88 @@
+"""The slice sizer: it learns what prompt tokens add to a step, including what each token's
+attention to the cached tokens before it adds, and sizes slices to the decode-step budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from reference_server.inference.engine.slicing import SliceSizer, attended_positions
+
+DECODE_S = 0.040
+PER_TOKEN_S = 0.0008  # what a prompt token's linear layers add
+PER_THOUSAND_S = 0.0012  # what attending to a thousand cached positions adds
+
+
+def _added(start: int, tokens: int) -> float:
+    return PER_TOKEN_S * tokens + PER_THOUSAND_S * attended_positions(start, tokens)
+
+
+def _taught(steps: list[tuple[int, int]]) -> SliceSizer:
+    sizer = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=512)
+    sizer.decoded(DECODE_S)
+    for start, tokens in steps:
+        sizer.prefilled([(start, tokens)], DECODE_S + _added(start, tokens))
+    return sizer
+
+
+def test_attended_positions_count_each_new_token_against_everything_before_it() -> None:
+    assert attended_positions(0, 1) == pytest.approx(0.001)
+    assert attended_positions(0, 3) == pytest.approx((1 + 2 + 3) / 1000)
+    assert attended_positions(100, 2) == pytest.approx((101 + 102) / 1000)
+
+
+def test_before_any_measurement_a_slice_is_the_smallest() -> None:
+    sizer = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=512)
+    assert sizer.coefficients() is None
+    assert sizer.slice_tokens(0) == 16
+    sizer.decoded(DECODE_S)
+    assert sizer.slice_tokens(1000) == 16
+
+
+def test_the_fit_recovers_both_costs_from_slices_moving_down_a_prompt() -> None:
+    sizer = _taught([(start, 40 - start // 100) for start in range(0, 2000, 100)])
+    fit = sizer.coefficients()
+    assert fit is not None
+    assert fit[0] == pytest.approx(PER_TOKEN_S, rel=1e-3)
+    assert fit[1] == pytest.approx(PER_THOUSAND_S, rel=1e-3)
+
+
+def test_slices_shrink_down_a_long_prompt_and_fill_the_budget() -> None:
+    sizer = _taught([(start, 40 - start // 100) for start in range(0, 2000, 100)])
+    sizes = [sizer.slice_tokens(start) for start in (0, 500, 1000, 2000)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
+    for start, n in zip((0, 500, 1000, 2000), sizes):
+        if n > 16:  # not held up by the smallest slice
+            assert _added(start, n) <= DECODE_S * 1.0 + 1e-9 < _added(start, n + 1)
+
+
+def test_a_per_token_average_would_have_sized_late_slices_too_long() -> None:
+    """What the position term is for: taught on early slices, an average cost per token
+    predicts a late slice of the same length to add what an early one adds."""
+    sizer = _taught([(start, 40) for start in range(0, 400, 40)])
+    late = sizer.slice_tokens(1000)
+    assert 16 < late and _added(1000, late) <= DECODE_S + 1e-9
+    average_per_token = sum(_added(s, 40) for s in range(0, 400, 40)) / (10 * 40)
+    assert int(DECODE_S / average_per_token) > late
+
+
+def test_slices_stay_within_their_bounds() -> None:
+    fast = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=64)
+    fast.decoded(DECODE_S)
+    fast.prefilled([(0, 32)], DECODE_S + 1e-6)  # prompt tokens almost free
+    assert fast.slice_tokens(0) == 64
+    slow = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=64)
+    slow.decoded(DECODE_S)
+    slow.prefilled([(0, 32)], DECODE_S * 20)  # prompt tokens very slow
+    assert slow.slice_tokens(0) == 16
+
+
+def test_a_negative_term_is_dropped_and_the_other_refit() -> None:
+    """Noisy steps can make the two-term fit give a negative cost; the sizer then keeps the
+    better one-term fit, never a negative cost (which would size slices without bound)."""
+    sizer = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=512)
+    sizer.decoded(DECODE_S)
+    sizer.prefilled([(0, 32)], DECODE_S + 0.030)
+    sizer.prefilled([(1000, 32)], DECODE_S + 0.020)  # later and cheaper: b would be < 0
+    fit = sizer.coefficients()
+    assert fit is not None and fit[0] > 0 and fit[1] == 0.0
+    assert 16 <= sizer.slice_tokens(3000) < 512
