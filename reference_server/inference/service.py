@@ -70,6 +70,7 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             max_batch_tokens=settings.embed_max_batch_tokens,
             max_queued=settings.embed_max_queued,
             streams=settings.embed_streams,
+            packed_weights=settings.packed_weights,
         )
         served.batcher.start()
     return served

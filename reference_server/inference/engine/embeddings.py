@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.errors import EngineStoppedError, QueueFullError
+from reference_server.inference.engine.packed_linear import pack_linears
 from reference_server.inference.engine.packing import (
     mean_pool_packed,
     mean_pool_padded,
@@ -39,6 +40,7 @@ from reference_server.inference.engine.packing import (
     padded_inputs,
 )
 from reference_server.inference.engine.worker import EngineThread
+from reference_server.inference.loading.spec import PackedWeights
 
 if TYPE_CHECKING:
     from reference_server.inference.loading import LoadedModel
@@ -101,6 +103,7 @@ class EmbeddingBatcher(EngineThread):
         max_batch_tokens: int = 8192,
         max_queued: int = 1024,
         streams: int | None = None,
+        packed_weights: PackedWeights = "auto",
     ) -> None:
         if max_batch_size < 1 or max_batch_tokens < 1 or max_queued < 0 or (streams is not None and streams < 1):
             raise ValueError("max_batch_size, max_batch_tokens and streams must be >= 1 and max_queued >= 0")
@@ -120,6 +123,8 @@ class EmbeddingBatcher(EngineThread):
         pad = loaded.tokenizer.pad_token_id
         self._pad_id = int(pad) if pad is not None else 0
         self._prefix, self._suffix = _special_affixes(loaded.tokenizer)
+        if self._device.type == "cpu":
+            pack_linears(loaded.model, packed_weights, rows=max_batch_size)
         self.packed = packs_like_padding(loaded.model, loaded.tokenizer, self._pad_id, self._device)
         logger.info("embedding model %s: batches %s", self._id,
                     "packed without padding" if self.packed else "padded (the model cannot take packed rows)")
