@@ -187,6 +187,7 @@ class _Sequence:
         self.slot = -1  # row of the engine's KV cache, from admission on
         self.cached = 0  # tokens whose keys and values are in that row
         self.sliced = False  # its prompt is being prefilled in slices
+        self.last_slice = 0  # tokens of its latest slice
         self.next_token = 0  # the token the next decode step feeds
         self.request_id = logs.request_id.get()  # submitted from the request's task
 
@@ -609,7 +610,8 @@ class GenerationEngine(EngineThread):
                 seq.sliced or (decoding and remaining > self.prefill_chunk_tokens))
             take = remaining if scored else min(remaining, budget - used)
             if seq.sliced:
-                take = min(take, self._slices.slice_tokens(seq.cached))
+                take = min(take, self._slices.slice_tokens(seq.cached, seq.last_slice))
+                seq.last_slice = take
             if take <= 0 or (chunks and used + take > budget):
                 break
             if not self._cache.holds(seq.slot, len(seq.prompt_ids) + 1):

@@ -11,7 +11,10 @@ moves down a long prompt, and sized later slices too large.
 (the second term counts, for each new token, the cached tokens it attends to) and fits `a`
 and `b` to the engine's own steps by least squares with exponential forgetting, so the fit
 follows a machine's speed and the model's shape. A slice is then as long as fits in
-`ratio` decode steps at the position it starts from.
+`ratio` decode steps at the position it starts from, and at most twice the prompt's previous
+slice: a prompt's first slices start small, so a fit learnt from other steps (large prompts
+riding along a bigger batch, minutes ago) cannot make them long before this prompt's own
+steps have corrected it.
 """
 
 from __future__ import annotations
@@ -84,9 +87,13 @@ class SliceSizer:
         error_position = -2 * per_position * py + per_position**2 * pp
         return (per_token, 0.0) if error_token <= error_position else (0.0, per_position)
 
-    def slice_tokens(self, start: int) -> int:
+    def slice_tokens(self, start: int, previous: int = 0) -> int:
         """Tokens of a prompt whose first `start` tokens are cached that the next step may
-        carry: as many as add at most `ratio` decode steps, within [min_tokens, max_tokens]."""
+        carry: as many as add at most `ratio` decode steps, within [min_tokens, max_tokens]
+        and at most twice `previous` (the prompt's last slice; 0 for its first)."""
+        return min(self._fitting(start), max(self.min_tokens, 2 * previous))
+
+    def _fitting(self, start: int) -> int:
         fit = self.coefficients()
         if fit is None or self.decode_s is None:
             return min(self.max_tokens, self.min_tokens)  # measured from this one on

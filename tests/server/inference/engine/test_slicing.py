@@ -48,7 +48,7 @@ def test_the_fit_recovers_both_costs_from_slices_moving_down_a_prompt() -> None:
 
 def test_slices_shrink_down_a_long_prompt_and_fill_the_budget() -> None:
     sizer = _taught([(start, 40 - start // 100) for start in range(0, 2000, 100)])
-    sizes = [sizer.slice_tokens(start) for start in (0, 500, 1000, 2000)]
+    sizes = [sizer.slice_tokens(start, previous=512) for start in (0, 500, 1000, 2000)]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
     for start, n in zip((0, 500, 1000, 2000), sizes):
         if n > 16:  # not held up by the smallest slice
@@ -59,7 +59,7 @@ def test_a_per_token_average_would_have_sized_late_slices_too_long() -> None:
     """What the position term is for: taught on early slices, an average cost per token
     predicts a late slice of the same length to add what an early one adds."""
     sizer = _taught([(start, 40) for start in range(0, 400, 40)])
-    late = sizer.slice_tokens(1000)
+    late = sizer.slice_tokens(1000, previous=512)
     assert 16 < late and _added(1000, late) <= DECODE_S + 1e-9
     average_per_token = sum(_added(s, 40) for s in range(0, 400, 40)) / (10 * 40)
     assert int(DECODE_S / average_per_token) > late
@@ -69,7 +69,7 @@ def test_slices_stay_within_their_bounds() -> None:
     fast = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=64)
     fast.decoded(DECODE_S)
     fast.prefilled([(0, 32)], DECODE_S + 1e-6)  # prompt tokens almost free
-    assert fast.slice_tokens(0) == 64
+    assert fast.slice_tokens(0, previous=64) == 64
     slow = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=64)
     slow.decoded(DECODE_S)
     slow.prefilled([(0, 32)], DECODE_S * 20)  # prompt tokens very slow
@@ -85,4 +85,18 @@ def test_a_negative_term_is_dropped_and_the_other_refit() -> None:
     sizer.prefilled([(1000, 32)], DECODE_S + 0.020)  # later and cheaper: b would be < 0
     fit = sizer.coefficients()
     assert fit is not None and fit[0] > 0 and fit[1] == 0.0
-    assert 16 <= sizer.slice_tokens(3000) < 512
+    assert 16 <= sizer.slice_tokens(3000, previous=512) < 512
+
+
+def test_a_prompts_slices_at_most_double_from_one_to_the_next() -> None:
+    """A fit learnt elsewhere (here: prompt tokens nearly free) must not make a new prompt's
+    first slices long before its own steps have been measured."""
+    sizer = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=512)
+    sizer.decoded(DECODE_S)
+    sizer.prefilled([(0, 256)], DECODE_S + 1e-4)
+    sizes = []
+    previous = 0
+    for _ in range(6):
+        previous = sizer.slice_tokens(0, previous)
+        sizes.append(previous)
+    assert sizes == [16, 32, 64, 128, 256, 512]
