@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 
 ATTENTION = "maas_slots"
+# A prompt's cached keys and values, `[layers, kv_heads, tokens, head_dim]` each.
+PrefixKV = tuple[torch.Tensor, torch.Tensor]
 # Row capacities are multiples of this many tokens, plus an eighth of the length for growth.
 CAPACITY_STEP = 16
 
@@ -230,18 +232,23 @@ class SlotKVCache:
 
     # ----- moving rows -----
 
-    def read(self, slot: int, length: int) -> torch.Tensor:
-        """A copy of slot `slot`'s first `length` tokens: `[layers, 2, kv_heads, length, head_dim]`."""
+    def read(self, slot: int, length: int) -> PrefixKV:
+        """Slot `slot`'s first `length` keys and values, as views of its row, not copies: a
+        row's first positions never change while its sequence lives (decoding writes after
+        them), a row is never handed to another sequence, and when it grows the old tensor
+        stays whole for whoever still holds a view. Copying a 2,000-token prompt's rows took
+        about 30 ms on two cores, a stall of every decoding sequence's next token."""
         keys, values = self.keys[slot], self.values[slot]
         assert keys is not None and values is not None
-        return torch.stack([keys[:, :, :length], values[:, :, :length]], dim=1)
+        return keys[:, :, :length], values[:, :, :length]
 
-    def write(self, slot: int, kv: torch.Tensor, length: int) -> None:
-        """Put the first `length` tokens of `kv` (from `read`) into slot `slot`."""
+    def write(self, slot: int, kv: PrefixKV, length: int) -> None:
+        """Copy the first `length` tokens of `kv` (from `read`) into slot `slot`."""
+        cached_keys, cached_values = kv
         if self._shape is None:
-            self._learn_shape(int(kv.shape[2]), int(kv.shape[4]), kv.dtype)
+            self._learn_shape(int(cached_keys.shape[1]), int(cached_keys.shape[3]), cached_keys.dtype)
         self._ensure(slot, length + 1)
         keys, values = self.keys[slot], self.values[slot]
         assert keys is not None and values is not None
-        keys[:, :, :length] = kv[:, 0, :, :length]
-        values[:, :, :length] = kv[:, 1, :, :length]
+        keys[:, :, :length] = cached_keys[:, :, :length]
+        values[:, :, :length] = cached_values[:, :, :length]

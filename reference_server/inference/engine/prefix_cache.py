@@ -11,20 +11,23 @@ Entries are whole prompts: a system prompt shared by many requests is found as t
 prefix of any stored one. A new prompt that extends a stored one replaces it, one that is a
 prefix of a stored one is not stored again. When the bytes held pass `max_bytes`, the least
 recently used entries go first.
+
+An entry is views of the prompt's own cache row (`SlotKVCache.read`), not a copy, so it
+keeps that whole row in memory: its bytes are counted as the row's, not as the prompt's.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
+from reference_server.inference.engine.kvcache import PrefixKV
 
 
 class PrefixCache:
     def __init__(self, max_bytes: int, min_tokens: int = 16) -> None:
         self.max_bytes = max_bytes
         self.min_tokens = min_tokens
-        self._entries: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], PrefixKV] = OrderedDict()
         self.bytes = 0
         self.hits = 0
         self.hit_tokens = 0
@@ -37,9 +40,10 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, prompt: list[int]) -> tuple[int, torch.Tensor | None]:
+    def lookup(self, prompt: list[int]) -> tuple[int, PrefixKV | None]:
         """The number of leading tokens of `prompt` whose keys and values are stored (never the
-        whole prompt), and those (`[layers, 2, kv_heads, tokens, head_dim]`, to be sliced)."""
+        whole prompt), and those (keys and values `[layers, kv_heads, tokens, head_dim]`, to be
+        sliced)."""
         if not self.enabled:
             return 0, None
         self.lookups += 1
@@ -63,10 +67,10 @@ class PrefixCache:
         key = tuple(prompt)
         return not any(len(k) >= len(key) and k[: len(key)] == key for k in self._entries)
 
-    def insert(self, prompt: list[int], kv: torch.Tensor) -> None:
+    def insert(self, prompt: list[int], kv: PrefixKV) -> None:
         """Store `kv`, the cached keys and values of all of `prompt`, evicting as needed."""
         key = tuple(prompt)
-        size = kv.numel() * kv.element_size()
+        size = _held_bytes(kv)
         if size > self.max_bytes:
             return
         for old in [k for k in self._entries if len(k) < len(key) and key[: len(k)] == k]:
@@ -81,8 +85,12 @@ class PrefixCache:
         self.bytes = 0
 
     def _drop(self, key: tuple[int, ...]) -> None:
-        kv = self._entries.pop(key)
-        self.bytes -= kv.numel() * kv.element_size()
+        self.bytes -= _held_bytes(self._entries.pop(key))
+
+
+def _held_bytes(kv: PrefixKV) -> int:
+    """Memory an entry keeps alive: the whole storage its views share."""
+    return sum(t.untyped_storage().nbytes() for t in kv)
 
 
 def _common_prefix(a: tuple[int, ...], b: list[int], limit: int) -> int:

@@ -59,7 +59,7 @@ def test_slot_cache_decodes_rows_of_any_length_like_separate_rows(
 
 
 def test_prefix_cache_is_bounded_and_least_recently_used() -> None:
-    kv = torch.zeros(2, 2, 1, 40, 4)  # 2 layers, 40 tokens: 2,560 bytes
+    kv = (torch.zeros(2, 1, 40, 4), torch.zeros(2, 1, 40, 4))  # 2 layers, 40 tokens: 2,560 bytes
     cache = PrefixCache(max_bytes=6_000, min_tokens=4)
     a, b = list(range(40)), list(range(100, 140))
     cache.insert(a, kv)
@@ -72,7 +72,39 @@ def test_prefix_cache_is_bounded_and_least_recently_used() -> None:
     cache.insert(list(range(200, 240)), kv)  # over 6,000 bytes: b, the least recently used, goes
     assert len(cache) == 2 and cache.bytes == 2 * 2560
     assert cache.lookup(b)[0] == 0 and cache.lookup(a)[0] == 39
-    cache.insert(a + [1, 2], torch.zeros(2, 2, 1, 42, 4))  # extends a: replaces it
+    cache.insert(a + [1, 2], (torch.zeros(2, 1, 42, 4), torch.zeros(2, 1, 42, 4)))  # extends a: replaces it
     assert len(cache) == 2 and cache.lookup(a + [1, 2, 3])[0] == 42
     assert PrefixCache(max_bytes=0).lookup(a) == (0, None)
 
+
+
+def test_a_stored_prefix_is_views_of_its_row_that_outlive_the_row() -> None:
+    """Storing a prompt copies nothing; the stored keys and values stay those of the prompt
+    while its sequence decodes on, its row grows and is freed; the prefix cache counts the
+    whole row the views keep alive."""
+    layers, heads, dim = 2, 1, 4
+    cache = SlotKVCache(layers, 2, 4096, torch.device("cpu"))
+    prompt = 40
+    cache.plan([0], [0], [list(range(prompt))])
+    written = torch.randn(1, heads, prompt, dim)
+    for layer in range(layers):
+        cache.update(written, -written, layer)
+    keys, values = cache.read(0, prompt)
+    assert keys.data_ptr() == cache.keys[0].data_ptr()  # a view, not a copy
+    stored = PrefixCache(max_bytes=2**20, min_tokens=4)
+    stored.insert(list(range(prompt)), (keys, values))
+    row_bytes = 2 * cache.keys[0].untyped_storage().nbytes()
+    assert stored.bytes == row_bytes > 2 * keys.numel() * keys.element_size()
+    for position in range(prompt, prompt + 100):  # decoding on: the row grows several times
+        cache.plan([0], [position], [[1]])
+        for layer in range(layers):
+            cache.update(torch.full((1, heads, 1, dim), 7.0), torch.full((1, heads, 1, dim), 7.0), layer)
+    assert cache.keys[0].data_ptr() != keys.data_ptr()  # the row moved on
+    cache.free(0)
+    hit, kv = stored.lookup(list(range(prompt)) + [5])
+    assert hit == prompt and kv is not None
+    for layer in range(layers):
+        torch.testing.assert_close(kv[0][layer], written[0])
+        torch.testing.assert_close(kv[1][layer], -written[0])
+    cache.write(1, kv, hit)  # a new prompt starts from it: a copy into its own row
+    torch.testing.assert_close(cache.keys[1][:, :, :prompt], kv[0])
