@@ -334,7 +334,7 @@ async def run_open_loop(base_url: str, api_key: str | None, model: str, texts: l
 _ref: dict[str, Any] = {}
 
 
-def _load_reference(dtype: str, threads: int) -> None:
+def _load_reference(dtype: str, threads: int, packed: bool = False) -> None:
     import torch
 
     from reference_server.inference.loading import (
@@ -351,6 +351,10 @@ def _load_reference(dtype: str, threads: int) -> None:
     spec = next(s for s in default_specs() if s.id == GENERATOR)
     spec.dtype = dtype  # type: ignore[assignment]
     loaded = load_model(spec, cache_dir=settings.cache_dir, device=resolve_device(settings.device))
+    if packed:  # the server's own linear layout (see --packed-references)
+        from reference_server.inference.engine.packed_linear import pack_linears
+
+        pack_linears(loaded.model, "on", rows=16)
     tok = loaded.tokenizer
     _ref.update(torch=torch, loaded=loaded, pad=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
     _generate([_ids("Warm-up: the weather today is")] * 2, 8)
@@ -394,10 +398,10 @@ class References:
     """The naive and limit references, in a child process that loads the model once and then
     stays idle while the server works."""
 
-    def __init__(self, dtype: str, threads: int, output_len: int, repeats: int) -> None:
+    def __init__(self, dtype: str, threads: int, output_len: int, repeats: int, packed: bool = False) -> None:
         self.output_len, self.repeats = output_len, repeats
         self.pool = child()
-        self.pool.submit(_load_reference, dtype, threads).result()
+        self.pool.submit(_load_reference, dtype, threads, packed).result()
 
     def naive(self, texts: list[str]) -> float:
         return self.pool.submit(_naive, texts, self.output_len).result()
@@ -568,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poisson-requests", type=int, default=48)
     parser.add_argument("--num-requests", type=int, default=32, help="structured: requests per run.")
     parser.add_argument("--skip-references", action="store_true", help="Only measure the server.")
+    parser.add_argument("--packed-references", action="store_true",
+                        help="Run the in-process references over the same oneDNN-packed linear weights the "
+                             "server uses on CPU (default: the model as transformers loads it).")
     parser.add_argument("--quick", action="store_true", help="c = 1 and 8, fewer requests, one repeat.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     parser.add_argument("--server-log", type=Path, help="Keep the started server's log here.")
@@ -598,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = Texts()
     refs = None
     if not args.skip_references and {"short", "mixed"} & set(chosen):
-        refs = References(args.dtype, args.threads, plan.output_len, plan.repeats)
+        refs = References(args.dtype, args.threads, plan.output_len, plan.repeats, args.packed_references)
     figures: dict[str, Any] = {}
     started = time.perf_counter()
     try:
