@@ -311,3 +311,20 @@ async def test_stopped_engine_fails_pending_requests(
         engine.submit(prompts[0], greedy())
 
 
+
+
+async def test_with_nothing_decoding_prompts_are_prefilled_a_chunk_a_step(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    """An idle engine holds a burst of prompts to the same per-step budget as a busy one, so
+    the first outputs start after one short step instead of one forward over every prompt;
+    the outputs are those of each prompt alone."""
+    recorder = Recorder()
+    async with running(generator, prefill_chunk_tokens=16) as engine:
+        engine.add_observer(recorder)
+        handles = [engine.submit(p, greedy()) for p in prompts]
+        results = [await collect(h) for h in handles]
+    idle = [s for s in recorder.steps if not s.decoded]
+    assert idle and all(0 < s.prompt_tokens <= 16 for s in idle)
+    assert sum(s.prompt_tokens for s in recorder.steps) == sum(len(p) for p in prompts)
+    assert [r.token_ids for r in results] == [a.token_ids for a in alone]
