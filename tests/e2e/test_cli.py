@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,7 @@ def test_chat_repl_streams_stops_resets_and_exits(server: ServerProcess) -> None
     child.sendline("Tell me a very long story about a dragon who learns to paint.")
     child.expect_exact("paint.\r\n")  # the typed line, echoed by the terminal
     child.expect(r"[A-Za-z]{3,}")  # tokens of the answer arrive while it is being written...
+    time.sleep(0.5)  # (well inside the answer: 400 tokens take several seconds)
     child.sendintr()  # ...and Ctrl-C stops it there, long before 400 tokens
     child.expect_exact("[stopped]")
     child.expect_exact("you> ")
