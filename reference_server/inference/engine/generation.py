@@ -12,8 +12,10 @@ sequences share each forward. This engine keeps one running batch and, at every 
    sequences decode, the prompt tokens riding along are at most `prefill_chunk_tokens`, and
    a prompt longer than that is prefilled in slices, one per step to its last token, each
    sized from the engine's own step times to add at most `SLICE_DECODE_RATIO` decode steps'
-   time where it starts (`slicing.SliceSizer`: later slices attend to more): a long prompt delays the others' next token by one short slice, not by its whole prefill.
-   With nothing decoding, up to `max_batch_tokens` prompt tokens go at once;
+   time where it starts (`slicing.SliceSizer`: later slices attend to more): a long prompt
+   delays the others' next token by one short slice, not by its whole prefill. With nothing
+   decoding the same budget holds, shortest prompt first, so a burst of prompts starts
+   streaming one step after another rather than all after one long forward;
 4. samples the next token of every sequence that decoded or finished its prompt.
 
 Every sequence keeps its own row of the KV cache (`kvcache.SlotKVCache`), sized to its

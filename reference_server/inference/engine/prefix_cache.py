@@ -2,7 +2,7 @@
 
 Chat requests of one application usually start with the same system prompt, and prefilling
 it again for every request is most of their time to first token. Once a prompt is
-prefilled, its cached tokens are copied here; a new prompt then starts from the longest
+prefilled, its cached tokens are kept here (see below); a new prompt then starts from the longest
 prefix it shares with a stored one (at least `min_tokens`), copied into its slot, and only
 the rest is prefilled. The last prompt token is always prefilled, since its logits pick the
 first output token.
