@@ -25,6 +25,9 @@ import math
 FORGETTING = 0.9
 # Token positions are counted in thousands, to keep the fit's two columns of one scale.
 POSITIONS_SCALE = 1000.0
+# A prompt token's prefill time assumed before the fit has a step to learn from (two CPU
+# cores, the default generator in float32: about a millisecond).
+DEFAULT_TOKEN_SECONDS = 1e-3
 
 
 def attended_positions(start: int, tokens: int) -> float:
@@ -87,11 +90,32 @@ class SliceSizer:
         error_position = -2 * per_position * py + per_position**2 * pp
         return (per_token, 0.0) if error_token <= error_position else (0.0, per_position)
 
+    def prefill_seconds(self, start: int, tokens: int) -> float:
+        """What prefilling `tokens` prompt tokens after the first `start` would add to a step,
+        from the fit (`DEFAULT_TOKEN_SECONDS` a token before there is one)."""
+        fit = self.coefficients()
+        if fit is None:
+            return tokens * DEFAULT_TOKEN_SECONDS
+        a, b = fit
+        return a * tokens + b * attended_positions(start, tokens)
+
+    def priority(self, start: int, remaining: int, waited_s: float) -> float:
+        """Sort key of a prompt waiting for prefill, lowest first: its prefill left, in seconds,
+        less the time it has waited. Shortest-first gives the lowest mean time to first token
+        (a prompt behind a longer one waits for that one's prefill too); the credit for
+        waiting bounds how long a long prompt is passed over: once it has waited as long as its
+        own prefill takes, it goes before any newcomer."""
+        return self.prefill_seconds(start, remaining) - waited_s
+
     def slice_tokens(self, start: int, previous: int = 0) -> int:
         """Tokens of a prompt whose first `start` tokens are cached that the next step may
         carry: as many as add at most `ratio` decode steps, within [min_tokens, max_tokens]
         and at most twice `previous` (the prompt's last slice; 0 for its first)."""
         return min(self._fitting(start), max(self.min_tokens, 2 * previous))
+
+    def ride_tokens(self) -> int:
+        """Prompt tokens from position 0 that add at most `ratio` decode steps to a step."""
+        return self._fitting(0)
 
     def _fitting(self, start: int) -> int:
         fit = self.coefficients()

@@ -328,3 +328,28 @@ async def test_with_nothing_decoding_prompts_are_prefilled_a_chunk_a_step(
     assert idle and all(0 < s.prompt_tokens <= 16 for s in idle)
     assert sum(s.prompt_tokens for s in recorder.steps) == sum(len(p) for p in prompts)
     assert [r.token_ids for r in results] == [a.token_ids for a in alone]
+
+
+async def test_a_short_prompt_gets_its_own_step_before_a_longer_one_submitted_first(
+    generator: LoadedModel, prompts: list[list[int]], chat_prompt: Callable[[str], list[int]], alone: list[Result]
+) -> None:
+    """While another sequence decodes, a long prompt and then a short one arrive together: the
+    short one is prefilled first and alone (beside the long one it would wait for the long
+    one's prefill as well), the long one in the next step; outputs are those of each alone."""
+    long_prompt = chat_prompt("Summarise this. " + "The lighthouse keeper counted the ships each night. " * 30)
+    short = prompts[4]
+    assert len(long_prompt) > 300 > 4 * len(short)
+    async with running(generator, prefill_chunk_tokens=0, prefix_cache_bytes=0) as engine:
+        long_alone = await collect(engine.submit(long_prompt, greedy(8)))
+    recorder = Recorder()
+    async with running(generator, prefix_cache_bytes=0) as engine:
+        busy = asyncio.create_task(collect(engine.submit(prompts[3], greedy(200, ignore_eos=True))))
+        await wait_until(lambda: engine.stats()["generated_tokens"] > 5)
+        engine.add_observer(recorder)
+        late = [engine.submit(long_prompt, greedy(8)), engine.submit(short, greedy())]
+        long_result, short_result = [await collect(h) for h in late]
+        busy.cancel()
+    with_prompts = [s.prompt_tokens for s in recorder.steps if s.prefilled]
+    assert with_prompts[:2] == [len(short), len(long_prompt)]
+    assert short_result.token_ids == alone[4].token_ids
+    assert long_result.token_ids == long_alone.token_ids

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reference_server.inference.engine.slicing import SliceSizer, attended_positions
+from reference_server.inference.engine.slicing import DEFAULT_TOKEN_SECONDS, SliceSizer, attended_positions
 
 DECODE_S = 0.040
 PER_TOKEN_S = 0.0008  # what a prompt token's linear layers add
@@ -100,3 +100,26 @@ def test_a_prompts_slices_at_most_double_from_one_to_the_next() -> None:
         previous = sizer.slice_tokens(0, previous)
         sizes.append(previous)
     assert sizes == [16, 32, 64, 128, 256, 512]
+
+
+def test_prefill_seconds_follow_the_fit_and_a_default_before_it() -> None:
+    fresh = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=512)
+    assert fresh.prefill_seconds(0, 200) == pytest.approx(200 * DEFAULT_TOKEN_SECONDS)
+    sizer = _taught([(start, 40 - start // 100) for start in range(0, 2000, 100)])
+    assert sizer.prefill_seconds(1000, 300) == pytest.approx(_added(1000, 300), rel=1e-3)
+
+
+def test_ride_tokens_are_the_tokens_from_position_zero_within_the_ratio() -> None:
+    sizer = _taught([(start, 40 - start // 100) for start in range(0, 2000, 100)])
+    n = sizer.ride_tokens()
+    assert _added(0, n) <= DECODE_S < _added(0, n + 1)
+
+
+def test_shortest_prefill_first_until_a_long_prompt_has_waited_its_own_prefill() -> None:
+    sizer = _taught([(start, 40 - start // 100) for start in range(0, 2000, 100)])
+    long_s = sizer.prefill_seconds(0, 500)
+    assert sizer.priority(0, 20, 0.0) < sizer.priority(0, 500, 0.0)
+    # A prompt half done counts only what is left.
+    assert sizer.priority(450, 50, 0.0) < sizer.priority(0, 100, 0.0)
+    assert sizer.priority(0, 500, long_s * 0.5) > sizer.priority(0, 8, 0.0)
+    assert sizer.priority(0, 500, long_s) < sizer.priority(0, 8, 0.0)  # no newcomer passes it now
