@@ -93,6 +93,7 @@ def fresh_generator(generator: LoadedModel, cache_dir: Path) -> LoadedModel:
     return load_model(spec, cache_dir=cache_dir, device=generator.device)
 
 
+@pytest.mark.slow  # loads a second copy of the generator and packs it: 12 s of `make test-fast`
 async def test_greedy_output_is_the_same_packed_or_not(
     fresh_generator: LoadedModel, prompts: list[list[int]]
 ) -> None:
