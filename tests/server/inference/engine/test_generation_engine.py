@@ -353,3 +353,31 @@ async def test_a_short_prompt_gets_its_own_step_before_a_longer_one_submitted_fi
     assert with_prompts[:2] == [len(short), len(long_prompt)]
     assert short_result.token_ids == alone[4].token_ids
     assert long_result.token_ids == long_alone.token_ids
+
+
+async def test_prompts_still_start_while_a_long_prompt_is_sliced_first(
+    generator: LoadedModel, prompts: list[list[int]], chat_prompt: Callable[[str], list[int]], alone: list[Result]
+) -> None:
+    """A long prompt prefilled in slices, which has waited long enough to go first in every
+    step, does not hold back a whole prompt that arrives meanwhile: that prompt's first token
+    comes before the long prompt's, not after its last slice."""
+    long_prompt = chat_prompt("Summarise this. " + "The lighthouse keeper counted the ships each night. " * 30)
+    medium = prompts[3]
+    assert len(long_prompt) > 300 and 16 < len(medium) <= 64
+    loop = asyncio.get_running_loop()
+    first: dict[str, float] = {}
+
+    def stamp(name: str) -> Callable[[int], None]:
+        return lambda n: first.setdefault(name, loop.time())
+
+    async with running(generator, prefill_chunk_tokens=64, prefix_cache_bytes=0) as engine:
+        busy = asyncio.create_task(collect(engine.submit(prompts[2], greedy(400, ignore_eos=True))))
+        await wait_until(lambda: engine.stats()["generated_tokens"] > 5)
+        long_task = asyncio.create_task(collect(engine.submit(long_prompt, greedy(4)), stamp("long")))
+        await wait_until(lambda: engine.stats()["prompt_tokens"] > len(prompts[2]) + 32)  # slicing has begun
+        await asyncio.sleep(0.4)  # long enough waited to go before a newcomer
+        medium_result = await collect(engine.submit(medium, greedy()), stamp("medium"))
+        await long_task
+        busy.cancel()
+    assert first["medium"] < first["long"]
+    assert medium_result.token_ids == alone[3].token_ids
