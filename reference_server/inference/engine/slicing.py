@@ -15,6 +15,10 @@ follows a machine's speed and the model's shape. A slice is then as long as fits
 slice: a prompt's first slices start small, so a fit learnt from other steps (large prompts
 riding along a bigger batch, minutes ago) cannot make them long before this prompt's own
 steps have corrected it.
+
+The same fit says what a whole prompt's prefill costs, which orders the waiting prompts
+(`priority`: least left first, less the time waited) and bounds what may ride along another
+prompt in one step (`ride_tokens`).
 """
 
 from __future__ import annotations
