@@ -606,9 +606,11 @@ class GenerationEngine(EngineThread):
         A slice is short by construction and does not count: whole prompts still start beside
         a long prompt that goes first in every step while it is sliced."""
         decoding = bool(self._running)
-        # The same with nothing decoding: a forward's fixed cost is one read of the weights,
-        # small beside hundreds of prompt tokens, so a burst's prompts a step each cost little.
+        # Budget and order hold with nothing decoding too: a forward's fixed cost is one read of
+        # the weights, small beside hundreds of prompt tokens, so a burst's prompts a step each
+        # cost little.
         budget = min(self.prefill_chunk_tokens, self.max_batch_tokens)
+        ride = self._slices.ride_tokens()  # one fit per step, not one per prompt
         chunks: list[tuple[_Sequence, int]] = []
         used = whole = 0  # prompt tokens in the step; of them, those of prompts taken whole
         for seq in self._prefill_order():
@@ -621,7 +623,7 @@ class GenerationEngine(EngineThread):
                 take = min(take, self._slices.slice_tokens(seq.cached, seq.last_slice))
             if take <= 0 or (chunks and used + take > budget):
                 break
-            if not seq.sliced and whole and whole + take > max(whole, self._slices.ride_tokens()):
+            if not seq.sliced and whole and whole + take > max(whole, ride):
                 continue  # it would wait for this step's whole prompt: the next step is its own
             if seq.sliced:
                 seq.last_slice = take
