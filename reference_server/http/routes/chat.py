@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,8 +34,13 @@ from reference_server.http.routes._logprobs import chat_logprobs
 from reference_server.http.routes._tool_calls import ToolCallDeltas, reply_message, turns_with_tools
 from reference_server.http.routing import BODY_ERRORS, RouteTable
 from reference_server.http.sse import event, sse_response
+from reference_server.inference.registry import ServedModel
 from reference_server.inference.structured.requests import OutputPlan, plan_chat
+from reference_server.inference.token_strings import TokenStrings
 from reference_server.state import state_of
+
+if TYPE_CHECKING:
+    from reference_server.inference.engine.generation import GenerationHandle
 
 table = RouteTable("generation")
 
@@ -65,12 +71,24 @@ def apply_template(tokenizer: Any, turns: list[dict[str, Any]], *, add_generatio
     return [int(t) for t in ids]
 
 
-@table.route("POST", "/v1/chat/completions", "Generate the next message of a conversation.",
-             request=p.ChatCompletionRequest, response=p.ChatCompletion, stream=p.ChatCompletionChunk,
-             errors=BODY_ERRORS,
-             example={"model": DEFAULT_GENERATOR, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
-async def create_chat_completion(request: Request) -> Response:
-    body = await parse_body(request, ChatCompletionRequest)
+@dataclass
+class ChatRun:
+    """A chat completion submitted to the engine: what the Chat Completions route and the APIs
+    translated onto it (Responses, Messages) need to collect its choices or stream its chunks."""
+
+    body: ChatCompletionRequest
+    served: ServedModel
+    prompt_tokens: int
+    handles: list[GenerationHandle]
+    with_tools: bool
+    top: int
+    strings: TokenStrings
+    reply: dict[str, Any] = field(default_factory=dict)
+
+
+async def start_chat(request: Request, body: ChatCompletionRequest) -> ChatRun:
+    """Validate `body` against its model and the server's limits, render the conversation and
+    submit its `n` choices; every error before the first token is raised here, as a 4xx."""
     settings = state_of(request).settings
     served = served_model(request, body.model, "generate")
     state_of(request).metrics.watch(served)
@@ -89,46 +107,67 @@ async def create_chat_completion(request: Request) -> Response:
                                  logprobs=top if body.logprobs else None)
     await charge_tokens(request, len(prompt_ids) + params.max_tokens * n, "max_tokens")
     handles = gen.submit(served, [prompt_ids] * n, [gen.with_seed(params, j) for j in range(n)], constraints)
-    with_tools = plan.tool_choice is not None
-    strings = gen.token_strings(served)
     reply = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,
              "system_fingerprint": gen.fingerprint(served)}
+    return ChatRun(body=body, served=served, prompt_tokens=len(prompt_ids), handles=handles,
+                   with_tools=plan.tool_choice is not None, top=top, strings=gen.token_strings(served),
+                   reply=reply)
 
+
+async def chat_chunks(run: ChatRun, *, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+    """The run's choices as Chat Completions chunks: a role delta per choice, content or tool-call
+    deltas as tokens come, a finish chunk per choice, and a usage chunk last if asked."""
+    body, n = run.body, len(run.handles)
+
+    def chunk(index: int, delta: ChatDelta, finish: str | None = None,
+              logprobs: ChatChoiceLogprobs | None = None) -> ChatCompletionChunk:
+        choice = ChunkChatChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
+        return ChatCompletionChunk(**run.reply, choices=[choice])
+
+    for index in range(n):
+        yield chunk(index, ChatDelta(role="assistant", content=""))
+    calls = [ToolCallDeltas() for _ in range(n)] if run.with_tools else None
+    async for index, ev in gen.merged(run.handles):
+        lps = chat_logprobs(run.strings, ev.logprobs, run.top) if body.logprobs and ev.logprobs else None
+        if calls is not None:
+            for delta in calls[index].feed(ev.text, final=ev.finish_reason is not None):
+                yield chunk(index, delta)
+            if lps is not None:
+                yield chunk(index, ChatDelta(), logprobs=lps)
+        elif ev.text or lps is not None:
+            yield chunk(index, ChatDelta(content=ev.text), logprobs=lps)
+        if ev.finish_reason:
+            finish = calls[index].finish_reason(ev.finish_reason) if calls is not None else ev.finish_reason
+            yield chunk(index, ChatDelta(), finish)
+    if include_usage:
+        yield ChatCompletionChunk(**run.reply, choices=[], usage=gen.usage(run.prompt_tokens, run.handles))
+
+
+async def collect_chat(request: Request, run: ChatRun) -> ChatCompletion:
+    """The run's whole reply, once every choice has finished (cancelled if the client goes)."""
+    results = await gen.collect_all(request, run.handles)
+    choices = []
+    for j, r in enumerate(results):
+        message, finish = reply_message(r.text, r.finish_reason, run.with_tools)
+        choices.append(ChatChoice(index=j, message=message, finish_reason=finish,
+                                  logprobs=chat_logprobs(run.strings, r.logprobs, run.top)
+                                  if run.body.logprobs else None))
+    return ChatCompletion(**run.reply, choices=choices, usage=gen.usage(run.prompt_tokens, run.handles))
+
+
+@table.route("POST", "/v1/chat/completions", "Generate the next message of a conversation.",
+             request=p.ChatCompletionRequest, response=p.ChatCompletion, stream=p.ChatCompletionChunk,
+             errors=BODY_ERRORS,
+             example={"model": DEFAULT_GENERATOR, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+async def create_chat_completion(request: Request) -> Response:
+    body = await parse_body(request, ChatCompletionRequest)
+    run = await start_chat(request, body)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        def chunk(index: int, delta: ChatDelta, finish: str | None = None,
-                  logprobs: ChatChoiceLogprobs | None = None) -> bytes:
-            choice = ChunkChatChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
-            return event(ChatCompletionChunk(**reply, choices=[choice]))
+        async def events() -> AsyncIterator[bytes]:
+            async for item in chat_chunks(run, include_usage=include_usage):
+                yield event(item)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            for index in range(n):
-                yield chunk(index, ChatDelta(role="assistant", content=""))
-            calls = [ToolCallDeltas() for _ in range(n)] if with_tools else None
-            async for index, ev in gen.merged(handles):
-                lps = chat_logprobs(strings, ev.logprobs, top) if body.logprobs and ev.logprobs else None
-                if calls is not None:
-                    for delta in calls[index].feed(ev.text, final=ev.finish_reason is not None):
-                        yield chunk(index, delta)
-                    if lps is not None:
-                        yield chunk(index, ChatDelta(), logprobs=lps)
-                elif ev.text or lps is not None:
-                    yield chunk(index, ChatDelta(content=ev.text), logprobs=lps)
-                if ev.finish_reason:
-                    finish = calls[index].finish_reason(ev.finish_reason) if calls is not None else ev.finish_reason
-                    yield chunk(index, ChatDelta(), finish)
-            if include_usage:
-                yield event(ChatCompletionChunk(**reply, choices=[], usage=gen.usage(len(prompt_ids), handles)))
-
-        return mark_ignored(sse_response(chunks(), settings.keepalive_seconds), body)
-
-    results = await gen.collect_all(request, handles)
-    choices = []
-    for j, r in enumerate(results):
-        message, finish = reply_message(r.text, r.finish_reason, with_tools)
-        choices.append(ChatChoice(index=j, message=message, finish_reason=finish,
-                                  logprobs=chat_logprobs(strings, r.logprobs, top) if body.logprobs else None))
-    return mark_ignored(json_response(ChatCompletion(**reply, choices=choices,
-                                                     usage=gen.usage(len(prompt_ids), handles))), body)
-
+        return mark_ignored(sse_response(events(), state_of(request).settings.keepalive_seconds), body)
+    return mark_ignored(json_response(await collect_chat(request, run)), body)
