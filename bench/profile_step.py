@@ -72,12 +72,21 @@ class StepTimer:
         self._profiler: Any = None
         self.profiled_forward_s = 0.0
         self.operator_s: dict[str, float] = defaultdict(float)
-        self._wrap("_sample", "sampling")
-        self._wrap("_advance", "advance")
-        model = engine._model
-        engine._model = self._timed(model, "forward")
-        step = engine._step
-        engine._step = lambda: self._step(step)
+        self._model = engine._model
+        engine._sample = self._timed(engine._sample, "sampling")
+        engine._model = self._timed(self._model, "forward")
+        engine._step = lambda: self._step(type(engine)._step.__get__(engine))
+        forward = engine._forward
+        if forward is not None:  # the engine's own forward calls this, not the model
+            engine._forward = self._timed(forward, "forward")
+
+    def restore(self) -> None:
+        """Take the timers off the engine again."""
+        for name in ("_sample", "_step"):
+            delattr(self.engine, name)
+        self.engine._model = self._model
+        if self.engine._forward is not None:
+            self.engine._forward = self.engine._forward.__wrapped__
 
     def _timed(self, fn: Callable[..., Any], part: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -87,10 +96,8 @@ class StepTimer:
             finally:
                 if self._current is not None:
                     self._current[part] = self._current.get(part, 0.0) + time.perf_counter() - start
+        timed.__wrapped__ = fn  # type: ignore[attr-defined]
         return timed
-
-    def _wrap(self, method: str, part: str) -> None:
-        setattr(self.engine, method, self._timed(getattr(self.engine, method), part))
 
     def detokenizing(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return self._timed(fn, "detokenizing")
@@ -127,19 +134,18 @@ class StepTimer:
         self._profiler = None
 
 
-def engine_profile(loaded: Any, batch: int, tokens: int, profile_steps: int) -> dict[str, float]:
-    """Milliseconds per steady decode step, by part, for `batch` prompts decoding together."""
+def engine_profile(engine: Any, batch: int, tokens: int, profile_steps: int) -> dict[str, float]:
+    """Milliseconds per steady decode step of a started engine, by part, for `batch` prompts
+    decoding together."""
     from reference_server.inference.engine import detokenize
-    from reference_server.inference.engine.generation import GenerationEngine
     from reference_server.inference.engine.sampling import SamplingParams
 
-    engine = GenerationEngine(loaded, max_running=16)
     timer = StepTimer(engine, batch, profile_steps)
     cls = detokenize.IncrementalDetokenizer
     originals = {name: getattr(cls, name) for name in ("step", "finish")}
     for name, fn in originals.items():
         setattr(cls, name, timer.detokenizing(fn))
-    tok = loaded.tokenizer
+    tok = engine._tokenizer
     ids = [list(tok(p, add_special_tokens=True)["input_ids"]) for p in prompts(batch)]
     params = SamplingParams(max_tokens=tokens, temperature=0, ignore_eos=True)
 
@@ -149,11 +155,10 @@ def engine_profile(loaded: Any, batch: int, tokens: int, profile_steps: int) -> 
                 pass
         await asyncio.gather(*(one(p) for p in ids))
 
-    engine.start()
     try:
         asyncio.run(run())
     finally:
-        asyncio.run(engine.stop())
+        timer.restore()
         for name, fn in originals.items():
             setattr(cls, name, fn)
     steps = timer.steps
@@ -224,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=64, help="Tokens each sequence decodes.")
     parser.add_argument("--profile-steps", type=int, default=8, help="Steady steps run under torch.profiler.")
     parser.add_argument("--skip-server", action="store_true", help="Leave out the event loop and SSE row.")
+    parser.add_argument("--forwards", default="own,transformers",
+                        help="Which engine forwards to profile, side by side: own, transformers (default both).")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -237,20 +244,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# one decode step of {GENERATOR}, {loaded.dtype}, {args.threads} threads, {args.tokens} tokens; "
           f"{machine()}", flush=True)
     batches = [1, 8]
-    engine_parts = {b: engine_profile(loaded, b, args.tokens, args.profile_steps) for b in batches}
+    # The own forward first: building it leaves transformers' modules whole (views of its
+    # weights), where packing transformers' modules first would leave nothing for it to fuse.
+    from reference_server.inference.engine.generation import GenerationEngine
+
+    forwards = [f for f in ("own", "transformers") if f in args.forwards.split(",")]
+    engines = {f: GenerationEngine(loaded, max_running=16, own_forward=f == "own") for f in forwards}
+    for engine in engines.values():
+        engine.start()
+    try:  # each batch size on each forward in turn, so drift in the machine's speed hits both
+        parts = {(f, b): engine_profile(engines[f], b, args.tokens, args.profile_steps)
+                 for b in batches for f in forwards}
+    finally:
+        for engine in engines.values():
+            asyncio.run(engine.stop())
     loop = {} if args.skip_server else server_loop_ms(args.dtype, args.threads, args.tokens, batches)
     rows = []
     for part in ROWS:
         row: list[Any] = [part]
-        for b in batches:
-            value = loop.get(b, float("nan")) if part == "event loop and SSE" else engine_parts[b][part]
-            total = engine_parts[b]["step"] + loop.get(b, 0.0)
-            row += [value, f"{value / total:.0%}" if not math.isnan(value) else "-"]
+        for f in forwards:
+            for b in batches:
+                value = loop.get(b, math.nan) if part == "event loop and SSE" else parts[f, b][part]
+                total = parts[f, b]["step"] + loop.get(b, 0.0)
+                row += [value, f"{value / total:.0%}" if not math.isnan(value) else "-"]
         rows.append(row)
-    rows.append(["step (engine thread)", *[x for b in batches for x in (engine_parts[b]["step"], "")]])
-    print(table(["part", "batch 1 ms", "share", "batch 8 ms", "share"], rows))
-    print(f"\nsteady steps measured: {', '.join(str(int(engine_parts[b]['steps'])) for b in batches)} "
-          f"(median per part; forward split from {args.profile_steps} profiled steps); load average now "
+    rows.append(["step (engine thread)", *[x for f in forwards for b in batches for x in (parts[f, b]["step"], "")]])
+    print(table(["part", *[f"{f} b={b} {c}" for f in forwards for b in batches for c in ("ms", "share")]], rows))
+    counts = ", ".join(f"{f} b={b}: {int(parts[f, b]['steps'])}" for f in forwards for b in batches)
+    print(f"\nsteady steps measured: {counts}"
+          f" (median per part; forward split from {args.profile_steps} profiled steps); the event loop row is "
+          f"the server's (`MAAS_ENGINE_FORWARD` default); load average now "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     packed_weights: PackedWeights = Field(
         "auto", description="Linear weights of generators on CPU pre-packed for oneDNN: auto (where a measurement "
         "at load shows it faster), on, off.")
+    engine_forward: Literal["auto", "transformers"] = Field(
+        "auto", description="Generators' forward in the engine: auto (the engine's own for the Llama family, "
+        "transformers' modules for the rest), transformers (transformers' modules for every model).")
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     max_prompts: int = Field(256, ge=1, description="Prompts allowed in one completions call.")

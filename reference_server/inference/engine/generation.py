@@ -53,6 +53,7 @@ import torch
 
 from reference_server import logs
 from reference_server.errors import InvalidRequest
+from reference_server.inference.engine import llama_forward
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import SlotKVCache, check_supported, install
@@ -287,6 +288,7 @@ class GenerationEngine(EngineThread):
         prefill_chunk_tokens: int = 512,
         prefix_cache_bytes: int = 256 * 2**20,
         packed_weights: PackedWeights = "auto",
+        own_forward: bool = True,
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_running and max_batch_tokens must be >= 1 and max_queued >= 0")
@@ -315,8 +317,13 @@ class GenerationEngine(EngineThread):
         self._pad_id = int(pad) if pad is not None else (self._eos_ids[0] if self._eos_ids else 0)
         check_supported(self._config)
         install(self._model)
+        # The engine's own forward where the model's family has one (llama_forward), else transformers'.
+        self._forward = llama_forward.build(self._model) if own_forward else None
         if self._device.type == "cpu":
-            pack_linears(self._model, packed_weights, rows=max_running)
+            if self._forward is not None:
+                self._forward.pack(self._model, packed_weights, rows=max_running)
+            else:
+                pack_linears(self._model, packed_weights, rows=max_running)
         text_config = self._config.get_text_config()
         self._cache = SlotKVCache(int(text_config.num_hidden_layers), max_running, self._context_length,
                                   self._device)
@@ -537,9 +544,11 @@ class GenerationEngine(EngineThread):
         start = time.monotonic()
         try:
             inputs = self._cache.plan([s.slot for s in in_step], [s.cached for s in in_step], [ids for _, ids in segments])
-            out = self._model(**inputs, cache=self._cache, use_cache=True,
-                              logits_to_keep=torch.tensor(keep, device=self._device))
-            logits = out.logits[0]
+            kept = torch.tensor(keep, device=self._device)
+            if self._forward is not None:
+                logits = self._forward(inputs["input_ids"][0], inputs["position_ids"][0], self._cache, kept)
+            else:
+                logits = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=kept).logits[0]
         except Exception as exc:
             logger.exception("forward of %d sequences failed", len(in_step), extra=_naming(in_step))
             for seq in in_step:

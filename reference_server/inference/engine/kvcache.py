@@ -226,6 +226,40 @@ class SlotKVCache:
                 query[:, :, off : off + n], k, v, attn_mask=mask, scale=scaling, enable_gqa=heads != k.shape[1])
         return out.transpose(1, 2)
 
+    # ----- called by the engine's own forward (llama_forward) -----
+
+    def store(self, layer_idx: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """`update` for a forward that keeps the packed row's tokens first: keys and values
+        `[tokens, kv_heads, head_dim]`, written in place into their rows."""
+        plan = self._plan
+        if plan is None:
+            raise RuntimeError("SlotKVCache.store called without a planned step")
+        if self._shape is None:
+            self._learn_shape(int(key_states.shape[1]), int(key_states.shape[2]), key_states.dtype)
+        keys_t, values_t = key_states.transpose(0, 1), value_states.transpose(0, 1)
+        for slot, start, n, off in zip(plan.slots, plan.starts, plan.lengths, plan.offsets):
+            keys, values = self.keys[slot], self.values[slot]
+            assert keys is not None and values is not None
+            keys[layer_idx, :, start : start + n] = keys_t[:, off : off + n]
+            values[layer_idx, :, start : start + n] = values_t[:, off : off + n]
+
+    def attend_packed(self, layer_idx: int, query: torch.Tensor, scaling: float) -> torch.Tensor:
+        """`attend` for queries `[tokens, heads, head_dim]`; the same layout back."""
+        plan = self._plan
+        assert plan is not None
+        heads = query.shape[1]
+        queries = query.transpose(0, 1)[None]  # [1, heads, tokens, head_dim], a view
+        out = torch.empty_like(queries)
+        for slot, start, n, off in zip(plan.slots, plan.starts, plan.lengths, plan.offsets):
+            keys, values = self.keys[slot], self.values[slot]
+            assert keys is not None and values is not None
+            total = start + n
+            mask = None if n == 1 else torch.ones((n, total), dtype=torch.bool, device=query.device).tril(start)
+            out[:, :, off : off + n] = F.scaled_dot_product_attention(
+                queries[:, :, off : off + n], keys[layer_idx, None, :, :total], values[layer_idx, None, :, :total],
+                attn_mask=mask, scale=scaling, enable_gqa=heads != keys.shape[1])
+        return out[0].transpose(0, 1)
+
     def get_seq_length(self, layer_idx: int = 0) -> int:
         plan = self._plan
         return max(s + n for s, n in zip(plan.starts, plan.lengths)) if plan is not None else 0
