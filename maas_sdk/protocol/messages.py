@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, RootModel, model_validator
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel
 
@@ -345,8 +345,12 @@ class AnthropicErrorBody(ResponseModel):
     error: AnthropicErrorDetail
 
 
-MessageStreamEvent = Annotated[
+StreamEvent = Annotated[
     MessageStartEvent | ContentBlockStartEvent | ContentBlockDeltaEvent | ContentBlockStopEvent
     | MessageDeltaEvent | MessageStopEvent | PingEvent | AnthropicErrorBody,
     Field(discriminator="type"),
 ]
+
+
+class MessageStreamEvent(RootModel[StreamEvent]):
+    """One event of a Messages stream, sent as `event: <its type>` and `data: <its JSON>`."""

@@ -212,10 +212,10 @@ class StreamTranslator:
         self.finish_reason: str | None = None
         self.output_tokens = 0
 
-    def feed(self, chunk: ChatCompletionChunk) -> list[m.MessageStreamEvent]:
+    def feed(self, chunk: ChatCompletionChunk) -> list[m.StreamEvent]:
         if chunk.usage is not None:
             self.output_tokens = chunk.usage.completion_tokens
-        events: list[m.MessageStreamEvent] = []
+        events: list[m.StreamEvent] = []
         for choice in chunk.choices:
             delta = choice.delta
             if delta.content:
@@ -234,8 +234,8 @@ class StreamTranslator:
                 self.finish_reason = choice.finish_reason
         return events
 
-    def finish(self, stop_sequence: str | None) -> list[m.MessageStreamEvent]:
-        events: list[m.MessageStreamEvent] = []
+    def finish(self, stop_sequence: str | None) -> list[m.StreamEvent]:
+        events: list[m.StreamEvent] = []
         if self.index < 0:  # nothing at all was said: one empty text block, as the whole reply has
             events += self._start(m.TextBlock(text=""))
         events += self._stop()
@@ -245,14 +245,14 @@ class StreamTranslator:
         events.append(m.MessageStopEvent())
         return events
 
-    def _start(self, block: m.TextBlock | m.ToolUseBlock) -> list[m.MessageStreamEvent]:
+    def _start(self, block: m.TextBlock | m.ToolUseBlock) -> list[m.StreamEvent]:
         events = self._stop()
         self.index += 1
         self.open = block.type
         events.append(m.ContentBlockStartEvent(index=self.index, content_block=block))
         return events
 
-    def _stop(self) -> list[m.MessageStreamEvent]:
+    def _stop(self) -> list[m.StreamEvent]:
         if self.open is None:
             return []
         self.open = None

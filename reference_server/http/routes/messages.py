@@ -37,7 +37,7 @@ PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 EXAMPLE = {"model": DEFAULT_GENERATOR, "max_tokens": 16, "messages": [{"role": "user", "content": "Hi"}]}
 
 
-def frame(event: m.MessageStreamEvent) -> bytes:
+def frame(event: m.StreamEvent) -> bytes:
     """One server-sent event as Anthropic frames it: its `type` as the event name too."""
     data = event.model_dump_json()
     return f"event: {event.type}\ndata: {data}\n\n".encode()
@@ -52,7 +52,7 @@ async def _renaming(work: Awaitable[T], origins: list[str]) -> T:
 
 @table.route("POST", "/v1/messages", "Generate the next message of a conversation (Anthropic's Messages API).",
              request=m.MessageCreateRequest, response=m.Message, stream=m.MessageStreamEvent,
-             errors=BODY_ERRORS, example=EXAMPLE)
+             named_events=True, errors=BODY_ERRORS, error_body=m.AnthropicErrorBody, example=EXAMPLE)
 async def create_message(request: Request) -> Response:
     body = await parse_body(request, m.MessageCreateRequest)
     if body.messages[-1].role == "assistant":
@@ -102,6 +102,7 @@ async def _ended(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 @table.route("POST", "/v1/messages/count_tokens", "Count the tokens of a Messages prompt, without generating.",
              request=m.MessageCountTokensRequest, response=m.MessageTokensCount, errors=BODY_ERRORS,
+             error_body=m.AnthropicErrorBody,
              example={"model": DEFAULT_GENERATOR, "messages": [{"role": "user", "content": "Hi"}]})
 async def count_tokens(request: Request) -> Response:
     body = await parse_body(request, m.MessageCountTokensRequest)
