@@ -59,3 +59,13 @@ RETRY_AFTER_LOADING: Final = 2
 RETRY_AFTER_DRAINING: Final = 5
 RETRY_AFTER_STOPPING: Final = 5
 RETRY_AFTER_LOAD_FAILED: Final = 30
+
+# What a use of the API is counted as, per API key, model and minute (`GET /v1/usage`): generation
+# (completions, chat, and the APIs served by the same engines), embeddings, classifications,
+# reranking, and the tokens fine-tuning jobs trained.
+UsageKind = Literal["completions", "embeddings", "classifications", "rerank", "fine_tuning"]
+USAGE_KINDS: Final[tuple[UsageKind, ...]] = ("completions", "embeddings", "classifications", "rerank", "fine_tuning")
+# The widths of usage buckets, in seconds, by the names OpenAI's Usage API gives them.
+BUCKET_WIDTHS: Final[dict[str, int]] = {"1m": 60, "1h": 3600, "1d": 86400}
+# The error code of a 429 given to a key past its monthly token budget: not retried before it renews.
+QUOTA_EXCEEDED: Final = "quota_exceeded"
