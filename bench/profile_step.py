@@ -184,6 +184,40 @@ def engine_profile(engine: Any, batch: int, tokens: int, profile_steps: int) -> 
     return out
 
 
+def forward_minima(loaded: Any, own: Any, batches: list[int], context: int, repeats: int) -> dict[tuple[str, int], float]:
+    """Milliseconds of one decode forward of `batch` rows, each after `context` cached tokens,
+    through the engine's own forward and through transformers' modules (both over packed
+    weights as the engines leave them), called in turns: the fastest of `repeats` each, which
+    a busy machine disturbs least. Keys "own cpu" and "transformers cpu" hold the calling
+    thread's CPU time (with one torch thread, all of the forward's work; other processes on
+    the cores do not add to it)."""
+    import torch
+
+    from reference_server.inference.engine.kvcache import SlotKVCache
+
+    model = loaded.model
+    out: dict[tuple[str, int], list[float]] = defaultdict(list)
+    with torch.inference_mode():
+        for batch in batches:
+            cache = SlotKVCache(len(model.model.layers), batch, context + 8, torch.device(loaded.device))
+            slots = list(range(batch))
+            prompt = [[(7 * i + j) % 1000 + 10 for j in range(context)] for i in slots]
+            inputs = cache.plan(slots, [0] * batch, prompt)
+            own(inputs["input_ids"][0], inputs["position_ids"][0], cache, torch.tensor([context - 1]))
+            keep = torch.arange(batch)
+            for _ in range(repeats):
+                for name in ("own", "transformers"):
+                    inputs = cache.plan(slots, [context] * batch, [[11] for _ in slots])
+                    start, cpu = time.perf_counter(), time.thread_time()
+                    if name == "own":
+                        own(inputs["input_ids"][0], inputs["position_ids"][0], cache, keep)
+                    else:
+                        model(**inputs, cache=cache, use_cache=True, logits_to_keep=keep)
+                    out[name, batch].append(time.perf_counter() - start)
+                    out[f"{name} cpu", batch].append(time.thread_time() - cpu)
+    return {key: min(times) * 1e3 for key, times in out.items()}
+
+
 def _main_thread_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
@@ -228,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=64, help="Tokens each sequence decodes.")
     parser.add_argument("--profile-steps", type=int, default=8, help="Steady steps run under torch.profiler.")
+    parser.add_argument("--repeats", type=int, default=30, help="Calls of each forward alone, in turns.")
     parser.add_argument("--skip-server", action="store_true", help="Leave out the event loop and SSE row.")
     parser.add_argument("--forwards", default="own,transformers",
                         help="Which engine forwards to profile, side by side: own, transformers (default both).")
@@ -258,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for engine in engines.values():
             asyncio.run(engine.stop())
+    minima = {}
+    own = engines["own"]._forward if "own" in engines else None
+    if own is not None and "transformers" in engines:
+        minima = forward_minima(loaded, own, batches, context=40, repeats=args.repeats)
     loop = {} if args.skip_server else server_loop_ms(args.dtype, args.threads, args.tokens, batches)
     rows = []
     for part in ROWS:
@@ -275,6 +314,13 @@ def main(argv: list[str] | None = None) -> int:
           f" (median per part; forward split from {args.profile_steps} profiled steps); the event loop row is "
           f"the server's (`MAAS_ENGINE_FORWARD` default); load average now "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if minima:
+        print(f"\nforward alone, one decode step after 40 cached tokens, fastest of {args.repeats} calls in turns:")
+        print(table(["batch", "own ms", "transformers ms", "transformers / own", "own CPU ms",
+                     "transformers CPU ms", "CPU transformers / own"],
+                    [[b, minima["own", b], minima["transformers", b], minima["transformers", b] / minima["own", b],
+                      minima["own cpu", b], minima["transformers cpu", b],
+                      minima["transformers cpu", b] / minima["own cpu", b]] for b in batches]))
     return 0
 
 
