@@ -17,6 +17,7 @@ thread competes with the torch threads, so its CPU time is what it takes from th
 
     python -m bench.profile_step                      # default dtype, 2 threads
     python -m bench.profile_step --dtype float32 --tokens 64
+    python -m bench.profile_step --forward-only --threads 1 --repeats 25   # the forwards alone, A/B
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 OTHER = "other operators"
 FORWARD_PARTS = [k for k, _ in KINDS] + [OTHER, "Python and dispatch between operators"]
+VARIANTS = ("own", "own, row by row", "transformers")
 ROWS = [*FORWARD_PARTS, "sampling", "scheduler Python", "detokenizing", "event loop and SSE"]
 
 
@@ -186,16 +188,18 @@ def engine_profile(engine: Any, batch: int, tokens: int, profile_steps: int) -> 
 
 def forward_minima(loaded: Any, own: Any, batches: list[int], context: int, repeats: int) -> dict[tuple[str, int], float]:
     """Milliseconds of one decode forward of `batch` rows, each after `context` cached tokens,
-    through the engine's own forward and through transformers' modules (both over packed
-    weights as the engines leave them), called in turns: the fastest of `repeats` each, which
-    a busy machine disturbs least. Keys "own cpu" and "transformers cpu" hold the calling
-    thread's CPU time (with one torch thread, all of the forward's work; other processes on
+    through the engine's own forward (its decoding rows' attention batched, and row by row)
+    and through transformers' modules (all over packed weights as the engines leave them),
+    called in turns: the fastest of `repeats` each, which
+    a busy machine disturbs least. Keys "NAME cpu" hold the calling thread's CPU time (with one torch thread, all of the forward's work; other processes on
     the cores do not add to it)."""
     import torch
 
+    from reference_server.inference.engine import kvcache
     from reference_server.inference.engine.kvcache import SlotKVCache
 
     model = loaded.model
+    gather = kvcache.GATHER_TOKENS
     out: dict[tuple[str, int], list[float]] = defaultdict(list)
     with torch.inference_mode():
         for batch in batches:
@@ -206,15 +210,17 @@ def forward_minima(loaded: Any, own: Any, batches: list[int], context: int, repe
             own(inputs["input_ids"][0], inputs["position_ids"][0], cache, torch.tensor([context - 1]))
             keep = torch.arange(batch)
             for _ in range(repeats):
-                for name in ("own", "transformers"):
+                for name in VARIANTS:
                     inputs = cache.plan(slots, [context] * batch, [[11] for _ in slots])
+                    kvcache.GATHER_TOKENS = 0 if name == "own, row by row" else gather
                     start, cpu = time.perf_counter(), time.thread_time()
-                    if name == "own":
-                        own(inputs["input_ids"][0], inputs["position_ids"][0], cache, keep)
-                    else:
+                    if name == "transformers":
                         model(**inputs, cache=cache, use_cache=True, logits_to_keep=keep)
+                    else:
+                        own(inputs["input_ids"][0], inputs["position_ids"][0], cache, keep)
                     out[name, batch].append(time.perf_counter() - start)
                     out[f"{name} cpu", batch].append(time.thread_time() - cpu)
+                kvcache.GATHER_TOKENS = gather
     return {key: min(times) * 1e3 for key, times in out.items()}
 
 
@@ -263,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=64, help="Tokens each sequence decodes.")
     parser.add_argument("--profile-steps", type=int, default=8, help="Steady steps run under torch.profiler.")
     parser.add_argument("--repeats", type=int, default=30, help="Calls of each forward alone, in turns.")
+    parser.add_argument("--forward-only", action="store_true",
+                        help="Only the last table: one decode forward alone through each path, in turns.")
     parser.add_argument("--skip-server", action="store_true", help="Leave out the event loop and SSE row.")
     parser.add_argument("--forwards", default="own,transformers",
                         help="Which engine forwards to profile, side by side: own, transformers (default both).")
@@ -288,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     for engine in engines.values():
         engine.start()
     try:  # each batch size on each forward in turn, so drift in the machine's speed hits both
-        parts = {(f, b): engine_profile(engines[f], b, args.tokens, args.profile_steps)
-                 for b in batches for f in forwards}
+        parts = {} if args.forward_only else {(f, b): engine_profile(engines[f], b, args.tokens, args.profile_steps)
+                                              for b in batches for f in forwards}
     finally:
         for engine in engines.values():
             asyncio.run(engine.stop())
@@ -297,7 +305,20 @@ def main(argv: list[str] | None = None) -> int:
     own = engines["own"]._forward if "own" in engines else None
     if own is not None and "transformers" in engines:
         minima = forward_minima(loaded, own, batches, context=40, repeats=args.repeats)
-    loop = {} if args.skip_server else server_loop_ms(args.dtype, args.threads, args.tokens, batches)
+    loop = {} if args.skip_server or args.forward_only else server_loop_ms(args.dtype, args.threads, args.tokens,
+                                                                          batches)
+    if parts:
+        _print_parts(parts, loop, forwards, batches, args.profile_steps)
+    if minima:
+        print(f"\nforward alone, one decode step after 40 cached tokens, fastest of {args.repeats} calls in turns "
+              f"(CPU: the calling thread's); load average now {os.getloadavg()[0]:.2f}:")
+        print(table(["batch", *[f"{v} {unit}" for v in VARIANTS for unit in ("ms", "CPU ms")]],
+                    [[b, *[minima[key, b] for v in VARIANTS for key in (v, f"{v} cpu")]] for b in batches]))
+    return 0
+
+
+def _print_parts(parts: dict[tuple[str, int], dict[str, float]], loop: dict[int, float], forwards: list[str],
+                 batches: list[int], profile_steps: int) -> None:
     rows = []
     for part in ROWS:
         row: list[Any] = [part]
@@ -311,17 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["part", *[f"{f} b={b} {c}" for f in forwards for b in batches for c in ("ms", "share")]], rows))
     counts = ", ".join(f"{f} b={b}: {int(parts[f, b]['steps'])}" for f in forwards for b in batches)
     print(f"\nsteady steps measured: {counts}"
-          f" (median per part; forward split from {args.profile_steps} profiled steps); the event loop row is "
+          f" (median per part; forward split from {profile_steps} profiled steps); the event loop row is "
           f"the server's (`MAAS_ENGINE_FORWARD` default); load average now "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if minima:
-        print(f"\nforward alone, one decode step after 40 cached tokens, fastest of {args.repeats} calls in turns:")
-        print(table(["batch", "own ms", "transformers ms", "transformers / own", "own CPU ms",
-                     "transformers CPU ms", "CPU transformers / own"],
-                    [[b, minima["own", b], minima["transformers", b], minima["transformers", b] / minima["own", b],
-                      minima["own cpu", b], minima["transformers cpu", b],
-                      minima["transformers cpu", b] / minima["own cpu", b]] for b in batches]))
-    return 0
 
 
 if __name__ == "__main__":
