@@ -17,10 +17,11 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from maas_sdk._tools import ToolParam
-from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions
+from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions, TextPair
 
 __all__ = [
     "ChatParams",
+    "ClassificationInput",
     "ClientOptions",
     "CompletionParams",
     "EmbeddingInput",
@@ -45,6 +46,9 @@ TimeoutParam = float | httpx.Timeout | None
 Prompt = str | list[str] | list[int] | list[list[int]]
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 EncodingFormat = Literal["float", "base64"]
+# Texts, or text pairs (`TextPair` or `{"text": ..., "text_pair": ...}`) for a classifier
+# fine-tuned on pairs.
+ClassificationInput = str | Sequence[str] | Sequence[TextPair | Mapping[str, str]]
 StopParam = str | Sequence[str] | None
 MessageParam = ChatMessage | Mapping[str, Any]
 FileInput = str | os.PathLike[str] | bytes | IO[bytes]

@@ -17,6 +17,23 @@ def omitted_if_none(**kwargs: Any) -> Any:
     return Field(default=None, exclude_if=_is_none, **kwargs)
 
 
+# The tag of the object branch of a text-or-object field; error locations leave it out.
+OBJECT_TAG = "object-form"
+
+
+def text_or_object(value: Any) -> str:
+    """The branch of a `str | SomeModel` field that a JSON value belongs to, for a pydantic
+    `Discriminator`: only that branch is validated, so an error names what is wrong with the
+    object that was sent rather than saying that it is not a string."""
+    return OBJECT_TAG if isinstance(value, (dict, BaseModel)) else "str"
+
+
+def text_or_list(value: Any) -> str:
+    """The branch of a `str | list[...]` field that a JSON value belongs to, for a pydantic
+    `Discriminator` (the tags are the names error locations already leave out)."""
+    return "str" if isinstance(value, str) else "list[str]"
+
+
 class ResponseModel(BaseModel):
     """Base of every response body: unknown fields are kept, not rejected.
 
