@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import ServerMetrics
 from reference_server.http.middleware.access_log import AccessLogMiddleware
+from reference_server.http.middleware.anthropic_errors import AnthropicErrorMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.crosssite import CrossSiteMiddleware
 from reference_server.http.middleware.disconnect import DisconnectMiddleware
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=_routes(state),
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(AnthropicErrorMiddleware),
             Middleware(UnhandledErrorMiddleware),
             Middleware(ReplicaMiddleware, replica=settings.replica or default_replica_name()),
             *([Middleware(AccessLogMiddleware)] if settings.access_log else []),

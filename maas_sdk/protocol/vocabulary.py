@@ -24,6 +24,23 @@ ERROR_TYPES: Final[dict[int, str]] = {
 }
 SERVER_ERROR: Final = "server_error"
 INVALID_REQUEST_ERROR: Final = "invalid_request_error"
+# The same, as Anthropic names them (the Messages routes); another 4xx is an
+# `invalid_request_error`, another 5xx an `api_error`.
+ANTHROPIC_ERROR_TYPES: Final[dict[int, str]] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
 JOB_STATUSES: Final[tuple[JobStatus, ...]] = (

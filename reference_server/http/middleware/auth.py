@@ -128,8 +128,9 @@ class KeyRing:
 
 
 class APIKeyMiddleware:
-    """Bearer-key check, mounted on `/v1` (health, readiness, metrics and the OpenAPI
-    document stay open). Sets `scope["state"]["principal"]` and `["caller"]`."""
+    """API-key check, mounted on `/v1` (health, readiness, metrics and the OpenAPI
+    document stay open): the key comes as `Authorization: Bearer <key>` (OpenAI) or
+    `x-api-key: <key>` (Anthropic). Sets `scope["state"]["principal"]` and `["caller"]`."""
 
     def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
         self.app = app
@@ -145,10 +146,10 @@ class APIKeyMiddleware:
             state["caller"] = Caller(ANONYMOUS)
             await self.app(scope, receive, send)
             return
-        token = _bearer(scope)
+        token = _presented_key(scope)
         caller = self.keys.lookup(token)
         if caller is None:
-            message = "Missing API key: send `Authorization: Bearer <key>`." if token is None else (
+            message = "Missing API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)." if token is None else (
                 "Incorrect API key provided."
             )
             response = HTTPError(401, message, code="invalid_api_key",
@@ -176,11 +177,14 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def _bearer(scope: Scope) -> str | None:
+def _presented_key(scope: Scope) -> str | None:
+    """The Bearer token, else the `x-api-key` header (a Bearer token wins when both are sent)."""
+    api_key: str | None = None
     for name, value in scope.get("headers", []):
         if name == b"authorization":
             auth = value.decode("latin-1")
             if auth[:7].lower() == "bearer ":
                 return str(auth[7:].strip())
-            return None
-    return None
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1").strip()
+    return api_key
