@@ -17,6 +17,7 @@ import httpx
 import jsonschema
 import pytest
 from anthropic.types import TextBlock, ToolUseBlock
+from pydantic import BaseModel
 
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, GENERATOR
@@ -126,6 +127,18 @@ def test_a_named_tool_streams_its_input(claude: anthropic.Anthropic) -> None:
     (call,) = final.content
     assert isinstance(call, ToolUseBlock) and call.name == "get_weather" and final.stop_reason == "tool_use"
     jsonschema.validate(call.input, WEATHER_SCHEMA)
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+def test_output_format_is_enforced_and_keeps_the_schema_order(claude: anthropic.Anthropic) -> None:
+    reply = claude.messages.parse(model=GENERATOR, max_tokens=40, output_format=City, extra_body=GREEDY,
+                                  messages=[{"role": "user", "content": "Name a city in France."}])
+    assert isinstance(reply.parsed_output, City)
+    assert list(json.loads(reply.content[0].text)) == ["name", "country"]  # type: ignore[union-attr]
 
 
 def test_count_tokens_counts_the_tools_too(claude: anthropic.Anthropic) -> None:

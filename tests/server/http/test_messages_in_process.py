@@ -6,14 +6,20 @@ the other routes keep OpenAI's shape."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 from reference_server.app import create_app
+from reference_server.errors import Overloaded
+from reference_server.http.errors import HTTPError
+from reference_server.http.middleware.anthropic_errors import AnthropicErrorMiddleware
+from reference_server.http.routes import messages
+from reference_server.http.sse import DONE, error_event
 from reference_server.settings import Settings
 
 KEY = "sk-messages-in-process"
@@ -112,3 +118,40 @@ def test_the_rate_limit_is_a_rate_limit_error(tmp_path: Path) -> None:
         reply = http.post("/v1/messages", json=GOOD, headers=HEADERS)
         anthropic_error(reply, 429, "rate_limit_error")
         assert int(reply.headers["retry-after"]) >= 1
+
+
+async def test_a_stream_that_fails_ends_with_an_anthropic_error_event() -> None:
+    async def failing() -> AsyncIterator[bytes]:
+        yield b'event: ping\ndata: {"type":"ping"}\n\n'
+        raise Overloaded("The queue is full.", param="model")
+
+    frames = [frame async for frame in messages._ended(failing())]
+    assert frames[-1] == (b'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error",'
+                          b'"message":"model: The queue is full."}}\n\n')
+
+
+async def test_the_shutdown_notice_in_a_messages_stream_becomes_an_error_event() -> None:
+    shutdown = HTTPError(503, "The server shut down before this request finished; retry it.", code="server_shutdown")
+
+    async def streaming(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b'event: ping\ndata: {"type":"ping"}\n\n',
+                    "more_body": True})
+        await send({"type": "http.response.body", "body": error_event(shutdown) + DONE, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/v1/messages", "state": {"request_id": "req_1"}, "headers": []}
+    await AnthropicErrorMiddleware(streaming)(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert body.endswith(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":'
+                         b'"The server shut down before this request finished; retry it."}}\n\n')
+    assert b"[DONE]" not in body and (b"request-id", b"req_1") in sent[0]["headers"]
