@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from maas_sdk.protocol.common import BRANCH_MARK
 from reference_server.datasets.formats import SURROGATE_ESCAPE
 from reference_server.errors import InvalidRequest
 from reference_server.http.errors import HTTPError, bad_request
@@ -29,7 +30,8 @@ def _loc_to_param(loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("str", "list[str]", "list[int]", "list[list[int]]", "function-after", "literal"):
+        elif item in ("str", "list[str]", "list[int]", "list[list[int]]", "function-after", "literal") or (
+                isinstance(item, str) and item.startswith(BRANCH_MARK)):
             # union/tagged branches add the branch name to the location; keep the field path only
             continue
         else:

@@ -31,16 +31,24 @@ def event(body: BaseModel) -> bytes:
     return b"data: " + body.model_dump_json().encode() + b"\n\n"
 
 
-def error_event(exc: BaseException) -> bytes:
+def named_event(name: str, body: BaseModel) -> bytes:
+    """An event with an `event:` line, as the Responses API streams them."""
+    return b"event: " + name.encode() + b"\ndata: " + body.model_dump_json().encode() + b"\n\n"
+
+
+def error_detail(exc: BaseException) -> ErrorDetail:
+    """What the client is told of a failure mid-stream (an unexpected one is logged, not described)."""
     if isinstance(exc, DomainError):
         exc = HTTPError.of(exc)
     if isinstance(exc, HTTPError):
-        detail = exc.detail()
-    else:
-        logger.error("stream failed: %s", type(exc).__name__, exc_info=exc)
-        detail = ErrorDetail(message="The server failed while streaming this response.", type=SERVER_ERROR,
-                             code="internal_error")
-    return event(ErrorBody(error=detail))
+        return exc.detail()
+    logger.error("stream failed: %s", type(exc).__name__, exc_info=exc)
+    return ErrorDetail(message="The server failed while streaming this response.", type=SERVER_ERROR,
+                       code="internal_error")
+
+
+def error_event(exc: BaseException) -> bytes:
+    return event(ErrorBody(error=error_detail(exc)))
 
 
 async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
@@ -74,8 +82,8 @@ async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> Async
                 await aclose()
 
 
-async def guarded(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Append `[DONE]`; turn a failure into an error event then `[DONE]`."""
+async def guarded(source: AsyncIterator[bytes], done: bool = True) -> AsyncIterator[bytes]:
+    """Append `[DONE]` (if `done`); turn a failure into an error event (then `[DONE]`)."""
     try:
         async for item in source:
             yield item
@@ -83,13 +91,17 @@ async def guarded(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         raise
     except Exception as exc:  # noqa: BLE001 - the client must hear of any failure
         yield error_event(exc)
-    yield DONE
+    if done:
+        yield DONE
 
 
 def sse_response(source: AsyncIterator[bytes], keepalive: float,
-                 background: BackgroundTask | None = None) -> StreamingResponse:
+                 background: BackgroundTask | None = None, *, done: bool = True) -> StreamingResponse:
+    """`source` as an event stream with keep-alive comments; `done=False` for the APIs whose streams
+    end with an event of their own rather than `data: [DONE]` (a source that emits its own error
+    events then catches its failures itself)."""
     return StreamingResponse(
-        with_keepalive(guarded(source), keepalive),
+        with_keepalive(guarded(source, done), keepalive),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         background=background,

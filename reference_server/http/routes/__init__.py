@@ -15,6 +15,7 @@ from reference_server.http.routes import (
     health,
     models,
     playground,
+    responses,
     tokenize,
     vllm_tokenizer,
 )
@@ -22,5 +23,5 @@ from reference_server.http.routing import Operation
 
 TABLES = (health.table, models.table, completions.table, chat.table, embeddings.table, files.table,
           fine_tuning.table, classifications.table, tokenize.table, vllm_tokenizer.table,
-          evaluations.table, playground.table)
+          evaluations.table, responses.table, playground.table)
 OPERATIONS: tuple[Operation, ...] = tuple(op for table in TABLES for op in table.operations)
