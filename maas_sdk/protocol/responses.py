@@ -305,7 +305,9 @@ class ResponseCreateRequest(RequestModel):
     text: TextConfig | None = None
     tools: list[Tool] | None = Field(default=None, max_length=128)
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool = Field(default=True, description="Allow more than one call in one reply.")
+    parallel_tool_calls: bool | None = Field(
+        default=None, description="true: the model may make several calls in one reply (default: one call, as "
+        "Chat Completions on this server; small models given the choice tend to repeat a call).")
     metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
         default=None, max_length=MAX_METADATA_KEYS, description="Up to 16 string pairs, kept with the response.")
     store: bool = Field(default=True, description="Keep the response for retrieval and previous_response_id.")
@@ -442,7 +444,7 @@ class Response(ResponseModel):
     max_output_tokens: int | None = None
     model: str
     output: list[OutputItem] = Field(default_factory=list)
-    parallel_tool_calls: bool = True
+    parallel_tool_calls: bool = False
     previous_response_id: str | None = None
     reasoning: dict[str, Any] | None = None
     store: bool = True

@@ -62,7 +62,7 @@ class ResponseDraft:
             completed_at=int(time.time()) if status == "completed" else None,
             error=ResponseError(code=error.code, message=error.message) if error is not None else None,
             incomplete_details=incomplete, instructions=body.instructions, max_output_tokens=body.max_output_tokens,
-            model=body.model, output=list(output or []), parallel_tool_calls=body.parallel_tool_calls,
+            model=body.model, output=list(output or []), parallel_tool_calls=body.parallel_tool_calls is True,
             previous_response_id=body.previous_response_id, store=body.store, temperature=body.temperature,
             text=ResponseTextConfig(format=body.text.format.model_dump(mode="json", by_alias=True, exclude_none=True)
                                     if body.text is not None and body.text.format is not None else {"type": "text"}),
