@@ -13,7 +13,6 @@ stored conversation holds, and what the next request's `previous_response_id` co
 
 from __future__ import annotations
 
-import copy
 import re
 import secrets
 from typing import Any
@@ -189,7 +188,8 @@ def chat_request(body: ResponseCreateRequest, conversation: list[Item]) -> ChatC
 
 
 def renamed(error: DomainError) -> DomainError:
-    """`error` of the chat path, with the parameter it names (and its message) in Responses terms."""
+    """`error` of the chat path, with the parameter it names (and its message) in Responses terms
+    (changed in place: it is raised again at once)."""
     param, message = error.param, error.message
     for pattern, replacement in _RENAMES:
         if param is not None:
@@ -197,8 +197,5 @@ def renamed(error: DomainError) -> DomainError:
         if pattern.pattern.startswith("^"):
             continue
         message = pattern.sub(replacement, message)
-    if param == error.param and message == error.message:
-        return error
-    out = copy.copy(error)
-    out.param, out.message, out.args = param, message, (message,)
-    return out
+    error.param, error.message, error.args = param, message, (message,)
+    return error
