@@ -91,6 +91,13 @@ from maas_sdk.protocol.tokenizer import (
     VLLMTokenizeRequest,
     VLLMTokenizeResponse,
 )
+from maas_sdk.protocol.usage import (
+    CompletionsUsageResult,
+    EmbeddingsUsageResult,
+    UsageBucket,
+    UsagePage,
+    UsageResult,
+)
 
 __all__ = [
     "ChatChoice",
@@ -108,12 +115,14 @@ __all__ = [
     "CompletionChoice",
     "CompletionLogprobs",
     "CompletionRequest",
+    "CompletionsUsageResult",
     "DetokenizeRequest",
     "Detokenized",
     "Embedding",
     "EmbeddingRequest",
     "EmbeddingUsage",
     "Embeddings",
+    "EmbeddingsUsageResult",
     "ErrorBody",
     "ErrorDetail",
     "Evaluation",
@@ -174,6 +183,9 @@ __all__ = [
     "ToolFields",
     "TopLogprob",
     "Usage",
+    "UsageBucket",
+    "UsagePage",
+    "UsageResult",
     "VLLMDetokenizeRequest",
     "VLLMDetokenizeResponse",
     "VLLMTokenizeRequest",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from pydantic import BaseModel
@@ -51,9 +51,9 @@ def error_event(exc: BaseException) -> bytes:
     return event(ErrorBody(error=error_detail(exc)))
 
 
-async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
-    """Yield `source`'s items, plus a `: ping` comment whenever it is silent for `interval` s
-    (long prefills behind a queue), so proxies and clients do not time the stream out."""
+async def with_keepalive(source: AsyncIterator[bytes], interval: float, ping: bytes = PING) -> AsyncIterator[bytes]:
+    """Yield `source`'s items, plus `ping` (a `: ping` comment) whenever it is silent for
+    `interval` s (long prefills behind a queue), so proxies and clients do not time the stream out."""
     iterator = source.__aiter__()
     pending: asyncio.Task[bytes] | None = None
     try:
@@ -62,7 +62,7 @@ async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> Async
                 pending = asyncio.ensure_future(iterator.__anext__())
             done, _ = await asyncio.wait({pending}, timeout=interval)
             if not done:
-                yield PING
+                yield ping
                 continue
             task, pending = pending, None
             try:
@@ -82,8 +82,8 @@ async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> Async
                 await aclose()
 
 
-async def guarded(source: AsyncIterator[bytes], done: bool = True) -> AsyncIterator[bytes]:
-    """Append `[DONE]` (if `done`); turn a failure into an error event (then `[DONE]`)."""
+async def guarded(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Append `[DONE]`; turn a failure into an error event then `[DONE]`."""
     try:
         async for item in source:
             yield item
@@ -91,17 +91,16 @@ async def guarded(source: AsyncIterator[bytes], done: bool = True) -> AsyncItera
         raise
     except Exception as exc:  # noqa: BLE001 - the client must hear of any failure
         yield error_event(exc)
-    if done:
-        yield DONE
+    yield DONE
 
 
-def sse_response(source: AsyncIterator[bytes], keepalive: float,
-                 background: BackgroundTask | None = None, *, done: bool = True) -> StreamingResponse:
-    """`source` as an event stream with keep-alive comments; `done=False` for the APIs whose streams
-    end with an event of their own rather than `data: [DONE]` (a source that emits its own error
-    events then catches its failures itself)."""
+def sse_response(source: AsyncIterator[bytes], keepalive: float, background: BackgroundTask | None = None,
+                 *, ending: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] = guarded,
+                 ping: bytes = PING) -> StreamingResponse:
+    """The stream of `source`'s events, ended by `ending` (OpenAI's `[DONE]` and error event by
+    default; another API frames its own) and kept alive by `ping`."""
     return StreamingResponse(
-        with_keepalive(guarded(source, done), keepalive),
+        with_keepalive(ending(source), keepalive, ping),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         background=background,

@@ -94,10 +94,26 @@ CREATE TABLE idempotency_keys (
 );
 """
 
+# Usage per API key: one row per (key, minute, model, kind), added to by upserts once a second.
+_V2 = """
+CREATE TABLE usage_counts (
+    owner TEXT NOT NULL,
+    minute {bigint} NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    requests {bigint} NOT NULL DEFAULT 0,
+    prompt_tokens {bigint} NOT NULL DEFAULT 0,
+    completion_tokens {bigint} NOT NULL DEFAULT 0,
+    inputs {bigint} NOT NULL DEFAULT 0,
+    trained_tokens {bigint} NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, minute, model, kind)
+);
+"""
+
 # Stored responses of the Responses API: the response object as sent, the request's own input
 # items (for `input_items`), and the whole conversation up to and including its output (what
 # `previous_response_id` continues), each as JSON. Expired rows are swept on write.
-_V2 = """
+_V3 = """
 CREATE TABLE responses (
     seq {serial},
     id TEXT NOT NULL UNIQUE,
@@ -112,7 +128,7 @@ CREATE INDEX responses_by_owner ON responses (owner, seq);
 CREATE INDEX responses_by_expiry ON responses (expires_at);
 """
 
-MIGRATIONS = [_V1, _V2]
+MIGRATIONS = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TYPES = {

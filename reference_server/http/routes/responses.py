@@ -165,9 +165,15 @@ async def create_response(request: Request) -> Response:
             async for event in response_events(request, run):
                 yield named_event(event.type, event)
 
-        stream = sse_response(frames(), state_of(request).settings.keepalive_seconds, done=False)
+        stream = sse_response(frames(), state_of(request).settings.keepalive_seconds, ending=_as_is)
         return mark_ignored(stream, body)
     return mark_ignored(json_response(await collect_response(request, run)), body)
+
+
+def _as_is(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A Responses stream ends with its own terminal event (no `[DONE]`), and `response_events`
+    turns its failures into its own `error` and `response.failed` events."""
+    return frames
 
 
 async def _owned(request: Request) -> ResponseRecord:
