@@ -111,6 +111,19 @@ class AdapterCache:
             return
         threading.Thread(target=self._load_for_waiters, args=(source,), name="adapter-load", daemon=True).start()
 
+    def acquire(self, source: AdapterSource) -> Adapter:
+        """The adapter, resident or read now on this thread; `AdapterUnusableError` if it cannot be."""
+        adapter = self.get(source)
+        if adapter is not None:
+            return adapter
+        try:
+            return self.load(source)
+        except AdapterError as exc:
+            logger.error("the adapter of %s cannot be served: %s", source.name, exc)
+            with self._lock:
+                self._unusable[source.name] = str(exc)
+            raise AdapterUnusableError(source.name) from exc
+
     def load(self, source: AdapterSource) -> Adapter:
         """Load `source` now, on this thread, and keep it resident; raises AdapterError."""
         adapter = self._read(source)
@@ -156,7 +169,7 @@ class AdapterCache:
             with self._lock:
                 self._unusable[source.name] = str(exc)
             error = AdapterUnusableError(source.name)
-        except Exception as exc:  # noqa: BLE001 - reported to the requests that wait for it
+        except Exception as exc:
             logger.exception("loading the adapter of %s failed", source.name)
             error = AdapterUnusableError(source.name)
             error.__cause__ = exc

@@ -57,7 +57,13 @@ from reference_server.inference.engine.adapters import AdapterCache, AdapterSour
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import SlotKVCache, check_supported, install
-from reference_server.inference.engine.lora import Adapter, AdapterSet, applying, batch_for_tokens, wrap_projections
+from reference_server.inference.engine.lora import (
+    Adapter,
+    AdapterSet,
+    applying,
+    batch_for_tokens,
+    wrap_projections,
+)
 from reference_server.inference.engine.packed_linear import pack_linears
 from reference_server.inference.engine.prefix_cache import PrefixCache
 from reference_server.inference.engine.sampling import (
