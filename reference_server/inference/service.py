@@ -123,7 +123,7 @@ class ModelsService:
                 logger.info("model %s ready on %s (%s)", spec.id, served.loaded.device, served.loaded.dtype)
             for entry in self.settings.lora_modules:
                 name, _, path = entry.partition("=")
-                await asyncio.to_thread(self._serve_operator_adapter, name.strip(), Path(path.strip()).expanduser())
+                await asyncio.to_thread(self.serve_operator_adapter, name.strip(), Path(path.strip()).expanduser())
             self.ready.set()
         except Exception as exc:  # reported by /ready; the process keeps serving health
             self.error = exc
@@ -152,7 +152,7 @@ class ModelsService:
                            structured=base.structured, parent=parent, owner=owner,
                            adapter=AdapterSource(model_id, folder))
 
-    def _serve_operator_adapter(self, name: str, folder: Path) -> None:
+    def serve_operator_adapter(self, name: str, folder: Path) -> None:
         """Serve the operator's adapter `name` on the generator it fits, read now; AdapterError
         (naming it) when it fits none."""
         from reference_server.inference.engine.adapters import AdapterSource
@@ -177,8 +177,8 @@ class ModelsService:
             self.registry.register(self._adapter_model(name, folder, parent=base.id, owner=None))
             logger.info("adapter %s served on %s", name, base.id)
             return
-        raise AdapterError(f"lora_modules: the adapter {name!r} fits no generator served here ("
-                           + ("; ".join(problems) or "none is served") + ")")
+        raise AdapterError(f"lora_modules: the adapter {name!r} is refused: "
+                           + ("; ".join(problems) or "no generator is served here"))
 
     def _load(self, spec: ModelSpec, extra: dict[str, object]) -> ServedModel:
         """Load `spec` and start its engine, on a thread that ends afterwards (see

@@ -159,3 +159,14 @@ def test_the_owner_deletes_its_adapter(adapters: SimpleNamespace) -> None:
     assert chat(adapters, OWNER, model).status_code == 404
     assert call(adapters, OWNER, "DELETE", "/models/pirate").status_code == 403
     assert chat(adapters, OWNER, adapters.mine[1]).status_code == 200
+
+
+def test_a_job_asking_for_too_large_a_rank_is_a_400(adapters: SimpleNamespace) -> None:
+    with MaaS(api_key=OWNER, base_url=adapters.server.base_url, timeout=120) as client:
+        data = client.files.upload(Path(__file__).resolve().parents[1] / "data" / "pirate_chat_train.jsonl")
+    reply = call(adapters, OWNER, "POST", "/fine_tuning/jobs", {
+        "model": GENERATOR, "training_file": data.id, "method": {"type": "lora", "lora": {"r": 128}}})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert (error["param"], error["code"]) == ("method.lora.r", "lora_rank_too_large")
+    assert "MAAS_MAX_LORA_RANK" in error["message"]
