@@ -34,7 +34,9 @@ from maas_sdk._types import (
     Prompt,
     RequestOptions,
     ResponseFormatParam,
+    TimeParam,
     ToolRunParams,
+    UsageParams,
 )
 from maas_sdk.protocol import (
     ChatCompletion,
@@ -46,6 +48,8 @@ from maas_sdk.protocol import (
     Generation,
     GenerationChunk,
     Tokenized,
+    UsagePage,
+    UsageResult,
 )
 from maas_sdk.resources.files import AsyncFiles, Files
 from maas_sdk.resources.fine_tuning import AsyncFineTuning, FineTuning
@@ -196,6 +200,13 @@ class MaaS(ClientCore[httpx.Client], Viewable):
         `.tokens`, `.token_count`, `.is_greedy`."""
         call = endpoints.score(prompt, continuation, model=model, options=options)
         return self._api.request(call, lambda generation, _: score_of(generation, len(prompt)))
+
+    def usage(self, *, start_time: TimeParam, **params: Unpack[UsageParams]) -> UsagePage[UsageResult]:
+        """What this API key used from `start_time` on (GET /usage): a page of time buckets
+        (`bucket_width` "1m", "1h" or "1d", the default), each with its results: requests, tokens
+        read and written, inputs embedded or classified, tokens trained; one result per model
+        and/or kind with `group_by=["model", "kind"]`. `page.next_page` is the `page=` of the next."""
+        return self._api.request(endpoints.usage(start_time=start_time, **params))
 
     def close(self) -> None:
         """Close the connection pool, unless it was given as `http_client=`."""
@@ -349,6 +360,10 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
         """How likely `model` finds `continuation` after `prompt`; see `MaaS.score`."""
         call = endpoints.score(prompt, continuation, model=model, options=options)
         return await self._api.request(call, lambda generation, _: score_of(generation, len(prompt)))
+
+    async def usage(self, *, start_time: TimeParam, **params: Unpack[UsageParams]) -> UsagePage[UsageResult]:
+        """What this API key used from `start_time` on (GET /usage); see `MaaS.usage`."""
+        return await self._api.request(endpoints.usage(start_time=start_time, **params))
 
     async def close(self) -> None:
         """Close the connection pool, unless it was given as `http_client=`."""

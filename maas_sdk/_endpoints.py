@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
@@ -33,6 +34,8 @@ from maas_sdk._types import (
     RequestOptions,
     ResponseFormatParam,
     SamplingParams,
+    TimeParam,
+    UsageParams,
 )
 
 R = TypeVar("R")
@@ -276,3 +279,15 @@ def job_checkpoints(
 ) -> Call[ListBody[wire.FineTuningCheckpoint]]:
     path = f"/fine_tuning/jobs/{_segment(job_id)}/checkpoints"
     return _call("GET", path, ListBody[wire.FineTuningCheckpoint], options, query={"limit": limit, "after": after})
+
+
+def _seconds(value: TimeParam) -> int:
+    return int(value.timestamp()) if isinstance(value, datetime) else value
+
+
+def usage(*, start_time: TimeParam, **params: Unpack[UsageParams]) -> Call[wire.UsagePage[wire.UsageResult]]:
+    options, values = _split(params)
+    end_time = values.pop("end_time", None)
+    query = {"start_time": _seconds(start_time), "end_time": None if end_time is None else _seconds(end_time),
+             **{key: list(value) if isinstance(value, (list, tuple)) else value for key, value in values.items()}}
+    return _call("GET", "/usage", wire.UsagePage[wire.UsageResult], options, query=query)

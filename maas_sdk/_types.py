@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import IO, Any, Literal
 
 import httpx
@@ -18,8 +19,10 @@ from typing_extensions import TypedDict
 
 from maas_sdk._tools import ToolParam
 from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions
+from maas_sdk.protocol.vocabulary import UsageKind
 
 __all__ = [
+    "BucketWidth",
     "ChatParams",
     "ClientOptions",
     "CompletionParams",
@@ -34,10 +37,13 @@ __all__ = [
     "ResponseFormatParam",
     "SamplingParams",
     "StopParam",
+    "TimeParam",
     "TimeoutParam",
     "ToolChoiceParam",
     "ToolParam",
     "ToolRunParams",
+    "UsageGroup",
+    "UsageParams",
 ]
 
 TimeoutParam = float | httpx.Timeout | None
@@ -45,6 +51,10 @@ TimeoutParam = float | httpx.Timeout | None
 Prompt = str | list[str] | list[int] | list[list[int]]
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 EncodingFormat = Literal["float", "base64"]
+BucketWidth = Literal["1m", "1h", "1d"]
+UsageGroup = Literal["model", "kind"]
+# A point in time for the usage calls: Unix seconds, or a datetime (naive ones are local time).
+TimeParam = int | datetime
 StopParam = str | Sequence[str] | None
 MessageParam = ChatMessage | Mapping[str, Any]
 FileInput = str | os.PathLike[str] | bytes | IO[bytes]
@@ -157,3 +167,15 @@ class FineTuningParams(RequestOptions, total=False):
     method: FineTuneMethod | Mapping[str, object] | None
     suffix: str | None
     seed: int | None
+
+
+class UsageParams(RequestOptions, total=False):
+    """`usage()`'s optional parameters (see `GET /v1/usage`)."""
+
+    end_time: TimeParam | None
+    bucket_width: BucketWidth | None
+    group_by: Sequence[UsageGroup] | None
+    models: Sequence[str] | None
+    kinds: Sequence[UsageKind] | None
+    limit: int | None
+    page: str | None

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     )
     rate_limit_rpm: int | None = Field(None, ge=1, description="Requests per minute per API key.")
     rate_limit_tpm: int | None = Field(None, ge=1, description="Tokens per minute per API key.")
+    usage_flush_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often the usage counted per API key is written to the store: a crash "
+        "loses at most this many seconds of counts.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; empty means CORS off."
     )

@@ -79,6 +79,13 @@ from maas_sdk.protocol.tokenizer import (
     VLLMTokenizeRequest,
     VLLMTokenizeResponse,
 )
+from maas_sdk.protocol.usage import (
+    CompletionsUsageResult,
+    EmbeddingsUsageResult,
+    UsageBucket,
+    UsagePage,
+    UsageResult,
+)
 
 __all__ = [
     "ChatChoice",
@@ -96,12 +103,14 @@ __all__ = [
     "CompletionChoice",
     "CompletionLogprobs",
     "CompletionRequest",
+    "CompletionsUsageResult",
     "DetokenizeRequest",
     "Detokenized",
     "Embedding",
     "EmbeddingRequest",
     "EmbeddingUsage",
     "Embeddings",
+    "EmbeddingsUsageResult",
     "ErrorBody",
     "ErrorDetail",
     "Evaluation",
@@ -152,6 +161,9 @@ __all__ = [
     "ToolFields",
     "TopLogprob",
     "Usage",
+    "UsageBucket",
+    "UsagePage",
+    "UsageResult",
     "VLLMDetokenizeRequest",
     "VLLMDetokenizeResponse",
     "VLLMTokenizeRequest",

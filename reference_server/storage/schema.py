@@ -94,7 +94,23 @@ CREATE TABLE idempotency_keys (
 );
 """
 
-MIGRATIONS = [_V1]
+# Usage per API key: one row per (key, minute, model, kind), added to by upserts once a second.
+_V2 = """
+CREATE TABLE usage_counts (
+    owner TEXT NOT NULL,
+    minute {bigint} NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    requests {bigint} NOT NULL DEFAULT 0,
+    prompt_tokens {bigint} NOT NULL DEFAULT 0,
+    completion_tokens {bigint} NOT NULL DEFAULT 0,
+    inputs {bigint} NOT NULL DEFAULT 0,
+    trained_tokens {bigint} NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, minute, model, kind)
+);
+"""
+
+MIGRATIONS = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TYPES = {
