@@ -54,6 +54,7 @@ from maas_sdk.protocol import (
 from maas_sdk.resources.files import AsyncFiles, Files
 from maas_sdk.resources.fine_tuning import AsyncFineTuning, FineTuning
 from maas_sdk.resources.models import AsyncModels, Models
+from maas_sdk.resources.responses import AsyncResponses, Responses
 
 __all__ = ["AsyncMaaS", "MaaS"]
 
@@ -89,6 +90,11 @@ class MaaS(ClientCore[httpx.Client], Viewable):
     @property
     def fine_tuning(self) -> FineTuning:
         return FineTuning(self._api)
+
+    @property
+    def responses(self) -> Responses:
+        """OpenAI's Responses API: `create`, `stream`, `parse`, and the stored responses."""
+        return Responses(self._api)
 
     @overload
     def generate(
@@ -250,6 +256,11 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
     @property
     def fine_tuning(self) -> AsyncFineTuning:
         return AsyncFineTuning(self._api)
+
+    @property
+    def responses(self) -> AsyncResponses:
+        """OpenAI's Responses API: `create`, `stream`, `parse`, and the stored responses."""
+        return AsyncResponses(self._api)
 
     @overload
     async def generate(

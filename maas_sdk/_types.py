@@ -35,6 +35,8 @@ __all__ = [
     "Prompt",
     "RequestOptions",
     "ResponseFormatParam",
+    "ResponseInputParam",
+    "ResponseParams",
     "SamplingParams",
     "StopParam",
     "TimeParam",
@@ -62,6 +64,8 @@ JSONBody = dict[str, object]
 ToolChoiceParam = Literal["none", "auto", "required"] | Mapping[str, object]
 # A pydantic model class (the reply is parsed into it) or a dict in OpenAI's shape.
 ResponseFormatParam = type[BaseModel] | Mapping[str, object]
+# Responses API input: text, or items as dicts or models (an earlier response's output items).
+ResponseInputParam = str | Sequence[Mapping[str, Any] | BaseModel]
 
 
 class ClientOptions(TypedDict, total=False):
@@ -179,3 +183,28 @@ class UsageParams(RequestOptions, total=False):
     kinds: Sequence[UsageKind] | None
     limit: int | None
     page: str | None
+
+
+class ResponseParams(RequestOptions, total=False):
+    """`responses.create()`'s optional parameters, as OpenAI's Responses API names them.
+
+    `tools` are dicts (in the Responses shape, `{"type": "function", "name", "parameters"}`, or the
+    Chat Completions one), pydantic models or Python functions with type hints; `text` is
+    `{"format": {...}}` (or give a pydantic model as `text_format` to `parse()` / `stream()`).
+    `seed` is this server's extension, as in `chat()`: the same seed and parameters, the same output.
+    """
+
+    instructions: str | None
+    max_output_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    seed: int | None
+    tools: Sequence[ToolParam] | None
+    tool_choice: ToolChoiceParam | None
+    parallel_tool_calls: bool | None
+    text: Mapping[str, object] | None
+    metadata: Mapping[str, str] | None
+    store: bool | None
+    previous_response_id: str | None
+    truncation: Literal["auto", "disabled"] | None
+    user: str | None

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     )
     max_grammar_bytes: int = Field(64 * 1024, ge=1024, description="Largest schema or grammar a request may send.")
 
+    # Responses API
+    response_ttl_days: float = Field(
+        30.0, gt=0, description="Days a stored response (`store: true`) is kept for retrieval and previous_response_id.")
+
     # Embeddings
     embed_max_batch_size: int = Field(32, ge=1, description="Inputs per embedding forward pass.")
     embed_max_batch_tokens: int = Field(8192, ge=16, description="Tokens per embedding forward pass, counted as "

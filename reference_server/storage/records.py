@@ -40,6 +40,21 @@ class FileRecord:
 
 
 @dataclass
+class ResponseRecord:
+    """A stored response of the Responses API: `body` is the response object as it was sent,
+    `input_items` the items its request gave, `conversation` every item up to and including its
+    output (the input items of a request that continues it). All three are JSON values."""
+
+    id: str
+    owner: str
+    created_at: int
+    expires_at: int
+    body: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    conversation: list[dict[str, Any]]
+
+
+@dataclass
 class JobRecord:
     id: str
     owner: str

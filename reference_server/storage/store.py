@@ -34,13 +34,17 @@ from reference_server.storage.records import (
     EventRecord,
     FileRecord,
     JobRecord,
+    ResponseRecord,
     UsageCell,
     UsageCounts,
     UsageRow,
 )
 from reference_server.storage.schema import migrate
 
-_JSON_COLUMNS = {"hyperparameters", "method", "error", "labels", "metrics", "data"}
+_JSON_COLUMNS = {"hyperparameters", "method", "error", "labels", "metrics", "data", "body", "input_items",
+                 "conversation"}
+# JSON kept in the order it was written: API objects whose key order the caller sees.
+_ORDERED_JSON = {"body", "input_items", "conversation"}
 _COUNTS = ("requests", "prompt_tokens", "completion_tokens", "inputs", "trained_tokens")
 _JOB_UPDATABLE = {
     "status", "finished_at", "fine_tuned_model", "trained_tokens", "error", "step", "total_steps",
@@ -72,7 +76,7 @@ def _now() -> int:
 
 def _encode(column: str, value: Any) -> Any:
     if column in _JSON_COLUMNS and value is not None:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return json.dumps(value, separators=(",", ":"), sort_keys=column not in _ORDERED_JSON)
     if isinstance(value, bool):
         return int(value)
     return value
@@ -186,6 +190,26 @@ class Store:
     def file_ids(self) -> set[str]:
         with self._read() as conn:
             return {row["id"] for row in self._rows(conn, "SELECT id FROM files")}
+
+    # Responses
+
+    def add_response(self, record: ResponseRecord) -> None:
+        """Store `record`, and forget every response whose time has passed."""
+        with self._transaction() as conn:
+            self._write(conn, "DELETE FROM responses WHERE expires_at <= :now", now=record.created_at)
+            self._insert(conn, "responses", {f.name: getattr(record, f.name) for f in fields(record)})
+
+    def get_response(self, response_id: str, owner: str, now: int) -> ResponseRecord | None:
+        """`owner`'s response `response_id`, unless it has expired by `now`."""
+        with self._read() as conn:
+            row = self._one(conn, "SELECT * FROM responses WHERE id = :id AND owner = :owner AND expires_at > :now",
+                            id=response_id, owner=owner, now=now)
+        return _row_to(ResponseRecord, row) if row else None
+
+    def delete_response(self, response_id: str, owner: str) -> bool:
+        with self._transaction() as conn:
+            return self._write(conn, "DELETE FROM responses WHERE id = :id AND owner = :owner",
+                               id=response_id, owner=owner) > 0
 
     # Jobs
 

@@ -150,6 +150,8 @@ def test_pages_of_buckets_follow_next_page(server: ServerProcess) -> None:
     ({}, "start_time"),
     ({"start_time": "yesterday"}, "start_time"),
     ({"start_time": -5}, "start_time"),
+    ({"start_time": 10**20}, "start_time"),
+    ({"start_time": 1000, "end_time": 10**19}, "end_time"),
     ({"start_time": 1000, "end_time": 1000}, "end_time"),
     ({"start_time": 1000, "bucket_width": "1w"}, "bucket_width"),
     ({"start_time": 1000, "group_by": "project_id"}, "group_by"),

@@ -39,6 +39,7 @@ table = RouteTable("usage")
 # Buckets per page by width, as OpenAI pages them: (default, most).
 _PAGE_SIZES = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
 _LIST = {"type": "array", "items": {"type": "string"}}
+_LATEST = 253402300799  # 9999-12-31T23:59:59Z: any later time is a typo, and would overflow the store's integers
 
 
 @dataclass
@@ -60,8 +61,8 @@ def _time(request: Request, name: str) -> int | None:
         value = int(raw)
     except ValueError:
         raise bad_request(f"{name} must be a Unix time in whole seconds, got {raw!r}.", param=name) from None
-    if value < 0:
-        raise bad_request(f"{name} must not be negative, got {value}.", param=name)
+    if not 0 <= value <= _LATEST:
+        raise bad_request(f"{name} must be a Unix time from 0 to {_LATEST}, got {value}.", param=name)
     return value
 
 
