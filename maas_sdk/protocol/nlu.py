@@ -7,10 +7,10 @@ from typing import Annotated
 from pydantic import Discriminator, Field, Tag
 
 from maas_sdk.protocol.common import (
-    OBJECT_TAG,
     RequestModel,
     ResponseModel,
     Usage,
+    branch,
     text_or_list,
     text_or_object,
 )
@@ -24,10 +24,13 @@ class TextPair(RequestModel):
     text_pair: str
 
 
-ClassificationInput = Annotated[Annotated[str, Tag("str")] | Annotated[TextPair, Tag(OBJECT_TAG)],
-                                Discriminator(text_or_object)]
-ClassificationInputs = Annotated[Annotated[str, Tag("str")] | Annotated[list[ClassificationInput], Tag("list[str]")],
-                                 Discriminator(text_or_list)]
+ClassificationInput = Annotated[
+    Annotated[str, Tag(branch("text"))] | Annotated[TextPair, Tag(branch("object"))], Discriminator(text_or_object)
+]
+ClassificationInputs = Annotated[
+    Annotated[str, Tag(branch("text"))] | Annotated[list[ClassificationInput], Tag(branch("list"))],
+    Discriminator(text_or_list),
+]
 
 
 class ClassificationRequest(RequestModel):

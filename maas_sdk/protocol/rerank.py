@@ -16,10 +16,10 @@ from typing import Annotated, ClassVar
 from pydantic import Discriminator, Field, Tag
 
 from maas_sdk.protocol.common import (
-    OBJECT_TAG,
     RequestModel,
     ResponseModel,
     Usage,
+    branch,
     omitted_if_none,
     text_or_object,
 )
@@ -31,8 +31,10 @@ class RerankDocument(RequestModel):
     text: str
 
 
-DocumentInput = Annotated[Annotated[str, Tag("str")] | Annotated[RerankDocument, Tag(OBJECT_TAG)],
-                          Discriminator(text_or_object)]
+DocumentInput = Annotated[
+    Annotated[str, Tag(branch("text"))] | Annotated[RerankDocument, Tag(branch("object"))],
+    Discriminator(text_or_object),
+]
 
 
 class RerankRequest(RequestModel):

@@ -1,4 +1,5 @@
-"""The resource namespaces of the clients: `client.models`, `client.files`, `client.fine_tuning.jobs`."""
+"""The resource namespaces of the clients: `client.models`, `client.files`, `client.fine_tuning.jobs`,
+`client.responses`."""
 
 from maas_sdk.resources.files import AsyncFiles, Files
 from maas_sdk.resources.fine_tuning import (
@@ -10,6 +11,7 @@ from maas_sdk.resources.fine_tuning import (
     FineTuningJobs,
 )
 from maas_sdk.resources.models import AsyncModels, Models
+from maas_sdk.resources.responses import AsyncResponses, Responses
 
 __all__ = [
     "AsyncBoundFineTuningJob",
@@ -17,9 +19,11 @@ __all__ = [
     "AsyncFineTuning",
     "AsyncFineTuningJobs",
     "AsyncModels",
+    "AsyncResponses",
     "BoundFineTuningJob",
     "Files",
     "FineTuning",
     "FineTuningJobs",
     "Models",
+    "Responses",
 ]

@@ -7,7 +7,13 @@ folders live in the data directory on disk.
 
 from reference_server.storage.async_store import AsyncStore
 from reference_server.storage.layout import DataLayout
-from reference_server.storage.records import CheckpointRecord, EventRecord, FileRecord, JobRecord
+from reference_server.storage.records import (
+    CheckpointRecord,
+    EventRecord,
+    FileRecord,
+    JobRecord,
+    ResponseRecord,
+)
 from reference_server.storage.store import IdempotencyKeyReused, NewEvent, Store
 
 __all__ = [
@@ -19,5 +25,6 @@ __all__ = [
     "IdempotencyKeyReused",
     "JobRecord",
     "NewEvent",
+    "ResponseRecord",
     "Store",
 ]

@@ -94,7 +94,41 @@ CREATE TABLE idempotency_keys (
 );
 """
 
-MIGRATIONS = [_V1]
+# Usage per API key: one row per (key, minute, model, kind), added to by upserts once a second.
+_V2 = """
+CREATE TABLE usage_counts (
+    owner TEXT NOT NULL,
+    minute {bigint} NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    requests {bigint} NOT NULL DEFAULT 0,
+    prompt_tokens {bigint} NOT NULL DEFAULT 0,
+    completion_tokens {bigint} NOT NULL DEFAULT 0,
+    inputs {bigint} NOT NULL DEFAULT 0,
+    trained_tokens {bigint} NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, minute, model, kind)
+);
+"""
+
+# Stored responses of the Responses API: the response object as sent, the request's own input
+# items (for `input_items`), and the whole conversation up to and including its output (what
+# `previous_response_id` continues), each as JSON. Expired rows are swept on write.
+_V3 = """
+CREATE TABLE responses (
+    seq {serial},
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    created_at {bigint} NOT NULL,
+    expires_at {bigint} NOT NULL,
+    body TEXT NOT NULL,
+    input_items TEXT NOT NULL,
+    conversation TEXT NOT NULL
+);
+CREATE INDEX responses_by_owner ON responses (owner, seq);
+CREATE INDEX responses_by_expiry ON responses (expires_at);
+"""
+
+MIGRATIONS = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TYPES = {

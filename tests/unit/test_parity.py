@@ -34,10 +34,12 @@ from maas_sdk.resources import (
     AsyncFineTuning,
     AsyncFineTuningJobs,
     AsyncModels,
+    AsyncResponses,
     Files,
     FineTuning,
     FineTuningJobs,
     Models,
+    Responses,
 )
 
 PAIRS = [
@@ -46,13 +48,14 @@ PAIRS = [
     (Files, AsyncFiles),
     (FineTuning, AsyncFineTuning),
     (FineTuningJobs, AsyncFineTuningJobs),
+    (Responses, AsyncResponses),
 ]
 # Spelled differently on purpose: context management.
 SHELL_ONLY = {"__enter__", "__exit__", "__aenter__", "__aexit__"}
 # What the sync and async helpers of pages, streams and streamed responses share.
 HELPERS = [
     (Page, AsyncPage, ["get_next_page", "iter_pages"]),
-    (Stream, AsyncStream, ["text_stream", "until_done", "get_final_completion"]),
+    (Stream, AsyncStream, ["text_stream", "until_done", "get_final_completion", "get_final_response"]),
     (StreamedResponse, AsyncStreamedResponse,
      ["parse", "read", "text", "json", "iter_bytes", "iter_text", "iter_lines", "close"]),
 ]
@@ -160,12 +163,12 @@ def test_helpers_alike(sync: type, async_: type, names: list[str]) -> None:
 def test_raw_views_offer_every_request_alike(view: str) -> None:
     sync_client, async_client = MaaS(api_key="k"), AsyncMaaS(api_key="k")
     pairs = [(sync_client, async_client), *[
-        (getattr(sync_client, name), getattr(async_client, name)) for name in ("models", "files", "fine_tuning")
+        (getattr(sync_client, name), getattr(async_client, name)) for name in ("models", "files", "fine_tuning", "responses")
     ], (sync_client.fine_tuning.jobs, async_client.fine_tuning.jobs)]
     for sync, async_ in pairs:
         sync_view, async_view = getattr(sync, view), getattr(async_, view)
         expected = {name for name in public_names(type(sync)) - {"close", "with_options", "wait"}
                     if callable(inspect.getattr_static(type(sync), name))
-                    or name in {"models", "files", "fine_tuning", "jobs"}}
+                    or name in {"models", "files", "fine_tuning", "jobs", "responses"}}
         assert set(dir(sync_view)) == set(dir(async_view)) == expected, type(sync).__name__
     sync_client.close()

@@ -15,9 +15,11 @@ from maas_sdk import protocol as p
 from maas_sdk.protocol import Classification, ClassificationRequest, Classifications, TextPair, Usage
 from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
+from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
+from reference_server.inference.adapted import adapted
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.tasks import classify
@@ -56,7 +58,7 @@ async def _score(served: ServedModel, inputs: list[classify.ClassifierInput], la
         vectors, tokens = await served.batcher.embed(texts + labels)
         return classify.zero_shot_by_similarity(vectors, len(texts), labels), tokens
     if served.task == "generate":
-        return await work.run(classify.zero_shot_by_likelihood, served.loaded, texts, labels)
+        return await work.run(adapted(served, classify.zero_shot_by_likelihood), served.loaded, texts, labels)
     raise bad_request(f"The model '{served.id}' cannot classify.", param="model")
 
 
@@ -72,6 +74,8 @@ async def create_classifications(request: Request) -> Response:
                               [text for item in inputs for text in ([item] if isinstance(item, str) else item)])
     labels = classify.check_labels(body.labels)
     scored, tokens = await _score(served, inputs, labels, state_of(request).thread_work)
+    state_of(request).usage.record(caller_of(request).principal, served.id, "classifications",
+                                   prompt_tokens=tokens, inputs=len(inputs))
     data = [Classification(index=i, label=s.label, score=s.scores[s.label], scores=s.scores)
             for i, s in enumerate(scored)]
     return json_response(Classifications(model=body.model, data=data,

@@ -31,6 +31,7 @@ from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
 from reference_server.http.ignored import mark_ignored
 from reference_server.http.metrics import model_label
+from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
@@ -76,6 +77,7 @@ async def relevance_scores(request: Request, served: ServedModel, queries: list[
                           "model or a classifier fine-tuned on text pairs.", param="model",
                           code="model_task_mismatch")
     state.metrics.prompt_tokens.labels(model_label(served)).inc(tokens)
+    state.usage.record(caller_of(request).principal, served.id, "rerank", prompt_tokens=tokens, inputs=len(documents))
     return scores, tokens
 
 
