@@ -54,6 +54,7 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
             packed_weights=settings.packed_weights,
+            background_reserve=settings.batch_reserved_rows,
         )
         served.engine.start()
         served.structured = StructuredBackend(
