@@ -1,5 +1,7 @@
-"""The resource namespaces of the clients: `client.models`, `client.files`, `client.fine_tuning.jobs`."""
+"""The resource namespaces of the clients: `client.models`, `client.files`, `client.fine_tuning.jobs`,
+`client.batches`."""
 
+from maas_sdk.resources.batches import AsyncBatches, AsyncBoundBatch, Batches, BoundBatch
 from maas_sdk.resources.files import AsyncFiles, Files
 from maas_sdk.resources.fine_tuning import (
     AsyncBoundFineTuningJob,
@@ -12,11 +14,15 @@ from maas_sdk.resources.fine_tuning import (
 from maas_sdk.resources.models import AsyncModels, Models
 
 __all__ = [
+    "AsyncBatches",
+    "AsyncBoundBatch",
     "AsyncBoundFineTuningJob",
     "AsyncFiles",
     "AsyncFineTuning",
     "AsyncFineTuningJobs",
     "AsyncModels",
+    "Batches",
+    "BoundBatch",
     "BoundFineTuningJob",
     "Files",
     "FineTuning",
