@@ -61,6 +61,7 @@ WORKLOADS = ("short", "mixed", "long-prompt", "shared-prefix", "poisson")
 SLO_TTFT_S, SLO_TPOT_S = 1.0, 0.2
 LONG_PROMPT_TOKENS, LONG_PROMPT_STREAMS = 2000, 7
 SYSTEM_PROMPT_TOKENS = 400
+DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
 @dataclass
@@ -578,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="c = 1 and 8, fewer requests, one repeat.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     parser.add_argument("--server-log", type=Path, help="Keep the started server's log here.")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="Check the arguments, print the plan and exit: start, load and measure nothing.")
     parser.add_argument("workload", nargs="?", default="throughput", choices=["throughput", "structured"],
                         help="throughput (default): the --workloads; structured: JSON-schema-constrained "
                              "requests against unconstrained ones, compile times, isolation (bench/serving_structured.py).")
@@ -598,6 +601,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
     if args.base_url and "shared-prefix" in chosen:
         parser.error("shared-prefix starts a second server (prefix reuse off); leave it out with --base-url")
+    if args.dtype not in DTYPES:
+        parser.error(f"unknown --dtype {args.dtype!r}; choose from {', '.join(DTYPES)}")
+    if args.dry_run:
+        print(f"would run {', '.join(chosen)} on {args.model}, {args.threads} threads, {args.dtype}: {plan}")
+        return 0
 
     host = machine()
     header = f"# serving: {args.model}, workloads {', '.join(chosen)}; {args.threads} threads, {args.dtype}; {host}"

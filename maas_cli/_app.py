@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from maas_cli import _batch, _chat, _files, _fine_tune
+from maas_cli import _batch, _chat, _files, _fine_tune, _usage
 from maas_cli._context import Globals, client, default_model, file_id, output, report
 from maas_cli._options import JSON, MaxTokens, Model, Seed, Stop, Temperature, TopK, TopP, sampling
 from maas_cli._output import Output
@@ -214,6 +214,8 @@ def evaluate(
     out.table(["metric", "value"], [(name, f"{value:.4f}") for name, value in result.metrics.items()],
               title=f"{result.model} on {result.file} ({result.num_examples} examples)")
 
+
+app.command("usage")(_usage.usage)
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

@@ -29,6 +29,7 @@ from maas_sdk._exceptions import (
     MaaSError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitError,
     RequestTooLargeError,
     UnprocessableEntityError,
@@ -36,6 +37,7 @@ from maas_sdk._exceptions import (
 )
 from maas_sdk._pagination import AsyncPage, AsyncPager, BasePage, Page
 from maas_sdk._response import AsyncStreamedResponse, RawResponse, StreamedResponse
+from maas_sdk._response_format import ParsedResponse
 from maas_sdk._scoring import Score
 from maas_sdk._sse import ServerSentEvent, SSEDecoder
 from maas_sdk._streaming import AsyncStream, Stream
@@ -75,7 +77,9 @@ __all__ = [
     "NotFoundError",
     "Page",
     "ParsedChatCompletion",
+    "ParsedResponse",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RateLimitError",
     "RawResponse",
     "RequestOptions",

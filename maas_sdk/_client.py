@@ -34,7 +34,9 @@ from maas_sdk._types import (
     Prompt,
     RequestOptions,
     ResponseFormatParam,
+    TimeParam,
     ToolRunParams,
+    UsageParams,
 )
 from maas_sdk.protocol import (
     ChatCompletion,
@@ -46,11 +48,14 @@ from maas_sdk.protocol import (
     Generation,
     GenerationChunk,
     Tokenized,
+    UsagePage,
+    UsageResult,
 )
 from maas_sdk.resources.batches import AsyncBatches, Batches
 from maas_sdk.resources.files import AsyncFiles, Files
 from maas_sdk.resources.fine_tuning import AsyncFineTuning, FineTuning
 from maas_sdk.resources.models import AsyncModels, Models
+from maas_sdk.resources.responses import AsyncResponses, Responses
 
 __all__ = ["AsyncMaaS", "MaaS"]
 
@@ -90,6 +95,11 @@ class MaaS(ClientCore[httpx.Client], Viewable):
     @property
     def batches(self) -> Batches:
         return Batches(self._api)
+
+    @property
+    def responses(self) -> Responses:
+        """OpenAI's Responses API: `create`, `stream`, `parse`, and the stored responses."""
+        return Responses(self._api)
 
     @overload
     def generate(
@@ -202,6 +212,13 @@ class MaaS(ClientCore[httpx.Client], Viewable):
         call = endpoints.score(prompt, continuation, model=model, options=options)
         return self._api.request(call, lambda generation, _: score_of(generation, len(prompt)))
 
+    def usage(self, *, start_time: TimeParam, **params: Unpack[UsageParams]) -> UsagePage[UsageResult]:
+        """What this API key used from `start_time` on (GET /usage): a page of time buckets
+        (`bucket_width` "1m", "1h" or "1d", the default), each with its results: requests, tokens
+        read and written, inputs embedded or classified, tokens trained; one result per model
+        and/or kind with `group_by=["model", "kind"]`. `page.next_page` is the `page=` of the next."""
+        return self._api.request(endpoints.usage(start_time=start_time, **params))
+
     def close(self) -> None:
         """Close the connection pool, unless it was given as `http_client=`."""
         if self._owns_http:
@@ -248,6 +265,11 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
     @property
     def batches(self) -> AsyncBatches:
         return AsyncBatches(self._api)
+
+    @property
+    def responses(self) -> AsyncResponses:
+        """OpenAI's Responses API: `create`, `stream`, `parse`, and the stored responses."""
+        return AsyncResponses(self._api)
 
     @overload
     async def generate(
@@ -358,6 +380,10 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
         """How likely `model` finds `continuation` after `prompt`; see `MaaS.score`."""
         call = endpoints.score(prompt, continuation, model=model, options=options)
         return await self._api.request(call, lambda generation, _: score_of(generation, len(prompt)))
+
+    async def usage(self, *, start_time: TimeParam, **params: Unpack[UsageParams]) -> UsagePage[UsageResult]:
+        """What this API key used from `start_time` on (GET /usage); see `MaaS.usage`."""
+        return await self._api.request(endpoints.usage(start_time=start_time, **params))
 
     async def close(self) -> None:
         """Close the connection pool, unless it was given as `http_client=`."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from typing_extensions import Unpack
 from maas_sdk import protocol as wire
 from maas_sdk._core import Call, StreamCall
 from maas_sdk._pagination import ListBody
+from maas_sdk._response_format import ParsedResponse, response_tool_param, text_format_param
 from maas_sdk._tools import ParsedChatCompletion, response_format_param, tool_param
 from maas_sdk._types import (
     ChatParams,
@@ -32,7 +34,11 @@ from maas_sdk._types import (
     Prompt,
     RequestOptions,
     ResponseFormatParam,
+    ResponseInputParam,
+    ResponseParams,
     SamplingParams,
+    TimeParam,
+    UsageParams,
 )
 
 R = TypeVar("R")
@@ -299,3 +305,54 @@ def retrieve_batch(batch_type: type[R], batch_id: str, options: RequestOptions) 
 
 def cancel_batch(batch_type: type[R], batch_id: str, options: RequestOptions) -> Call[R]:
     return _call("POST", f"/batches/{_segment(batch_id)}/cancel", batch_type, options)
+
+
+def _seconds(value: TimeParam) -> int:
+    return int(value.timestamp()) if isinstance(value, datetime) else value
+
+
+def usage(*, start_time: TimeParam, **params: Unpack[UsageParams]) -> Call[wire.UsagePage[wire.UsageResult]]:
+    options, values = _split(params)
+    end_time = values.pop("end_time", None)
+    query = {"start_time": _seconds(start_time), "end_time": None if end_time is None else _seconds(end_time),
+             **{key: list(value) if isinstance(value, (list, tuple)) else value for key, value in values.items()}}
+    return _call("GET", "/usage", wire.UsagePage[wire.UsageResult], options, query=query)
+
+
+def create_response(
+    *, model: str, input: ResponseInputParam | None, stream: bool, text_format: type[BaseModel] | None = None,
+    **params: Unpack[ResponseParams],
+) -> StreamCall[Any, wire.ResponseStreamEvent]:
+    """`text_format` (a pydantic model) sets `text.format` to its schema; the answer is then a
+    `ParsedResponse` of it."""
+    options, values = _split(params)
+    tools = values.pop("tools", None)
+    body: JSONBody = {"model": model, "input": input if isinstance(input, str) or input is None
+                      else [_plain(item) if isinstance(item, BaseModel) else dict(item) for item in input]}
+    if tools is not None:
+        body["tools"] = [response_tool_param(t) for t in tools]
+    response_type: type[Any] = wire.Response
+    if text_format is not None:
+        values["text"] = {**(values.get("text") or {}), **text_format_param(text_format)}
+        response_type = ParsedResponse[text_format]  # type: ignore[valid-type]
+    body.update(_body(values))
+    if stream:
+        body["stream"] = True
+    return StreamCall(method="POST", path="/responses", response_type=response_type,
+                      chunk_type=wire.ResponseStreamEvent, **_wire(options, json=_body(body)))
+
+
+def retrieve_response(response_id: str, options: RequestOptions) -> Call[wire.Response]:
+    return _call("GET", f"/responses/{_segment(response_id)}", wire.Response, options)
+
+
+def delete_response(response_id: str, options: RequestOptions) -> Call[wire.ResponseDeleted]:
+    return _call("DELETE", f"/responses/{_segment(response_id)}", wire.ResponseDeleted, options)
+
+
+def response_input_items(
+    response_id: str, *, limit: int | None, after: str | None, order: str | None, options: RequestOptions
+) -> Call[ListBody[wire.ResponseInputItem]]:
+    path = f"/responses/{_segment(response_id)}/input_items"
+    query = {"limit": limit, "after": after, "order": order}
+    return _call("GET", path, ListBody[wire.ResponseInputItem], options, query=query)

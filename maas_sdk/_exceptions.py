@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from maas_sdk.protocol.vocabulary import ERROR_TYPES
+from maas_sdk.protocol.vocabulary import ERROR_TYPES, QUOTA_EXCEEDED
 
 if TYPE_CHECKING:
     from maas_sdk.protocol import Batch, FineTuningJob
@@ -33,6 +33,7 @@ __all__ = [
     "MaaSError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RateLimitError",
     "RequestTooLargeError",
     "UnprocessableEntityError",
@@ -127,6 +128,20 @@ class RateLimitError(APIStatusError):
     """429: too many requests or tokens (retried by default, honouring `Retry-After`)."""
 
 
+class QuotaExceededError(RateLimitError):
+    """429 `quota_exceeded`: the API key's monthly token budget is used up. Never retried: no
+    retry can succeed before the budget renews, `Retry-After` seconds later (`.retry_after`)."""
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until the budget renews, as the server said."""
+        value = self.response.headers.get("retry-after")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+
 class InternalServerError(APIStatusError):
     """500 and above: the server failed or is overloaded (retried by default)."""
 
@@ -202,7 +217,10 @@ def status_error(response: httpx.Response) -> APIStatusError:
     body = _decode_body(response)
     status = response.status_code
     message = _describe(f"{status} {response.reason_phrase}".rstrip(), body)
-    return status_error_class(status)(message, response=response, body=body)
+    kind = status_error_class(status)
+    if kind is RateLimitError and _error_detail(body).get("code") == QUOTA_EXCEEDED:
+        kind = QuotaExceededError
+    return kind(message, response=response, body=body)
 
 
 def stream_error(payload: Any, response: httpx.Response) -> APIError:

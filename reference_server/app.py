@@ -25,6 +25,7 @@ from reference_server.http.batch_dispatch import InProcessDispatcher
 from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import ServerMetrics
 from reference_server.http.middleware.access_log import AccessLogMiddleware
+from reference_server.http.middleware.anthropic_errors import AnthropicErrorMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.crosssite import CrossSiteMiddleware
 from reference_server.http.middleware.disconnect import DisconnectMiddleware
@@ -44,6 +45,7 @@ from reference_server.settings import Settings
 from reference_server.state import AppState
 from reference_server.storage.layout import DataLayout
 from reference_server.storage.service import StorageService
+from reference_server.storage.usage import UsageRecorder
 from reference_server.training.supervisor import FineTuningService
 
 
@@ -58,17 +60,19 @@ def build_state(settings: Settings) -> AppState:
     models = ModelsService(settings, registry)
     storage = StorageService(DataLayout(settings.data_dir), settings.database_url, settings.max_concurrent_uploads)
     drainer = Drainer()
+    usage = UsageRecorder(storage, settings.usage_flush_seconds)
     return AppState(
         settings=settings,
         registry=registry,
         models=models,
         storage=storage,
-        fine_tuning=FineTuningService(settings, storage, models, draining=lambda: drainer.draining),
+        fine_tuning=FineTuningService(settings, storage, models, usage, draining=lambda: drainer.draining),
         batches=BatchService(settings, storage, models, draining=lambda: drainer.draining),
         metrics=ServerMetrics(replica=settings.replica),
         drainer=drainer,
         rate_limits=RateLimits.from_settings(settings),
         thread_work=ThreadWork(settings.max_running, settings.max_queued),
+        usage=usage,
     )
 
 
@@ -92,10 +96,11 @@ def _routes(state: AppState) -> list[BaseRoute]:
 @asynccontextmanager
 async def running(state: AppState) -> AsyncIterator[None]:
     """The services of `state` started in order, and stopped in the reverse order (fine-tuning
-    and batches need the store open; batches stop first, while the engines can still end their lines). Whatever hosts the app, requests still in flight when it stops are
+    needs the store open, and counts usage until it stops; batches need both and stop first, while the
+    engines can still end their lines). Whatever hosts the app, requests still in flight when it stops are
     ended cleanly first (a stream gets its `server_shutdown` event): a host that drains, like
     `maas serve` or Ray Serve, leaves none."""
-    services: list[Service] = [state.models, state.storage, state.fine_tuning, state.batches]
+    services: list[Service] = [state.models, state.storage, state.usage, state.fine_tuning, state.batches]
     started: list[Service] = []
     try:
         for service in services:
@@ -125,6 +130,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=_routes(state),
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(AnthropicErrorMiddleware),
             Middleware(UnhandledErrorMiddleware),
             Middleware(ReplicaMiddleware, replica=settings.replica or default_replica_name()),
             *([Middleware(AccessLogMiddleware)] if settings.access_log else []),

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     )
     max_grammar_bytes: int = Field(64 * 1024, ge=1024, description="Largest schema or grammar a request may send.")
 
+    # Responses API
+    response_ttl_days: float = Field(
+        30.0, gt=0, description="Days a stored response (`store: true`) is kept for retrieval and previous_response_id.")
+
     # Embeddings
     embed_max_batch_size: int = Field(32, ge=1, description="Inputs per embedding forward pass.")
     embed_max_batch_tokens: int = Field(8192, ge=16, description="Tokens per embedding forward pass, counted as "
@@ -115,6 +119,9 @@ class Settings(BaseSettings):
     )
     rate_limit_rpm: int | None = Field(None, ge=1, description="Requests per minute per API key.")
     rate_limit_tpm: int | None = Field(None, ge=1, description="Tokens per minute per API key.")
+    usage_flush_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often the usage counted per API key is written to the store: a crash "
+        "loses at most this many seconds of counts.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; empty means CORS off."
     )

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # imported for the types only, so any layer can import this m
     from reference_server.inference.service import ModelsService
     from reference_server.settings import Settings
     from reference_server.storage.service import StorageService
+    from reference_server.storage.usage import UsageRecorder
     from reference_server.training.supervisor import FineTuningService
 
 
@@ -31,6 +32,7 @@ class AppState:
     drainer: Drainer
     rate_limits: RateLimits
     thread_work: ThreadWork
+    usage: UsageRecorder
 
 
 class _HasApp(Protocol):

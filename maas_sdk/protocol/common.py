@@ -17,6 +17,15 @@ def omitted_if_none(**kwargs: Any) -> Any:
     return Field(default=None, exclude_if=_is_none, **kwargs)
 
 
+BRANCH_MARK = "~"
+
+
+def branch(name: str) -> str:
+    """The tag of a union branch chosen by a callable discriminator. Validation errors name the
+    tag in their location; the mark lets the server leave it out of the parameter it names."""
+    return BRANCH_MARK + name
+
+
 class ResponseModel(BaseModel):
     """Base of every response body: unknown fields are kept, not rejected.
 

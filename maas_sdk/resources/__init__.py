@@ -1,5 +1,5 @@
 """The resource namespaces of the clients: `client.models`, `client.files`, `client.fine_tuning.jobs`,
-`client.batches`."""
+`client.batches`, `client.responses`."""
 
 from maas_sdk.resources.batches import AsyncBatches, AsyncBoundBatch, Batches, BoundBatch
 from maas_sdk.resources.files import AsyncFiles, Files
@@ -12,6 +12,7 @@ from maas_sdk.resources.fine_tuning import (
     FineTuningJobs,
 )
 from maas_sdk.resources.models import AsyncModels, Models
+from maas_sdk.resources.responses import AsyncResponses, Responses
 
 __all__ = [
     "AsyncBatches",
@@ -21,6 +22,7 @@ __all__ = [
     "AsyncFineTuning",
     "AsyncFineTuningJobs",
     "AsyncModels",
+    "AsyncResponses",
     "Batches",
     "BoundBatch",
     "BoundFineTuningJob",
@@ -28,4 +30,5 @@ __all__ = [
     "FineTuning",
     "FineTuningJobs",
     "Models",
+    "Responses",
 ]

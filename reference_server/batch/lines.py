@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from maas_sdk.protocol.vocabulary import QUOTA_EXCEEDED
 from reference_server.storage import ids
 
 
@@ -24,15 +25,21 @@ class LineAnswer:
 
     @property
     def transient(self) -> bool:
-        """Overloaded or briefly unavailable: the line is tried again rather than failed."""
-        return self.status in (429, 503)
+        """Overloaded or briefly unavailable: the line is tried again rather than failed (but not
+        past the key's monthly budget, which no retry within the batch's window overcomes)."""
+        error = self.body.get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+        return self.status in (429, 503) and code != QUOTA_EXCEEDED
 
     def tokens(self) -> tuple[int, int]:
-        """(input, output) tokens of the answer's `usage`, as chat, completions and embeddings report it."""
+        """(input, output) tokens of the answer's `usage`, as chat, completions and embeddings
+        (`prompt_tokens`, `completion_tokens`) or responses (`input_tokens`, `output_tokens`) report it."""
         usage = self.body.get("usage") if self.status == 200 else None
         if not isinstance(usage, dict):
             return 0, 0
-        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        read = usage.get("prompt_tokens", usage.get("input_tokens"))
+        written = usage.get("completion_tokens", usage.get("output_tokens"))
+        return int(read or 0), int(written or 0)
 
 
 class LineDispatcher(Protocol):

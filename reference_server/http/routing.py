@@ -47,8 +47,10 @@ class Operation:
 
     `path` may carry Starlette converters (`{model_id:path}`); `doc_path` is the OpenAPI form.
     `stream` names the chunk model of the `text/event-stream` answer sent when the body says
-    `"stream": true`; `multipart` describes a form upload instead of a JSON body; `raw` is the
-    media type of a non-JSON answer; `redirect` the address a 307 answer points to.
+    `"stream": true` (`named_events`: each event is named by its `type`, as Anthropic sends
+    them, rather than OpenAI's bare `data:` lines); `multipart` describes a form upload instead
+    of a JSON body; `raw` is the media type of a non-JSON answer; `redirect` the address a 307
+    answer points to; `error_body` the error shape when it is not OpenAI's.
     """
 
     method: str
@@ -59,6 +61,8 @@ class Operation:
     response: type[BaseModel] | None = None
     response_schema: dict[str, Any] | None = None
     stream: type[BaseModel] | None = None
+    named_events: bool = False
+    error_body: type[BaseModel] | None = None
     multipart: dict[str, Any] | None = None
     raw: str | None = None
     redirect: str | None = None

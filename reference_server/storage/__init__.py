@@ -7,7 +7,14 @@ folders live in the data directory on disk.
 
 from reference_server.storage.async_store import AsyncStore
 from reference_server.storage.layout import DataLayout
-from reference_server.storage.records import BatchRecord, CheckpointRecord, EventRecord, FileRecord, JobRecord
+from reference_server.storage.records import (
+    BatchRecord,
+    CheckpointRecord,
+    EventRecord,
+    FileRecord,
+    JobRecord,
+    ResponseRecord,
+)
 from reference_server.storage.store import IdempotencyKeyReused, NewEvent, Store
 
 __all__ = [
@@ -20,5 +27,6 @@ __all__ = [
     "IdempotencyKeyReused",
     "JobRecord",
     "NewEvent",
+    "ResponseRecord",
     "Store",
 ]

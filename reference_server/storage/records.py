@@ -45,6 +45,21 @@ class FileRecord:
 
 
 @dataclass
+class ResponseRecord:
+    """A stored response of the Responses API: `body` is the response object as it was sent,
+    `input_items` the items its request gave, `conversation` every item up to and including its
+    output (the input items of a request that continues it). All three are JSON values."""
+
+    id: str
+    owner: str
+    created_at: int
+    expires_at: int
+    body: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    conversation: list[dict[str, Any]]
+
+
+@dataclass
 class JobRecord:
     id: str
     owner: str
@@ -162,3 +177,47 @@ class BatchRecord:
             usage=BatchUsage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, total_tokens=tokens),
             metadata=self.metadata,
         )
+
+
+@dataclass
+class UsageCounts:
+    """What one API key used of one model, in one kind of use: requests, tokens read and
+    written, inputs embedded or classified, tokens fine-tuning trained."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    inputs: int = 0
+    trained_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """The tokens a monthly budget counts: read, written and trained."""
+        return self.prompt_tokens + self.completion_tokens + self.trained_tokens
+
+    def add(self, other: UsageCounts) -> None:
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.inputs += other.inputs
+        self.trained_tokens += other.trained_tokens
+
+
+@dataclass(frozen=True)
+class UsageCell:
+    """Where counts are added up in the store: one key, one minute (Unix seconds), one model, one kind."""
+
+    owner: str
+    minute: int
+    model: str
+    kind: str
+
+
+@dataclass
+class UsageRow:
+    """Counts added up over one bucket (its start, Unix seconds), per model and kind when grouped by them."""
+
+    bucket: int
+    counts: UsageCounts
+    model: str | None = None
+    kind: str | None = None

@@ -94,10 +94,44 @@ CREATE TABLE idempotency_keys (
 );
 """
 
+# Usage per API key: one row per (key, minute, model, kind), added to by upserts once a second.
+_V2 = """
+CREATE TABLE usage_counts (
+    owner TEXT NOT NULL,
+    minute {bigint} NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    requests {bigint} NOT NULL DEFAULT 0,
+    prompt_tokens {bigint} NOT NULL DEFAULT 0,
+    completion_tokens {bigint} NOT NULL DEFAULT 0,
+    inputs {bigint} NOT NULL DEFAULT 0,
+    trained_tokens {bigint} NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, minute, model, kind)
+);
+"""
+
+# Stored responses of the Responses API: the response object as sent, the request's own input
+# items (for `input_items`), and the whole conversation up to and including its output (what
+# `previous_response_id` continues), each as JSON. Expired rows are swept on write.
+_V3 = """
+CREATE TABLE responses (
+    seq {serial},
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    created_at {bigint} NOT NULL,
+    expires_at {bigint} NOT NULL,
+    body TEXT NOT NULL,
+    input_items TEXT NOT NULL,
+    conversation TEXT NOT NULL
+);
+CREATE INDEX responses_by_owner ON responses (owner, seq);
+CREATE INDEX responses_by_expiry ON responses (expires_at);
+"""
+
 # The Batch API: batches, the result of each of their lines as it is written (so a restarted
 # server resumes where it stopped, and never runs a recorded line twice), and the lease that
 # elects the one replica running batches.
-_V2 = """
+_V4 = """
 CREATE TABLE batches (
     seq {serial},
     id TEXT NOT NULL UNIQUE,
@@ -145,7 +179,7 @@ CREATE TABLE leases (
 );
 """
 
-MIGRATIONS = [_V1, _V2]
+MIGRATIONS = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TYPES = {

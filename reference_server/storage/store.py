@@ -36,10 +36,18 @@ from reference_server.storage.records import (
     EventRecord,
     FileRecord,
     JobRecord,
+    ResponseRecord,
+    UsageCell,
+    UsageCounts,
+    UsageRow,
 )
 from reference_server.storage.schema import migrate
 
-_JSON_COLUMNS = {"hyperparameters", "method", "error", "labels", "metrics", "data", "metadata", "errors"}
+_JSON_COLUMNS = {"hyperparameters", "method", "error", "labels", "metrics", "data", "body", "input_items",
+                 "conversation", "metadata", "errors"}
+# JSON kept in the order it was written: API objects whose key order the caller sees.
+_ORDERED_JSON = {"body", "input_items", "conversation"}
+_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "inputs", "trained_tokens")
 _JOB_UPDATABLE = {
     "status", "finished_at", "fine_tuned_model", "trained_tokens", "error", "step", "total_steps",
     "attempt", "interruptions", "cancel_requested", "hyperparameters", "method",
@@ -76,7 +84,7 @@ def _now() -> int:
 
 def _encode(column: str, value: Any) -> Any:
     if column in _JSON_COLUMNS and value is not None:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return json.dumps(value, separators=(",", ":"), sort_keys=column not in _ORDERED_JSON)
     if isinstance(value, bool):
         return int(value)
     return value
@@ -190,6 +198,26 @@ class Store:
     def file_ids(self) -> set[str]:
         with self._read() as conn:
             return {row["id"] for row in self._rows(conn, "SELECT id FROM files")}
+
+    # Responses
+
+    def add_response(self, record: ResponseRecord) -> None:
+        """Store `record`, and forget every response whose time has passed."""
+        with self._transaction() as conn:
+            self._write(conn, "DELETE FROM responses WHERE expires_at <= :now", now=record.created_at)
+            self._insert(conn, "responses", {f.name: getattr(record, f.name) for f in fields(record)})
+
+    def get_response(self, response_id: str, owner: str, now: int) -> ResponseRecord | None:
+        """`owner`'s response `response_id`, unless it has expired by `now`."""
+        with self._read() as conn:
+            row = self._one(conn, "SELECT * FROM responses WHERE id = :id AND owner = :owner AND expires_at > :now",
+                            id=response_id, owner=owner, now=now)
+        return _row_to(ResponseRecord, row) if row else None
+
+    def delete_response(self, response_id: str, owner: str) -> bool:
+        with self._transaction() as conn:
+            return self._write(conn, "DELETE FROM responses WHERE id = :id AND owner = :owner",
+                               id=response_id, owner=owner) > 0
 
     # Jobs
 
@@ -430,6 +458,55 @@ class Store:
     def release_lease(self, name: str, holder: str) -> None:
         with self._transaction() as conn:
             self._write(conn, "DELETE FROM leases WHERE name = :name AND holder = :holder", name=name, holder=holder)
+    # Usage
+
+    def add_usage(self, cells: Sequence[tuple[UsageCell, UsageCounts]]) -> None:
+        """Add `cells`' counts to what the store holds, in one transaction: an upsert per cell,
+        so replicas adding to the same cell at once never lose a count."""
+        if not cells:
+            return
+        sums = ", ".join(f"{c} = usage_counts.{c} + excluded.{c}" for c in _COUNTS)
+        sql = (f"INSERT INTO usage_counts (owner, minute, model, kind, {', '.join(_COUNTS)}) "
+               f"VALUES (:owner, :minute, :model, :kind, {', '.join(':' + c for c in _COUNTS)}) "
+               f"ON CONFLICT (owner, minute, model, kind) DO UPDATE SET {sums}")
+        rows = [{"owner": cell.owner, "minute": cell.minute, "model": cell.model, "kind": cell.kind,
+                 **{c: getattr(counts, c) for c in _COUNTS}} for cell, counts in cells]
+        with self._transaction() as conn:
+            conn.execute(text(sql), rows)
+
+    def usage(self, owner: str, start: int, end: int, width: int, *, by_model: bool = False,
+              by_kind: bool = False, models: Sequence[str] = (), kinds: Sequence[str] = ()) -> list[UsageRow]:
+        """`owner`'s counts from `start` (inclusive) to `end` (exclusive), added up per bucket of
+        `width` seconds (buckets start at multiples of `width`), and per model and kind if asked;
+        only of `models` and `kinds` when given. Ordered by bucket, then model, then kind."""
+        where = "owner = :owner AND minute >= :start AND minute < :end"
+        params: dict[str, Any] = {"owner": owner, "start": start, "end": end, "width": width}
+        if models:
+            where, params["models"] = where + " AND model IN :models", list(models)
+        if kinds:
+            where, params["kinds"] = where + " AND kind IN :kinds", list(kinds)
+        keys = ["(minute / :width) * :width AS bucket"] + (["model"] if by_model else []) + (["kind"] if by_kind else [])
+        # Grouped by position: the bucket's expression carries a parameter, written once.
+        positions = ", ".join(str(i + 1) for i in range(len(keys)))
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in _COUNTS)
+        sql = (f"SELECT {', '.join(keys)}, {sums} FROM usage_counts WHERE {where} "
+               f"GROUP BY {positions} ORDER BY {positions}")
+        with self._read() as conn:
+            rows = self._rows(conn, sql, **params)
+        return [UsageRow(bucket=int(r["bucket"]), model=r.get("model"), kind=r.get("kind"),
+                         counts=UsageCounts(**{c: int(r[c]) for c in _COUNTS})) for r in rows]
+
+    def tokens_used(self, owners: Sequence[str], since: int) -> dict[str, int]:
+        """The tokens (read, written, trained) each of `owners` used from `since` on."""
+        if not owners:
+            return {}
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT owner, SUM(prompt_tokens + completion_tokens + trained_tokens) AS tokens "
+                                    "FROM usage_counts WHERE owner IN :owners AND minute >= :since GROUP BY owner",
+                              owners=list(owners), since=since)
+        used = {owner: 0 for owner in owners}
+        used.update({r["owner"]: int(r["tokens"]) for r in rows})
+        return used
 
     # Recovery
 

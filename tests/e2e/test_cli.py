@@ -21,8 +21,8 @@ from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ESCAPE = "\x1b["
-COMMANDS = ["models", "generate", "chat", "embed", "classify", "tokenize", "eval", "files", "fine-tune", "batch",
-            "serve", "bench"]
+COMMANDS = ["models", "generate", "chat", "embed", "classify", "tokenize", "eval", "usage", "files", "fine-tune",
+            "batch", "serve", "bench"]
 
 
 def entry_point() -> Path:
@@ -131,6 +131,22 @@ def test_classify_and_tokenize(server: ServerProcess, client: MaaS) -> None:
     assert tokens["tokens"] == client.tokenize("Hello world", model=GENERATOR).tokens
     assert ok("tokenize", "Hello world", server=server).splitlines() == [
         "Hello world", f"{tokens['count']} tokens: {tokens['tokens']}"]
+
+
+@pytest.mark.slow  # a CLI process per call: seconds each
+def test_usage_per_model_and_kind(server: ServerProcess, client: MaaS) -> None:
+    vectors = client.embed(["one", "two"], model=EMBEDDER)
+    days = ok_json("usage", "--since", "1d", "--by", "model", "--by", "kind", "-m", EMBEDDER, server=server)["data"]
+    assert days[-1]["results"], "today's bucket has the use"
+    embedded = [r for day in days for r in day["results"] if r["kind"] == "embeddings"]
+    assert {r["model"] for r in embedded} == {EMBEDDER}
+    assert sum(r["inputs"] for r in embedded) >= 2 and sum(r["prompt_tokens"] for r in embedded) >= \
+        vectors.usage.prompt_tokens
+    table = ok("usage", "--since", "2h", "--bucket", "1h", "--by", "kind", server=server)
+    assert "embeddings" in table and "bucket (UTC)" in table
+    for bad in (["--since", "last week"], ["--bucket", "2d"], ["--by", "project"]):
+        refused = maas("usage", *bad, server=server)
+        assert refused.returncode == 2 and bad[0] in refused.stderr, refused.stderr
 
 
 @pytest.mark.slow  # a CLI process per call: seconds each

@@ -142,6 +142,43 @@ def test_completions_with_several_prompts_each_constrained(openai_client: OpenAI
     assert [c.text in ("red", "green", "blue") for c in reply.choices] == [True, True]
 
 
+# Properties deliberately out of alphabetical order: the output must follow them, not sort them.
+REVIEW = {"type": "object", "properties": {"product": {"type": "string", "maxLength": 20},
+                                           "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+                                           "mood": {"type": "string", "enum": ["happy", "sad"]}},
+          "required": ["product", "stars", "mood"], "additionalProperties": False}
+ASK_REVIEW = "Review the pen you bought: product, stars, mood."
+_CHAT = {"messages": [{"role": "user", "content": ASK_REVIEW}]}
+_COMPLETION = {"prompt": ASK_REVIEW + "\nReview as JSON:"}
+_REVIEW_FORMAT = {"type": "json_schema", "json_schema": {"name": "review", "schema": REVIEW, "strict": True}}
+_REVIEW_TOOL = {"type": "function", "function": {"name": "review", "parameters": REVIEW}}
+
+
+@pytest.mark.parametrize(("route", "body"), [
+    ("chat/completions", {**_CHAT, "response_format": _REVIEW_FORMAT}),
+    ("chat/completions", {**_CHAT, "structured_outputs": {"json": REVIEW}}),
+    ("chat/completions", {**_CHAT, "tools": [_REVIEW_TOOL], "tool_choice": "required"}),
+    ("completions", {**_COMPLETION, "response_format": _REVIEW_FORMAT}),
+    ("completions", {**_COMPLETION, "structured_outputs": {"json": REVIEW}}),
+], ids=["chat-response_format", "chat-structured_outputs", "chat-tools", "completions-response_format",
+        "completions-structured_outputs"])
+def test_keys_come_in_the_order_of_the_schema_properties(server: ServerProcess, route: str,
+                                                         body: dict[str, Any]) -> None:
+    reply = httpx.post(f"{server.base_url}/{route}", headers={"Authorization": f"Bearer {API_KEY}"},
+                       json={"model": GENERATOR, "max_tokens": 60, "temperature": 0, **body}, timeout=120)
+    assert reply.status_code == 200, reply.text
+    choice = reply.json()["choices"][0]
+    if route == "completions":
+        text = choice["text"]
+    elif "tools" in body:
+        text = choice["message"]["tool_calls"][0]["function"]["arguments"]
+    else:
+        text = choice["message"]["content"]
+    document = json.loads(text)
+    jsonschema.validate(document, REVIEW)
+    assert list(document) == list(REVIEW["properties"]), text
+
+
 @pytest.mark.parametrize(
     ("schema", "keyword"),
     [({"not": {"type": "string"}}, "'not'"),

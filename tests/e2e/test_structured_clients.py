@@ -30,6 +30,14 @@ class GetWeather(BaseModel):
     unit: Literal["celsius", "fahrenheit"]
 
 
+class Review(BaseModel):
+    """Fields out of alphabetical order, as a user writes them."""
+
+    product: str = Field(max_length=20)
+    stars: int = Field(ge=1, le=5)
+    mood: Literal["happy", "sad"]
+
+
 WEATHER_TOOL: dict[str, Any] = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
@@ -56,6 +64,15 @@ def test_openai_parse_returns_the_model(openai_client: OpenAI) -> None:
         max_tokens=60, temperature=0)
     person = completion.choices[0].message.parsed
     assert isinstance(person, Person) and person.name
+
+
+def test_openai_parse_gets_the_fields_in_the_model_order(openai_client: OpenAI) -> None:
+    completion = openai_client.chat.completions.parse(
+        model=GENERATOR, messages=[{"role": "user", "content": "Review the pen you bought."}],
+        response_format=Review, max_tokens=60, temperature=0)
+    message = completion.choices[0].message
+    assert isinstance(message.parsed, Review)
+    assert list(json.loads(message.content or "")) == ["product", "stars", "mood"], message.content
 
 
 def test_openai_parse_with_a_pydantic_tool(openai_client: OpenAI) -> None:

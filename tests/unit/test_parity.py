@@ -37,11 +37,13 @@ from maas_sdk.resources import (
     AsyncFineTuning,
     AsyncFineTuningJobs,
     AsyncModels,
+    AsyncResponses,
     Batches,
     Files,
     FineTuning,
     FineTuningJobs,
     Models,
+    Responses,
 )
 
 PAIRS = [
@@ -51,13 +53,14 @@ PAIRS = [
     (FineTuning, AsyncFineTuning),
     (FineTuningJobs, AsyncFineTuningJobs),
     (Batches, AsyncBatches),
+    (Responses, AsyncResponses),
 ]
 # Spelled differently on purpose: context management.
 SHELL_ONLY = {"__enter__", "__exit__", "__aenter__", "__aexit__"}
 # What the sync and async helpers of pages, streams and streamed responses share.
 HELPERS = [
     (Page, AsyncPage, ["get_next_page", "iter_pages"]),
-    (Stream, AsyncStream, ["text_stream", "until_done", "get_final_completion"]),
+    (Stream, AsyncStream, ["text_stream", "until_done", "get_final_completion", "get_final_response"]),
     (StreamedResponse, AsyncStreamedResponse,
      ["parse", "read", "text", "json", "iter_bytes", "iter_text", "iter_lines", "close"]),
 ]
@@ -174,13 +177,13 @@ def test_raw_views_offer_every_request_alike(view: str) -> None:
     sync_client, async_client = MaaS(api_key="k"), AsyncMaaS(api_key="k")
     pairs = [(sync_client, async_client), *[
         (getattr(sync_client, name), getattr(async_client, name))
-        for name in ("models", "files", "fine_tuning", "batches")
+        for name in ("models", "files", "fine_tuning", "batches", "responses")
     ], (sync_client.fine_tuning.jobs, async_client.fine_tuning.jobs)]
     for sync, async_ in pairs:
         sync_view, async_view = getattr(sync, view), getattr(async_, view)
         several = {"close", "with_options", "wait", "submit", "results"}  # no request, or more than one
         expected = {name for name in public_names(type(sync)) - several
                     if callable(inspect.getattr_static(type(sync), name))
-                    or name in {"models", "files", "fine_tuning", "jobs", "batches"}}
+                    or name in {"models", "files", "fine_tuning", "jobs", "batches", "responses"}}
         assert set(dir(sync_view)) == set(dir(async_view)) == expected, type(sync).__name__
     sync_client.close()

@@ -13,6 +13,7 @@ from maas_sdk import protocol as p
 from maas_sdk.protocol import Classification, ClassificationRequest, Classifications, Usage
 from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
+from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
@@ -64,6 +65,8 @@ async def create_classifications(request: Request) -> Response:
     await charge_input_tokens(request, served.loaded.tokenizer, inputs)
     labels = classify.check_labels(body.labels)
     scored, tokens = await _score(served, inputs, labels, state_of(request).thread_work)
+    state_of(request).usage.record(caller_of(request).principal, served.id, "classifications",
+                                   prompt_tokens=tokens, inputs=len(inputs))
     data = [Classification(index=i, label=s.label, score=s.scores[s.label], scores=s.scores)
             for i, s in enumerate(scored)]
     return json_response(Classifications(model=body.model, data=data,

@@ -28,6 +28,7 @@ from maas_sdk.protocol import (
 )
 from reference_server.http.errors import bad_request, not_found
 from reference_server.http.ignored import mark_ignored
+from reference_server.http.middleware.ratelimit import admit_budget
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
 from reference_server.http.routing import BODY_ERRORS, Param, RouteTable, page_params, path_param
@@ -102,6 +103,7 @@ async def create_job(request: Request) -> Response:
     body = await parse_body(request, FineTuningJobCreate)
     key = _idempotency_key(request)
     state = state_of(request)
+    await admit_budget(request)
     served = served_model(request, body.model)
     kind = plan.kind_for_task(served.task)
     base_path = _base_folder(served.loaded)

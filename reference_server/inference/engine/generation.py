@@ -269,6 +269,11 @@ class GenerationHandle:
         return self._seq.finish_reason
 
     @property
+    def stop_sequence(self) -> str | None:
+        """The stop sequence that ended the text (read once the last event has come)."""
+        return self._seq.detokenizer.matched_stop
+
+    @property
     def first_token_time(self) -> float | None:
         times = self._seq.token_times
         return times[0] if times else None

@@ -1,4 +1,5 @@
-"""The JSON Schema subset the grammar enforces, checked before compiling.
+"""The JSON Schema subset the grammar enforces, checked before compiling, and the normal form
+of a schema that the compile cache keys on.
 
 xgrammar drops a few keywords silently (`not`, `if`/`then`/`else`, `allOf` with several
 parts, unknown `format`s): the output would then not be guaranteed to validate. Rather than
@@ -72,3 +73,28 @@ def _unsupported(param: str, keyword: str, path: str, what: str) -> ConstraintEr
         param=param,
         code="unsupported_schema",
     )
+
+
+def normal_form(schema: Any) -> Any:
+    """`schema` with its keywords sorted at every level, except the order of each `properties`
+    map, which is the order the generated object's keys follow (OpenAI's structured outputs
+    promise it; a small model also fills fields better in the order the prompt suggests).
+
+    Equal schemas written with other whitespace or keyword order have one normal form, so the
+    compile cache serves them; values (`enum`, `const`, `default`, ...) are kept as sent.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key in sorted(schema):
+        value = schema[key]
+        if key in _ONE:
+            out[key] = normal_form(value)
+        elif key in _LIST and isinstance(value, list):
+            out[key] = [normal_form(item) for item in value]
+        elif key in _MAP and isinstance(value, dict):
+            names = value if key == "properties" else sorted(value)
+            out[key] = {name: normal_form(value[name]) for name in names}
+        else:
+            out[key] = value
+    return out

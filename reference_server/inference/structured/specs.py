@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reference_server.inference.structured.errors import ConstraintError
-from reference_server.inference.structured.schema import check_schema
+from reference_server.inference.structured.schema import check_schema, normal_form
 
 Kind = Literal["json_schema", "regex", "grammar", "structural_tag"]
 
 
 @dataclass(frozen=True)
 class GrammarSpec:
-    """A grammar to compile: its kind and its canonical source text. `param` is the request
+    """A grammar to compile: its kind and its source text (a JSON schema in normal form). `param` is the request
     parameter it came from, named by errors; it is not part of the cache key."""
 
     kind: Kind
@@ -37,19 +37,21 @@ class GrammarSpec:
         return len(self.source)
 
 
-def canonical(value: Any) -> str:
-    """JSON text that is the same for equal schemas whatever their key order."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def compact(value: Any) -> str:
+    """JSON text without whitespace, keys in the order given: the same for equal documents
+    however they were spaced, and an object's key order (which a schema's `properties`
+    order means something by) kept."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def json_schema(schema: Any, param: str) -> GrammarSpec:
     check_schema(schema, param)
-    return GrammarSpec("json_schema", canonical(schema), param)
+    return GrammarSpec("json_schema", compact(normal_form(schema)), param)
 
 
 def json_object(param: str) -> GrammarSpec:
     """Any JSON object (`response_format: {"type": "json_object"}`)."""
-    return GrammarSpec("json_schema", canonical({"type": "object"}), param)
+    return GrammarSpec("json_schema", compact({"type": "object"}), param)
 
 
 def regex(pattern: str, param: str) -> GrammarSpec:
@@ -74,4 +76,5 @@ def grammar(text: str, param: str) -> GrammarSpec:
 
 
 def structural_tag(tag: dict[str, Any], param: str) -> GrammarSpec:
-    return GrammarSpec("structural_tag", canonical(tag), param)
+    """A structural tag as built by `tools.py`, its JSON schemas already in normal form."""
+    return GrammarSpec("structural_tag", compact(tag), param)

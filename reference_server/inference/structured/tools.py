@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reference_server.inference.structured.schema import check_schema
+from reference_server.inference.structured.schema import check_schema, normal_form
 from reference_server.inference.structured.specs import GrammarSpec, structural_tag
 
 OPEN = "<tool_call>"
@@ -62,7 +62,7 @@ def call_grammar(fns: Sequence[Function], choice: Choice, parallel: bool) -> Gra
             "type": "tag",
             "begin": f'{OPEN}{{"name": "{fn.name}", "arguments": ',
             # One whitespace at most between tokens: `{"a": 1}`, not a page of indentation.
-            "content": {"type": "json_schema", "json_schema": fn.parameters, "max_whitespace_cnt": 1},
+            "content": {"type": "json_schema", "json_schema": normal_form(fn.parameters), "max_whitespace_cnt": 1},
             "end": _ARGS_END,
         }
         for fn in fns

@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
+from maas_sdk.protocol.structured import FunctionDefinition, ToolDefinition
 from reference_server.inference.engine.generation import GenerationEngine, GenerationHandle
 from reference_server.inference.engine.sampling import SamplingParams
 from reference_server.inference.loading import LoadedModel
@@ -65,11 +66,24 @@ def test_unsupported_keyword_is_named_with_its_place(schema: dict[str, Any], whe
 async def test_cached_compile_is_under_a_millisecond(backend: StructuredBackend) -> None:
     spec = specs.json_schema(SCHEMA, "p")
     first = await backend.compile(spec)
-    same_schema_other_key_order = specs.json_schema(dict(reversed(list(SCHEMA.items()))), "p")
+    # The same schema sent with other spacing and its keywords in another order.
+    same_schema_other_keyword_order = specs.json_schema(json.loads(json.dumps(dict(reversed(SCHEMA.items())),
+                                                                              indent=4)), "p")
     start = time.perf_counter()
-    again = await backend.compile(same_schema_other_key_order)
+    again = await backend.compile(same_schema_other_keyword_order)
     assert time.perf_counter() - start < 1e-3
     assert again is first
+
+
+def test_the_cache_key_keeps_the_properties_order_and_nothing_else() -> None:
+    reordered = {**SCHEMA, "properties": dict(reversed(SCHEMA["properties"].items()))}
+    assert specs.json_schema(reordered, "p") != specs.json_schema(SCHEMA, "p")
+    nested = {"type": "array", "items": SCHEMA}
+    nested_keywords_reversed = {"items": dict(reversed(SCHEMA.items())), "type": "array"}
+    assert specs.json_schema(nested, "p") == specs.json_schema(nested_keywords_reversed, "p")
+    (fn,) = tools.functions([ToolDefinition(function=FunctionDefinition(name="f", parameters=reordered))])
+    tag = json.loads(tools.call_grammar([fn], "required", parallel=False).source)
+    assert list(tag["format"]["tags"][0]["content"]["json_schema"]["properties"]) == ["confidence", "answer"]
 
 
 async def test_concurrent_compiles_of_one_grammar_share_the_work(backend: StructuredBackend) -> None:
