@@ -16,6 +16,7 @@ ends `completed`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -103,9 +104,7 @@ class BatchRun:
                     for number, record in chunk:
                         if number in done:
                             continue
-                        await self.slots.acquire()
-                        if not await self._still_running():
-                            self.slots.release()
+                        if not await self._slot():
                             return
                         task = asyncio.create_task(self._line(number, record))
                         self._in_flight.add(task)
@@ -116,6 +115,29 @@ class BatchRun:
                     await asyncio.wait(set(self._in_flight), timeout=_WATCH)
             finally:
                 await self._drop_in_flight()
+
+    async def _slot(self) -> bool:
+        """Take a line slot, watching the batch while every slot is busy; False (and no slot
+        held) once it was cancelled or its window passed."""
+        acquire = asyncio.ensure_future(self.slots.acquire())
+        taken = False
+        try:
+            while not taken:
+                done, _ = await asyncio.wait({acquire}, timeout=_WATCH)
+                taken = bool(done)
+                if not taken and not await self._still_running():
+                    return False
+            if await self._still_running():
+                return True
+            self.slots.release()
+            return False
+        finally:
+            if not acquire.done():
+                acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+                if not acquire.cancelled():  # it was granted as it was cancelled
+                    self.slots.release()
 
     def _line_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pytest
 
+from maas_sdk import MaaS
 from reference_server.testing import ServerProcess
 from tests.constants import GENERATOR
 
@@ -117,6 +118,20 @@ def test_an_expired_window_keeps_what_finished(workdir: Path) -> None:
         assert sorted(order) == list(range(40)), "every line is in one of the two files"
         assert [int(e["custom_id"].split("-")[1]) for e in errors] == sorted(int(e["custom_id"].split("-")[1])
                                                                              for e in errors)
+
+        # The lines that ran count in Alice's usage, as her own requests would.
+        with MaaS(api_key=ALICE, base_url=server.base_url) as alice:
+            deadline = time.monotonic() + 15
+            while True:
+                buckets = alice.usage(start_time=done.created_at - 60, group_by=["kind"]).data
+                used = [r for b in buckets for r in b.results if r.kind == "completions"]
+                if (sum(r.requests for r in used) >= done.request_counts.completed
+                        and sum(r.completion_tokens for r in used) >= done.usage.output_tokens) \
+                        or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        assert sum(r.requests for r in used) >= done.request_counts.completed > 0
+        assert sum(r.completion_tokens for r in used) >= done.usage.output_tokens > 0
 
         # Per API key: Bob sees none of Alice's batches or results.
         bob = client(server, BOB)

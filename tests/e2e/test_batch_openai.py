@@ -111,6 +111,21 @@ def test_embeddings_and_completions_batches(oai: openai.OpenAI) -> None:
     assert line["response"]["body"]["choices"][0]["text"] == online.choices[0].text
 
 
+def test_responses_batch(oai: openai.OpenAI) -> None:
+    body = {"model": GENERATOR, "input": "Name a planet.", "max_output_tokens": 8, "temperature": 0, "store": False}
+    line = {"custom_id": "r", "method": "POST", "url": "/v1/responses", "body": body}
+    upload = oai.files.create(file=("responses.jsonl", jsonl([line])), purpose="batch")
+    done = wait(oai, oai.batches.create(input_file_id=upload.id, endpoint="/v1/responses",
+                                        completion_window="24h").id)
+    assert done.status == "completed" and done.output_file_id, done
+    [result] = parsed(oai, done.output_file_id)
+    online = oai.responses.create(model=GENERATOR, input="Name a planet.", max_output_tokens=8, temperature=0,
+                                  store=False)
+    answer = result["response"]["body"]
+    assert answer["object"] == "response" and answer["output"][0]["content"][0]["text"] == online.output_text
+    assert done.usage is not None and done.usage.output_tokens == answer["usage"]["output_tokens"]
+
+
 @pytest.mark.parametrize(("lines", "line", "words"), [
     ([b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}', b"{not json"], 2,
      "not valid JSON"),
