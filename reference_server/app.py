@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
 
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params", "x-maas-replica"])]
+                       allow_headers=["*"], expose_headers=["x-request-id", "request-id", "retry-after", "x-maas-ignored-params", "x-maas-replica"])]
     app = Starlette(
         routes=_routes(state),
         middleware=[

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     packed_weights: PackedWeights = Field(
         "auto", description="Linear weights of generators on CPU pre-packed for oneDNN: auto (where a measurement "
         "at load shows it faster), on, off.")
+    max_loras: int = Field(
+        64, ge=1, description="Fine-tuned adapters each generator keeps in memory (least recently used ones leave; "
+        "an adapter is read back from the data directory when a request needs it).")
+    max_lora_rank: int = Field(64, ge=1, description="Largest LoRA rank a fine-tuning job or a served adapter may use.")
+    lora_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated name=path PEFT adapter folders served at start on their "
+        "base generator, visible to every key (`maas serve --lora-modules`).")
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     max_prompts: int = Field(256, ge=1, description="Prompts allowed in one completions call.")
@@ -141,11 +148,20 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("api_keys", "enabled_models", "cors_origins", "allowed_hosts", mode="before")
+    @field_validator("api_keys", "enabled_models", "cors_origins", "allowed_hosts", "lora_modules", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("lora_modules")
+    @classmethod
+    def _named_paths(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            name, sep, path = entry.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"lora_modules entry {entry!r} is not name=path")
         return value
 
     @field_validator("models")

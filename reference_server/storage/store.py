@@ -380,6 +380,13 @@ class Store:
         return [UsageRow(bucket=int(r["bucket"]), model=r.get("model"), kind=r.get("kind"),
                          counts=UsageCounts(**{c: int(r[c]) for c in _COUNTS})) for r in rows]
 
+    def models_used(self, owner: str, models: Sequence[str]) -> set[str]:
+        """Which of `models` `owner` ever used."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT DISTINCT model FROM usage_counts WHERE owner = :owner AND model IN :models",
+                              owner=owner, models=list(models))
+        return {r["model"] for r in rows}
+
     def tokens_used(self, owners: Sequence[str], since: int) -> dict[str, int]:
         """The tokens (read, written, trained) each of `owners` used from `since` on."""
         if not owners:

@@ -266,6 +266,9 @@ class Trainer:
         target = self.layout.model_dir(self.job.id)
         marker = {"job": self.job.id, "attempt": self.job.attempt, "base": self.job.model, "kind": self.kind,
                   "task": plan.served_task(self.kind), "labels": self.labels or None}
-        checkpoints.save_model(target, model, tokenizer, marker)
+        if self.kind == plan.GENERATOR and self.job.method["type"] == "lora":
+            checkpoints.save_adapter(target, model, marker)
+        else:
+            checkpoints.save_model(target, model, tokenizer, marker)
         self._update(step=position.step, trained_tokens=position.trained_tokens,
                      events=[NewEvent(f"Training finished at step {position.step}; the model is saved.")])

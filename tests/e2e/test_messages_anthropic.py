@@ -48,6 +48,14 @@ def test_create_answers_with_an_anthropic_message(claude: anthropic.Anthropic) -
     assert reply._request_id and reply._request_id.startswith("req_")
 
 
+def test_fields_without_effect_are_named_in_a_header(claude: anthropic.Anthropic) -> None:
+    raw = claude.messages.with_raw_response.create(
+        model=GENERATOR, max_tokens=2, messages=ASK, metadata={"user_id": "user-1"}, service_tier="auto",
+        thinking={"type": "disabled"}, extra_headers={"anthropic-beta": "some-beta-2025-01-01"})
+    assert raw.headers["x-maas-ignored-params"] == "thinking,metadata,service_tier"
+    assert raw.headers["request-id"] == raw.headers["x-request-id"] and raw.parse().content
+
+
 def test_max_tokens_and_stop_sequences_end_the_reply(claude: anthropic.Anthropic) -> None:
     cut = claude.messages.create(model=GENERATOR, max_tokens=3, messages=ASK, extra_body=GREEDY)
     assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens == 3

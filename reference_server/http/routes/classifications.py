@@ -17,6 +17,7 @@ from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
+from reference_server.inference.adapted import adapted
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.tasks import classify
@@ -50,7 +51,7 @@ async def _score(served: ServedModel, inputs: list[str], labels: list[str] | Non
         vectors, tokens = await served.batcher.embed(inputs + labels)
         return classify.zero_shot_by_similarity(vectors, len(inputs), labels), tokens
     if served.task == "generate":
-        return await work.run(classify.zero_shot_by_likelihood, served.loaded, inputs, labels)
+        return await work.run(adapted(served, classify.zero_shot_by_likelihood), served.loaded, inputs, labels)
     raise bad_request(f"The model '{served.id}' cannot classify.", param="model")
 
 
