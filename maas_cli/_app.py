@@ -164,6 +164,28 @@ def classify(
               [(texts[item.index], item.label, f"{item.score:.3f}") for item in result.data])
 
 
+@app.command()
+def rerank(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="The query.")],
+    documents: Annotated[list[str], typer.Argument(help="Documents to rank by relevance to the query.")],
+    model: Model = None,
+    top_n: Annotated[int | None, typer.Option("--top-n", "-n", min=1, help="Show the best N only.")] = None,
+    json_: JSON = False,
+) -> None:
+    """Documents ranked by relevance to a query, most relevant first (POST /rerank)."""
+    out = output(ctx, json_)
+    with client(ctx) as api:
+        model = model or default_model(api, "embed")
+        result = api.rerank(query, documents, model=model, top_n=top_n)
+    if out.json:
+        out.data(result)
+        return
+    out.table(["rank", "score", "document"],
+              [(str(rank), f"{item.relevance_score:.3f}", documents[item.index])
+               for rank, item in enumerate(result.results, start=1)])
+
+
 # Token backgrounds that alternate so that neighbouring tokens stay apart.
 _TOKEN_STYLES = ("on grey23", "on dark_blue", "on dark_green", "on dark_red", "on purple4")
 

@@ -24,6 +24,7 @@ from maas_sdk._response_format import ParsedResponse, response_tool_param, text_
 from maas_sdk._tools import ParsedChatCompletion, response_format_param, tool_param
 from maas_sdk._types import (
     ChatParams,
+    ClassificationInput,
     CompletionParams,
     EmbeddingInput,
     EncodingFormat,
@@ -177,10 +178,28 @@ def embeddings(
 
 
 def classifications(
-    input: str | list[str], *, model: str, labels: Sequence[str] | None, options: RequestOptions
+    input: ClassificationInput, *, model: str, labels: Sequence[str] | None, options: RequestOptions
 ) -> Call[wire.Classifications]:
-    body = _body({"model": model, "input": input, "labels": labels})
+    sent = input if isinstance(input, str) else [_plain(item) for item in input]
+    body = _body({"model": model, "input": sent, "labels": labels})
     return _call("POST", "/classifications", wire.Classifications, options, json=body)
+
+
+def rerank(
+    query: str,
+    documents: Sequence[str],
+    *,
+    model: str,
+    top_n: int | None,
+    return_documents: bool | None,
+    max_tokens_per_doc: int | None,
+    options: RequestOptions,
+) -> Call[wire.Reranking]:
+    if isinstance(documents, str):
+        raise TypeError("documents must be a sequence of texts, not one text")
+    body = _body({"model": model, "query": query, "documents": list(documents), "top_n": top_n,
+                  "return_documents": return_documents, "max_tokens_per_doc": max_tokens_per_doc})
+    return _call("POST", "/rerank", wire.Reranking, options, json=body)
 
 
 def tokenize(

@@ -18,12 +18,13 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from maas_sdk._tools import ToolParam
-from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions
+from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions, TextPair
 from maas_sdk.protocol.vocabulary import UsageKind
 
 __all__ = [
     "BucketWidth",
     "ChatParams",
+    "ClassificationInput",
     "ClientOptions",
     "CompletionParams",
     "EmbeddingInput",
@@ -53,6 +54,9 @@ TimeoutParam = float | httpx.Timeout | None
 Prompt = str | list[str] | list[int] | list[list[int]]
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 EncodingFormat = Literal["float", "base64"]
+# Texts, or text pairs (`TextPair` or `{"text": ..., "text_pair": ...}`) for a classifier
+# fine-tuned on pairs.
+ClassificationInput = str | Sequence[str] | Sequence[TextPair | Mapping[str, str]]
 BucketWidth = Literal["1m", "1h", "1d"]
 UsageGroup = Literal["model", "kind"]
 # A point in time for the usage calls: Unix seconds, or a datetime (naive ones are local time).

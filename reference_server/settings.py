@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     embed_streams: int | None = Field(None, ge=1, description="Embedding forwards run side by side, each with its "
                                       "share of the torch threads (default: one per thread on CPU, one on GPU).")
     embed_max_inputs: int = Field(2048, ge=1, description="Inputs allowed in one embeddings call.")
+    rerank_max_documents: int = Field(1000, ge=1, description="Documents allowed in one rerank call (and "
+                                      "`text_2` texts in one score call).")
 
     # Fine-tuning
     fine_tuning_concurrency: int = Field(1, ge=1, description="Fine-tuning jobs that train at the same time.")

@@ -8,7 +8,10 @@ be one JSON object of the same format:
   assistant message (the text the model learns to produce);
 - `prompt_completion`: `{"prompt": "...", "completion": "..."}`;
 - `classification`: `{"text": "...", "label": "..."}` (an integer label is read as its
-  decimal string, so `0`/`1` data works unchanged).
+  decimal string, so `0`/`1` data works unchanged), or with a second text,
+  `{"text": query, "text_pair": passage, "label": "relevant"}`: a classifier trained on such
+  pairs reads both texts together (a cross-encoder) and can rerank passages for a query. A
+  file is pairs throughout or single texts throughout.
 
 Blank lines are skipped. Extra keys are allowed (data often carries ids or metadata), but the
 keys that decide the format must not be mixed on one line. A line must also be text that any
@@ -66,6 +69,7 @@ class DatasetInfo:
     format: Format
     lines: int
     labels: list[str] = field(default_factory=list)
+    pairs: bool = False
 
 
 def detect_line_format(record: Any) -> Format:
@@ -87,6 +91,8 @@ def detect_line_format(record: Any) -> Format:
         _check_text(record, "completion", allow_empty=False)
     else:
         _check_text(record, "text", allow_empty=False)
+        if "text_pair" in record:
+            _check_text(record, "text_pair", allow_empty=False)
         label_of(record)
     return kind
 
@@ -192,6 +198,7 @@ def _validate(lines: Iterable[bytes]) -> DatasetInfo:
     found: Format | None = None
     count = 0
     labels: dict[str, None] = {}
+    pairs: bool | None = None
     for number, record in _records(lines):
         try:
             kind = detect_line_format(record)
@@ -205,10 +212,16 @@ def _validate(lines: Iterable[bytes]) -> DatasetInfo:
             labels.setdefault(label_of(record))
             if len(labels) > MAX_LABELS:
                 raise DatasetError(f"more than {MAX_LABELS} distinct labels", number)
+            paired = "text_pair" in record
+            if pairs is not None and paired != pairs:
+                started = "text pairs" if pairs else "single texts"
+                raise DatasetError(f'this line {"has" if paired else "has no"} "text_pair" but the file started '
+                                   f"with {started}", number)
+            pairs = paired
         count += 1
     if found is None:
         raise DatasetError("the file has no examples")
-    return DatasetInfo(format=found, lines=count, labels=sorted(labels))
+    return DatasetInfo(format=found, lines=count, labels=sorted(labels), pairs=bool(pairs))
 
 
 def load(path: Path) -> tuple[DatasetInfo, list[dict[str, Any]]]:

@@ -21,8 +21,8 @@ from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ESCAPE = "\x1b["
-COMMANDS = ["models", "generate", "chat", "embed", "classify", "tokenize", "eval", "usage", "files", "fine-tune",
-            "batch", "serve", "bench"]
+COMMANDS = ["models", "generate", "chat", "embed", "classify", "rerank", "tokenize", "eval", "usage", "files",
+            "fine-tune", "batch", "serve", "bench"]
 
 
 def entry_point() -> Path:
@@ -131,6 +131,22 @@ def test_classify_and_tokenize(server: ServerProcess, client: MaaS) -> None:
     assert tokens["tokens"] == client.tokenize("Hello world", model=GENERATOR).tokens
     assert ok("tokenize", "Hello world", server=server).splitlines() == [
         "Hello world", f"{tokens['count']} tokens: {tokens['tokens']}"]
+
+
+@pytest.mark.slow  # a CLI process per call: seconds each
+def test_rerank_matches_the_sdk(server: ServerProcess, client: MaaS) -> None:
+    query = "Where can I park my car?"
+    documents = ["The soup was too salty.", "Parking is free behind the station.", "The car park opens at six."]
+    expected = client.rerank(query, documents, model=EMBEDDER)
+    result = ok_json("rerank", query, *documents, "--top-n", "2", server=server)
+    assert result["model"] == EMBEDDER
+    assert [r["index"] for r in result["results"]] == expected.indices[:2]
+    rows = ok("rerank", query, *documents, server=server).splitlines()
+    assert rows[0].split()[:3] == ["rank", "score", "document"]
+    assert rows[1].split()[0] == "1" and documents[expected.indices[0]] in rows[1]
+    assert documents[0] in rows[3], "least relevant last"
+    refused = maas("rerank", query, *documents, "-m", GENERATOR, server=server)
+    assert refused.returncode != 0 and "model" in refused.stderr
 
 
 @pytest.mark.slow  # a CLI process per call: seconds each

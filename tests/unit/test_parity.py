@@ -136,7 +136,7 @@ def test_bound_batches_alike() -> None:
 
 def test_the_documented_surface_exists() -> None:
     expected = {
-        "generate", "chat", "embed", "classify", "tokenize", "detokenize", "evaluate",
+        "generate", "chat", "embed", "classify", "rerank", "tokenize", "detokenize", "evaluate",
         "models", "files", "fine_tuning", "with_options", "close",
         "score", "with_raw_response", "with_streaming_response",
     }
