@@ -101,6 +101,8 @@ async def start_response(request: Request, body: wire.ResponseCreateRequest) -> 
     refuse_unsupported(body)
     own_items = input_items(body)
     conversation = await _previous_conversation(request, body) + own_items
+    if not conversation:
+        raise bad_request("input must hold at least one item.", param="input")
     while True:
         try:
             chat = await start_chat(request, chat_request(body, conversation))
