@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from maas_cli import _chat, _files, _fine_tune, _usage
+from maas_cli import _batch, _chat, _files, _fine_tune, _usage
 from maas_cli._context import Globals, client, default_model, file_id, output, report
 from maas_cli._options import JSON, MaxTokens, Model, Seed, Stop, Temperature, TopK, TopP, sampling
 from maas_cli._output import Output
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(_files.app, name="files")
 app.add_typer(_fine_tune.app, name="fine-tune")
+app.add_typer(_batch.app, name="batch")
 
 
 def _version(value: bool) -> None:

@@ -53,6 +53,7 @@ from maas_sdk.protocol import (
     UsagePage,
     UsageResult,
 )
+from maas_sdk.resources.batches import AsyncBatches, Batches
 from maas_sdk.resources.files import AsyncFiles, Files
 from maas_sdk.resources.fine_tuning import AsyncFineTuning, FineTuning
 from maas_sdk.resources.models import AsyncModels, Models
@@ -92,6 +93,10 @@ class MaaS(ClientCore[httpx.Client], Viewable):
     @property
     def fine_tuning(self) -> FineTuning:
         return FineTuning(self._api)
+
+    @property
+    def batches(self) -> Batches:
+        return Batches(self._api)
 
     @property
     def responses(self) -> Responses:
@@ -273,6 +278,10 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
     @property
     def fine_tuning(self) -> AsyncFineTuning:
         return AsyncFineTuning(self._api)
+
+    @property
+    def batches(self) -> AsyncBatches:
+        return AsyncBatches(self._api)
 
     @property
     def responses(self) -> AsyncResponses:

@@ -303,6 +303,29 @@ def job_checkpoints(
     return _call("GET", path, ListBody[wire.FineTuningCheckpoint], options, query={"limit": limit, "after": after})
 
 
+def create_batch(
+    batch_type: type[R], *, input_file_id: str, endpoint: str, completion_window: str,
+    metadata: Mapping[str, str] | None, options: RequestOptions,
+) -> Call[R]:
+    body = _body({"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": completion_window,
+                  "metadata": dict(metadata) if metadata is not None else None})
+    return _call("POST", "/batches", batch_type, options, json=body)
+
+
+def list_batches(
+    body_type: type[ListBody[T]], *, limit: int | None, after: str | None, options: RequestOptions
+) -> Call[ListBody[T]]:
+    return _call("GET", "/batches", body_type, options, query={"limit": limit, "after": after})
+
+
+def retrieve_batch(batch_type: type[R], batch_id: str, options: RequestOptions) -> Call[R]:
+    return _call("GET", f"/batches/{_segment(batch_id)}", batch_type, options)
+
+
+def cancel_batch(batch_type: type[R], batch_id: str, options: RequestOptions) -> Call[R]:
+    return _call("POST", f"/batches/{_segment(batch_id)}/cancel", batch_type, options)
+
+
 def _seconds(value: TimeParam) -> int:
     return int(value.timestamp()) if isinstance(value, datetime) else value
 

@@ -7,6 +7,19 @@ request models reject them, so a misspelt parameter is reported instead of
 being silently ignored.
 """
 
+from maas_sdk.protocol.batches import (
+    Batch,
+    BatchCreate,
+    BatchError,
+    BatchErrors,
+    BatchLineError,
+    BatchLineResponse,
+    BatchList,
+    BatchRequest,
+    BatchRequestCounts,
+    BatchResult,
+    BatchUsage,
+)
 from maas_sdk.protocol.chat import (
     ChatChoice,
     ChatCompletion,
@@ -111,6 +124,17 @@ from maas_sdk.protocol.usage import (
 )
 
 __all__ = [
+    "Batch",
+    "BatchCreate",
+    "BatchError",
+    "BatchErrors",
+    "BatchLineError",
+    "BatchLineResponse",
+    "BatchList",
+    "BatchRequest",
+    "BatchRequestCounts",
+    "BatchResult",
+    "BatchUsage",
     "ChatChoice",
     "ChatChoiceLogprobs",
     "ChatCompletion",
