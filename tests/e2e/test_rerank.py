@@ -184,7 +184,7 @@ def test_pairs_need_a_pair_classifier(client: MaaS) -> None:
 
 
 @pytest.mark.slow  # importing the cohere client takes seconds
-def test_cohere_client_v2_reranks_against_the_server(server: ServerProcess, http: httpx.Client) -> None:
+def test_cohere_clients_rerank_against_the_server(server: ServerProcess, http: httpx.Client) -> None:
     import cohere
 
     co = cohere.ClientV2(api_key=API_KEY, base_url=server.url)
@@ -200,6 +200,10 @@ def test_cohere_client_v2_reranks_against_the_server(server: ServerProcess, http
     assert refused.value.body["error"]["param"] == "documents"
     with pytest.raises(cohere.errors.NotFoundError):
         co.rerank(model="no-such-model", query=QUERY, documents=DOCUMENTS)
+    v1 = cohere.Client(api_key=API_KEY, base_url=server.url).rerank(  # the v1 client: POST /v1/rerank
+        model=EMBEDDER, query=QUERY, documents=DOCUMENTS, top_n=2, return_documents=True)
+    assert [(r.index, r.document.text if r.document else None) for r in v1.results] == [
+        (r["index"], r["document"]["text"]) for r in ours["results"][:2]]
 
 
 @pytest.mark.slow  # importing langchain takes seconds
