@@ -22,6 +22,7 @@ from maas_sdk._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchFailed,
     ConflictError,
     FineTuningJobFailed,
     InternalServerError,
@@ -36,6 +37,7 @@ from maas_sdk._exceptions import (
 )
 from maas_sdk._pagination import AsyncPage, AsyncPager, BasePage, Page
 from maas_sdk._response import AsyncStreamedResponse, RawResponse, StreamedResponse
+from maas_sdk._response_format import ParsedResponse
 from maas_sdk._scoring import Score
 from maas_sdk._sse import ServerSentEvent, SSEDecoder
 from maas_sdk._streaming import AsyncStream, Stream
@@ -43,7 +45,7 @@ from maas_sdk._tools import ParsedChatCompletion, ToolRunError
 from maas_sdk._types import RequestOptions
 from maas_sdk._version import __version__
 from maas_sdk.protocol import *  # the wire types, listed in protocol.__all__
-from maas_sdk.resources import AsyncBoundFineTuningJob, BoundFineTuningJob
+from maas_sdk.resources import AsyncBoundBatch, AsyncBoundFineTuningJob, BoundBatch, BoundFineTuningJob
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -54,6 +56,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncAPI",
+    "AsyncBoundBatch",
     "AsyncBoundFineTuningJob",
     "AsyncMaaS",
     "AsyncPage",
@@ -63,6 +66,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BasePage",
+    "BatchFailed",
+    "BoundBatch",
     "BoundFineTuningJob",
     "ConflictError",
     "FineTuningJobFailed",
@@ -72,6 +77,7 @@ __all__ = [
     "NotFoundError",
     "Page",
     "ParsedChatCompletion",
+    "ParsedResponse",
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitError",

@@ -211,7 +211,8 @@ class MessageCreateRequest(MessagesPrompt):
     """`POST /v1/messages`. Beyond Anthropic's fields none: the vLLM sampling extras are Chat
     Completions'."""
 
-    IGNORED = ("thinking", "cache_control", "metadata", "service_tier", "inference_geo", "speed", "diagnostics")
+    IGNORED = ("thinking", "cache_control", "metadata", "service_tier", "inference_geo", "speed", "diagnostics",
+               "context_management")
 
     max_tokens: int = Field(ge=1)
     stop_sequences: list[str] | None = None
@@ -224,6 +225,7 @@ class MessageCreateRequest(MessagesPrompt):
     inference_geo: str | None = _ignored()
     speed: str | None = _ignored()
     diagnostics: dict[str, Any] | None = _ignored()
+    context_management: dict[str, Any] | None = _ignored()
 
 
 # ----- the reply -----

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from maas_sdk.protocol.common import BRANCH_MARK
 from reference_server.datasets.formats import SURROGATE_ESCAPE
 from reference_server.errors import InvalidRequest
 from reference_server.http.errors import HTTPError, bad_request
@@ -34,7 +35,7 @@ def _loc_to_param(loc: tuple[Any, ...], data: Any = None) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
             node, tag_skipped = (node[item] if isinstance(node, list) and 0 <= item < len(node) else None), False
-        elif item in _BRANCH_NAMES or "[" in str(item):
+        elif item in _BRANCH_NAMES or "[" in str(item) or str(item).startswith(BRANCH_MARK):
             continue
         elif (isinstance(node, dict) and node.get("type") == item and not tag_skipped
               and position < len(loc) - 1):

@@ -31,16 +31,24 @@ def event(body: BaseModel) -> bytes:
     return b"data: " + body.model_dump_json().encode() + b"\n\n"
 
 
-def error_event(exc: BaseException) -> bytes:
+def named_event(name: str, body: BaseModel) -> bytes:
+    """An event with an `event:` line, as the Responses API streams them."""
+    return b"event: " + name.encode() + b"\ndata: " + body.model_dump_json().encode() + b"\n\n"
+
+
+def error_detail(exc: BaseException) -> ErrorDetail:
+    """What the client is told of a failure mid-stream (an unexpected one is logged, not described)."""
     if isinstance(exc, DomainError):
         exc = HTTPError.of(exc)
     if isinstance(exc, HTTPError):
-        detail = exc.detail()
-    else:
-        logger.error("stream failed: %s", type(exc).__name__, exc_info=exc)
-        detail = ErrorDetail(message="The server failed while streaming this response.", type=SERVER_ERROR,
-                             code="internal_error")
-    return event(ErrorBody(error=detail))
+        return exc.detail()
+    logger.error("stream failed: %s", type(exc).__name__, exc_info=exc)
+    return ErrorDetail(message="The server failed while streaming this response.", type=SERVER_ERROR,
+                       code="internal_error")
+
+
+def error_event(exc: BaseException) -> bytes:
+    return event(ErrorBody(error=error_detail(exc)))
 
 
 async def with_keepalive(source: AsyncIterator[bytes], interval: float, ping: bytes = PING) -> AsyncIterator[bytes]:

@@ -17,6 +17,7 @@ import httpx
 import jsonschema
 import pytest
 from anthropic.types import TextBlock, ToolUseBlock
+from pydantic import BaseModel
 
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, GENERATOR
@@ -45,6 +46,14 @@ def test_create_answers_with_an_anthropic_message(claude: anthropic.Anthropic) -
     assert 0 < reply.usage.output_tokens < 20
     assert reply.usage.input_tokens == claude.messages.count_tokens(model=GENERATOR, messages=ASK).input_tokens
     assert reply._request_id and reply._request_id.startswith("req_")
+
+
+def test_fields_without_effect_are_named_in_a_header(claude: anthropic.Anthropic) -> None:
+    raw = claude.messages.with_raw_response.create(
+        model=GENERATOR, max_tokens=2, messages=ASK, metadata={"user_id": "user-1"}, service_tier="auto",
+        thinking={"type": "disabled"}, extra_headers={"anthropic-beta": "some-beta-2025-01-01"})
+    assert raw.headers["x-maas-ignored-params"] == "thinking,metadata,service_tier"
+    assert raw.headers["request-id"] == raw.headers["x-request-id"] and raw.parse().content
 
 
 def test_max_tokens_and_stop_sequences_end_the_reply(claude: anthropic.Anthropic) -> None:
@@ -100,6 +109,7 @@ def test_the_wire_names_each_event_and_pings(server: ServerProcess) -> None:
     assert names[:2] == ["message_start", "ping"] and names[-1] == "message_stop" and "[DONE]" not in str(frames)
 
 
+@pytest.mark.slow  # compiles a grammar and generates a few dozen tokens
 def test_tool_use_round_trip(claude: anthropic.Anthropic) -> None:
     first = claude.messages.create(model=GENERATOR, max_tokens=60, messages=ASK_WEATHER, tools=[WEATHER_TOOL],
                                    tool_choice={"type": "any"}, extra_body=GREEDY)
@@ -117,6 +127,7 @@ def test_tool_use_round_trip(claude: anthropic.Anthropic) -> None:
     assert "21" in answer.content[0].text  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # compiles a grammar and generates a few dozen tokens
 def test_a_named_tool_streams_its_input(claude: anthropic.Anthropic) -> None:
     with claude.messages.stream(model=GENERATOR, max_tokens=60, messages=ASK_WEATHER, tools=[WEATHER_TOOL],
                                 tool_choice={"type": "tool", "name": "get_weather"}, extra_body=GREEDY) as stream:
@@ -126,6 +137,19 @@ def test_a_named_tool_streams_its_input(claude: anthropic.Anthropic) -> None:
     (call,) = final.content
     assert isinstance(call, ToolUseBlock) and call.name == "get_weather" and final.stop_reason == "tool_use"
     jsonschema.validate(call.input, WEATHER_SCHEMA)
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+@pytest.mark.slow  # compiles a grammar and generates a few dozen tokens
+def test_output_format_is_enforced_and_keeps_the_schema_order(claude: anthropic.Anthropic) -> None:
+    reply = claude.messages.parse(model=GENERATOR, max_tokens=40, output_format=City, extra_body=GREEDY,
+                                  messages=[{"role": "user", "content": "Name a city in France."}])
+    assert isinstance(reply.parsed_output, City)
+    assert list(json.loads(reply.content[0].text)) == ["name", "country"]  # type: ignore[union-attr]
 
 
 def test_count_tokens_counts_the_tools_too(claude: anthropic.Anthropic) -> None:

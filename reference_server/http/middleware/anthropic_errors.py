@@ -17,10 +17,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from maas_sdk.protocol.messages import AnthropicErrorBody, AnthropicErrorDetail
-from maas_sdk.protocol.vocabulary import ANTHROPIC_ERROR_TYPES
+from maas_sdk.protocol.vocabulary import ANTHROPIC_ERROR_TYPES, ERROR_TYPES
 
 MESSAGES_PATH = "/v1/messages"
 _OPENAI_DONE = b"data: [DONE]"
+# An error event inside a stream has no status of its own: its OpenAI type says which.
+_STATUS_OF_TYPE = {kind: status for status, kind in sorted(ERROR_TYPES.items(), reverse=True)}
 
 
 def anthropic_error_type(status: int) -> str:
@@ -43,7 +45,7 @@ def is_messages_path(path: str) -> bool:
     return path == MESSAGES_PATH or path.startswith(MESSAGES_PATH + "/")
 
 
-def _from_openai(status: int, raw: bytes) -> AnthropicErrorBody | None:
+def _from_openai(status: int | None, raw: bytes) -> AnthropicErrorBody | None:
     try:
         data = json.loads(raw)
     except ValueError:
@@ -51,6 +53,7 @@ def _from_openai(status: int, raw: bytes) -> AnthropicErrorBody | None:
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict) or not isinstance(error.get("message"), str):
         return None
+    status = status or _STATUS_OF_TYPE.get(str(error.get("type")), 500)
     param = error.get("param")
     return anthropic_error(status, error["message"], param if isinstance(param, str) else None)
 
@@ -62,7 +65,7 @@ def _stream_frames(chunk: bytes) -> bytes:
         if frame.startswith(_OPENAI_DONE):
             continue
         if frame.startswith(b"data: {"):
-            body = _from_openai(500, frame[len(b"data: "):])
+            body = _from_openai(None, frame[len(b"data: "):])
             if body is not None:
                 frames.append(stream_error_event(body))
                 continue

@@ -192,7 +192,7 @@ def submit(
     rows = constraints if constraints is not None else [None] * len(prompts)
     try:
         for ids, p, constraint in zip(prompts, params, rows):
-            handles.append(served.engine.submit(ids, p, constraint))
+            handles.append(served.engine.submit(ids, p, constraint, adapter=served.adapter))
     except BaseException:
         for handle in handles:
             handle.cancel()

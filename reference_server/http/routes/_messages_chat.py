@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from maas_sdk.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage
 from maas_sdk.protocol import messages as m
@@ -87,14 +87,8 @@ def to_chat(body: m.MessagesPrompt) -> Translated:
     try:
         chat = ChatCompletionRequest.model_validate(fields)
     except ValidationError as exc:
-        raise renamed(validation_error(exc, _dumped(fields)), origins) from None
+        raise renamed(validation_error(exc), origins) from None
     return Translated(chat, origins)
-
-
-def _dumped(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.model_dump() if isinstance(v, BaseModel) else
-                [x.model_dump() if isinstance(x, BaseModel) else x for x in v] if isinstance(v, list) else v)
-            for k, v in fields.items()}
 
 
 def _turn(turn: m.MessageParam, where: str) -> list[ChatMessage]:

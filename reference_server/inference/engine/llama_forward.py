@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_server.inference.engine.kvcache import SlotKVCache
+from reference_server.inference.engine.lora import AdapterLinear, current_batch
 from reference_server.inference.engine.packed_linear import pack_linears
 from reference_server.inference.loading.spec import PackedWeights
 
@@ -49,27 +50,38 @@ def supported(model: Any) -> str | None:
         return f"activation {config.hidden_act!r}"
     if getattr(config, "pretraining_tp", 1) != 1:
         return "pretraining_tp > 1"
-    # The fused projections must be plain linears; o and down are called as the model has them.
+    # The fused projections must be plain linears (an adapter wrapper around one is fine: the
+    # fused module applies its updates); o and down are called as the model has them.
     layers = model.model.layers
     fused = [getattr(layer.self_attn, n) for layer in layers for n in ("q_proj", "k_proj", "v_proj")]
     fused += [getattr(layer.mlp, n) for layer in layers for n in ("gate_proj", "up_proj")]
-    if any(type(p) is not nn.Linear or type(p.weight) is not nn.Parameter for p in fused):
-        return "its q/k/v or gate/up projections are not plain linear layers (quantized or adapted)"
+    if any(_plain(p) is None for p in fused):
+        return "its q/k/v or gate/up projections are not plain linear layers (quantized?)"
     return None
+
+
+def _plain(module: Any) -> nn.Linear | None:
+    """The plain float `nn.Linear` computing `module`'s base product, if it is one."""
+    base = module.base if isinstance(module, AdapterLinear) else module
+    if type(base) is not nn.Linear or type(base.weight) is not nn.Parameter:
+        return None
+    return base
 
 
 class FusedLinear(nn.Module):
     """Several projections of one input in one matmul: `names` (q, k, v; or gate, up), their
     weights (and biases) concatenated once, returned as one output per projection.
 
-    Per-projection low-rank updates (LoRA) belong in `forward`, after the matmul: projection
-    `names[i]`'s update `x @ A_i @ B_i` (per row, for batched adapters) is added to output
-    `i`, which is exactly what the separate projection's output would be with it.
+    Per-projection low-rank updates (LoRA) are added here, in `forward`, after the matmul:
+    projection `i`'s update (per token, from the adapters of the current forward, `lora`) is
+    added to output `i` under the module path `paths[i]` of the model's own projection, which
+    is exactly what that projection's `AdapterLinear` would add to its own output.
     """
 
     def __init__(self, names: tuple[str, ...], linears: list[nn.Linear]) -> None:
         super().__init__()
         self.names = names
+        self.paths: list[str] = []  # the model's projections' module paths, once wrapped (`adapt`)
         self.sizes = [int(linear.out_features) for linear in linears]
         weight = torch.cat([linear.weight.detach() for linear in linears])
         biases = [linear.bias for linear in linears]
@@ -85,7 +97,11 @@ class FusedLinear(nn.Module):
         self.linear.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.linear(x).split(self.sizes, dim=-1))
+        parts = list(self.linear(x).split(self.sizes, dim=-1))
+        batch = current_batch()
+        if batch is not None and self.paths:
+            parts = [batch.apply(path, x, part) for path, part in zip(self.paths, parts)]
+        return parts
 
     def share_with(self, linears: list[nn.Linear]) -> None:
         """Make `linears` (the model's own projections) views of the fused weights, so both
@@ -109,10 +125,12 @@ class _Layer(nn.Module):
     def __init__(self, layer: Any) -> None:
         super().__init__()
         attn, mlp = layer.self_attn, layer.mlp
-        self.qkv = FusedLinear(("q", "k", "v"), [attn.q_proj, attn.k_proj, attn.v_proj])
-        self.gate_up = FusedLinear(("gate", "up"), [mlp.gate_proj, mlp.up_proj])
-        self.qkv.share_with([attn.q_proj, attn.k_proj, attn.v_proj])
-        self.gate_up.share_with([mlp.gate_proj, mlp.up_proj])
+        qkv = [_linear(attn.q_proj), _linear(attn.k_proj), _linear(attn.v_proj)]
+        gate_up = [_linear(mlp.gate_proj), _linear(mlp.up_proj)]
+        self.qkv = FusedLinear(("q", "k", "v"), qkv)
+        self.gate_up = FusedLinear(("gate", "up"), gate_up)
+        self.qkv.share_with(qkv)
+        self.gate_up.share_with(gate_up)
         self.o_proj, self.down_proj = attn.o_proj, mlp.down_proj
         self.input_norm = layer.input_layernorm.weight
         self.post_norm = layer.post_attention_layernorm.weight
@@ -155,6 +173,15 @@ class LlamaForward(nn.Module):
             model.lm_head = self.lm_head
         return packed
 
+    def adapt(self, model: Any) -> None:
+        """Apply adapters as `model`'s wrapped projections (`lora.wrap_projections`) would: call
+        its o and down wrappers, and give the fused projections their module paths."""
+        for layer, ours in zip(model.model.layers, self._layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            ours.o_proj, ours.down_proj = attn.o_proj, mlp.down_proj
+            ours.qkv.paths = [_path(attn.q_proj), _path(attn.k_proj), _path(attn.v_proj)]
+            ours.gate_up.paths = [_path(mlp.gate_proj), _path(mlp.up_proj)]
+
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: SlotKVCache,
                 keep: torch.Tensor) -> torch.Tensor:
         """Logits `[len(keep), vocab]` of the packed row `input_ids` (`[tokens]`) at the
@@ -180,6 +207,18 @@ class LlamaForward(nn.Module):
         hidden = F.rms_norm(hidden[keep], (width,), self.norm, self.norm_eps)
         logits: torch.Tensor = self.lm_head(hidden)
         return logits
+
+
+def _linear(module: Any) -> nn.Linear:
+    linear = _plain(module)
+    assert linear is not None, "checked by supported()"
+    return linear
+
+
+def _path(module: Any) -> str:
+    if not isinstance(module, AdapterLinear):
+        raise TypeError(f"{type(module).__name__} is not wrapped for adapters")
+    return module.path
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, half: int) -> torch.Tensor:

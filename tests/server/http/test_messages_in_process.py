@@ -6,14 +6,22 @@ the other routes keep OpenAI's shape."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
+from maas_sdk.protocol.messages import MessageCreateRequest
 from reference_server.app import create_app
+from reference_server.errors import InvalidRequest, Overloaded
+from reference_server.http.errors import HTTPError
+from reference_server.http.middleware.anthropic_errors import AnthropicErrorMiddleware
+from reference_server.http.routes import messages
+from reference_server.http.routes._messages_chat import renamed, to_chat
+from reference_server.http.sse import DONE, error_event
 from reference_server.settings import Settings
 
 KEY = "sk-messages-in-process"
@@ -112,3 +120,78 @@ def test_the_rate_limit_is_a_rate_limit_error(tmp_path: Path) -> None:
         reply = http.post("/v1/messages", json=GOOD, headers=HEADERS)
         anthropic_error(reply, 429, "rate_limit_error")
         assert int(reply.headers["retry-after"]) >= 1
+
+
+async def test_a_stream_that_fails_ends_with_an_anthropic_error_event() -> None:
+    async def failing() -> AsyncIterator[bytes]:
+        yield b'event: ping\ndata: {"type":"ping"}\n\n'
+        raise Overloaded("The queue is full.", param="model")
+
+    frames = [frame async for frame in messages._ended(failing())]
+    assert frames[-1] == (b'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error",'
+                          b'"message":"model: The queue is full."}}\n\n')
+
+
+async def test_the_shutdown_notice_in_a_messages_stream_becomes_an_error_event() -> None:
+    shutdown = HTTPError(503, "The server shut down before this request finished; retry it.", code="server_shutdown")
+
+    async def streaming(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b'event: ping\ndata: {"type":"ping"}\n\n',
+                    "more_body": True})
+        await send({"type": "http.response.body", "body": error_event(shutdown) + DONE, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/v1/messages", "state": {"request_id": "req_1"}, "headers": []}
+    await AnthropicErrorMiddleware(streaming)(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert body.endswith(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":'
+                         b'"The server shut down before this request finished; retry it."}}\n\n')
+    assert b"[DONE]" not in body and (b"request-id", b"req_1") in sent[0]["headers"]
+
+
+def test_a_conversation_translates_to_chat_completions() -> None:
+    body = MessageCreateRequest.model_validate({
+        "model": "m", "max_tokens": 9, "stop_sequences": ["END"], "temperature": 0.5, "top_k": 4,
+        "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Be kind."}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"},
+                                              {"type": "text", "text": "Let me look."},
+                                              {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                               "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
+                                          "content": [{"type": "text", "text": "timeout"}]},
+                                         {"type": "text", "text": "Try again?"}]},
+        ]})
+    translated = to_chat(body)
+    chat = translated.chat
+    assert [(m.role, m.text()) for m in chat.messages] == [
+        ("system", "Be brief.\nBe kind."), ("user", "Weather in Paris?"), ("assistant", "Let me look."),
+        ("tool", "Error: timeout"), ("user", "Try again?")]
+    assert translated.origins == ["system", "messages[0]", "messages[1]", "messages[2]", "messages[2]"]
+    (call,) = chat.messages[2].tool_calls or []
+    assert (call.id, call.function.name, call.function.arguments) == ("toolu_1", "get_weather", '{"city": "Paris"}')
+    assert chat.messages[3].tool_call_id == "toolu_1"
+    assert (chat.max_tokens, chat.stop, chat.temperature, chat.top_k) == (9, ["END"], 0.5, 4)
+    assert chat.tool_choice is not None and not isinstance(chat.tool_choice, str)
+    assert chat.tool_choice.function.name == "get_weather" and chat.parallel_tool_calls is False
+
+
+def test_chat_errors_name_the_messages_parameters() -> None:
+    origins = ["system", "messages[0]", "messages[1]", "messages[1]"]
+    stop = renamed(InvalidRequest("At most 16 stop sequences are allowed, got 17.", param="stop"), origins)
+    assert stop.param == "stop_sequences" and stop.message == "At most 16 stop sequences are allowed, got 17."
+    content = renamed(InvalidRequest("messages[3].content is required.", param="messages[3].content"), origins)
+    assert content.param == "messages[1].content" and content.message == "messages[1].content is required."
