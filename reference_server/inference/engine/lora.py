@@ -59,8 +59,8 @@ class AdapterError(ValueError):
 
 @dataclass(eq=False)
 class Adapter:
-    """A resident adapter: per wrapped module path, `A` transposed (`[in, r]`) and `B`
-    transposed and scaled (`[r, out]`), ready for `x @ a @ b`."""
+    """A resident adapter: per wrapped module path, `A` (`[r, in]`) and `B` scaled (`[out, r]`),
+    as PEFT stores them (reading an adapter copies nothing it need not: cold starts stay short)."""
 
     name: str
     rank: int
@@ -195,12 +195,12 @@ def read_adapter(folder: Path, name: str, modules: dict[str, AdapterLinear], *, 
         if r > max_rank:
             raise AdapterError(f"the adapter in {folder} has rank {r} at {path}, above "
                                f"MAAS_MAX_LORA_RANK={max_rank}", param="r")
+        # A NaN would reach every row of a shared forward (a masked NaN is still NaN).
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise AdapterError(f"{weights_path}: {path} holds values that are not finite")
         module_alpha = float(next((v for k, v in alphas.items() if path.endswith(k)), alpha))
         scale = module_alpha / (math.sqrt(r) if rslora else r)
-        weights[path] = (a.t().to(device=device, dtype=dtype).contiguous(),
-                         (b.t() * scale).to(device=device, dtype=dtype).contiguous())
+        weights[path] = (a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype).mul_(scale))
         rank = max(rank, r)
     return Adapter(name=name, rank=rank, weights=weights)
 
@@ -235,6 +235,7 @@ class AdapterSet:
     def __init__(self, adapters: Sequence[Adapter]) -> None:
         self.adapters = tuple(adapters)
         self._cats: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = {}
+        self._owners: dict[tuple[tuple[int, int], ...], torch.Tensor] = {}
 
     def same(self, adapters: Sequence[Adapter]) -> bool:
         return len(adapters) == len(self.adapters) and all(a is b for a, b in zip(adapters, self.adapters))
@@ -247,12 +248,19 @@ class AdapterSet:
         parts = [(i, adapter.weights[path]) for i, adapter in enumerate(self.adapters) if path in adapter.weights]
         cat = None
         if parts:
-            a = torch.cat([w[0] for _, w in parts], dim=1)
-            b = torch.cat([w[1] for _, w in parts], dim=0)
-            owner = torch.cat([torch.full((w[0].shape[1],), i, dtype=torch.long) for i, w in parts])
-            cat = (a, b, owner.to(a.device))
+            a = torch.cat([w[0] for _, w in parts], dim=0).t().contiguous()
+            b = torch.cat([w[1] for _, w in parts], dim=1).t().contiguous()
+            cat = (a, b, self._owner(tuple((i, w[0].shape[0]) for i, w in parts), a.device))
         self._cats[path] = cat
         return cat
+
+    def _owner(self, ranks: tuple[tuple[int, int], ...], device: torch.device) -> torch.Tensor:
+        """The adapter index of each concatenated column, for adapters `(index, rank)` in order
+        (shared by every module path where the same adapters have the same ranks)."""
+        owner = self._owners.get(ranks)
+        if owner is None:
+            owner = self._owners[ranks] = torch.tensor([i for i, r in ranks for _ in range(r)], device=device)
+        return owner
 
 
 class AdapterBatch:
