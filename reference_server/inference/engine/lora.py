@@ -205,6 +205,67 @@ def read_adapter(folder: Path, name: str, modules: dict[str, AdapterLinear], *, 
     return Adapter(name=name, rank=rank, weights=weights)
 
 
+def read_merged(folder: Path, base_folder: Path, name: str, modules: dict[str, AdapterLinear], *,
+                max_rank: int, dtype: torch.dtype, device: torch.device | str) -> Adapter:
+    """The adapter hidden in a LoRA fine-tune saved merged (a whole model folder, as LoRA jobs
+    were saved before adapters were kept): for each projection, the difference between its
+    weights and the base model's in `base_folder`, which has the rank of the LoRA that was
+    merged, factored back into `A` and `B` by SVD. Singular values below 1e-4 of the largest
+    are float rounding of the merge and are dropped; a difference of higher rank than
+    `max_rank` is not a LoRA (a full fine-tune)."""
+    merged, base = _tensor_files(folder), _tensor_files(base_folder)
+    weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    rank = 0
+    for path, module in modules.items():
+        key = f"{path}.weight"
+        if key not in merged or key not in base:
+            raise AdapterError(f"{folder} or its base model lacks {key}: not a fine-tune of this base model")
+        tuned, original = _read_tensor(merged[key], key).float(), _read_tensor(base[key], key).float()
+        if tuned.shape != (module.out_features, module.in_features) or tuned.shape != original.shape:
+            raise AdapterError(f"{folder}: {key} does not fit this base model (another base model?)")
+        delta = tuned - original
+        if not bool(torch.isfinite(delta).all()):
+            raise AdapterError(f"{folder}: {key} holds values that are not finite")
+        if not bool(delta.any()):
+            continue  # a projection the LoRA did not target
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        r = int((s > s[0] * 1e-4).sum())
+        if r > max_rank:
+            raise AdapterError(f"{folder}: {key} differs from the base model with rank {r}, above "
+                               f"MAAS_MAX_LORA_RANK={max_rank} (a full fine-tune, not a LoRA)", param="r")
+        root = s[:r].sqrt()
+        weights[path] = ((root[:, None] * vh[:r]).to(device=device, dtype=dtype),
+                         (u[:, :r] * root).to(device=device, dtype=dtype))
+        rank = max(rank, r)
+    return Adapter(name=name, rank=rank, weights=weights)
+
+
+def _tensor_files(folder: Path) -> dict[str, Path]:
+    """Which safetensors file of a model folder holds each tensor (one file, or shards and their index)."""
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            return {k: folder / v for k, v in json.loads(index.read_text())["weight_map"].items()}
+        from safetensors import safe_open
+
+        single = folder / "model.safetensors"
+        with safe_open(str(single), framework="pt") as handle:
+            return dict.fromkeys(handle.keys(), single)
+    except Exception as exc:
+        raise AdapterError(f"the model folder {folder} cannot be read: {exc}") from exc
+
+
+def _read_tensor(file: Path, key: str) -> torch.Tensor:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            tensor: torch.Tensor = handle.get_tensor(key)
+            return tensor
+    except Exception as exc:
+        raise AdapterError(f"{file} cannot be read: {exc}") from exc
+
+
 def _split_key(key: str) -> tuple[str | None, str]:
     for part in ("A", "B"):
         for suffix in (f".lora_{part}.weight", f".lora_{part}.default.weight"):
