@@ -22,6 +22,7 @@ from maas_sdk._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchFailed,
     ConflictError,
     FineTuningJobFailed,
     InternalServerError,
@@ -44,7 +45,7 @@ from maas_sdk._tools import ParsedChatCompletion, ToolRunError
 from maas_sdk._types import RequestOptions
 from maas_sdk._version import __version__
 from maas_sdk.protocol import *  # the wire types, listed in protocol.__all__
-from maas_sdk.resources import AsyncBoundFineTuningJob, BoundFineTuningJob
+from maas_sdk.resources import AsyncBoundBatch, AsyncBoundFineTuningJob, BoundBatch, BoundFineTuningJob
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -55,6 +56,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncAPI",
+    "AsyncBoundBatch",
     "AsyncBoundFineTuningJob",
     "AsyncMaaS",
     "AsyncPage",
@@ -64,6 +66,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BasePage",
+    "BatchFailed",
+    "BoundBatch",
     "BoundFineTuningJob",
     "ConflictError",
     "FineTuningJobFailed",

@@ -27,6 +27,7 @@ from maas_sdk._tools import ModelT, ParsedChatCompletion, ToolLoop
 from maas_sdk._transport import AsyncTransport, SyncTransport
 from maas_sdk._types import (
     ChatParams,
+    ClassificationInput,
     CompletionParams,
     EmbeddingInput,
     EncodingFormat,
@@ -47,10 +48,12 @@ from maas_sdk.protocol import (
     Evaluation,
     Generation,
     GenerationChunk,
+    Reranking,
     Tokenized,
     UsagePage,
     UsageResult,
 )
+from maas_sdk.resources.batches import AsyncBatches, Batches
 from maas_sdk.resources.files import AsyncFiles, Files
 from maas_sdk.resources.fine_tuning import AsyncFineTuning, FineTuning
 from maas_sdk.resources.models import AsyncModels, Models
@@ -90,6 +93,10 @@ class MaaS(ClientCore[httpx.Client], Viewable):
     @property
     def fine_tuning(self) -> FineTuning:
         return FineTuning(self._api)
+
+    @property
+    def batches(self) -> Batches:
+        return Batches(self._api)
 
     @property
     def responses(self) -> Responses:
@@ -178,11 +185,26 @@ class MaaS(ClientCore[httpx.Client], Viewable):
         ))
 
     def classify(
-        self, input: str | list[str], *, model: str, labels: Sequence[str] | None = None,
+        self, input: ClassificationInput, *, model: str, labels: Sequence[str] | None = None,
         **options: Unpack[RequestOptions],
     ) -> Classifications:
-        """Classify text (POST /classifications); `labels` makes it zero-shot over those labels."""
+        """Classify text (POST /classifications); `labels` makes it zero-shot over those labels.
+        A classifier fine-tuned on text pairs classifies pairs: `{"text": ..., "text_pair": ...}`."""
         return self._api.request(endpoints.classifications(input, model=model, labels=labels, options=options))
+
+    def rerank(
+        self, query: str, documents: Sequence[str], *, model: str, top_n: int | None = None,
+        return_documents: bool | None = None, max_tokens_per_doc: int | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> Reranking:
+        """Rank `documents` by relevance to `query` (POST /rerank): `.results` most relevant first,
+        each with the document's `index` and its `relevance_score` (`.indices` lists the indices);
+        `top_n` keeps the best ones only. An embedding model scores by cosine similarity, a
+        classifier fine-tuned on text pairs by its probability of relevance."""
+        return self._api.request(endpoints.rerank(
+            query, documents, model=model, top_n=top_n, return_documents=return_documents,
+            max_tokens_per_doc=max_tokens_per_doc, options=options,
+        ))
 
     def tokenize(
         self, text: str, *, model: str, add_special_tokens: bool | None = None, **options: Unpack[RequestOptions]
@@ -256,6 +278,10 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
     @property
     def fine_tuning(self) -> AsyncFineTuning:
         return AsyncFineTuning(self._api)
+
+    @property
+    def batches(self) -> AsyncBatches:
+        return AsyncBatches(self._api)
 
     @property
     def responses(self) -> AsyncResponses:
@@ -344,11 +370,23 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
         ))
 
     async def classify(
-        self, input: str | list[str], *, model: str, labels: Sequence[str] | None = None,
+        self, input: ClassificationInput, *, model: str, labels: Sequence[str] | None = None,
         **options: Unpack[RequestOptions],
     ) -> Classifications:
-        """Classify text (POST /classifications); `labels` makes it zero-shot over those labels."""
+        """Classify text (POST /classifications); `labels` makes it zero-shot over those labels.
+        A classifier fine-tuned on text pairs classifies pairs: `{"text": ..., "text_pair": ...}`."""
         return await self._api.request(endpoints.classifications(input, model=model, labels=labels, options=options))
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], *, model: str, top_n: int | None = None,
+        return_documents: bool | None = None, max_tokens_per_doc: int | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> Reranking:
+        """Rank `documents` by relevance to `query` (POST /rerank); see `MaaS.rerank`."""
+        return await self._api.request(endpoints.rerank(
+            query, documents, model=model, top_n=top_n, return_documents=return_documents,
+            max_tokens_per_doc=max_tokens_per_doc, options=options,
+        ))
 
     async def tokenize(
         self, text: str, *, model: str, add_special_tokens: bool | None = None, **options: Unpack[RequestOptions]

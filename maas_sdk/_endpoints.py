@@ -24,6 +24,7 @@ from maas_sdk._response_format import ParsedResponse, response_tool_param, text_
 from maas_sdk._tools import ParsedChatCompletion, response_format_param, tool_param
 from maas_sdk._types import (
     ChatParams,
+    ClassificationInput,
     CompletionParams,
     EmbeddingInput,
     EncodingFormat,
@@ -177,10 +178,28 @@ def embeddings(
 
 
 def classifications(
-    input: str | list[str], *, model: str, labels: Sequence[str] | None, options: RequestOptions
+    input: ClassificationInput, *, model: str, labels: Sequence[str] | None, options: RequestOptions
 ) -> Call[wire.Classifications]:
-    body = _body({"model": model, "input": input, "labels": labels})
+    sent = input if isinstance(input, str) else [_plain(item) for item in input]
+    body = _body({"model": model, "input": sent, "labels": labels})
     return _call("POST", "/classifications", wire.Classifications, options, json=body)
+
+
+def rerank(
+    query: str,
+    documents: Sequence[str],
+    *,
+    model: str,
+    top_n: int | None,
+    return_documents: bool | None,
+    max_tokens_per_doc: int | None,
+    options: RequestOptions,
+) -> Call[wire.Reranking]:
+    if isinstance(documents, str):
+        raise TypeError("documents must be a sequence of texts, not one text")
+    body = _body({"model": model, "query": query, "documents": list(documents), "top_n": top_n,
+                  "return_documents": return_documents, "max_tokens_per_doc": max_tokens_per_doc})
+    return _call("POST", "/rerank", wire.Reranking, options, json=body)
 
 
 def tokenize(
@@ -282,6 +301,29 @@ def job_checkpoints(
 ) -> Call[ListBody[wire.FineTuningCheckpoint]]:
     path = f"/fine_tuning/jobs/{_segment(job_id)}/checkpoints"
     return _call("GET", path, ListBody[wire.FineTuningCheckpoint], options, query={"limit": limit, "after": after})
+
+
+def create_batch(
+    batch_type: type[R], *, input_file_id: str, endpoint: str, completion_window: str,
+    metadata: Mapping[str, str] | None, options: RequestOptions,
+) -> Call[R]:
+    body = _body({"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": completion_window,
+                  "metadata": dict(metadata) if metadata is not None else None})
+    return _call("POST", "/batches", batch_type, options, json=body)
+
+
+def list_batches(
+    body_type: type[ListBody[T]], *, limit: int | None, after: str | None, options: RequestOptions
+) -> Call[ListBody[T]]:
+    return _call("GET", "/batches", body_type, options, query={"limit": limit, "after": after})
+
+
+def retrieve_batch(batch_type: type[R], batch_id: str, options: RequestOptions) -> Call[R]:
+    return _call("GET", f"/batches/{_segment(batch_id)}", batch_type, options)
+
+
+def cancel_batch(batch_type: type[R], batch_id: str, options: RequestOptions) -> Call[R]:
+    return _call("POST", f"/batches/{_segment(batch_id)}/cancel", batch_type, options)
 
 
 def _seconds(value: TimeParam) -> int:

@@ -17,7 +17,7 @@ import httpx
 from maas_sdk.protocol.vocabulary import ERROR_TYPES, QUOTA_EXCEEDED
 
 if TYPE_CHECKING:
-    from maas_sdk.protocol import FineTuningJob
+    from maas_sdk.protocol import Batch, FineTuningJob
 
 __all__ = [
     "APIConnectionError",
@@ -26,6 +26,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFailed",
     "ConflictError",
     "FineTuningJobFailed",
     "InternalServerError",
@@ -168,11 +169,22 @@ class FineTuningJobFailed(MaaSError):
         self.job = job
 
 
-class WaitTimeoutError(MaaSError, TimeoutError):
-    """Waiting for a fine-tuning job took longer than asked; `.job` is the last state seen."""
+class BatchFailed(MaaSError):
+    """A batch being waited for ended `failed` (its input could not be run); `.batch` is its final state."""
 
-    def __init__(self, job: FineTuningJob, timeout: float) -> None:
-        super().__init__(f"fine-tuning job {job.id} still {job.status} after {timeout:g}s")
+    def __init__(self, batch: Batch) -> None:
+        errors = batch.errors.data if batch.errors is not None else []
+        reason = f": {errors[0].message}" if errors and errors[0].message else ""
+        super().__init__(f"batch {batch.id} failed{reason}")
+        self.batch = batch
+
+
+class WaitTimeoutError(MaaSError, TimeoutError):
+    """Waiting for a fine-tuning job or a batch took longer than asked; `.job` is the last state seen."""
+
+    def __init__(self, job: FineTuningJob | Batch, timeout: float) -> None:
+        what = "batch" if getattr(job, "object", None) == "batch" else "fine-tuning job"
+        super().__init__(f"{what} {job.id} still {job.status} after {timeout:g}s")
         self.job = job
         self.timeout = timeout
 

@@ -18,12 +18,13 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from maas_sdk._tools import ToolParam
-from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions
+from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions, TextPair
 from maas_sdk.protocol.vocabulary import UsageKind
 
 __all__ = [
     "BucketWidth",
     "ChatParams",
+    "ClassificationInput",
     "ClientOptions",
     "CompletionParams",
     "EmbeddingInput",
@@ -53,6 +54,9 @@ TimeoutParam = float | httpx.Timeout | None
 Prompt = str | list[str] | list[int] | list[list[int]]
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 EncodingFormat = Literal["float", "base64"]
+# Texts, or text pairs (`TextPair` or `{"text": ..., "text_pair": ...}`) for a classifier
+# fine-tuned on pairs.
+ClassificationInput = str | Sequence[str] | Sequence[TextPair | Mapping[str, str]]
 BucketWidth = Literal["1m", "1h", "1d"]
 UsageGroup = Literal["model", "kind"]
 # A point in time for the usage calls: Unix seconds, or a datetime (naive ones are local time).
@@ -192,6 +196,8 @@ class ResponseParams(RequestOptions, total=False):
     Chat Completions one), pydantic models or Python functions with type hints; `text` is
     `{"format": {...}}` (or give a pydantic model as `text_format` to `parse()` / `stream()`).
     `seed` is this server's extension, as in `chat()`: the same seed and parameters, the same output.
+    `include=["message.output_text.logprobs"]` returns the text's logprobs (`top_logprobs`
+    alternatives per token) in its `output_text` parts.
     """
 
     instructions: str | None
@@ -207,4 +213,6 @@ class ResponseParams(RequestOptions, total=False):
     store: bool | None
     previous_response_id: str | None
     truncation: Literal["auto", "disabled"] | None
+    include: Sequence[str] | None
+    top_logprobs: int | None
     user: str | None

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     embed_streams: int | None = Field(None, ge=1, description="Embedding forwards run side by side, each with its "
                                       "share of the torch threads (default: one per thread on CPU, one on GPU).")
     embed_max_inputs: int = Field(2048, ge=1, description="Inputs allowed in one embeddings call.")
+    rerank_max_documents: int = Field(1000, ge=1, description="Documents allowed in one rerank call (and "
+                                      "`text_2` texts in one score call).")
 
     # Fine-tuning
     fine_tuning_concurrency: int = Field(1, ge=1, description="Fine-tuning jobs that train at the same time.")
@@ -102,6 +104,20 @@ class Settings(BaseSettings):
     fine_tuning_max_interruptions: int = Field(
         3, ge=1, description="Fail a job, not resume it, at the n-th server crash during its training."
     )
+
+    # Batch API
+    batch_max_requests: int = Field(50_000, ge=1, description="Most request lines a batch input file may hold.")
+    batch_window_hours: float = Field(
+        24.0, gt=0, description="Hours a batch may run before it expires (the `24h` completion window).")
+    batch_concurrency: int | None = Field(
+        None, ge=1, description="Batch lines in flight at once (default: twice max_running).")
+    batch_reserved_rows: int | None = Field(
+        None, ge=0, description="Generation slots kept free of batch lines while interactive requests keep "
+        "arriving (default: a quarter of max_running).")
+    batch_runner: bool = Field(
+        True, description="Run batches here (one replica of those with it on runs them, elected through the store).")
+    batch_lease_seconds: float = Field(
+        10.0, gt=0, description="How long the replica running batches holds its claim without renewing it.")
 
     # HTTP
     api_keys: Annotated[list[str], NoDecode] = Field(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # imported for the types only, so any layer can import this module
+    from reference_server.batch.service import BatchService
     from reference_server.http.metrics import ServerMetrics
     from reference_server.http.middleware.draining import Drainer
     from reference_server.http.middleware.ratelimit import RateLimits
@@ -26,6 +27,7 @@ class AppState:
     models: ModelsService
     storage: StorageService
     fine_tuning: FineTuningService
+    batches: BatchService
     metrics: ServerMetrics
     drainer: Drainer
     rate_limits: RateLimits

@@ -7,6 +7,19 @@ request models reject them, so a misspelt parameter is reported instead of
 being silently ignored.
 """
 
+from maas_sdk.protocol.batches import (
+    Batch,
+    BatchCreate,
+    BatchError,
+    BatchErrors,
+    BatchLineError,
+    BatchLineResponse,
+    BatchList,
+    BatchRequest,
+    BatchRequestCounts,
+    BatchResult,
+    BatchUsage,
+)
 from maas_sdk.protocol.chat import (
     ChatChoice,
     ChatCompletion,
@@ -50,8 +63,19 @@ from maas_sdk.protocol.nlu import (
     DetokenizeRequest,
     Evaluation,
     EvaluationRequest,
+    TextPair,
     Tokenized,
     TokenizeRequest,
+)
+from maas_sdk.protocol.rerank import (
+    CohereRerankRequest,
+    Reranking,
+    RerankRequest,
+    RerankResult,
+    RerankResultDocument,
+    ScoreData,
+    ScoreRequest,
+    Scores,
 )
 from maas_sdk.protocol.responses import (
     OutputFunctionCall,
@@ -100,6 +124,17 @@ from maas_sdk.protocol.usage import (
 )
 
 __all__ = [
+    "Batch",
+    "BatchCreate",
+    "BatchError",
+    "BatchErrors",
+    "BatchLineError",
+    "BatchLineResponse",
+    "BatchList",
+    "BatchRequest",
+    "BatchRequestCounts",
+    "BatchResult",
+    "BatchUsage",
     "ChatChoice",
     "ChatChoiceLogprobs",
     "ChatCompletion",
@@ -112,6 +147,7 @@ __all__ = [
     "Classification",
     "ClassificationRequest",
     "Classifications",
+    "CohereRerankRequest",
     "CompletionChoice",
     "CompletionLogprobs",
     "CompletionRequest",
@@ -155,6 +191,10 @@ __all__ = [
     "OutputMessage",
     "OutputText",
     "RequestModel",
+    "RerankRequest",
+    "RerankResult",
+    "RerankResultDocument",
+    "Reranking",
     "Response",
     "ResponseCreateRequest",
     "ResponseDeleted",
@@ -168,10 +208,14 @@ __all__ = [
     "ResponseStreamEvent",
     "ResponseUsage",
     "SamplingFields",
+    "ScoreData",
+    "ScoreRequest",
+    "Scores",
     "StreamOptions",
     "StructuredFields",
     "StructuredOutputs",
     "SupervisedMethod",
+    "TextPair",
     "TokenizeRequest",
     "Tokenized",
     "TokenizerInfo",

@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
+from pydantic import Discriminator, Field, Tag
+
+from maas_sdk.protocol.common import (
+    RequestModel,
+    ResponseModel,
+    Usage,
+    branch,
+    text_or_list,
+    text_or_object,
+)
+
+
+class TextPair(RequestModel):
+    """Two texts classified together, as a cross-encoder reads a query and a passage (the same
+    keys as a line of pair classification data)."""
+
+    text: str
+    text_pair: str
+
+
+ClassificationInput = Annotated[
+    Annotated[str, Tag(branch("text"))] | Annotated[TextPair, Tag(branch("object"))], Discriminator(text_or_object)
+]
+ClassificationInputs = Annotated[
+    Annotated[str, Tag(branch("text"))] | Annotated[list[ClassificationInput], Tag(branch("list"))],
+    Discriminator(text_or_list),
+]
 
 
 class ClassificationRequest(RequestModel):
     model: str = Field(min_length=1)
-    input: str | list[str]
+    input: ClassificationInputs = Field(
+        description="Texts, or `{\"text\", \"text_pair\"}` pairs for a classifier fine-tuned on pairs."
+    )
     labels: list[str] | None = Field(
         default=None, description="Candidate labels for zero-shot classification with any model."
     )

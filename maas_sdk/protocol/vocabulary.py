@@ -47,6 +47,16 @@ JOB_STATUSES: Final[tuple[JobStatus, ...]] = (
     "validating_files", "queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES: Final[tuple[JobStatus, ...]] = ("succeeded", "failed", "cancelled")
 
+BatchStatus = Literal["validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling",
+                      "cancelled"]
+BATCH_STATUSES: Final[tuple[BatchStatus, ...]] = (
+    "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled")
+TERMINAL_BATCH_STATUSES: Final[tuple[BatchStatus, ...]] = ("completed", "failed", "expired", "cancelled")
+# The routes a batch line may call (OpenAI's names).
+BATCH_ENDPOINTS: Final[tuple[str, ...]] = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+                                           "/v1/responses")
+BATCH_COMPLETION_WINDOW: Final = "24h"
+
 Task = Literal["generate", "embed", "classify"]
 TASKS: Final[tuple[Task, ...]] = ("generate", "embed", "classify")
 

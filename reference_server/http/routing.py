@@ -25,8 +25,9 @@ from starlette.routing import Route
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 V1 = "/v1"
-# vLLM's tokenizer routes sit at the root (where its clients look) but need a key like `/v1`.
-KEYED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info"})
+# Routes that sit at the root (where vLLM's and Cohere's clients look for them) but need a key
+# like `/v1`: vLLM's tokenizer, rerank and score; Cohere's v2 rerank.
+KEYED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info", "/rerank", "/score", "/v2/rerank"})
 # Errors a body-taking `/v1` operation can answer besides those of every `/v1` operation.
 BODY_ERRORS = (400, 403, 404, 408, 413, 415)
 

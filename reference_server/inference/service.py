@@ -65,6 +65,7 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             packed_weights=settings.packed_weights,
             max_loras=settings.max_loras,
             max_lora_rank=settings.max_lora_rank,
+            background_reserve=settings.batch_reserved_rows,
         )
         served.engine.start()
         served.structured = StructuredBackend(

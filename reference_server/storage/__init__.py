@@ -1,4 +1,4 @@
-"""Durable state of the fine-tuning service: uploaded files, jobs, events, checkpoints.
+"""Durable state of files, fine-tuning (jobs, events, checkpoints) and batches.
 
 Metadata lives in one database: an SQLite file under the data directory (see `layout`), or a
 PostgreSQL server the replicas of a cluster share (see `database`); file contents and model
@@ -8,6 +8,7 @@ folders live in the data directory on disk.
 from reference_server.storage.async_store import AsyncStore
 from reference_server.storage.layout import DataLayout
 from reference_server.storage.records import (
+    BatchRecord,
     CheckpointRecord,
     EventRecord,
     FileRecord,
@@ -18,6 +19,7 @@ from reference_server.storage.store import IdempotencyKeyReused, NewEvent, Store
 
 __all__ = [
     "AsyncStore",
+    "BatchRecord",
     "CheckpointRecord",
     "DataLayout",
     "EventRecord",

@@ -7,16 +7,21 @@ so the two are kept apart and converted in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from maas_sdk.protocol import (
+    Batch,
+    BatchError,
+    BatchErrors,
+    BatchRequestCounts,
+    BatchUsage,
     FileObject,
     FineTuningCheckpoint,
     FineTuningEvent,
     FineTuningJob,
     FineTuningJobError,
 )
-from maas_sdk.protocol.vocabulary import TERMINAL_STATUSES
+from maas_sdk.protocol.vocabulary import TERMINAL_BATCH_STATUSES, TERMINAL_STATUSES, BatchStatus
 
 
 @dataclass
@@ -30,7 +35,7 @@ class FileRecord:
     format: str
     lines: int
     sha256: str
-    labels: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # classification labels; a batch file's url
 
     def to_wire(self) -> FileObject:
         return FileObject(
@@ -123,6 +128,55 @@ class CheckpointRecord:
     def to_wire(self) -> FineTuningCheckpoint:
         return FineTuningCheckpoint(id=self.id, created_at=self.created_at, fine_tuning_job_id=self.job_id,
                                     step_number=self.step_number, metrics=self.metrics)
+
+
+@dataclass
+class BatchRecord:
+    """A batch: its request, its state, and the counts and token totals of the lines recorded."""
+
+    id: str
+    owner: str
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    status: str
+    created_at: int
+    expires_at: int
+    metadata: dict[str, str] | None = None
+    errors: list[dict[str, Any]] | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_BATCH_STATUSES
+
+    def to_wire(self) -> Batch:
+        tokens = self.input_tokens + self.output_tokens
+        return Batch(
+            id=self.id, endpoint=self.endpoint, input_file_id=self.input_file_id,
+            completion_window=self.completion_window, status=cast(BatchStatus, self.status),
+            errors=BatchErrors(data=[BatchError(**e) for e in self.errors]) if self.errors else None,
+            output_file_id=self.output_file_id, error_file_id=self.error_file_id, created_at=self.created_at,
+            in_progress_at=self.in_progress_at, expires_at=self.expires_at, finalizing_at=self.finalizing_at,
+            completed_at=self.completed_at, failed_at=self.failed_at, expired_at=self.expired_at,
+            cancelling_at=self.cancelling_at, cancelled_at=self.cancelled_at,
+            request_counts=BatchRequestCounts(total=self.total, completed=self.completed, failed=self.failed),
+            usage=BatchUsage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, total_tokens=tokens),
+            metadata=self.metadata,
+        )
 
 
 @dataclass

@@ -128,7 +128,58 @@ CREATE INDEX responses_by_owner ON responses (owner, seq);
 CREATE INDEX responses_by_expiry ON responses (expires_at);
 """
 
-MIGRATIONS = [_V1, _V2, _V3]
+# The Batch API: batches, the result of each of their lines as it is written (so a restarted
+# server resumes where it stopped, and never runs a recorded line twice), and the lease that
+# elects the one replica running batches.
+_V4 = """
+CREATE TABLE batches (
+    seq {serial},
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    input_file_id TEXT NOT NULL,
+    completion_window TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('validating', 'failed', 'in_progress', 'finalizing', 'completed',
+        'expired', 'cancelling', 'cancelled')),
+    metadata TEXT,
+    errors TEXT,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    created_at {bigint} NOT NULL,
+    in_progress_at {bigint},
+    expires_at {bigint} NOT NULL,
+    finalizing_at {bigint},
+    completed_at {bigint},
+    failed_at {bigint},
+    expired_at {bigint},
+    cancelling_at {bigint},
+    cancelled_at {bigint},
+    total INTEGER NOT NULL DEFAULT 0,
+    completed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    input_tokens {bigint} NOT NULL DEFAULT 0,
+    output_tokens {bigint} NOT NULL DEFAULT 0
+);
+CREATE INDEX batches_by_owner ON batches (owner, seq);
+CREATE INDEX batches_by_status ON batches (status, seq);
+
+CREATE TABLE batch_results (
+    batch_id TEXT NOT NULL,
+    line_number INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (batch_id, line_number)
+);
+
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+"""
+
+MIGRATIONS = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TYPES = {

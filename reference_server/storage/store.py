@@ -1,4 +1,5 @@
-"""`Store`: the database behind files, fine-tuning jobs, events, checkpoints and idempotency keys.
+"""`Store`: the database behind files, fine-tuning jobs, events, checkpoints, idempotency keys and
+batches (with the result of each of their lines, and the lease of the replica running them).
 
 One API over two backends (see `database`): an embedded SQLite file, which the server and its
 training worker processes share, or a PostgreSQL server, which every replica of a cluster and
@@ -30,6 +31,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from reference_server.storage import database, ids
 from reference_server.storage.records import (
+    BatchRecord,
     CheckpointRecord,
     EventRecord,
     FileRecord,
@@ -42,7 +44,7 @@ from reference_server.storage.records import (
 from reference_server.storage.schema import migrate
 
 _JSON_COLUMNS = {"hyperparameters", "method", "error", "labels", "metrics", "data", "body", "input_items",
-                 "conversation"}
+                 "conversation", "metadata", "errors"}
 # JSON kept in the order it was written: API objects whose key order the caller sees.
 _ORDERED_JSON = {"body", "input_items", "conversation"}
 _COUNTS = ("requests", "prompt_tokens", "completion_tokens", "inputs", "trained_tokens")
@@ -50,6 +52,12 @@ _JOB_UPDATABLE = {
     "status", "finished_at", "fine_tuned_model", "trained_tokens", "error", "step", "total_steps",
     "attempt", "interruptions", "cancel_requested", "hyperparameters", "method",
 }
+_BATCH_UPDATABLE = {
+    "status", "errors", "output_file_id", "error_file_id", "in_progress_at", "finalizing_at", "completed_at",
+    "failed_at", "expired_at", "cancelling_at", "cancelled_at", "total",
+}
+# Statuses in which a batch's lines may still be recorded.
+_RECORDING = ("in_progress", "cancelling")
 
 
 class IdempotencyKeyReused(Exception):
@@ -342,6 +350,114 @@ class Store:
                 self._write(conn, "DELETE FROM checkpoints WHERE seq IN :seqs", seqs=[r["seq"] for r in rows])
         return [r["path"] for r in rows]
 
+    # Batches
+
+    def create_batch(self, record: BatchRecord) -> None:
+        with self._transaction() as conn:
+            self._insert(conn, "batches", {f.name: getattr(record, f.name) for f in fields(record)})
+
+    def get_batch(self, batch_id: str, owner: str | None = None) -> BatchRecord | None:
+        query = "SELECT * FROM batches WHERE id = :id" + (" AND owner = :owner" if owner is not None else "")
+        with self._read() as conn:
+            row = self._one(conn, query, id=batch_id, owner=owner)
+        return _row_to(BatchRecord, row) if row else None
+
+    def list_batches(self, owner: str, *, after: str | None = None,
+                     limit: int = 20) -> tuple[list[BatchRecord], bool]:
+        rows, more = self._page("batches", "owner = :owner", {"owner": owner}, after, limit)
+        return [_row_to(BatchRecord, r) for r in rows], more
+
+    def batches_in(self, *statuses: str) -> list[BatchRecord]:
+        """Batches in any of `statuses`, oldest first (the order they are run in)."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT * FROM batches WHERE status IN :statuses ORDER BY seq",
+                              statuses=list(statuses))
+        return [_row_to(BatchRecord, r) for r in rows]
+
+    def update_batch(self, batch_id: str, *, if_status: Sequence[str] = (), files: Sequence[FileRecord] = (),
+                     **changes: Any) -> bool:
+        """Apply `changes` only if the batch is in one of `if_status` (when given), and add
+        `files` (its output and error files) in the same transaction. Whether it matched."""
+        unknown = set(changes) - _BATCH_UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update batch columns {sorted(unknown)}")
+        sets = ", ".join(f"{k} = :set_{k}" for k in changes)
+        params: dict[str, Any] = {f"set_{k}": _encode(k, v) for k, v in changes.items()}
+        params["id"] = batch_id
+        where = "id = :id"
+        if if_status:
+            where += " AND status IN :if_status"
+            params["if_status"] = list(if_status)
+        with self._transaction() as conn:
+            if not self._write(conn, f"UPDATE batches SET {sets} WHERE {where}", **params):
+                return False
+            for record in files:
+                self._insert(conn, "files", {f.name: getattr(record, f.name) for f in fields(record)})
+        return True
+
+    def record_batch_result(self, batch_id: str, line_number: int, custom_id: str, *, ok: bool, result: str,
+                            input_tokens: int = 0, output_tokens: int = 0) -> bool:
+        """Keep the result of one line and count it, once: a line already recorded, or a batch no
+        longer running (expired, cancelled, finished), records nothing. Whether it was recorded."""
+        with self._transaction() as conn:
+            live = self._one(conn, "SELECT id FROM batches WHERE id = :id AND status IN :statuses"
+                                   + self._for_update, id=batch_id, statuses=list(_RECORDING))
+            if live is None:
+                return False
+            added = self._write(
+                conn, "INSERT INTO batch_results (batch_id, line_number, custom_id, ok, result) "
+                      "VALUES (:batch_id, :line_number, :custom_id, :ok, :result) "
+                      "ON CONFLICT (batch_id, line_number) DO NOTHING",
+                batch_id=batch_id, line_number=line_number, custom_id=custom_id, ok=int(ok), result=result)
+            if not added:
+                return False
+            self._write(conn, "UPDATE batches SET completed = completed + :ok, failed = failed + :failed, "
+                              "input_tokens = input_tokens + :input_tokens, "
+                              "output_tokens = output_tokens + :output_tokens WHERE id = :id",
+                        ok=int(ok), failed=int(not ok), input_tokens=input_tokens, output_tokens=output_tokens,
+                        id=batch_id)
+        return True
+
+    def recorded_lines(self, batch_id: str) -> set[int]:
+        """The line numbers of `batch_id` whose result is recorded."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT line_number FROM batch_results WHERE batch_id = :id", id=batch_id)
+        return {int(r["line_number"]) for r in rows}
+
+    def batch_results(self, batch_id: str, *, ok: bool, after_line: int = 0,
+                      limit: int = 1000) -> list[tuple[int, str]]:
+        """(line number, result line) of the lines of `batch_id` that succeeded (`ok`) or not, in
+        line order, after `after_line`."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT line_number, result FROM batch_results WHERE batch_id = :id "
+                                    "AND ok = :ok AND line_number > :after ORDER BY line_number LIMIT :limit",
+                              id=batch_id, ok=int(ok), after=after_line, limit=limit)
+        return [(int(r["line_number"]), str(r["result"])) for r in rows]
+
+    def drop_batch_results(self, batch_id: str) -> None:
+        """Forget the per-line results once they are in the batch's output files."""
+        with self._transaction() as conn:
+            self._write(conn, "DELETE FROM batch_results WHERE batch_id = :id", id=batch_id)
+
+    # Leases
+
+    def claim_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `seconds`; False while another holder's is unexpired.
+        Conditional writes: of two replicas claiming at once, one gets it."""
+        now = time.time()
+        with self._transaction() as conn:
+            renewed = self._write(conn, "UPDATE leases SET holder = :holder, expires_at = :until "
+                                        "WHERE name = :name AND (holder = :holder OR expires_at < :now)",
+                                  name=name, holder=holder, until=now + seconds, now=now)
+            if renewed:
+                return True
+            return self._write(conn, "INSERT INTO leases (name, holder, expires_at) VALUES (:name, :holder, :until) "
+                                     "ON CONFLICT (name) DO NOTHING",
+                               name=name, holder=holder, until=now + seconds) > 0
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._transaction() as conn:
+            self._write(conn, "DELETE FROM leases WHERE name = :name AND holder = :holder", name=name, holder=holder)
     # Usage
 
     def add_usage(self, cells: Sequence[tuple[UsageCell, UsageCounts]]) -> None:
@@ -379,6 +495,13 @@ class Store:
             rows = self._rows(conn, sql, **params)
         return [UsageRow(bucket=int(r["bucket"]), model=r.get("model"), kind=r.get("kind"),
                          counts=UsageCounts(**{c: int(r[c]) for c in _COUNTS})) for r in rows]
+
+    def models_used(self, owner: str, models: Sequence[str]) -> set[str]:
+        """Which of `models` `owner` ever used."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT DISTINCT model FROM usage_counts WHERE owner = :owner AND model IN :models",
+                              owner=owner, models=list(models))
+        return {r["model"] for r in rows}
 
     def tokens_used(self, owners: Sequence[str], since: int) -> dict[str, int]:
         """The tokens (read, written, trained) each of `owners` used from `since` on."""

@@ -131,6 +131,13 @@ class UsageRecorder:
                                                             by_kind=by_kind, models=models, kinds=kinds)
         return rows
 
+    async def models_used(self, key: str, models: Sequence[str]) -> set[str]:
+        """Which of `models` `key` ever used (what is still in memory included)."""
+        with self._lock:
+            pending = {cell.model for cell in self._pending if cell.owner == key and cell.model in models}
+        stored: set[str] = await self._storage.db.models_used(key, models)
+        return pending | stored
+
     async def check_quota(self, key: str, budget: int | None) -> None:
         """Raise `QuotaExceeded` if `key` has used `budget` tokens or more this month (None: no budget)."""
         if budget is None:

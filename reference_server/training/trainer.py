@@ -98,7 +98,7 @@ class Trainer:
             unknown = sorted({datasets.label_of(r) for r in records} - set(index))
             if unknown:
                 raise TrainingError(f"the {what} file has labels absent from the training file: {', '.join(unknown)}")
-            return [encode_classification(tokenizer, r["text"], index[datasets.label_of(r)], limit)
+            return [encode_classification(tokenizer, r["text"], index[datasets.label_of(r)], limit, r.get("text_pair"))
                     for r in records]
         encoded = [encode_generation_record(tokenizer, r, limit) for r in records]
         kept = [e for e in encoded if e.target_tokens > 0]

@@ -39,14 +39,22 @@ MODEL_FOR = {
     "/v1/chat/completions": GENERATOR,
     "/v1/embeddings": EMBEDDER,
     "/v1/classifications": EMBEDDER,
+    "/v1/rerank": EMBEDDER,
+    "/rerank": EMBEDDER,
+    "/v2/rerank": EMBEDDER,
+    "/score": EMBEDDER,
+    "/v1/score": EMBEDDER,
     "/v1/tokenize": GENERATOR,
     "/v1/detokenize": GENERATOR,
     "/v1/evaluations": GENERATOR,
     "/v1/fine_tuning/jobs": GENERATOR,
+    "/v1/messages": GENERATOR,
+    "/v1/messages/count_tokens": GENERATOR,
 }
 STREAM_CHUNK: dict[str, type[BaseModel]] = {
     op.path: op.stream for op in OPERATIONS if op.stream is not None
 }
+NAMED_EVENTS = {op.path for op in OPERATIONS if op.named_events}
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     schemathesis.checks.status_code_conformance,
@@ -83,8 +91,16 @@ def bound(case: Any) -> None:
 
 
 def check_stream_events(path: str, response: Any) -> None:
-    """Each event of a stream is a chunk of the operation's model or an error, then `[DONE]`."""
+    """Each event of a stream is a chunk of the operation's model or an error, then `[DONE]`;
+    or, where events are named (Anthropic's), each names its own type and the last ends it."""
     chunk_model = STREAM_CHUNK[path]
+    if path in NAMED_EVENTS:
+        frames = [frame.split("\n") for frame in response.text.split("\n\n") if frame]
+        for event_line, data_line in frames:
+            event = chunk_model.model_validate_json(data_line.removeprefix("data: ")).model_dump()
+            assert event_line == f"event: {event['type']}", frames
+        assert frames and frames[-1][0] in ("event: message_stop", "event: error"), response.text[-300:]
+        return
     events = [line[len("data: "):] for line in response.text.split("\n") if line.startswith("data: ")]
     assert events and events[-1] == "[DONE]", response.text[-300:]
     for data in events[:-1]:
@@ -143,6 +159,12 @@ BAD_BODIES = [
      json.dumps({"model": EMBEDDER, "input": "word " * 600}).encode(), "input"),
     ("token id outside the vocabulary", "/v1/embeddings",
      json.dumps({"model": EMBEDDER, "input": [[2**70]]}).encode(), "input"),
+    ("too many documents to rerank", "/v1/rerank",
+     json.dumps({"model": EMBEDDER, "query": "q", "documents": ["a"] * 1001}).encode(), "documents"),
+    ("rerank document object with an unknown field", "/v2/rerank",
+     json.dumps({"model": EMBEDDER, "query": "q", "documents": [{"text": "a", "id": 1}]}).encode(), "documents[0].id"),
+    ("score text_1 neither one nor as many as text_2", "/score",
+     json.dumps({"model": EMBEDDER, "text_1": ["a", "b"], "text_2": ["c", "d", "e"]}).encode(), "text_1"),
     ("form body to a JSON route", "/v1/completions", b"model=x&prompt=y", "body"),
 ]
 

@@ -18,14 +18,10 @@ import pytest
 from maas_sdk import BadRequestError, MaaS
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.helpers import cpu_seconds, seconds_until_idle, server_process
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 MIB = 1024 * 1024
-
-
-def server_process(server: ServerProcess) -> psutil.Process:
-    assert server.process is not None
-    return psutil.Process(server.process.pid)
 
 
 def health_latencies(server: ServerProcess, busy: Callable[[], object]) -> tuple[list[float], object]:
@@ -66,32 +62,18 @@ def test_health_answers_within_100_ms_while_a_huge_request_is_handled(server: Se
     assert max(latencies) < 0.5, f"/health took up to {max(latencies):.3f} s"
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def seconds_until_idle(process: psutil.Process, within: float, window: float = 0.5) -> float:
-    """Seconds until the process uses under 10% of a core over `window` (fails after `within`)."""
-    start = time.monotonic()
-    while True:
-        before = cpu_seconds(process)
-        time.sleep(window)
-        if cpu_seconds(process) - before < 0.1 * window:
-            return time.monotonic() - start
-        assert time.monotonic() - start < within, f"the server was still busy {within} s after the client left"
-
-
 SENTENCE = "The committee reviewed the quarterly figures and found the shipping delays worrying. "
 ABANDONED = [
     ("/v1/embeddings", {"model": EMBEDDER, "input": [f"{i} {SENTENCE * 12}" for i in range(1024)]}),
     ("/v1/classifications", {"model": GENERATOR, "input": [f"{i} {SENTENCE}" for i in range(96)],
                              "labels": ["logistics", "finance", "weather"]}),
+    ("/rerank", {"model": EMBEDDER, "query": "Why were shipments late?",
+                 "documents": [f"{i} {SENTENCE * 12}" for i in range(1000)]}),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("path", "body"), ABANDONED, ids=["embeddings", "zero-shot-classification"])
+@pytest.mark.parametrize(("path", "body"), ABANDONED, ids=["embeddings", "zero-shot-classification", "rerank"])
 def test_abandoned_work_stops_when_the_client_hangs_up(server: ServerProcess, path: str, body: dict) -> None:
     process = server_process(server)
     seconds_until_idle(process, within=60)

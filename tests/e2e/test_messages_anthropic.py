@@ -109,6 +109,7 @@ def test_the_wire_names_each_event_and_pings(server: ServerProcess) -> None:
     assert names[:2] == ["message_start", "ping"] and names[-1] == "message_stop" and "[DONE]" not in str(frames)
 
 
+@pytest.mark.slow  # compiles a grammar and generates a few dozen tokens
 def test_tool_use_round_trip(claude: anthropic.Anthropic) -> None:
     first = claude.messages.create(model=GENERATOR, max_tokens=60, messages=ASK_WEATHER, tools=[WEATHER_TOOL],
                                    tool_choice={"type": "any"}, extra_body=GREEDY)
@@ -126,6 +127,7 @@ def test_tool_use_round_trip(claude: anthropic.Anthropic) -> None:
     assert "21" in answer.content[0].text  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # compiles a grammar and generates a few dozen tokens
 def test_a_named_tool_streams_its_input(claude: anthropic.Anthropic) -> None:
     with claude.messages.stream(model=GENERATOR, max_tokens=60, messages=ASK_WEATHER, tools=[WEATHER_TOOL],
                                 tool_choice={"type": "tool", "name": "get_weather"}, extra_body=GREEDY) as stream:
@@ -142,6 +144,7 @@ class City(BaseModel):
     country: str
 
 
+@pytest.mark.slow  # compiles a grammar and generates a few dozen tokens
 def test_output_format_is_enforced_and_keeps_the_schema_order(claude: anthropic.Anthropic) -> None:
     reply = claude.messages.parse(model=GENERATOR, max_tokens=40, output_format=City, extra_body=GREEDY,
                                   messages=[{"role": "user", "content": "Name a city in France."}])

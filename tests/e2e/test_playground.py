@@ -111,7 +111,9 @@ def test_chat_streams_tokens(page: Page) -> None:
     page.screenshot(path=str(IMAGES / "playground-chat.png"))
 
 
-@pytest.mark.parametrize(("api", "label", "path"), [("messages", "Messages (Anthropic)", "/v1/messages")])
+@pytest.mark.parametrize(("api", "label", "path"), [("chat", "Chat Completions", "/v1/chat/completions"),
+                                                     ("responses", "Responses", "/v1/responses"),
+                                                     ("messages", "Messages (Anthropic)", "/v1/messages")])
 def test_chat_streams_with_each_api(page: Page, api: str, label: str, path: str) -> None:
     posted: list[str] = []
     page.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)

@@ -114,6 +114,13 @@ class KeyRing:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
+    def caller_named(self, principal: str) -> Caller | None:
+        """The caller a principal names, with its key's current allowlist (None: no such key is
+        configured any more). Background work done for a caller, such as a batch, acts as it."""
+        if not self._entries:
+            return Caller(ANONYMOUS) if principal == ANONYMOUS else None
+        return next((caller for _, caller in self._entries if caller.principal == principal), None)
+
     def lookup(self, token: str | None) -> Caller | None:
         """The caller holding `token`. Every configured digest is compared, so the time taken
         reveals neither which key matched nor how much of one."""

@@ -26,7 +26,7 @@ from maas_sdk.protocol import (
 )
 from maas_sdk.protocol.usage import ResultT
 from maas_sdk.protocol.vocabulary import BUCKET_WIDTHS, USAGE_KINDS
-from reference_server.http.errors import bad_request
+from reference_server.http.errors import bad_request, not_found
 from reference_server.http.middleware.auth import caller_of
 from reference_server.http.parsing import json_response
 from reference_server.http.routes import _query
@@ -110,9 +110,25 @@ def _page(window: Window, rows: list[UsageRow], result: Callable[[UsageRow], Res
                               next_page=str(window.stop) if window.has_more else None)
 
 
+async def _models(request: Request) -> list[str]:
+    """The `models` filter. A model the key can neither call nor has used is a 404, as everywhere:
+    another key's fine-tuned model reads exactly like an unknown one."""
+    models = _list(request, "models")
+    key = caller_of(request).principal
+    state = state_of(request)
+    visible = {m.id for m in state.registry.list_for(key)}
+    unseen = [m for m in models if m not in visible]
+    if unseen:
+        used = await state.usage.models_used(key, unseen)
+        for model in unseen:
+            if model not in used:
+                raise not_found(f"The model '{model}' does not exist.", param="models", code="model_not_found")
+    return models
+
+
 async def _rows(request: Request, window: Window, *, kinds: Sequence[str], by_model: bool,
                 by_kind: bool = False) -> list[UsageRow]:
-    models = _list(request, "models")
+    models = await _models(request)
     return await state_of(request).usage.usage(caller_of(request).principal, window.rows_from, window.stop,
                                                window.width, by_model=by_model, by_kind=by_kind, models=models,
                                                kinds=kinds)
@@ -130,7 +146,7 @@ _COMMON = (
 
 
 @table.route("GET", "/v1/usage", "What this API key used, per time bucket: every kind of use.",
-             response=UsagePage[UsageResult], errors=(400,), params=(
+             response=UsagePage[UsageResult], errors=(400, 404), params=(
                  *_COMMON,
                  Param("group_by", "query", {"type": "array", "items": {"type": "string", "enum": ["model", "kind"]}},
                        "One result per model, per kind of use, or both."),
@@ -169,12 +185,12 @@ async def _organization_rows(request: Request, window: Window, kind: str) -> tup
     group_by = _list(request, "group_by", ("model", "api_key_id"))
     key = caller_of(request).principal
     keys = _list(request, "api_key_ids")
-    rows = await _rows(request, window, kinds=[kind], by_model="model" in group_by) if not keys or key in keys else []
-    return rows, key if "api_key_id" in group_by else None
+    rows = await _rows(request, window, kinds=[kind], by_model="model" in group_by)
+    return rows if not keys or key in keys else [], key if "api_key_id" in group_by else None
 
 
 @table.route("GET", "/v1/organization/usage/completions", "OpenAI's completions usage, of this API key.",
-             response=UsagePage[CompletionsUsageResult], errors=(400,), params=_ORGANIZATION)
+             response=UsagePage[CompletionsUsageResult], errors=(400, 404), params=_ORGANIZATION)
 async def completions_usage(request: Request) -> Response:
     _query.only(request, *_ORGANIZATION_PARAMS)
     window = _window(request)
@@ -185,7 +201,7 @@ async def completions_usage(request: Request) -> Response:
 
 
 @table.route("GET", "/v1/organization/usage/embeddings", "OpenAI's embeddings usage, of this API key.",
-             response=UsagePage[EmbeddingsUsageResult], errors=(400,), params=_ORGANIZATION)
+             response=UsagePage[EmbeddingsUsageResult], errors=(400, 404), params=_ORGANIZATION)
 async def embeddings_usage(request: Request) -> Response:
     _query.only(request, *_ORGANIZATION_PARAMS)
     window = _window(request)

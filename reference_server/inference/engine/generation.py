@@ -66,6 +66,7 @@ from reference_server.inference.engine.lora import (
 )
 from reference_server.inference.engine.packed_linear import pack_linears
 from reference_server.inference.engine.prefix_cache import PrefixCache
+from reference_server.inference.engine.priority import is_background
 from reference_server.inference.engine.sampling import (
     RowState,
     SamplingParams,
@@ -102,6 +103,9 @@ logger = logging.getLogger(__name__)
 SLICE_DECODE_RATIO = 0.75
 # The smallest slice, however slow prefill is (a prompt must progress).
 MIN_SLICE_TOKENS = 16
+# Background rows (batch lines) leave `background_reserve` slots free for interactive requests
+# while one has arrived within this many seconds; with none for that long, they may fill all.
+INTERACTIVE_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,7 @@ class _Sequence:
         self.next_token = 0  # the token the next decode step feeds
         self.adapter: Adapter | None = None  # the fine-tuned model's adapter; None: the base model
         self.request_id = logs.request_id.get()  # submitted from the request's task
+        self.background = is_background()  # a batch line: admitted after interactive requests
 
     @property
     def queue_time(self) -> float | None:
@@ -303,9 +308,15 @@ class GenerationEngine(EngineThread):
         packed_weights: PackedWeights = "auto",
         max_loras: int = 64,
         max_lora_rank: int = 64,
+        background_reserve: int | None = None,
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_running and max_batch_tokens must be >= 1 and max_queued >= 0")
+        # Slots background rows leave to interactive requests while those keep arriving (at
+        # least one slot is always open to background rows, so they never wait forever).
+        reserve = max_running // 4 if background_reserve is None else background_reserve
+        self.background_reserve = max(0, min(reserve, max_running - 1))
+        self._last_interactive = float("-inf")
         if prefill_chunk_tokens < 0 or prefix_cache_bytes < 0:
             raise ValueError("prefill_chunk_tokens and prefix_cache_bytes must be >= 0")
         super().__init__(f"generation-{loaded.spec.id}")
@@ -421,6 +432,8 @@ class GenerationEngine(EngineThread):
                     f"{len(self._waiting)} requests are waiting and {len(self._running)} running"
                 )
             self._live += 1
+            if not seq.background:
+                self._last_interactive = time.monotonic()
             if adapter is None or seq.adapter is not None:
                 self._waiting.append(seq)
                 self._cond.notify()
@@ -501,10 +514,7 @@ class GenerationEngine(EngineThread):
             if any(s.cancelled for s in self._waiting):
                 dropped = [s for s in self._waiting if s.cancelled]
                 self._waiting = deque(s for s in self._waiting if not s.cancelled)
-            admitted: list[_Sequence] = []
-            free = self.max_running - len(self._running) - len(self._prefilling)
-            while self._waiting and len(admitted) < free:
-                admitted.append(self._waiting.popleft())
+            admitted = self._take(self.max_running - len(self._running) - len(self._prefilling))
         for seq in dropped:
             self._end_cancelled(seq)
         now = time.monotonic()
@@ -515,6 +525,30 @@ class GenerationEngine(EngineThread):
             self._prefilling.append(seq)
             self._reuse_prefix(seq)
         return True
+
+    def _take(self, free: int) -> list[_Sequence]:
+        """Up to `free` waiting requests to admit (under the lock): interactive ones first, in
+        arrival order, then background ones into the slots left, keeping `background_reserve`
+        of all slots free of background rows while interactive requests keep arriving, so a new
+        one finds a slot without waiting for a batch row to finish."""
+        if free <= 0 or not self._waiting:
+            return []
+        taken = [s for s in self._waiting if not s.background][:free]
+        room = free - len(taken)
+        if room > 0:
+            cap = self.max_running
+            if time.monotonic() - self._last_interactive < INTERACTIVE_GRACE_S:
+                cap -= self.background_reserve
+            in_batch = sum(s.background for s in self._running) + sum(s.background for s in self._prefilling)
+            room = min(room, cap - in_batch)
+            if room > 0:
+                taken += [s for s in self._waiting if s.background][:room]
+        if len(taken) == len(self._waiting):
+            self._waiting.clear()
+        elif taken:
+            chosen = {id(s) for s in taken}
+            self._waiting = deque(s for s in self._waiting if id(s) not in chosen)
+        return taken
 
     def _reuse_prefix(self, seq: _Sequence) -> None:
         if seq.params.prompt_logprobs is not None:
@@ -688,11 +722,11 @@ class GenerationEngine(EngineThread):
         return chunks
 
     def _prefill_order(self) -> list[_Sequence]:
-        """The admitted prompts, least prefill left first, credited with the time they have
-        waited (`SliceSizer.priority`)."""
+        """The admitted prompts, interactive before background, each kind least prefill left
+        first, credited with the time they have waited (`SliceSizer.priority`)."""
         now = time.monotonic()
-        return sorted(self._prefilling, key=lambda seq: self._slices.priority(
-            seq.cached, len(seq.prompt_ids) - seq.cached, now - seq.submitted_time))
+        return sorted(self._prefilling, key=lambda seq: (seq.background, self._slices.priority(
+            seq.cached, len(seq.prompt_ids) - seq.cached, now - seq.submitted_time)))
 
     def _measure(self, chunks: list[tuple[_Sequence, int]], decoding: bool, elapsed: float) -> None:
         """Teach the slice sizer what this step took (before the prompts' cached counts move)."""

@@ -60,6 +60,7 @@ def error(reply: Any, status: int) -> dict[str, str]:
 @pytest.mark.parametrize(("body", "param", "code"), [
     ({"model": "m", "input": "x", "bogus": 1}, "bogus", "unknown_parameter"),
     ({"model": "m"}, "input", "missing_required_parameter"),
+    ({"model": "m", "input": []}, "input", "invalid_value"),
     ({"model": "m", "input": "x", "tools": [{"type": "web_search_preview"}]}, "tools[0].type", "unsupported_tool"),
     ({"model": "m", "input": "x", "tool_choice": {"type": "file_search"}}, "tool_choice", "unsupported_parameter"),
     ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]},

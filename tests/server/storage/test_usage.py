@@ -52,6 +52,7 @@ def test_counts_add_up_per_bucket_model_and_kind(where: Path | str) -> None:
         assert (hour.bucket, hour.counts.requests) == (NOW, 1)
         assert store.usage("alice", NOW, NOW + DAY, DAY, models=["bobs-model"]) == []
         assert store.tokens_used(["alice", "bob", "carol"], NOW) == {"alice": 124, "bob": 9, "carol": 0}
+        assert store.models_used("alice", ["m", "bobs-model", "never"]) == {"m"}
     finally:
         store.close()
 

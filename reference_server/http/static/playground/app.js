@@ -1,6 +1,6 @@
 // The maas playground: plain browser JavaScript against this server's /v1 API.
 // The API key lives in sessionStorage (this tab only) and travels only in the Authorization header.
-// The chat view speaks Chat Completions or Anthropic's Messages API, streaming with either.
+// The chat view speaks Chat Completions, the Responses API or Anthropic's Messages API, streaming with each.
 "use strict";
 
 const KEY_STORAGE = "maas.apiKey";
@@ -127,6 +127,29 @@ const APIS = {
       if (chunk.error) throw new Error(chunk.error.message);
       const choice = chunk.choices && chunk.choices[0];
       return { text: choice && choice.delta.content, tokens: chunk.usage && chunk.usage.completion_tokens, model: chunk.model };
+    },
+  },
+  responses: {
+    path: "/v1/responses",
+    request: (model, system, history, sampling) => ({
+      model,
+      ...(system ? { instructions: system } : {}),
+      input: history.map((turn) => ({ role: turn.role, content: turn.content })),
+      stream: true,
+      store: false,
+      temperature: sampling.temperature,
+      top_p: sampling.top_p,
+      max_output_tokens: sampling.max_tokens,
+    }),
+    read: (event, name) => {
+      if (name === "error") throw new Error(event.message);
+      if (name === "response.failed") throw new Error((event.response.error || {}).message || "The response failed.");
+      if (name === "response.created") return { model: event.response.model };
+      if (name === "response.output_text.delta") return { text: event.delta };
+      if (name === "response.completed" || name === "response.incomplete") {
+        return { tokens: event.response.usage && event.response.usage.output_tokens };
+      }
+      return {};
     },
   },
   messages: {
