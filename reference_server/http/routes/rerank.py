@@ -35,6 +35,7 @@ from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
+from reference_server.inference.adapted import adapted
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.tasks import relevance
 from reference_server.state import state_of
@@ -70,8 +71,8 @@ async def relevance_scores(request: Request, served: ServedModel, queries: list[
                                              max_tokens_per_doc)
         scores, tokens = await served.batcher.similarity(*fitted)
     elif served.task == "classify":
-        scores, tokens = await state.thread_work.run(relevance.cross_encoder_scores, served.loaded, served.id,
-                                                     queries, documents, max_tokens_per_doc)
+        scores, tokens = await state.thread_work.run(adapted(served, relevance.cross_encoder_scores), served.loaded,
+                                                     served.id, queries, documents, max_tokens_per_doc)
     else:
         raise bad_request(f"The model '{served.id}' is a {served.task} model; rerank and score need an embedding "
                           "model or a classifier fine-tuned on text pairs.", param="model",
