@@ -186,9 +186,25 @@ def test_seeded_sampling_repeats(oai: openai.OpenAI) -> None:
 def test_ignored_parameters_are_named(oai: openai.OpenAI) -> None:
     raw = oai.responses.with_raw_response.create(
         model=GENERATOR, input=ASK, max_output_tokens=3, temperature=0, store=False, reasoning={"effort": "low"},
-        service_tier="auto", user="someone", include=["message.output_text.logprobs"])
-    assert set(raw.headers["x-maas-ignored-params"].split(",")) == {"include", "reasoning", "service_tier", "user"}
-    assert raw.parse().user == "someone"
+        service_tier="auto", user="someone", include=["reasoning.encrypted_content"], top_logprobs=2)
+    assert set(raw.headers["x-maas-ignored-params"].split(",")) == {
+        "include", "reasoning", "service_tier", "user", "top_logprobs"}
+    response = raw.parse()
+    assert response.user == "someone" and response.output[0].content[0].logprobs == []  # type: ignore[union-attr]
+
+
+def test_logprobs_of_the_output_text(oai: openai.OpenAI) -> None:
+    asked: dict[str, Any] = {"model": GENERATOR, "input": ASK, "max_output_tokens": 6, "temperature": 0,
+                             "store": False, "include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    response = oai.responses.create(**asked)
+    part = response.output[0].content[0]  # type: ignore[union-attr]
+    assert part.logprobs and "".join(lp.token for lp in part.logprobs) == part.text
+    for lp in part.logprobs:
+        assert len(lp.top_logprobs) == 2 and lp.logprob == max(top.logprob for top in lp.top_logprobs)  # greedy
+    events = list(oai.responses.create(**asked, stream=True))
+    streamed = [lp for e in events if e.type == "response.output_text.delta" for lp in e.logprobs]  # type: ignore[union-attr]
+    assert [(lp.token, round(lp.logprob, 4)) for lp in streamed] == [
+        (lp.token, round(lp.logprob, 4)) for lp in part.logprobs]
 
 
 def test_errors_look_like_openai(oai: openai.OpenAI, server: ServerProcess) -> None:
