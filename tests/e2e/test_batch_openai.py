@@ -196,3 +196,14 @@ def test_list_is_newest_first_and_paged(oai: openai.OpenAI) -> None:
     assert [b.id for b in oai.batches.list(limit=1, after=created[1]).data] == [created[0]]
     for batch_id in created:
         assert wait(oai, batch_id).status == "completed"
+
+
+def test_a_batch_whose_input_file_is_deleted_fails(oai: openai.OpenAI) -> None:
+    lines = [chat_line(f"d-{i}", f"Describe the number {i}.", max_tokens=32) for i in range(40)]
+    upload = oai.files.create(file=("deleted.jsonl", jsonl(lines)), purpose="batch")
+    batch = oai.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert oai.files.delete(upload.id).deleted
+    done = wait(oai, batch.id, timeout=60)
+    assert done.status == "failed" and done.failed_at is not None
+    assert done.errors is not None and done.errors.data
+    assert (done.errors.data[0].code, done.errors.data[0].param) == ("file_not_found", "input_file_id")
