@@ -490,11 +490,6 @@ class ResponseDeleted(ResponseModel):
     deleted: bool = True
 
 
-class StoredInputText(ResponseModel):
-    type: str = "input_text"
-    text: str = ""
-
-
 class ResponseInputItem(ResponseModel):
     """An item of a stored response's input, as `GET /v1/responses/{id}/input_items` lists it:
     messages (their text parts), `function_call` and `function_call_output` items, each with its id."""

@@ -215,6 +215,8 @@ def test_errors_look_like_openai(oai: openai.OpenAI, server: ServerProcess) -> N
                                                       "schema": {"type": "object", "minProperties": "one"}}}},
          "text.format.schema"),
         (openai.NotFoundError, {"model": "no-such-model"}, "model"),
+        # Longer than the model's context, and `truncation` left at "disabled": refused, not cut.
+        (openai.BadRequestError, {"input": "apple banana cherry " * 3000}, "input"),
     ]
     for kind, params, param in cases:
         with pytest.raises(kind) as raised:
@@ -237,3 +239,17 @@ async def test_the_async_client(server: ServerProcess) -> None:
                                                stream=True)
         text = "".join([e.delta async for e in stream if e.type == "response.output_text.delta"])  # type: ignore[union-attr]
     assert text == response.output_text
+
+
+def test_truncation_auto_drops_the_oldest_items(oai: openai.OpenAI) -> None:
+    long_ago = {"role": "user", "content": "apple banana cherry " * 3000}  # more than the context alone
+    asked = {"role": "user", "content": ASK}
+    cut = oai.responses.create(model=GENERATOR, input=[long_ago, asked], truncation="auto",  # type: ignore[list-item]
+                               max_output_tokens=8, temperature=0)
+    alone = oai.responses.create(model=GENERATOR, input=[asked], max_output_tokens=8, temperature=0, store=False)  # type: ignore[list-item]
+    assert cut.truncation == "auto" and cut.output_text == alone.output_text
+    assert cut.usage is not None and alone.usage is not None and cut.usage.input_tokens == alone.usage.input_tokens
+    assert len(list(oai.responses.input_items.list(cut.id))) == 2  # what was sent, not what fitted
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai.responses.create(model=GENERATOR, input=[long_ago, asked], max_output_tokens=8)  # type: ignore[list-item]
+    assert raised.value.body["code"] == "context_length_exceeded"  # type: ignore[index]

@@ -20,6 +20,12 @@ sequences share each forward. This engine keeps one running batch and, at every 
    then starts streaming one step after another rather than all after one long forward;
 4. samples the next token of every sequence that decoded or finished its prompt.
 
+A request may name a fine-tuned LoRA adapter (`submit(adapter=...)`): its rows share every
+forward pass with the base model's rows and other adapters' rows, and the wrapped projections
+add each row's own low-rank update (`lora`, the one place adapters are applied). An adapter
+not in memory is read on a thread of its own (`adapters.AdapterCache`) while the batch runs;
+its request joins the queue once it is in. Stored prefixes are reused only within one adapter.
+
 Every sequence keeps its own row of the KV cache (`kvcache.SlotKVCache`), sized to its
 length, from admission to the end: joining, leaving and decoding never copy the cache, and
 the memory held follows the live sequences' lengths.
