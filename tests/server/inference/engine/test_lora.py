@@ -191,3 +191,22 @@ async def test_a_full_fine_tune_is_not_taken_for_a_lora(generator: LoadedModel, 
     async with running(generator, **ENGINE) as engine:
         with pytest.raises(AdapterError, match="a full fine-tune"):
             engine.adapters.load(AdapterSource("ft:full", full, merged_on=Path(generator.model.name_or_path)))
+
+
+async def test_adapter_requests_cancel_while_loading_and_while_running(
+        generator: LoadedModel, adapters: Adapters, lora_prompts: list[list[int]]) -> None:
+    async with running(generator, **ENGINE) as engine:
+        loading = engine.submit(lora_prompts[0], greedy(), adapter=adapters.source(2))
+        loading.cancel()  # before its adapter is in: it never joins the batch
+        tokens: list[int] = []
+        handle = engine.submit(lora_prompts[1], greedy(40, ignore_eos=True), adapter=adapters.source(3))
+        task = asyncio.create_task(collect(handle, tokens.append))
+        await wait_until(lambda: len(tokens) >= 2)
+        handle.cancel()
+        await task
+        await wait_until(lambda: engine.stats()["running"] == 0)
+        stats = engine.stats()
+        assert stats["cancelled"] == 2 and stats["failed"] == 0
+        assert len(tokens) < 40
+        again = await _run(engine, lora_prompts[0], adapters.source(0))
+    assert again.token_ids == adapters.merged_first[0].token_ids
