@@ -63,6 +63,7 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
             packed_weights=settings.packed_weights,
+            own_forward=settings.engine_forward == "auto",
             max_loras=settings.max_loras,
             max_lora_rank=settings.max_lora_rank,
             background_reserve=settings.batch_reserved_rows,

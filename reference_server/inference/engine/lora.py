@@ -6,7 +6,9 @@ whatever module computes the base product (plain, oneDNN-packed or quantized). T
 adds nothing unless a forward runs inside `applying(batch)`: then each token of the packed row
 gets `B @ A @ x` of the adapter its sequence uses (scaled), and tokens of the base model get
 nothing. So any forward that calls these modules, the engine's or another, applies adapters
-the same way.
+the same way. The engine's own Llama-family forward computes q/k/v and gate/up in one fused
+matmul each; its `FusedLinear` adds each projection's update under that projection's module
+path (`current_batch`), the same update its wrapper would add.
 
 How the update is computed (`AdapterBatch.apply`): the `A` matrices of the adapters present in
 the step are concatenated into one `[in, R]` matrix and their `B` matrices into one `[R, out]`
@@ -269,6 +271,12 @@ def _split_key(key: str) -> tuple[str | None, str]:
 # ----- applying adapters in a forward -----
 
 _CURRENT: contextvars.ContextVar[AdapterBatch | None] = contextvars.ContextVar("maas_adapter_batch", default=None)
+
+
+def current_batch() -> AdapterBatch | None:
+    """The adapters of the forward running on this thread (`applying`), for a module that
+    computes several projections at once and applies their updates itself (`llama_forward`)."""
+    return _CURRENT.get()
 
 
 @contextlib.contextmanager
