@@ -79,11 +79,6 @@ class AdapterCache:
         with self._lock:
             return len(self._resident)
 
-    @property
-    def resident_bytes(self) -> int:
-        with self._lock:
-            return sum(a.nbytes for a in self._resident.values())
-
     def holds(self, name: str) -> bool:
         with self._lock:
             return name in self._resident

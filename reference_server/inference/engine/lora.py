@@ -36,7 +36,7 @@ import contextvars
 import json
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,6 @@ class Adapter:
     name: str
     rank: int
     weights: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    nbytes: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.nbytes = sum(a.nbytes + b.nbytes for a, b in self.weights.values())
 
 
 class AdapterLinear(torch.nn.Module):
@@ -108,10 +104,6 @@ def wrap_projections(model: torch.nn.Module) -> dict[str, AdapterLinear]:
         setattr(parent, child, layer)
         wrapped[name] = layer
     return wrapped
-
-
-def adapter_modules(model: torch.nn.Module) -> dict[str, AdapterLinear]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, AdapterLinear)}
 
 
 def _dims_or_none(module: Any) -> tuple[int, int] | None:

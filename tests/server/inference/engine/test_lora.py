@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
-import json
 import shutil
 import weakref
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import torch
 from reference_server.inference.engine.adapters import AdapterSource
 from reference_server.inference.engine.errors import AdapterUnusableError
 from reference_server.inference.engine.generation import GenerationEngine
-from reference_server.inference.engine.lora import AdapterError, adapter_modules
+from reference_server.inference.engine.lora import AdapterError, AdapterLinear
 from reference_server.inference.loading import LoadedModel, load_model
 from reference_server.training.random_adapters import write_random_adapter
 from tests.server.inference.engine.support import Result, collect, greedy, running, wait_until
@@ -162,9 +161,9 @@ async def test_adapters_of_another_base_or_too_large_a_rank_are_refused(
     async with running(generator, **ENGINE) as engine:
         with pytest.raises(AdapterError, match="another base model"):
             engine.adapters.load(AdapterSource("other", other))
-        config = json.loads((other / "adapter_config.json").read_text())
-        assert len(adapter_modules(generator.model)) == 7 * generator.model.config.num_hidden_layers
-        assert config["r"] == 8
+        # Every projection wrapped once, however many engines ran on the model.
+        wrapped = [m for m in generator.model.modules() if isinstance(m, AdapterLinear)]
+        assert len(wrapped) == 7 * generator.model.config.num_hidden_layers
 
 
 async def test_a_lora_fine_tune_saved_merged_is_served_as_an_adapter(
