@@ -5,7 +5,8 @@ A decode step of a small model reads every weight once and multiplies each by ev
 the batch, so it can go no faster than the slower of two bounds:
 
 - memory: the bytes one step reads (the weights the forward uses, plus the KV cache of the
-  batch) over the read bandwidth, measured as a sum over 1 GiB on the configured threads;
+  batch) over the read bandwidth, measured as a sum over 1 GiB on the configured threads (on
+  the GPU where the model is on one);
 - dense math: two FLOPs per weight of the linear layers per row of the batch, over the
   FLOP/s of a large matmul in the model's dtype on the same threads.
 
@@ -54,34 +55,43 @@ class Floor:
         return asdict(self)
 
 
-def read_gbps(threads: int, repeats: int = REPEATS) -> float:
-    """GB/s of a sum over `READ_BYTES` of float32 on `threads` threads (the fastest of `repeats`)."""
+def read_gbps(threads: int, device: Any = "cpu", repeats: int = REPEATS) -> float:
+    """GB/s of a sum over `READ_BYTES` of float32 on `threads` threads, or on the GPU `device`
+    (the fastest of `repeats`)."""
     import torch
 
     torch.set_num_threads(threads)
-    data = torch.ones(READ_BYTES // 4, dtype=torch.float32)
+    data = torch.ones(READ_BYTES // 4, dtype=torch.float32, device=device)
     data.sum()  # pages it in
-    best = min(_timed(data.sum) for _ in range(repeats))
+    best = min(_timed(data.sum, device) for _ in range(repeats))
     del data
     return READ_BYTES / best / 1e9
 
 
-def matmul_gflops(dtype: Any, threads: int, repeats: int = REPEATS) -> float:
-    """GFLOP/s of a `MATMUL_SIZE` square matmul in `dtype` on `threads` threads (the fastest)."""
+def matmul_gflops(dtype: Any, threads: int, device: Any = "cpu", repeats: int = REPEATS) -> float:
+    """GFLOP/s of a `MATMUL_SIZE` square matmul in `dtype` on `threads` threads, or on the GPU
+    `device` (the fastest)."""
     import torch
 
     torch.set_num_threads(threads)
-    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE).to(dtype)
-    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE).to(dtype)
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device).to(dtype)
+    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device).to(dtype)
     with torch.inference_mode():
         torch.mm(a, b)
-        best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+        best = min(_timed(lambda: torch.mm(a, b), device) for _ in range(repeats))
     return 2 * MATMUL_SIZE**3 / best / 1e9
 
 
-def _timed(fn: Any) -> float:
+def _timed(fn: Any, device: Any) -> float:
+    import torch
+
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if on_gpu:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -109,16 +119,17 @@ def step_bytes(model: Any) -> tuple[int, int]:
 
 
 def measure(model: Any, threads: int) -> Floor:
-    """The floor of `model` (loaded, on CPU) on `threads` threads."""
+    """The floor of `model` on its device: the CPU's `threads` threads, or its GPU."""
     config = model.config.get_text_config()
     weight_bytes, linear = step_bytes(model)
-    dtype = next(model.parameters()).dtype
+    parameter = next(model.parameters())
+    dtype, device = parameter.dtype, parameter.device
     heads = int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
     kv = 2 * int(config.num_hidden_layers) * heads * head_dim * dtype.itemsize
-    return Floor(threads=threads, dtype=str(dtype).removeprefix("torch."), read_gbps=read_gbps(threads),
-                 matmul_gflops=matmul_gflops(dtype, threads), weight_bytes=weight_bytes, linear_params=linear,
-                 kv_bytes_per_token=kv)
+    return Floor(threads=threads, dtype=str(dtype).removeprefix("torch."), read_gbps=read_gbps(threads, device),
+                 matmul_gflops=matmul_gflops(dtype, threads, device), weight_bytes=weight_bytes,
+                 linear_params=linear, kv_bytes_per_token=kv)
 
 
 def llama_cpp_tps(gguf: Path | None, prompt: str, output_len: int, threads: int) -> float | str:
