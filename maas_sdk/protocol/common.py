@@ -6,6 +6,53 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# A key of the JSON Schema that the server's OpenAPI document replaces with its own setting:
+# `{"x-server-limit": {"maximum": "max_n"}}` becomes `{"maximum": 8}` on a server started with
+# `MAAS_MAX_N=8`. The protocol knows a limit exists; only the server knows its value.
+SERVER_LIMIT = "x-server-limit"
+NULL = {"type": "null"}
+# A pattern for text with something besides whitespace in it: whitespace as `str.strip()` takes
+# it, which is more than a JSON Schema `\s` matches.
+NOT_BLANK = "[^\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+
+
+def server_limit(**keywords: str) -> dict[str, Any]:
+    """`{"x-server-limit": {keyword: setting, ...}}`, for a field's `json_schema_extra`."""
+    return {SERVER_LIMIT: keywords}
+
+
+def token_ids(*, min_items: int = 0) -> dict[str, Any]:
+    """A list of token ids (each checked against the model's vocabulary by the server)."""
+    schema: dict[str, Any] = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    if min_items:
+        schema["minItems"] = min_items
+    return schema
+
+
+def _request_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The JSON Schema of a request body says what the server accepts, no more, no less:
+
+    - every optional field accepts `null` (it means the default): a client generating requests
+      from the schema may send it, and one that does must not be told it broke the schema;
+    - the `SCHEMA_RULES` of the model and its bases (rules across fields: "`max_tokens: 0` needs
+      `echo`") are added, under `allOf` when there are several.
+    """
+    rules = [vars(cls)["SCHEMA_RULES"] for cls in model.__mro__ if vars(cls).get("SCHEMA_RULES")]
+    if len(rules) == 1:
+        schema.update(rules[0])
+    elif rules:
+        schema["allOf"] = rules
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name in required or _nullable(prop):
+            continue
+        annotations = {k: prop.pop(k) for k in ("title", "description", "default") if k in prop}
+        schema["properties"][name] = {"anyOf": [prop, NULL], **annotations}
+
+
+def _nullable(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_nullable(branch) for branch in prop.get("anyOf", ()))
+
 
 def _is_none(value: object) -> bool:
     return value is None
@@ -48,8 +95,11 @@ class RequestModel(BaseModel):
     a request set in the `x-maas-ignored-params` response header.
     """
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), json_schema_extra=_request_schema)
     IGNORED: ClassVar[tuple[str, ...]] = ()
+    # JSON Schema keywords added to the model's schema: the rules across its fields that the
+    # server enforces, so that the OpenAPI document holds them too.
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {}
 
     @model_validator(mode="before")
     @classmethod

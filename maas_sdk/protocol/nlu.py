@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage
+from maas_sdk.protocol.common import NOT_BLANK, RequestModel, ResponseModel, Usage, server_limit, token_ids
+
+_TEXT = {"type": "string", "pattern": NOT_BLANK}
+MAX_LABELS = 64
 
 
 class ClassificationRequest(RequestModel):
     model: str = Field(min_length=1)
-    input: str | list[str]
+    input: str | list[str] = Field(json_schema_extra={"anyOf": [
+        _TEXT, {"type": "array", "items": _TEXT, "minItems": 1, **server_limit(maxItems="embed_max_inputs")}]})
     labels: list[str] | None = Field(
-        default=None, description="Candidate labels for zero-shot classification with any model."
+        default=None, description="Candidate labels for zero-shot classification with any model (distinct once "
+                                  "trimmed).",
+        json_schema_extra={"items": _TEXT, "minItems": 2, "maxItems": MAX_LABELS, "uniqueItems": True},
     )
 
 
@@ -51,7 +57,7 @@ class Tokenized(ResponseModel):
 
 class DetokenizeRequest(RequestModel):
     model: str = Field(min_length=1)
-    tokens: list[int]
+    tokens: list[int] = Field(json_schema_extra=token_ids())
 
 
 class Detokenized(ResponseModel):

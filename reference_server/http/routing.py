@@ -42,13 +42,27 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: the operation `target` (`"GET /v1/files/{file_id}"`) takes `parameters`
+    from this operation's answer (`{"file_id": "$response.body#/id"}`), as a client chains them."""
+
+    target: str
+    parameters: tuple[tuple[str, str], ...]
+
+
+def link(target: str, **parameters: str) -> Link:
+    return Link(target, tuple(parameters.items()))
+
+
+@dataclass(frozen=True)
 class Operation:
     """One route: its handler, body model, its answer, the errors it can give.
 
     `path` may carry Starlette converters (`{model_id:path}`); `doc_path` is the OpenAPI form.
     `stream` names the chunk model of the `text/event-stream` answer sent when the body says
     `"stream": true`; `multipart` describes a form upload instead of a JSON body; `raw` is the
-    media type of a non-JSON answer; `redirect` the address a 307 answer points to.
+    media type (or types) of a non-JSON answer; `redirect` the address a 307 answer points to; `links` the
+    operations that take an id from the answer.
     """
 
     method: str
@@ -60,11 +74,12 @@ class Operation:
     response_schema: dict[str, Any] | None = None
     stream: type[BaseModel] | None = None
     multipart: dict[str, Any] | None = None
-    raw: str | None = None
+    raw: str | tuple[str, ...] | None = None
     redirect: str | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     example: dict[str, Any] | None = None
+    links: tuple[Link, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -92,8 +107,26 @@ class RouteTable:
 
 
 def routes_of(operations: Sequence[Operation], prefix: str = "") -> list[Route]:
-    """Starlette routes for `operations`, their paths relative to the mount at `prefix`."""
-    return [Route(op.path.removeprefix(prefix) or "/", op.endpoint, methods=[op.method]) for op in operations]
+    """Starlette routes for `operations`, their paths relative to the mount at `prefix`.
+
+    Operations that share a path share one route, which hands each method to its handler: a
+    405 on that path then lists every method it serves in `Allow`, not those of one handler.
+    """
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for op in operations:
+        by_path.setdefault(op.path, {})[op.method] = op.endpoint
+    return [Route(path.removeprefix(prefix) or "/", _by_method(handlers), methods=list(handlers))
+            for path, handlers in by_path.items()]
+
+
+def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+
+    async def endpoint(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
 
 
 def path_param(name: str, what: str) -> Param:
@@ -102,6 +135,7 @@ def path_param(name: str, what: str) -> Param:
 
 def page_params(maximum: int) -> tuple[Param, ...]:
     return (
-        Param("after", "query", {"type": "string"}, "Start after this id (from the previous page)."),
+        Param("after", "query", {"type": "string", "minLength": 1},
+              "Start after this id (from the previous page); an id that names nothing is a 404."),
         Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": maximum}, "Page size."),
     )

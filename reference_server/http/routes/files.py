@@ -27,7 +27,7 @@ from reference_server import datasets
 from reference_server.http.errors import HTTPError, bad_request
 from reference_server.http.parsing import json_response
 from reference_server.http.routes import _query
-from reference_server.http.routing import Param, RouteTable, page_params, path_param
+from reference_server.http.routing import Param, RouteTable, link, page_params, path_param
 from reference_server.state import state_of
 from reference_server.storage import FileRecord, blobs, ids, space
 
@@ -78,7 +78,9 @@ def _bounded(receive: Receive, limit: int, too_large: HTTPError) -> Receive:
 
 
 @table.route("POST", "/v1/files", "Upload a JSONL data file.", multipart=_UPLOAD, response=p.FileObject,
-             errors=(400, 413, 429, 507))
+             errors=(400, 413, 429, 507),
+             links=tuple(link(target, file_id="$response.body#/id") for target in (
+                 "GET /v1/files/{file_id}", "GET /v1/files/{file_id}/content", "DELETE /v1/files/{file_id}")))
 async def upload_file(request: Request) -> Response:
     state = state_of(request)
     limit = state.settings.max_upload_bytes
@@ -138,18 +140,18 @@ async def _receive_upload(request: Request, limit: int, too_large: HTTPError) ->
              params=(Param("purpose", "query", {"type": "string", "enum": ["fine-tune", "evals"]}),
              Param("order", "query", {"type": "string", "enum": ["asc", "desc"]}),
              *page_params(10000)),
-             errors=(400,))
+             errors=(400, 404))
 async def list_files(request: Request) -> Response:
     _query.only(request, "purpose", "order", "after", "limit")
     purpose = _query.choice(request, "purpose", PURPOSES, None)
     order = _query.choice(request, "order", ("asc", "desc"), "desc")
-    after = request.query_params.get("after")
+    after = _query.after(request)
     try:
         records, more = await state_of(request).storage.db.list_files(
             _query.principal(request), purpose=purpose, after=after, limit=_query.limit(request, 10000, 10000),
             newest_first=order == "desc")
     except KeyError:
-        raise bad_request(f"after names no file of yours: {after}", param="after") from None
+        raise _query.cursor_not_found(after, "file of yours") from None
     return json_response(FileList(data=[r.to_wire() for r in records], has_more=more))
 
 
