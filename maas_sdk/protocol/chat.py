@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -51,7 +51,7 @@ class ChatCompletionRequest(SamplingFields, StructuredFields, ToolFields):
     IGNORED = ("store", "metadata", "service_tier", "modalities", "audio", "prediction", "reasoning_effort",
                "verbosity", "web_search_options", "prompt_cache_key", "prompt_cache_retention",
                "safety_identifier", "user")
-    SCHEMA_RULES = {
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
         "if": {"properties": {"top_logprobs": {"type": "integer"}}, "required": ["top_logprobs"]},
         "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -64,7 +64,7 @@ class SamplingFields(RequestModel):
 
 class CompletionRequest(SamplingFields, StructuredFields):
     IGNORED = ("suffix", "user")
-    SCHEMA_RULES = {
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
         "if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},
         "then": {"properties": {"echo": {"const": True}, "logprobs": {"type": "integer"}},
                  "required": ["echo", "logprobs"]},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -59,7 +59,7 @@ class FineTuneMethod(RequestModel):
     forms `{"type": "full"}` and `{"type": "lora", "lora": {...}}` are ours. `dpo` and
     `reinforcement` are understood but refused: this server trains supervised only."""
 
-    SCHEMA_RULES = {
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
         "if": {"properties": {"supervised": {"type": "object"}}, "required": ["supervised"]},
         "then": {"properties": {"type": {"const": "supervised"}}},
     }
@@ -89,7 +89,7 @@ class FineTuneMethod(RequestModel):
 class FineTuningJobCreate(RequestModel):
     IGNORED = ("integrations", "metadata")
     # Hyperparameters at the top level (OpenAI's older form) or in method.supervised, not both.
-    SCHEMA_RULES = {"not": {
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"not": {
         "properties": {"hyperparameters": {"type": "object"}, "method": {
             "properties": {"supervised": {
                 "properties": {"hyperparameters": {"type": "object"}}, "required": ["hyperparameters"]}},

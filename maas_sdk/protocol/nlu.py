@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from maas_sdk.protocol.common import NOT_BLANK, RequestModel, ResponseModel, Usage, server_limit, token_ids
 
-_TEXT = {"type": "string", "pattern": NOT_BLANK}
+_TEXT: dict[str, Any] = {"type": "string", "pattern": NOT_BLANK}
 MAX_LABELS = 64
 
 

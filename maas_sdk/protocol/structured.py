@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -54,7 +54,7 @@ class StructuredOutputs(RequestModel):
     json_: dict[str, Any] | None = Field(default=None, alias="json")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    SCHEMA_RULES = {"oneOf": [{"properties": {name: {"not": {"type": "null"}}}, "required": [name]}
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"oneOf": [{"properties": {name: {"not": {"type": "null"}}}, "required": [name]}
                               for name in ("choice", "regex", "grammar", "json")]}
 
     @model_validator(mode="after")
@@ -133,7 +133,7 @@ class StructuredFields(RequestModel):
 class ToolFields(RequestModel):
     """Tool calling, for chat completions. A `tool_choice` other than `none` needs `tools`."""
 
-    SCHEMA_RULES = {
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
         "if": {"properties": {"tool_choice": {"not": {"anyOf": [{"const": "none"}, {"type": "null"}]}}},
                "required": ["tool_choice"]},
         "then": {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]},

@@ -5,6 +5,8 @@ generator served."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import Field, model_validator
 
 from maas_sdk.protocol.chat import ChatMessage
@@ -14,7 +16,7 @@ from maas_sdk.protocol.common import RequestModel, ResponseModel, token_ids
 class VLLMTokenizeRequest(RequestModel):
     """Either `prompt` (text) or `messages` (rendered with the chat template first)."""
 
-    SCHEMA_RULES = {
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
         "oneOf": [{"properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
                   {"properties": {"messages": {"type": "array"}}, "required": ["messages"]}],
         "not": {"properties": {"continue_final_message": {"const": True}, "add_generation_prompt": {"const": True}},

@@ -162,9 +162,13 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
 def _with_limits(limits: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     """The document with each `x-server-limit` mark replaced by the keyword it names, set to the
     server's setting (`{"x-server-limit": {"maximum": "max_n"}}` -> `{"maximum": 8}`)."""
-    values = dict(limits)
-    document = copy.deepcopy(_document())
-    pending: list[Any] = [document]
+    document: dict[str, Any] = fill_limits(copy.deepcopy(_document()), dict(limits))
+    return document
+
+
+def fill_limits(schema: Any, values: Mapping[str, Any]) -> Any:
+    """`schema` (changed in place) with its `x-server-limit` marks replaced by `values`."""
+    pending: list[Any] = [schema]
     while pending:
         node = pending.pop()
         if isinstance(node, dict):
@@ -173,7 +177,7 @@ def _with_limits(limits: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
-    return document
+    return schema
 
 
 @functools.lru_cache(maxsize=1)

@@ -48,6 +48,11 @@ CHAT_LINE = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant
 STREAM_CHUNK: dict[str, type[BaseModel]] = {op.path: op.stream for op in OPERATIONS if op.stream is not None}
 
 
+def _number(value: Any) -> float | None:
+    """A JSON number (`2` or `2.0`), or None for anything else."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _fixture_file() -> str:
     return os.environ["MAAS_FUZZ_CHAT_FILE"]
 
@@ -80,11 +85,12 @@ def _generation(body: dict[str, Any]) -> None:
     if isinstance(body.get("logit_bias"), dict):
         body["logit_bias"] = {str(int(k) % GENERATOR_VOCABULARY) if k.isdigit() else k: v
                               for k, v in body["logit_bias"].items()}
-    cap = body.get("max_completion_tokens") or body.get("max_tokens")
-    if isinstance(cap, int) and isinstance(body.get("min_tokens"), int) and body["min_tokens"] > cap:
+    cap = _number(body.get("max_completion_tokens")) or _number(body.get("max_tokens"))
+    if cap is not None and (_number(body.get("min_tokens")) or 0) > cap:
         body["min_tokens"] = cap
-    n = body.get("n") if isinstance(body.get("n"), int) else 1
-    if isinstance(body.get("best_of"), int) and (body["best_of"] < n or body.get("stream") is True):
+    n = _number(body.get("n")) or 1
+    best_of = _number(body.get("best_of"))
+    if best_of is not None and (best_of < n or body.get("stream") is True):
         body["best_of"] = n
     _constraints(body)
 
@@ -124,9 +130,10 @@ def map_case(context: Any, case: Any) -> Any:
     body = case.body
     if not _positive(case) or not isinstance(body, dict):
         return case
-    if path in GENERATOR_ROUTES or path in EMBEDDER_ROUTES:
-        if "model" in body or path not in ("/tokenize", "/detokenize"):
-            body["model"] = GENERATOR if path in GENERATOR_ROUTES else EMBEDDER
+    # vLLM's root routes take no model as well as one; the others need it.
+    if (path in GENERATOR_ROUTES or path in EMBEDDER_ROUTES) and (
+            "model" in body or path not in ("/tokenize", "/detokenize")):
+        body["model"] = GENERATOR if path in GENERATOR_ROUTES else EMBEDDER
     if path in ("/v1/completions", "/v1/chat/completions"):
         _generation(body)
     elif path in ("/detokenize", "/v1/detokenize") and isinstance(body.get("tokens"), list):

@@ -32,7 +32,7 @@ def after(request: Request) -> str | None:
     return raw
 
 
-def cursor_not_found(after: str, what: str) -> NotFound:
+def cursor_not_found(after: str | None, what: str) -> NotFound:
     """A cursor naming nothing the caller can see: a 404, as the id itself would be."""
     return not_found(f"after names no {what}: {after}", param="after")
 
