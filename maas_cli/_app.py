@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from maas_cli import _chat, _files, _fine_tune
+from maas_cli import _batch, _chat, _files, _fine_tune, _usage
 from maas_cli._context import Globals, client, default_model, file_id, output, report
 from maas_cli._options import JSON, MaxTokens, Model, Seed, Stop, Temperature, TopK, TopP, sampling
 from maas_cli._output import Output
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(_files.app, name="files")
 app.add_typer(_fine_tune.app, name="fine-tune")
+app.add_typer(_batch.app, name="batch")
 
 
 def _version(value: bool) -> None:
@@ -163,6 +164,28 @@ def classify(
               [(texts[item.index], item.label, f"{item.score:.3f}") for item in result.data])
 
 
+@app.command()
+def rerank(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="The query.")],
+    documents: Annotated[list[str], typer.Argument(help="Documents to rank by relevance to the query.")],
+    model: Model = None,
+    top_n: Annotated[int | None, typer.Option("--top-n", "-n", min=1, help="Show the best N only.")] = None,
+    json_: JSON = False,
+) -> None:
+    """Documents ranked by relevance to a query, most relevant first (POST /rerank)."""
+    out = output(ctx, json_)
+    with client(ctx) as api:
+        model = model or default_model(api, "embed")
+        result = api.rerank(query, documents, model=model, top_n=top_n)
+    if out.json:
+        out.data(result)
+        return
+    out.table(["rank", "score", "document"],
+              [(str(rank), f"{item.relevance_score:.3f}", documents[item.index])
+               for rank, item in enumerate(result.results, start=1)])
+
+
 # Token backgrounds that alternate so that neighbouring tokens stay apart.
 _TOKEN_STYLES = ("on grey23", "on dark_blue", "on dark_green", "on dark_red", "on purple4")
 
@@ -213,6 +236,8 @@ def evaluate(
     out.table(["metric", "value"], [(name, f"{value:.4f}") for name, value in result.metrics.items()],
               title=f"{result.model} on {result.file} ({result.num_examples} examples)")
 
+
+app.command("usage")(_usage.usage)
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

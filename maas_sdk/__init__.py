@@ -22,12 +22,14 @@ from maas_sdk._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchFailed,
     ConflictError,
     FineTuningJobFailed,
     InternalServerError,
     MaaSError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitError,
     RequestTooLargeError,
     UnprocessableEntityError,
@@ -35,6 +37,7 @@ from maas_sdk._exceptions import (
 )
 from maas_sdk._pagination import AsyncPage, AsyncPager, BasePage, Page
 from maas_sdk._response import AsyncStreamedResponse, RawResponse, StreamedResponse
+from maas_sdk._response_format import ParsedResponse
 from maas_sdk._scoring import Score
 from maas_sdk._sse import ServerSentEvent, SSEDecoder
 from maas_sdk._streaming import AsyncStream, Stream
@@ -42,7 +45,7 @@ from maas_sdk._tools import ParsedChatCompletion, ToolRunError
 from maas_sdk._types import RequestOptions
 from maas_sdk._version import __version__
 from maas_sdk.protocol import *  # the wire types, listed in protocol.__all__
-from maas_sdk.resources import AsyncBoundFineTuningJob, BoundFineTuningJob
+from maas_sdk.resources import AsyncBoundBatch, AsyncBoundFineTuningJob, BoundBatch, BoundFineTuningJob
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -53,6 +56,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncAPI",
+    "AsyncBoundBatch",
     "AsyncBoundFineTuningJob",
     "AsyncMaaS",
     "AsyncPage",
@@ -62,6 +66,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BasePage",
+    "BatchFailed",
+    "BoundBatch",
     "BoundFineTuningJob",
     "ConflictError",
     "FineTuningJobFailed",
@@ -71,7 +77,9 @@ __all__ = [
     "NotFoundError",
     "Page",
     "ParsedChatCompletion",
+    "ParsedResponse",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RateLimitError",
     "RawResponse",
     "RequestOptions",

@@ -27,6 +27,7 @@ from maas_sdk._tools import ModelT, ParsedChatCompletion, ToolLoop
 from maas_sdk._transport import AsyncTransport, SyncTransport
 from maas_sdk._types import (
     ChatParams,
+    ClassificationInput,
     CompletionParams,
     EmbeddingInput,
     EncodingFormat,
@@ -34,7 +35,9 @@ from maas_sdk._types import (
     Prompt,
     RequestOptions,
     ResponseFormatParam,
+    TimeParam,
     ToolRunParams,
+    UsageParams,
 )
 from maas_sdk.protocol import (
     ChatCompletion,
@@ -45,11 +48,16 @@ from maas_sdk.protocol import (
     Evaluation,
     Generation,
     GenerationChunk,
+    Reranking,
     Tokenized,
+    UsagePage,
+    UsageResult,
 )
+from maas_sdk.resources.batches import AsyncBatches, Batches
 from maas_sdk.resources.files import AsyncFiles, Files
 from maas_sdk.resources.fine_tuning import AsyncFineTuning, FineTuning
 from maas_sdk.resources.models import AsyncModels, Models
+from maas_sdk.resources.responses import AsyncResponses, Responses
 
 __all__ = ["AsyncMaaS", "MaaS"]
 
@@ -85,6 +93,15 @@ class MaaS(ClientCore[httpx.Client], Viewable):
     @property
     def fine_tuning(self) -> FineTuning:
         return FineTuning(self._api)
+
+    @property
+    def batches(self) -> Batches:
+        return Batches(self._api)
+
+    @property
+    def responses(self) -> Responses:
+        """OpenAI's Responses API: `create`, `stream`, `parse`, and the stored responses."""
+        return Responses(self._api)
 
     @overload
     def generate(
@@ -168,11 +185,26 @@ class MaaS(ClientCore[httpx.Client], Viewable):
         ))
 
     def classify(
-        self, input: str | list[str], *, model: str, labels: Sequence[str] | None = None,
+        self, input: ClassificationInput, *, model: str, labels: Sequence[str] | None = None,
         **options: Unpack[RequestOptions],
     ) -> Classifications:
-        """Classify text (POST /classifications); `labels` makes it zero-shot over those labels."""
+        """Classify text (POST /classifications); `labels` makes it zero-shot over those labels.
+        A classifier fine-tuned on text pairs classifies pairs: `{"text": ..., "text_pair": ...}`."""
         return self._api.request(endpoints.classifications(input, model=model, labels=labels, options=options))
+
+    def rerank(
+        self, query: str, documents: Sequence[str], *, model: str, top_n: int | None = None,
+        return_documents: bool | None = None, max_tokens_per_doc: int | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> Reranking:
+        """Rank `documents` by relevance to `query` (POST /rerank): `.results` most relevant first,
+        each with the document's `index` and its `relevance_score` (`.indices` lists the indices);
+        `top_n` keeps the best ones only. An embedding model scores by cosine similarity, a
+        classifier fine-tuned on text pairs by its probability of relevance."""
+        return self._api.request(endpoints.rerank(
+            query, documents, model=model, top_n=top_n, return_documents=return_documents,
+            max_tokens_per_doc=max_tokens_per_doc, options=options,
+        ))
 
     def tokenize(
         self, text: str, *, model: str, add_special_tokens: bool | None = None, **options: Unpack[RequestOptions]
@@ -196,6 +228,13 @@ class MaaS(ClientCore[httpx.Client], Viewable):
         `.tokens`, `.token_count`, `.is_greedy`."""
         call = endpoints.score(prompt, continuation, model=model, options=options)
         return self._api.request(call, lambda generation, _: score_of(generation, len(prompt)))
+
+    def usage(self, *, start_time: TimeParam, **params: Unpack[UsageParams]) -> UsagePage[UsageResult]:
+        """What this API key used from `start_time` on (GET /usage): a page of time buckets
+        (`bucket_width` "1m", "1h" or "1d", the default), each with its results: requests, tokens
+        read and written, inputs embedded or classified, tokens trained; one result per model
+        and/or kind with `group_by=["model", "kind"]`. `page.next_page` is the `page=` of the next."""
+        return self._api.request(endpoints.usage(start_time=start_time, **params))
 
     def close(self) -> None:
         """Close the connection pool, unless it was given as `http_client=`."""
@@ -239,6 +278,15 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
     @property
     def fine_tuning(self) -> AsyncFineTuning:
         return AsyncFineTuning(self._api)
+
+    @property
+    def batches(self) -> AsyncBatches:
+        return AsyncBatches(self._api)
+
+    @property
+    def responses(self) -> AsyncResponses:
+        """OpenAI's Responses API: `create`, `stream`, `parse`, and the stored responses."""
+        return AsyncResponses(self._api)
 
     @overload
     async def generate(
@@ -322,11 +370,23 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
         ))
 
     async def classify(
-        self, input: str | list[str], *, model: str, labels: Sequence[str] | None = None,
+        self, input: ClassificationInput, *, model: str, labels: Sequence[str] | None = None,
         **options: Unpack[RequestOptions],
     ) -> Classifications:
-        """Classify text (POST /classifications); `labels` makes it zero-shot over those labels."""
+        """Classify text (POST /classifications); `labels` makes it zero-shot over those labels.
+        A classifier fine-tuned on text pairs classifies pairs: `{"text": ..., "text_pair": ...}`."""
         return await self._api.request(endpoints.classifications(input, model=model, labels=labels, options=options))
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], *, model: str, top_n: int | None = None,
+        return_documents: bool | None = None, max_tokens_per_doc: int | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> Reranking:
+        """Rank `documents` by relevance to `query` (POST /rerank); see `MaaS.rerank`."""
+        return await self._api.request(endpoints.rerank(
+            query, documents, model=model, top_n=top_n, return_documents=return_documents,
+            max_tokens_per_doc=max_tokens_per_doc, options=options,
+        ))
 
     async def tokenize(
         self, text: str, *, model: str, add_special_tokens: bool | None = None, **options: Unpack[RequestOptions]
@@ -349,6 +409,10 @@ class AsyncMaaS(ClientCore[httpx.AsyncClient], Viewable):
         """How likely `model` finds `continuation` after `prompt`; see `MaaS.score`."""
         call = endpoints.score(prompt, continuation, model=model, options=options)
         return await self._api.request(call, lambda generation, _: score_of(generation, len(prompt)))
+
+    async def usage(self, *, start_time: TimeParam, **params: Unpack[UsageParams]) -> UsagePage[UsageResult]:
+        """What this API key used from `start_time` on (GET /usage); see `MaaS.usage`."""
+        return await self._api.request(endpoints.usage(start_time=start_time, **params))
 
     async def close(self) -> None:
         """Close the connection pool, unless it was given as `http_client=`."""

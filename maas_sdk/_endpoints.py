@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
@@ -19,9 +20,11 @@ from typing_extensions import Unpack
 from maas_sdk import protocol as wire
 from maas_sdk._core import Call, StreamCall
 from maas_sdk._pagination import ListBody
+from maas_sdk._response_format import ParsedResponse, response_tool_param, text_format_param
 from maas_sdk._tools import ParsedChatCompletion, response_format_param, tool_param
 from maas_sdk._types import (
     ChatParams,
+    ClassificationInput,
     CompletionParams,
     EmbeddingInput,
     EncodingFormat,
@@ -32,7 +35,11 @@ from maas_sdk._types import (
     Prompt,
     RequestOptions,
     ResponseFormatParam,
+    ResponseInputParam,
+    ResponseParams,
     SamplingParams,
+    TimeParam,
+    UsageParams,
 )
 
 R = TypeVar("R")
@@ -171,10 +178,28 @@ def embeddings(
 
 
 def classifications(
-    input: str | list[str], *, model: str, labels: Sequence[str] | None, options: RequestOptions
+    input: ClassificationInput, *, model: str, labels: Sequence[str] | None, options: RequestOptions
 ) -> Call[wire.Classifications]:
-    body = _body({"model": model, "input": input, "labels": labels})
+    sent = input if isinstance(input, str) else [_plain(item) for item in input]
+    body = _body({"model": model, "input": sent, "labels": labels})
     return _call("POST", "/classifications", wire.Classifications, options, json=body)
+
+
+def rerank(
+    query: str,
+    documents: Sequence[str],
+    *,
+    model: str,
+    top_n: int | None,
+    return_documents: bool | None,
+    max_tokens_per_doc: int | None,
+    options: RequestOptions,
+) -> Call[wire.Reranking]:
+    if isinstance(documents, str):
+        raise TypeError("documents must be a sequence of texts, not one text")
+    body = _body({"model": model, "query": query, "documents": list(documents), "top_n": top_n,
+                  "return_documents": return_documents, "max_tokens_per_doc": max_tokens_per_doc})
+    return _call("POST", "/rerank", wire.Reranking, options, json=body)
 
 
 def tokenize(
@@ -276,3 +301,77 @@ def job_checkpoints(
 ) -> Call[ListBody[wire.FineTuningCheckpoint]]:
     path = f"/fine_tuning/jobs/{_segment(job_id)}/checkpoints"
     return _call("GET", path, ListBody[wire.FineTuningCheckpoint], options, query={"limit": limit, "after": after})
+
+
+def create_batch(
+    batch_type: type[R], *, input_file_id: str, endpoint: str, completion_window: str,
+    metadata: Mapping[str, str] | None, options: RequestOptions,
+) -> Call[R]:
+    body = _body({"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": completion_window,
+                  "metadata": dict(metadata) if metadata is not None else None})
+    return _call("POST", "/batches", batch_type, options, json=body)
+
+
+def list_batches(
+    body_type: type[ListBody[T]], *, limit: int | None, after: str | None, options: RequestOptions
+) -> Call[ListBody[T]]:
+    return _call("GET", "/batches", body_type, options, query={"limit": limit, "after": after})
+
+
+def retrieve_batch(batch_type: type[R], batch_id: str, options: RequestOptions) -> Call[R]:
+    return _call("GET", f"/batches/{_segment(batch_id)}", batch_type, options)
+
+
+def cancel_batch(batch_type: type[R], batch_id: str, options: RequestOptions) -> Call[R]:
+    return _call("POST", f"/batches/{_segment(batch_id)}/cancel", batch_type, options)
+
+
+def _seconds(value: TimeParam) -> int:
+    return int(value.timestamp()) if isinstance(value, datetime) else value
+
+
+def usage(*, start_time: TimeParam, **params: Unpack[UsageParams]) -> Call[wire.UsagePage[wire.UsageResult]]:
+    options, values = _split(params)
+    end_time = values.pop("end_time", None)
+    query = {"start_time": _seconds(start_time), "end_time": None if end_time is None else _seconds(end_time),
+             **{key: list(value) if isinstance(value, (list, tuple)) else value for key, value in values.items()}}
+    return _call("GET", "/usage", wire.UsagePage[wire.UsageResult], options, query=query)
+
+
+def create_response(
+    *, model: str, input: ResponseInputParam | None, stream: bool, text_format: type[BaseModel] | None = None,
+    **params: Unpack[ResponseParams],
+) -> StreamCall[Any, wire.ResponseStreamEvent]:
+    """`text_format` (a pydantic model) sets `text.format` to its schema; the answer is then a
+    `ParsedResponse` of it."""
+    options, values = _split(params)
+    tools = values.pop("tools", None)
+    body: JSONBody = {"model": model, "input": input if isinstance(input, str) or input is None
+                      else [_plain(item) if isinstance(item, BaseModel) else dict(item) for item in input]}
+    if tools is not None:
+        body["tools"] = [response_tool_param(t) for t in tools]
+    response_type: type[Any] = wire.Response
+    if text_format is not None:
+        values["text"] = {**(values.get("text") or {}), **text_format_param(text_format)}
+        response_type = ParsedResponse[text_format]  # type: ignore[valid-type]
+    body.update(_body(values))
+    if stream:
+        body["stream"] = True
+    return StreamCall(method="POST", path="/responses", response_type=response_type,
+                      chunk_type=wire.ResponseStreamEvent, **_wire(options, json=_body(body)))
+
+
+def retrieve_response(response_id: str, options: RequestOptions) -> Call[wire.Response]:
+    return _call("GET", f"/responses/{_segment(response_id)}", wire.Response, options)
+
+
+def delete_response(response_id: str, options: RequestOptions) -> Call[wire.ResponseDeleted]:
+    return _call("DELETE", f"/responses/{_segment(response_id)}", wire.ResponseDeleted, options)
+
+
+def response_input_items(
+    response_id: str, *, limit: int | None, after: str | None, order: str | None, options: RequestOptions
+) -> Call[ListBody[wire.ResponseInputItem]]:
+    path = f"/responses/{_segment(response_id)}/input_items"
+    query = {"limit": limit, "after": after, "order": order}
+    return _call("GET", path, ListBody[wire.ResponseInputItem], options, query=query)

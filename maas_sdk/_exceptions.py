@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from maas_sdk.protocol.vocabulary import ERROR_TYPES
+from maas_sdk.protocol.vocabulary import ERROR_TYPES, QUOTA_EXCEEDED
 
 if TYPE_CHECKING:
-    from maas_sdk.protocol import FineTuningJob
+    from maas_sdk.protocol import Batch, FineTuningJob
 
 __all__ = [
     "APIConnectionError",
@@ -26,12 +26,14 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFailed",
     "ConflictError",
     "FineTuningJobFailed",
     "InternalServerError",
     "MaaSError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RateLimitError",
     "RequestTooLargeError",
     "UnprocessableEntityError",
@@ -126,6 +128,20 @@ class RateLimitError(APIStatusError):
     """429: too many requests or tokens (retried by default, honouring `Retry-After`)."""
 
 
+class QuotaExceededError(RateLimitError):
+    """429 `quota_exceeded`: the API key's monthly token budget is used up. Never retried: no
+    retry can succeed before the budget renews, `Retry-After` seconds later (`.retry_after`)."""
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until the budget renews, as the server said."""
+        value = self.response.headers.get("retry-after")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+
 class InternalServerError(APIStatusError):
     """500 and above: the server failed or is overloaded (retried by default)."""
 
@@ -153,11 +169,22 @@ class FineTuningJobFailed(MaaSError):
         self.job = job
 
 
-class WaitTimeoutError(MaaSError, TimeoutError):
-    """Waiting for a fine-tuning job took longer than asked; `.job` is the last state seen."""
+class BatchFailed(MaaSError):
+    """A batch being waited for ended `failed` (its input could not be run); `.batch` is its final state."""
 
-    def __init__(self, job: FineTuningJob, timeout: float) -> None:
-        super().__init__(f"fine-tuning job {job.id} still {job.status} after {timeout:g}s")
+    def __init__(self, batch: Batch) -> None:
+        errors = batch.errors.data if batch.errors is not None else []
+        reason = f": {errors[0].message}" if errors and errors[0].message else ""
+        super().__init__(f"batch {batch.id} failed{reason}")
+        self.batch = batch
+
+
+class WaitTimeoutError(MaaSError, TimeoutError):
+    """Waiting for a fine-tuning job or a batch took longer than asked; `.job` is the last state seen."""
+
+    def __init__(self, job: FineTuningJob | Batch, timeout: float) -> None:
+        what = "batch" if getattr(job, "object", None) == "batch" else "fine-tuning job"
+        super().__init__(f"{what} {job.id} still {job.status} after {timeout:g}s")
         self.job = job
         self.timeout = timeout
 
@@ -190,7 +217,10 @@ def status_error(response: httpx.Response) -> APIStatusError:
     body = _decode_body(response)
     status = response.status_code
     message = _describe(f"{status} {response.reason_phrase}".rstrip(), body)
-    return status_error_class(status)(message, response=response, body=body)
+    kind = status_error_class(status)
+    if kind is RateLimitError and _error_detail(body).get("code") == QUOTA_EXCEEDED:
+        kind = QuotaExceededError
+    return kind(message, response=response, body=body)
 
 
 def stream_error(payload: Any, response: httpx.Response) -> APIError:

@@ -51,7 +51,8 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 # Public methods that are not one request each, so have no raw response.
-_NOT_ONE_REQUEST = frozenset({"close", "with_options", "wait"})
+# Methods that make no request or several (waiting, submitting a batch, reading its results).
+_NOT_ONE_REQUEST = frozenset({"close", "with_options", "wait", "submit", "results"})
 
 
 class _Answer(Generic[R]):

@@ -5,7 +5,8 @@ streamed, its body): a stream whose body has started is never retried, since the
 caller may already have seen part of it.
 
 What is retried: connection errors, timeouts, and the statuses 408, 409, 429 and
-500 or above; an `x-should-retry: true|false` answer header overrides that. How long
+500 or above; an `x-should-retry: true|false` answer header overrides that. A 429
+`quota_exceeded` (a monthly budget used up) is never retried. How long
 to wait: the server's `retry-after-ms` or `retry-after` (seconds or an HTTP date)
 when it asks for more than 0 and at most `MAX_RETRY_AFTER` seconds, else an
 exponential back-off with jitter. Every attempt carries `x-maas-retry-count`
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 import httpx
 import tenacity
 
-from maas_sdk._exceptions import APIConnectionError, APIError, APIStatusError
+from maas_sdk._exceptions import APIConnectionError, APIError, APIStatusError, QuotaExceededError
 from maas_sdk._logging import logger
 
 __all__ = ["MAX_RETRY_AFTER", "RetryPolicy", "backoff", "retry_after", "should_retry"]
@@ -49,6 +50,8 @@ def should_retry_response(response: httpx.Response) -> bool:
 
 
 def should_retry(error: BaseException) -> bool:
+    if isinstance(error, QuotaExceededError):
+        return False  # the budget renews in days, not seconds
     if isinstance(error, APIStatusError):
         return should_retry_response(error.response)
     return isinstance(error, APIConnectionError)

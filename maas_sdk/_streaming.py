@@ -17,6 +17,10 @@ Helpers, on both streams: `text_stream` yields only the text of the first choice
 returns the whole answer (a `Generation` or `ChatCompletion`, as without `stream`),
 assembled from every chunk (a stream keeps each chunk's JSON text for this).
 
+A stream of the Responses API (`ResponseStreamEvent`s) is read by `_events.EventParser`
+instead: named events, no `[DONE]`, the terminal event carrying the whole response, which
+`get_final_response()` returns; `text_stream` yields its text deltas.
+
 After `[DONE]` the rest of the body (normally nothing but its end) is read and
 ignored, so that the connection goes back to the pool instead of being closed.
 Both streams always release their connection: at the end, on `break` (when the
@@ -28,13 +32,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, Union, cast, overload
 
 import httpx
 from pydantic import ValidationError
 
 from maas_sdk._assembly import final_chat_completion, final_generation
 from maas_sdk._core import set_request_id, transport_errors
+from maas_sdk._events import EventParser
 from maas_sdk._exceptions import APIConnectionError, APIError, stream_error
 from maas_sdk._sse import SSEDecoder
 from maas_sdk.protocol import (
@@ -44,21 +49,25 @@ from maas_sdk.protocol import (
     Generation,
     GenerationChunk,
 )
+from maas_sdk.protocol.responses import Response, ResponseStreamEvent
 
 __all__ = ["AsyncStream", "ChunkParser", "Stream"]
 
-ChunkT = TypeVar("ChunkT", bound=GenerationChunk | ChatCompletionChunk)
+ChunkT = TypeVar("ChunkT", bound=GenerationChunk | ChatCompletionChunk | ResponseStreamEvent)
+# What a `ChunkParser` reads: chunks of choices, ending with `[DONE]`.
+ChoiceChunkT = TypeVar("ChoiceChunkT", bound=GenerationChunk | ChatCompletionChunk)
+Parser = Union["ChunkParser[Any]", EventParser]
 
 _BROKEN = "The connection broke while the stream was being read"
 
 
-class ChunkParser(Generic[ChunkT]):
+class ChunkParser(Generic[ChoiceChunkT]):
     """Bytes in, typed chunks out; remembers whether the stream is complete."""
 
     __slots__ = ("_chat", "_decoder", "_finished", "_open", "_received", "_request_id", "_response", "_validate",
                  "done")
 
-    def __init__(self, chunk_type: type[ChunkT], response: httpx.Response) -> None:
+    def __init__(self, chunk_type: type[ChoiceChunkT], response: httpx.Response) -> None:
         # The validator itself: `model_validate_json` adds a Python call per chunk around it.
         self._validate = chunk_type.__pydantic_validator__.validate_json
         self._response = response
@@ -70,7 +79,7 @@ class ChunkParser(Generic[ChunkT]):
         self._chat = issubclass(chunk_type, ChatCompletionChunk)
         self._received: list[str] = []  # each chunk's JSON, for `final_completion()`
 
-    def feed(self, data: bytes) -> Iterator[ChunkT]:
+    def feed(self, data: bytes) -> Iterator[ChoiceChunkT]:
         """The chunks these bytes complete; stops at `[DONE]` (then `done` is True, and the
         caller stops feeding)."""
         for event in self._decoder.feed(data):
@@ -91,9 +100,9 @@ class ChunkParser(Generic[ChunkT]):
             f"The stream ended {where}; the answer is incomplete", request=self._response.request
         )
 
-    def _chunk(self, data: str) -> ChunkT:
+    def _chunk(self, data: str) -> ChoiceChunkT:
         try:
-            chunk: ChunkT = self._validate(data)
+            chunk: ChoiceChunkT = self._validate(data)
         except ValidationError:
             raise self._error(data) from None
         set_request_id(chunk, self._request_id)
@@ -115,7 +124,11 @@ class ChunkParser(Generic[ChunkT]):
             return stream_error(payload, self._response)
         return APIError(f"Malformed chunk in stream: {data[:200]!r}", self._response.request, body=data)
 
-    def final_completion(self) -> Generation | ChatCompletion:
+    @staticmethod
+    def text_of(chunk: GenerationChunk | ChatCompletionChunk) -> str:
+        return first_choice_text(chunk)
+
+    def final(self) -> Generation | ChatCompletion:
         """The whole answer the chunks make up, once the stream has been read to its end."""
         if not (self.done or (self._finished and not self._open)):
             raise RuntimeError("the stream was closed before its end: there is no whole answer to assemble")
@@ -135,7 +148,13 @@ def first_choice_text(chunk: GenerationChunk | ChatCompletionChunk) -> str:
     return ""
 
 
-def _read(response: httpx.Response, parser: ChunkParser[ChunkT]) -> Generator[ChunkT, None, None]:
+def parser_for(chunk_type: type[Any], response: httpx.Response) -> Parser:
+    if issubclass(chunk_type, ResponseStreamEvent):
+        return EventParser(response)
+    return ChunkParser(chunk_type, response)
+
+
+def _read(response: httpx.Response, parser: Parser) -> Generator[Any, None, None]:
     try:
         with transport_errors(response.request, _BROKEN):
             for data in response.iter_bytes():
@@ -146,7 +165,7 @@ def _read(response: httpx.Response, parser: ChunkParser[ChunkT]) -> Generator[Ch
         response.close()
 
 
-async def _aread(response: httpx.Response, parser: ChunkParser[ChunkT]) -> AsyncGenerator[ChunkT, None]:
+async def _aread(response: httpx.Response, parser: Parser) -> AsyncGenerator[Any, None]:
     body = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
     try:
         with transport_errors(response.request, _BROKEN):
@@ -174,10 +193,10 @@ class Stream(Generic[ChunkT]):
     def __init__(self, response: httpx.Response, chunk_type: type[ChunkT]) -> None:
         self.response = response
         self.request_id: str | None = response.headers.get("x-request-id")
-        self._parser = ChunkParser(chunk_type, response)
+        self._parser = parser_for(chunk_type, response)
         # A plain generator, not a method: it must not keep the stream alive, or dropping
         # the stream would not release the connection.
-        self._iterator = _read(response, self._parser)
+        self._iterator: Generator[ChunkT, None, None] = _read(response, self._parser)
 
     def __iter__(self) -> Stream[ChunkT]:
         return self
@@ -187,9 +206,11 @@ class Stream(Generic[ChunkT]):
 
     @property
     def text_stream(self) -> Iterator[str]:
-        """The text of the first choice, piece by piece, as it arrives (empty pieces skipped)."""
+        """The text of the first choice (of a response: of its messages), piece by piece, as it
+        arrives (empty pieces skipped)."""
+        text_of = cast(Any, self._parser).text_of
         for chunk in self:
-            text = first_choice_text(chunk)
+            text = text_of(chunk)
             if text:
                 yield text
 
@@ -207,7 +228,13 @@ class Stream(Generic[ChunkT]):
         """Read the rest of the stream and return the whole answer, as the call without `stream`
         would have: every choice's text (or message) whole, its logprobs, the usage if sent."""
         self.until_done()
-        return self._parser.final_completion()
+        return cast(ChunkParser[Any], self._parser).final()
+
+    def get_final_response(self: Stream[ResponseStreamEvent]) -> Response:
+        """Read the rest of a Responses API stream and return the whole response, as the call
+        without `stream` would have (the response of its terminal event)."""
+        self.until_done()
+        return cast(EventParser, self._parser).final()
 
     def close(self) -> None:
         """Stop reading and release the connection."""
@@ -240,8 +267,8 @@ class AsyncStream(Generic[ChunkT]):
     def __init__(self, response: httpx.Response, chunk_type: type[ChunkT]) -> None:
         self.response = response
         self.request_id: str | None = response.headers.get("x-request-id")
-        self._parser = ChunkParser(chunk_type, response)
-        self._iterator = _aread(response, self._parser)
+        self._parser = parser_for(chunk_type, response)
+        self._iterator: AsyncGenerator[ChunkT, None] = _aread(response, self._parser)
 
     def __aiter__(self) -> AsyncIterator[ChunkT]:
         return self._iterator
@@ -251,9 +278,11 @@ class AsyncStream(Generic[ChunkT]):
 
     @property
     async def text_stream(self) -> AsyncIterator[str]:
-        """The text of the first choice, piece by piece, as it arrives (empty pieces skipped)."""
+        """The text of the first choice (of a response: of its messages), piece by piece, as it
+        arrives (empty pieces skipped)."""
+        text_of = cast(Any, self._parser).text_of
         async for chunk in self._iterator:
-            text = first_choice_text(chunk)
+            text = text_of(chunk)
             if text:
                 yield text
 
@@ -270,7 +299,13 @@ class AsyncStream(Generic[ChunkT]):
     async def get_final_completion(self) -> Generation | ChatCompletion:
         """Read the rest of the stream and return the whole answer; see `Stream.get_final_completion()`."""
         await self.until_done()
-        return self._parser.final_completion()
+        return cast(ChunkParser[Any], self._parser).final()
+
+    async def get_final_response(self: AsyncStream[ResponseStreamEvent]) -> Response:
+        """Read the rest of a Responses API stream and return the whole response; see
+        `Stream.get_final_response()`."""
+        await self.until_done()
+        return cast(EventParser, self._parser).final()
 
     async def aclose(self) -> None:
         """Stop reading and release the connection."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import IO, Any, Literal
 
 import httpx
@@ -17,10 +18,13 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from maas_sdk._tools import ToolParam
-from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions
+from maas_sdk.protocol import ChatMessage, FineTuneMethod, Hyperparameters, StreamOptions, TextPair
+from maas_sdk.protocol.vocabulary import UsageKind
 
 __all__ = [
+    "BucketWidth",
     "ChatParams",
+    "ClassificationInput",
     "ClientOptions",
     "CompletionParams",
     "EmbeddingInput",
@@ -32,12 +36,17 @@ __all__ = [
     "Prompt",
     "RequestOptions",
     "ResponseFormatParam",
+    "ResponseInputParam",
+    "ResponseParams",
     "SamplingParams",
     "StopParam",
+    "TimeParam",
     "TimeoutParam",
     "ToolChoiceParam",
     "ToolParam",
     "ToolRunParams",
+    "UsageGroup",
+    "UsageParams",
 ]
 
 TimeoutParam = float | httpx.Timeout | None
@@ -45,6 +54,13 @@ TimeoutParam = float | httpx.Timeout | None
 Prompt = str | list[str] | list[int] | list[list[int]]
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 EncodingFormat = Literal["float", "base64"]
+# Texts, or text pairs (`TextPair` or `{"text": ..., "text_pair": ...}`) for a classifier
+# fine-tuned on pairs.
+ClassificationInput = str | Sequence[str] | Sequence[TextPair | Mapping[str, str]]
+BucketWidth = Literal["1m", "1h", "1d"]
+UsageGroup = Literal["model", "kind"]
+# A point in time for the usage calls: Unix seconds, or a datetime (naive ones are local time).
+TimeParam = int | datetime
 StopParam = str | Sequence[str] | None
 MessageParam = ChatMessage | Mapping[str, Any]
 FileInput = str | os.PathLike[str] | bytes | IO[bytes]
@@ -52,6 +68,8 @@ JSONBody = dict[str, object]
 ToolChoiceParam = Literal["none", "auto", "required"] | Mapping[str, object]
 # A pydantic model class (the reply is parsed into it) or a dict in OpenAI's shape.
 ResponseFormatParam = type[BaseModel] | Mapping[str, object]
+# Responses API input: text, or items as dicts or models (an earlier response's output items).
+ResponseInputParam = str | Sequence[Mapping[str, Any] | BaseModel]
 
 
 class ClientOptions(TypedDict, total=False):
@@ -157,3 +175,40 @@ class FineTuningParams(RequestOptions, total=False):
     method: FineTuneMethod | Mapping[str, object] | None
     suffix: str | None
     seed: int | None
+
+
+class UsageParams(RequestOptions, total=False):
+    """`usage()`'s optional parameters (see `GET /v1/usage`)."""
+
+    end_time: TimeParam | None
+    bucket_width: BucketWidth | None
+    group_by: Sequence[UsageGroup] | None
+    models: Sequence[str] | None
+    kinds: Sequence[UsageKind] | None
+    limit: int | None
+    page: str | None
+
+
+class ResponseParams(RequestOptions, total=False):
+    """`responses.create()`'s optional parameters, as OpenAI's Responses API names them.
+
+    `tools` are dicts (in the Responses shape, `{"type": "function", "name", "parameters"}`, or the
+    Chat Completions one), pydantic models or Python functions with type hints; `text` is
+    `{"format": {...}}` (or give a pydantic model as `text_format` to `parse()` / `stream()`).
+    `seed` is this server's extension, as in `chat()`: the same seed and parameters, the same output.
+    """
+
+    instructions: str | None
+    max_output_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    seed: int | None
+    tools: Sequence[ToolParam] | None
+    tool_choice: ToolChoiceParam | None
+    parallel_tool_calls: bool | None
+    text: Mapping[str, object] | None
+    metadata: Mapping[str, str] | None
+    store: bool | None
+    previous_response_id: str | None
+    truncation: Literal["auto", "disabled"] | None
+    user: str | None

@@ -20,9 +20,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 
+from reference_server.batch.service import BatchService
+from reference_server.http.batch_dispatch import InProcessDispatcher
 from reference_server.http.errors import install_error_handlers
 from reference_server.http.metrics import ServerMetrics
 from reference_server.http.middleware.access_log import AccessLogMiddleware
+from reference_server.http.middleware.anthropic_errors import AnthropicErrorMiddleware
 from reference_server.http.middleware.auth import APIKeyMiddleware, KeyRing
 from reference_server.http.middleware.crosssite import CrossSiteMiddleware
 from reference_server.http.middleware.disconnect import DisconnectMiddleware
@@ -42,6 +45,7 @@ from reference_server.settings import Settings
 from reference_server.state import AppState
 from reference_server.storage.layout import DataLayout
 from reference_server.storage.service import StorageService
+from reference_server.storage.usage import UsageRecorder
 from reference_server.training.supervisor import FineTuningService
 
 
@@ -56,16 +60,19 @@ def build_state(settings: Settings) -> AppState:
     models = ModelsService(settings, registry)
     storage = StorageService(DataLayout(settings.data_dir), settings.database_url, settings.max_concurrent_uploads)
     drainer = Drainer()
+    usage = UsageRecorder(storage, settings.usage_flush_seconds)
     return AppState(
         settings=settings,
         registry=registry,
         models=models,
         storage=storage,
-        fine_tuning=FineTuningService(settings, storage, models, draining=lambda: drainer.draining),
+        fine_tuning=FineTuningService(settings, storage, models, usage, draining=lambda: drainer.draining),
+        batches=BatchService(settings, storage, models, draining=lambda: drainer.draining),
         metrics=ServerMetrics(replica=settings.replica),
         drainer=drainer,
         rate_limits=RateLimits.from_settings(settings),
         thread_work=ThreadWork(settings.max_running, settings.max_queued),
+        usage=usage,
     )
 
 
@@ -89,10 +96,11 @@ def _routes(state: AppState) -> list[BaseRoute]:
 @asynccontextmanager
 async def running(state: AppState) -> AsyncIterator[None]:
     """The services of `state` started in order, and stopped in the reverse order (fine-tuning
-    needs the store open). Whatever hosts the app, requests still in flight when it stops are
+    needs the store open, and counts usage until it stops; batches need both and stop first, while the
+    engines can still end their lines). Whatever hosts the app, requests still in flight when it stops are
     ended cleanly first (a stream gets its `server_shutdown` event): a host that drains, like
     `maas serve` or Ray Serve, leaves none."""
-    services: list[Service] = [state.models, state.storage, state.fine_tuning]
+    services: list[Service] = [state.models, state.storage, state.usage, state.fine_tuning, state.batches]
     started: list[Service] = []
     try:
         for service in services:
@@ -117,11 +125,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
 
     cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after", "x-maas-ignored-params", "x-maas-replica"])]
+                       allow_headers=["*"], expose_headers=["x-request-id", "request-id", "retry-after", "x-maas-ignored-params", "x-maas-replica"])]
     app = Starlette(
         routes=_routes(state),
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(AnthropicErrorMiddleware),
             Middleware(UnhandledErrorMiddleware),
             Middleware(ReplicaMiddleware, replica=settings.replica or default_replica_name()),
             *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
@@ -133,5 +142,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.maas = state
+    state.batches.attach(InProcessDispatcher(app, KeyRing.from_settings(settings)))
     install_error_handlers(app)
     return app

@@ -51,6 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["log_level"] = args.log_level
     if args.access_log is not None:
         overrides["access_log"] = args.access_log
+    if args.lora_modules is not None:
+        overrides["lora_modules"] = args.lora_modules
     if args.ray:
         return _serve_on_ray(args, overrides)
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
                        help="Log one line per request: method, path, status, duration, request id "
                             "(default on; else MAAS_ACCESS_LOG).")
+    serve.add_argument("--lora-modules", nargs="+", default=None, metavar="NAME=PATH",
+                       help="PEFT adapter folders served on their base generator, visible to every key "
+                            "(else MAAS_LORA_MODULES, comma-separated).")
     serve.add_argument("--ray", action="store_true",
                        help="Serve on Ray Serve replicas sharing the store (see docs/scale-out.md).")
     serve.add_argument("--replicas", type=int, default=2, help="With --ray: ingress replicas (default 2).")

@@ -13,6 +13,8 @@ class DomainError(Exception):
     """Base of every error a request can meet below HTTP."""
 
     default_code = "invalid_value"
+    # False for refusals no retry can overcome before `retry_after` (answered with `x-should-retry: false`).
+    retryable = True
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  retry_after: int | None = None) -> None:
@@ -49,6 +51,14 @@ class Overloaded(DomainError):
     """A bounded queue is full; retry shortly (HTTP 429)."""
 
     default_code = "overloaded"
+
+
+class QuotaExceeded(DomainError):
+    """The caller's budget is used up until it renews, `retry_after` seconds from now (HTTP 429); retrying
+    sooner cannot succeed."""
+
+    default_code = "quota_exceeded"
+    retryable = False
 
 
 class StorageFull(DomainError):

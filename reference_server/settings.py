@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     packed_weights: PackedWeights = Field(
         "auto", description="Linear weights of generators on CPU pre-packed for oneDNN: auto (where a measurement "
         "at load shows it faster), on, off.")
+    max_loras: int = Field(
+        64, ge=1, description="Fine-tuned adapters each generator keeps in memory (least recently used ones leave; "
+        "an adapter is read back from the data directory when a request needs it).")
+    max_lora_rank: int = Field(64, ge=1, description="Largest LoRA rank a fine-tuning job or a served adapter may use.")
+    lora_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated name=path PEFT adapter folders served at start on their "
+        "base generator, visible to every key (`maas serve --lora-modules`).")
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
     max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     max_prompts: int = Field(256, ge=1, description="Prompts allowed in one completions call.")
@@ -70,6 +77,10 @@ class Settings(BaseSettings):
     )
     max_grammar_bytes: int = Field(64 * 1024, ge=1024, description="Largest schema or grammar a request may send.")
 
+    # Responses API
+    response_ttl_days: float = Field(
+        30.0, gt=0, description="Days a stored response (`store: true`) is kept for retrieval and previous_response_id.")
+
     # Embeddings
     embed_max_batch_size: int = Field(32, ge=1, description="Inputs per embedding forward pass.")
     embed_max_batch_tokens: int = Field(8192, ge=16, description="Tokens per embedding forward pass, counted as "
@@ -78,6 +89,8 @@ class Settings(BaseSettings):
     embed_streams: int | None = Field(None, ge=1, description="Embedding forwards run side by side, each with its "
                                       "share of the torch threads (default: one per thread on CPU, one on GPU).")
     embed_max_inputs: int = Field(2048, ge=1, description="Inputs allowed in one embeddings call.")
+    rerank_max_documents: int = Field(1000, ge=1, description="Documents allowed in one rerank call (and "
+                                      "`text_2` texts in one score call).")
 
     # Fine-tuning
     fine_tuning_concurrency: int = Field(1, ge=1, description="Fine-tuning jobs that train at the same time.")
@@ -92,6 +105,20 @@ class Settings(BaseSettings):
         3, ge=1, description="Fail a job, not resume it, at the n-th server crash during its training."
     )
 
+    # Batch API
+    batch_max_requests: int = Field(50_000, ge=1, description="Most request lines a batch input file may hold.")
+    batch_window_hours: float = Field(
+        24.0, gt=0, description="Hours a batch may run before it expires (the `24h` completion window).")
+    batch_concurrency: int | None = Field(
+        None, ge=1, description="Batch lines in flight at once (default: twice max_running).")
+    batch_reserved_rows: int | None = Field(
+        None, ge=0, description="Generation slots kept free of batch lines while interactive requests keep "
+        "arriving (default: a quarter of max_running).")
+    batch_runner: bool = Field(
+        True, description="Run batches here (one replica of those with it on runs them, elected through the store).")
+    batch_lease_seconds: float = Field(
+        10.0, gt=0, description="How long the replica running batches holds its claim without renewing it.")
+
     # HTTP
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, repr=False, description="Comma-separated Bearer keys; empty means no auth."
@@ -101,6 +128,9 @@ class Settings(BaseSettings):
     )
     rate_limit_rpm: int | None = Field(None, ge=1, description="Requests per minute per API key.")
     rate_limit_tpm: int | None = Field(None, ge=1, description="Tokens per minute per API key.")
+    usage_flush_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often the usage counted per API key is written to the store: a crash "
+        "loses at most this many seconds of counts.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; empty means CORS off."
     )
@@ -134,11 +164,20 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("api_keys", "enabled_models", "cors_origins", "allowed_hosts", mode="before")
+    @field_validator("api_keys", "enabled_models", "cors_origins", "allowed_hosts", "lora_modules", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("lora_modules")
+    @classmethod
+    def _named_paths(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            name, sep, path = entry.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"lora_modules entry {entry!r} is not name=path")
         return value
 
     @field_validator("models")

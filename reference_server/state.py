@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # imported for the types only, so any layer can import this module
+    from reference_server.batch.service import BatchService
     from reference_server.http.metrics import ServerMetrics
     from reference_server.http.middleware.draining import Drainer
     from reference_server.http.middleware.ratelimit import RateLimits
@@ -15,6 +16,7 @@ if TYPE_CHECKING:  # imported for the types only, so any layer can import this m
     from reference_server.inference.service import ModelsService
     from reference_server.settings import Settings
     from reference_server.storage.service import StorageService
+    from reference_server.storage.usage import UsageRecorder
     from reference_server.training.supervisor import FineTuningService
 
 
@@ -25,10 +27,12 @@ class AppState:
     models: ModelsService
     storage: StorageService
     fine_tuning: FineTuningService
+    batches: BatchService
     metrics: ServerMetrics
     drainer: Drainer
     rate_limits: RateLimits
     thread_work: ThreadWork
+    usage: UsageRecorder
 
 
 class _HasApp(Protocol):

@@ -12,15 +12,17 @@ import pytest
 
 from maas_sdk import AsyncMaaS, MaaS
 from reference_server.testing import ServerProcess
-from tests.constants import API_KEY
+from tests.constants import API_KEY, BUDGET_KEY, BUDGET_TOKENS, TEAM_KEYS, USAGE_KEY
 from tests.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp("server")
+    (workdir / "keys").write_text(f"{USAGE_KEY}\n{BUDGET_KEY} monthly_tokens={BUDGET_TOKENS}\n")
     env = {
-        "MAAS_API_KEYS": API_KEY,
+        "MAAS_API_KEYS": ",".join((API_KEY, *TEAM_KEYS)),
+        "MAAS_API_KEYS_FILE": str(workdir / "keys"),
         "MAAS_DATA_DIR": str(workdir / "data"),
         "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"),
         "MAAS_LOG_LEVEL": "info",

@@ -5,6 +5,12 @@ import os
 from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
 
 API_KEY = "sk-test-0123456789"
+# The session server's other keys: the two tenants of the usage walk-through in docs/fine-tuning.md,
+# a key whose use the usage tests count from zero, and one with a monthly budget of a few tokens.
+TEAM_KEYS = ("sk-team-a", "sk-team-b")
+USAGE_KEY = "sk-test-usage-5e0c2a"
+BUDGET_KEY = "sk-test-budget-91f3d7"
+BUDGET_TOKENS = 40
 GENERATOR = DEFAULT_GENERATOR
 EMBEDDER = DEFAULT_EMBEDDER
 

@@ -64,6 +64,27 @@ def omitted_if_none(**kwargs: Any) -> Any:
     return Field(default=None, exclude_if=_is_none, **kwargs)
 
 
+BRANCH_MARK = "~"
+
+
+def branch(name: str) -> str:
+    """The tag of a union branch chosen by a callable discriminator. Validation errors name the
+    tag in their location; the mark lets the server leave it out of the parameter it names."""
+    return BRANCH_MARK + name
+
+
+def text_or_object(value: Any) -> str:
+    """The branch (`text` or `object`) of a `str | SomeModel` field that a JSON value belongs to,
+    for a callable discriminator: only that branch is validated, so an error names what is wrong
+    with the object that was sent rather than saying that it is not a string."""
+    return branch("object" if isinstance(value, (dict, BaseModel)) else "text")
+
+
+def text_or_list(value: Any) -> str:
+    """The branch (`text` or `list`) of a `str | list[...]` field that a JSON value belongs to."""
+    return branch("text" if isinstance(value, str) else "list")
+
+
 class ResponseModel(BaseModel):
     """Base of every response body: unknown fields are kept, not rejected.
 

@@ -2,20 +2,59 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
-from maas_sdk.protocol.common import NOT_BLANK, RequestModel, ResponseModel, Usage, server_limit, token_ids
+from maas_sdk.protocol.common import (
+    NOT_BLANK,
+    RequestModel,
+    ResponseModel,
+    Usage,
+    branch,
+    server_limit,
+    text_or_list,
+    text_or_object,
+    token_ids,
+)
 
+# A text with something in it besides whitespace.
 _TEXT: dict[str, Any] = {"type": "string", "pattern": NOT_BLANK}
 MAX_LABELS = 64
 
 
+def _texts(schema: dict[str, Any]) -> None:
+    """The JSON Schema of `input`: texts with something in them, one or a list of 1 to the
+    server's `embed_max_inputs`."""
+    text, listed = schema["oneOf"]
+    text.update(_TEXT)
+    listed["items"]["oneOf"][0].update(_TEXT)
+    listed.update(minItems=1, **server_limit(maxItems="embed_max_inputs"))
+
+
+class TextPair(RequestModel):
+    """Two texts classified together, as a cross-encoder reads a query and a passage (the same
+    keys as a line of pair classification data)."""
+
+    text: str = Field(json_schema_extra=_TEXT)
+    text_pair: str = Field(json_schema_extra=_TEXT)
+
+
+ClassificationInput = Annotated[
+    Annotated[str, Tag(branch("text"))] | Annotated[TextPair, Tag(branch("object"))], Discriminator(text_or_object)
+]
+ClassificationInputs = Annotated[
+    Annotated[str, Tag(branch("text"))] | Annotated[list[ClassificationInput], Tag(branch("list"))],
+    Discriminator(text_or_list),
+]
+
+
 class ClassificationRequest(RequestModel):
     model: str = Field(min_length=1)
-    input: str | list[str] = Field(json_schema_extra={"anyOf": [
-        _TEXT, {"type": "array", "items": _TEXT, "minItems": 1, **server_limit(maxItems="embed_max_inputs")}]})
+    input: ClassificationInputs = Field(
+        description="Texts, or `{\"text\", \"text_pair\"}` pairs for a classifier fine-tuned on pairs.",
+        json_schema_extra=_texts,
+    )
     labels: list[str] | None = Field(
         default=None, description="Candidate labels for zero-shot classification with any model (distinct once "
                                   "trimmed).",

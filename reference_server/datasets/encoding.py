@@ -7,7 +7,8 @@ the loss `/v1/evaluations` measures afterwards are the same quantity:
   loss on the assistant turns only, including the end-of-turn token so the model learns to stop;
 - prompt/completion: the raw prompt followed by the completion and the end-of-sequence token,
   loss on the completion and that token only (the shape `/v1/completions` serves);
-- classification: the text and the index of its label.
+- classification: the text (and its `text_pair`, read together as a cross-encoder reads a query
+  and a passage) and the index of its label.
 
 Assistant and completion tokens are found through character offsets of the rendered text
 rather than by tokenizing pieces separately, so a token that straddles a boundary is never
@@ -96,8 +97,11 @@ def encode_generation_record(tokenizer: Any, record: Mapping[str, Any], max_leng
     return encode_prompt_completion(tokenizer, record["prompt"], record["completion"], max_length)
 
 
-def encode_classification(tokenizer: Any, text: str, label: int, max_length: int) -> Encoded:
-    ids = list(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
+def encode_classification(tokenizer: Any, text: str, label: int, max_length: int,
+                          text_pair: str | None = None) -> Encoded:
+    """The text, or the pair with the tokenizer's separator between them (cut to `max_length`,
+    the longer text first), as classification serves it."""
+    ids = list(tokenizer(text, text_pair, truncation=True, max_length=max_length)["input_ids"])
     return Encoded(input_ids=ids, labels=[], label=label)
 
 

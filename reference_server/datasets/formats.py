@@ -8,7 +8,10 @@ be one JSON object of the same format:
   assistant message (the text the model learns to produce);
 - `prompt_completion`: `{"prompt": "...", "completion": "..."}`;
 - `classification`: `{"text": "...", "label": "..."}` (an integer label is read as its
-  decimal string, so `0`/`1` data works unchanged).
+  decimal string, so `0`/`1` data works unchanged), or with a second text,
+  `{"text": query, "text_pair": passage, "label": "relevant"}`: a classifier trained on such
+  pairs reads both texts together (a cross-encoder) and can rerank passages for a query. A
+  file is pairs throughout or single texts throughout.
 
 Blank lines are skipped. Extra keys are allowed (data often carries ids or metadata), but the
 keys that decide the format must not be mixed on one line. A line must also be text that any
@@ -32,6 +35,10 @@ from reference_server.errors import InvalidRequest
 
 Format = Literal["chat", "prompt_completion", "classification"]
 FORMATS: tuple[Format, ...] = ("chat", "prompt_completion", "classification")
+# Files of the Batch API: requests in (uploaded with purpose `batch`), results out (written by the server).
+BATCH_FORMAT = "batch"
+BATCH_OUTPUT_FORMAT = "batch_output"
+_BATCH_KEYS = ("custom_id", "method", "url", "body")
 GENERATION_FORMATS: tuple[Format, ...] = ("chat", "prompt_completion")
 
 _ROLES = ("system", "user", "assistant", "developer")
@@ -62,6 +69,7 @@ class DatasetInfo:
     format: Format
     lines: int
     labels: list[str] = field(default_factory=list)
+    pairs: bool = False
 
 
 def detect_line_format(record: Any) -> Format:
@@ -83,6 +91,8 @@ def detect_line_format(record: Any) -> Format:
         _check_text(record, "completion", allow_empty=False)
     else:
         _check_text(record, "text", allow_empty=False)
+        if "text_pair" in record:
+            _check_text(record, "text_pair", allow_empty=False)
         label_of(record)
     return kind
 
@@ -135,6 +145,12 @@ def iter_records(data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
     return _records(data.split(b"\n"))
 
 
+def read_records(source: BinaryIO) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`iter_records` for an open binary file (from its start), one line at a time."""
+    source.seek(0)
+    return _records(source)
+
+
 def _records(lines: Iterable[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, raw in enumerate(lines, start=1):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -182,6 +198,7 @@ def _validate(lines: Iterable[bytes]) -> DatasetInfo:
     found: Format | None = None
     count = 0
     labels: dict[str, None] = {}
+    pairs: bool | None = None
     for number, record in _records(lines):
         try:
             kind = detect_line_format(record)
@@ -195,10 +212,16 @@ def _validate(lines: Iterable[bytes]) -> DatasetInfo:
             labels.setdefault(label_of(record))
             if len(labels) > MAX_LABELS:
                 raise DatasetError(f"more than {MAX_LABELS} distinct labels", number)
+            paired = "text_pair" in record
+            if pairs is not None and paired != pairs:
+                started = "text pairs" if pairs else "single texts"
+                raise DatasetError(f'this line {"has" if paired else "has no"} "text_pair" but the file started '
+                                   f"with {started}", number)
+            pairs = paired
         count += 1
     if found is None:
         raise DatasetError("the file has no examples")
-    return DatasetInfo(format=found, lines=count, labels=sorted(labels))
+    return DatasetInfo(format=found, lines=count, labels=sorted(labels), pairs=bool(pairs))
 
 
 def load(path: Path) -> tuple[DatasetInfo, list[dict[str, Any]]]:
@@ -208,3 +231,69 @@ def load(path: Path) -> tuple[DatasetInfo, list[dict[str, Any]]]:
     except FileNotFoundError:
         raise DatasetError("the stored contents of this file are missing") from None
     return validate(data), [record for _, record in iter_records(data)]
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One line of a batch input file: the request to run and the caller's name for it."""
+
+    custom_id: str
+    url: str
+    body: dict[str, Any]
+
+
+def batch_request_of(record: dict[str, Any], urls: Iterable[str]) -> BatchRequest:
+    """The request on one line of a batch file; raises RecordError saying what is wrong. Only
+    the envelope is checked: the body is the route's to judge when the line runs."""
+    extra = sorted(set(record) - set(_BATCH_KEYS))
+    if extra:
+        raise RecordError(f"unknown key {extra[0]!r}; a batch line has {', '.join(_BATCH_KEYS)}")
+    custom_id = record.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        raise RecordError('"custom_id" must be a non-empty string')
+    if record.get("method") != "POST":
+        raise RecordError('"method" must be "POST"')
+    url = record.get("url")
+    allowed = tuple(urls)
+    if url not in allowed:
+        raise RecordError(f'"url" must be one of {", ".join(allowed)}, got {url!r}')
+    body = record.get("body")
+    if not isinstance(body, dict):
+        raise RecordError('"body" must be a JSON object')
+    return BatchRequest(custom_id=custom_id, url=str(url), body=body)
+
+
+@dataclass(frozen=True)
+class BatchFileInfo:
+    """What validation learnt about a batch input file: its request count and the url they call."""
+
+    lines: int
+    url: str
+
+
+def validate_batch_file(source: BinaryIO, urls: Iterable[str], max_requests: int) -> BatchFileInfo:
+    """Check every line of a batch input file: a well-formed request to one of `urls`, the same
+    url on every line (a batch calls one endpoint), a `custom_id` no other line has, and at most
+    `max_requests` lines."""
+    allowed = tuple(urls)
+    seen: dict[str, int] = {}
+    first_url: str | None = None
+    for number, record in read_records(source):
+        try:
+            request = batch_request_of(record, allowed)
+        except RecordError as exc:
+            raise DatasetError(str(exc), number) from None
+        if first_url is None:
+            first_url = request.url
+        elif request.url != first_url:
+            raise DatasetError(f'"url" is {request.url} but the file started with {first_url}; a batch calls '
+                               "one endpoint", number)
+        if request.custom_id in seen:
+            raise DatasetError(f'"custom_id" {request.custom_id!r} is already used on line '
+                               f'{seen[request.custom_id]}', number)
+        if len(seen) >= max_requests:
+            raise DatasetError(f"a batch holds at most {max_requests} requests", number)
+        seen[request.custom_id] = number
+    if first_url is None:
+        raise DatasetError("the file has no requests")
+    return BatchFileInfo(lines=len(seen), url=first_url)

@@ -23,6 +23,7 @@ from reference_server.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    QuotaExceeded,
     StorageFull,
     Unavailable,
 )
@@ -33,6 +34,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     Overloaded: 429,
+    QuotaExceeded: 429,
     Unavailable: 503,
     StorageFull: 507,
 }
@@ -67,7 +69,9 @@ class HTTPError(Exception):
     def of(cls, exc: DomainError) -> HTTPError:
         """The answer for a domain error: its status from `STATUS_OF` (by the nearest base)."""
         status = next(STATUS_OF[kind] for kind in type(exc).__mro__ if kind in STATUS_OF)
-        headers = {"retry-after": str(exc.retry_after)} if exc.retry_after is not None else None
+        headers = {"retry-after": str(exc.retry_after)} if exc.retry_after is not None else {}
+        if not exc.retryable:
+            headers["x-should-retry"] = "false"
         return cls(status, exc.message, param=exc.param, code=exc.code, headers=headers)
 
     def detail(self) -> ErrorDetail:

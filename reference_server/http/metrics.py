@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics_core import Metric
 
 if TYPE_CHECKING:
+    from reference_server.inference.engine.adapters import AdapterCache
     from reference_server.inference.engine.generation import RequestReport, StepReport
     from reference_server.inference.registry import ModelRegistry, ServedModel
     from reference_server.storage.layout import DataLayout
@@ -93,6 +94,14 @@ class ServerMetrics:
                                   registry=r)
         self.prefix_hits = Gauge("maas_prefix_cache_hit_tokens", "Prompt tokens taken from stored prefixes "
                                  "instead of prefilled (cumulative).", ["model"], registry=r)
+        self.adapters_resident = Gauge("maas_lora_adapters_resident", "Fine-tuned adapters held in memory, per "
+                                       "base model.", ["model"], registry=r)
+        self.adapter_loads = Gauge("maas_lora_adapter_loads", "Adapters read into memory (cumulative).", ["model"],
+                                   registry=r)
+        self.adapter_evictions = Gauge("maas_lora_adapter_evictions", "Adapters evicted, least recently used first "
+                                       "(cumulative).", ["model"], registry=r)
+        self.adapter_load_time = Histogram("maas_lora_adapter_load_seconds", "Time to read an adapter into memory.",
+                                           ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.free_bytes = Gauge("maas_data_dir_free_bytes", "Free space where uploads, jobs and models are stored.",
                                 registry=r)
         self.storage_full = Gauge("maas_storage_full", "1 while the data directory has less free space than "
@@ -113,7 +122,9 @@ class ServerMetrics:
             if engine in self._watched:
                 return
             self._watched.add(engine)
-            engine.add_observer(EngineMetrics(self, model_label(served)))  # type: ignore[arg-type]
+            # An adapter's requests run on its base model's engine, counted under the base model.
+            label = served.parent if served.adapter is not None and served.parent else model_label(served)
+            engine.add_observer(EngineMetrics(self, label))  # type: ignore[arg-type]
 
     def refresh_storage(self, layout: DataLayout, min_free_bytes: int) -> None:
         from reference_server.storage import space
@@ -125,6 +136,8 @@ class ServerMetrics:
     def refresh_gauges(self, models: ModelRegistry) -> None:
         totals: dict[str, dict[str, float]] = defaultdict(lambda: {"running": 0, "waiting": 0})
         for served in models.list():
+            if served.adapter is not None:
+                continue  # its base model's engine, counted there
             stats: Callable[[], dict[str, int]] | None = None
             if served.engine is not None:
                 stats = served.engine.stats
@@ -133,6 +146,8 @@ class ServerMetrics:
             if stats is None:
                 continue
             values = stats()
+            if served.engine is not None:
+                self._refresh_adapters(model_label(served), served.engine.adapters, values)
             total = totals[model_label(served)]
             for name in total:
                 total[name] += values.get(name, 0)
@@ -150,6 +165,15 @@ class ServerMetrics:
                 self.kv_bytes.labels(label).set(total["kv_bytes"])
                 self.prefix_bytes.labels(label).set(total["prefix_cache_bytes"])
                 self.prefix_hits.labels(label).set(total["prefix_hit_tokens"])
+
+
+    def _refresh_adapters(self, label: str, adapters: AdapterCache, values: dict[str, int]) -> None:
+        self.adapters_resident.labels(label).set(values.get("adapters_resident", 0))
+        self.adapter_loads.labels(label).set(values.get("adapter_loads", 0))
+        self.adapter_evictions.labels(label).set(values.get("adapter_evictions", 0))
+        histogram = self.adapter_load_time.labels(label)
+        for seconds in adapters.take_load_times():
+            histogram.observe(seconds)
 
 
 # Engine stats summed per model label into the KV cache gauges.

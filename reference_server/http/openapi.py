@@ -57,6 +57,8 @@ RETRY_AFTER = {
 def _body_models(operations: Sequence[Operation]) -> list[tuple[type[BaseModel], Mode]]:
     pairs: list[tuple[type[BaseModel], Mode]] = [(p.ErrorBody, "serialization")]
     for op in operations:
+        if op.error_body is not None:
+            pairs.append((op.error_body, "serialization"))
         if op.request is not None:
             pairs.append((op.request, "validation"))
         for model in (op.response, op.stream):
@@ -80,8 +82,20 @@ def _error_responses(op: Operation, error_ref: dict[str, Any]) -> dict[str, Any]
     return responses
 
 
-def _event_schema(chunk_ref: dict[str, Any], error_ref: dict[str, Any]) -> dict[str, Any]:
+def _event_schema(chunk_ref: dict[str, Any], error_ref: dict[str, Any], named: bool) -> dict[str, Any]:
     """One server-sent event of a stream (sent when the body says `"stream": true`)."""
+    if named:
+        return {
+            "type": "object",
+            "description": "`event: <type>` and `data: <event JSON>` per event, the event's `type` naming it; "
+                           "`ping` events keep a silent stream alive, and an error after the stream has "
+                           "started arrives as an `error` event.",
+            "properties": {
+                "event": {"type": "string"},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": chunk_ref},
+            },
+            "required": ["event", "data"],
+        }
     return {
         "type": "object",
         "description": "`data: <chunk JSON>` events, then `data: [DONE]`. An error after the stream has "
@@ -115,7 +129,7 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -
         "summary": op.summary,
         "tags": list(op.tags),
     }
-    error_ref = refs[(p.ErrorBody, "serialization")]
+    error_ref = refs[(op.error_body or p.ErrorBody, "serialization")]
     if op.params:
         doc["parameters"] = [
             {"name": param.name, "in": param.location, "required": param.location == "path",
@@ -138,7 +152,8 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -
     elif op.response_schema is not None:
         content["application/json"] = {"schema": op.response_schema}
     if op.stream is not None:
-        content["text/event-stream"] = {"schema": _event_schema(refs[(op.stream, "serialization")], error_ref)}
+        content["text/event-stream"] = {"schema": _event_schema(refs[(op.stream, "serialization")], error_ref,
+                                                                      op.named_events)}
     if op.redirect is not None:
         doc["responses"] = {"307": {"description": f"Redirect to {op.redirect}.",
                                     "headers": {"location": {"schema": {"type": "string"}}}}}

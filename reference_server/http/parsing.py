@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from maas_sdk.protocol.common import BRANCH_MARK
 from reference_server.datasets.formats import SURROGATE_ESCAPE
 from reference_server.errors import InvalidRequest
 from reference_server.http.errors import HTTPError, bad_request
@@ -24,23 +25,34 @@ from reference_server.state import state_of
 M = TypeVar("M", bound=BaseModel)
 
 
-def _loc_to_param(loc: tuple[Any, ...]) -> str:
+def _loc_to_param(loc: tuple[Any, ...], data: Any = None) -> str:
+    """The body path of an error location. Union branches add the branch's name to the location
+    and tagged unions the tag (the value of `"type"`, just before the tagged object's own
+    fields); walking the body tells a tag from a field, so only the field path is kept."""
     parts: list[str] = []
-    for item in loc:
+    node, tag_skipped = data, False
+    for position, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("str", "list[str]", "list[int]", "list[list[int]]", "function-after", "literal"):
-            # union/tagged branches add the branch name to the location; keep the field path only
+            node, tag_skipped = (node[item] if isinstance(node, list) and 0 <= item < len(node) else None), False
+        elif item in _BRANCH_NAMES or "[" in str(item) or str(item).startswith(BRANCH_MARK):
             continue
+        elif (isinstance(node, dict) and node.get("type") == item and not tag_skipped
+              and position < len(loc) - 1):
+            tag_skipped = True
         else:
             parts.append(("." if parts else "") + str(item))
+            node, tag_skipped = (node.get(item) if isinstance(node, dict) else None), False
     return "".join(parts) or "body"
 
 
-def validation_error(exc: ValidationError) -> InvalidRequest:
-    """The first validation error as a 400 naming the parameter."""
+_BRANCH_NAMES = frozenset({"str", "function-after", "literal"})
+
+
+def validation_error(exc: ValidationError, data: Any = None) -> InvalidRequest:
+    """The first validation error as a 400 naming the parameter (as a path in `data`, the body)."""
     first = exc.errors(include_url=False)[0]
-    param = _loc_to_param(tuple(first["loc"]))
+    param = _loc_to_param(tuple(first["loc"]), data)
     kind = first["type"]
     if kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
@@ -137,7 +149,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
         # Strict: a string is no number and a boolean no integer, as the OpenAPI document says.
         parsed = model.model_validate(data, strict=True)
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, data) from None
     model_id = getattr(parsed, "model", None)
     if isinstance(model_id, str):
         require_model(request, model_id)

@@ -25,8 +25,9 @@ from starlette.routing import Route
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 V1 = "/v1"
-# vLLM's tokenizer routes sit at the root (where its clients look) but need a key like `/v1`.
-KEYED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info"})
+# Routes that sit at the root (where vLLM's and Cohere's clients look for them) but need a key
+# like `/v1`: vLLM's tokenizer, rerank and score; Cohere's v2 rerank.
+KEYED_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/tokenizer_info", "/rerank", "/score", "/v2/rerank"})
 # Errors a body-taking `/v1` operation can answer besides those of every `/v1` operation.
 BODY_ERRORS = (400, 403, 404, 408, 413, 415)
 
@@ -60,9 +61,11 @@ class Operation:
 
     `path` may carry Starlette converters (`{model_id:path}`); `doc_path` is the OpenAPI form.
     `stream` names the chunk model of the `text/event-stream` answer sent when the body says
-    `"stream": true`; `multipart` describes a form upload instead of a JSON body; `raw` is the
-    media type (or types) of a non-JSON answer; `redirect` the address a 307 answer points to; `links` the
-    operations that take an id from the answer.
+    `"stream": true` (`named_events`: each event is named by its `type`, as Anthropic sends
+    them, rather than OpenAI's bare `data:` lines); `multipart` describes a form upload instead
+    of a JSON body; `raw` is the media type (or types) of a non-JSON answer; `redirect` the
+    address a 307 answer points to; `error_body` the error shape when it is not OpenAI's; `links`
+    the operations that take an id from the answer.
     """
 
     method: str
@@ -73,6 +76,8 @@ class Operation:
     response: type[BaseModel] | None = None
     response_schema: dict[str, Any] | None = None
     stream: type[BaseModel] | None = None
+    named_events: bool = False
+    error_body: type[BaseModel] | None = None
     multipart: dict[str, Any] | None = None
     raw: str | tuple[str, ...] | None = None
     redirect: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from pydantic import BaseModel
@@ -31,21 +31,29 @@ def event(body: BaseModel) -> bytes:
     return b"data: " + body.model_dump_json().encode() + b"\n\n"
 
 
-def error_event(exc: BaseException) -> bytes:
+def named_event(name: str, body: BaseModel) -> bytes:
+    """An event with an `event:` line, as the Responses API streams them."""
+    return b"event: " + name.encode() + b"\ndata: " + body.model_dump_json().encode() + b"\n\n"
+
+
+def error_detail(exc: BaseException) -> ErrorDetail:
+    """What the client is told of a failure mid-stream (an unexpected one is logged, not described)."""
     if isinstance(exc, DomainError):
         exc = HTTPError.of(exc)
     if isinstance(exc, HTTPError):
-        detail = exc.detail()
-    else:
-        logger.error("stream failed: %s", type(exc).__name__, exc_info=exc)
-        detail = ErrorDetail(message="The server failed while streaming this response.", type=SERVER_ERROR,
-                             code="internal_error")
-    return event(ErrorBody(error=detail))
+        return exc.detail()
+    logger.error("stream failed: %s", type(exc).__name__, exc_info=exc)
+    return ErrorDetail(message="The server failed while streaming this response.", type=SERVER_ERROR,
+                       code="internal_error")
 
 
-async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
-    """Yield `source`'s items, plus a `: ping` comment whenever it is silent for `interval` s
-    (long prefills behind a queue), so proxies and clients do not time the stream out."""
+def error_event(exc: BaseException) -> bytes:
+    return event(ErrorBody(error=error_detail(exc)))
+
+
+async def with_keepalive(source: AsyncIterator[bytes], interval: float, ping: bytes = PING) -> AsyncIterator[bytes]:
+    """Yield `source`'s items, plus `ping` (a `: ping` comment) whenever it is silent for
+    `interval` s (long prefills behind a queue), so proxies and clients do not time the stream out."""
     iterator = source.__aiter__()
     pending: asyncio.Task[bytes] | None = None
     try:
@@ -54,7 +62,7 @@ async def with_keepalive(source: AsyncIterator[bytes], interval: float) -> Async
                 pending = asyncio.ensure_future(iterator.__anext__())
             done, _ = await asyncio.wait({pending}, timeout=interval)
             if not done:
-                yield PING
+                yield ping
                 continue
             task, pending = pending, None
             try:
@@ -86,10 +94,13 @@ async def guarded(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield DONE
 
 
-def sse_response(source: AsyncIterator[bytes], keepalive: float,
-                 background: BackgroundTask | None = None) -> StreamingResponse:
+def sse_response(source: AsyncIterator[bytes], keepalive: float, background: BackgroundTask | None = None,
+                 *, ending: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] = guarded,
+                 ping: bytes = PING) -> StreamingResponse:
+    """The stream of `source`'s events, ended by `ending` (OpenAI's `[DONE]` and error event by
+    default; another API frames its own) and kept alive by `ping`."""
     return StreamingResponse(
-        with_keepalive(guarded(source), keepalive),
+        with_keepalive(ending(source), keepalive, ping),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         background=background,

@@ -18,6 +18,7 @@ from maas_sdk.protocol import Model
 from reference_server.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
+    from reference_server.inference.engine.adapters import AdapterSource
     from reference_server.inference.engine.embeddings import EmbeddingBatcher
     from reference_server.inference.engine.generation import GenerationEngine
     from reference_server.inference.loading import LoadedModel
@@ -42,6 +43,9 @@ class ServedModel:
     owner: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     extra: dict[str, Any] = field(default_factory=dict)
+    # A fine-tuned adapter served on its base model's engine (`engine`, `loaded` and `structured`
+    # are the base model's); None for a model with weights of its own.
+    adapter: AdapterSource | None = None
 
     def visible_to(self, caller: str) -> bool:
         return self.owner is None or self.owner == caller

@@ -2,14 +2,23 @@
 
 Loading happens off the event loop after the server has started, so `/health`
 answers at once and `/ready` answers 503 until every model is served.
+
+A fine-tuned LoRA adapter (a PEFT folder) is not a model of its own: it is served on its base
+generator's engine (`ServedModel.adapter`), read into memory when a request needs it, so a
+thousand adapters cost the ones in use, not a thousand copies of the base. The operator's
+adapters (`MAAS_LORA_MODULES`) are read at start, each checked against the generator it
+fits: a corrupt one, one of another base model or of too large a rank stops the start with a
+message that names it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reference_server.inference.engine.lora import CONFIG_FILE, AdapterError, read_config
 from reference_server.inference.loading import ModelSpec
 from reference_server.inference.offload import start_in_own_thread
 from reference_server.inference.registry import ModelRegistry, ServedModel
@@ -54,6 +63,9 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
             packed_weights=settings.packed_weights,
+            max_loras=settings.max_loras,
+            max_lora_rank=settings.max_lora_rank,
+            background_reserve=settings.batch_reserved_rows,
         )
         served.engine.start()
         served.structured = StructuredBackend(
@@ -77,6 +89,8 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
 
 
 async def stop_served(served: ServedModel) -> None:
+    if served.adapter is not None:  # the engine is its base model's
+        return
     if served.engine is not None:
         await served.engine.stop()
     if served.structured is not None:
@@ -108,16 +122,64 @@ class ModelsService:
                 served = await start_in_own_thread(self._load, spec, {})
                 self.registry.register(served)
                 logger.info("model %s ready on %s (%s)", spec.id, served.loaded.device, served.loaded.dtype)
+            for entry in self.settings.lora_modules:
+                name, _, path = entry.partition("=")
+                await asyncio.to_thread(self.serve_operator_adapter, name.strip(), Path(path.strip()).expanduser())
             self.ready.set()
         except Exception as exc:  # reported by /ready; the process keeps serving health
             self.error = exc
             logger.exception("model loading failed")
 
     async def serve(self, spec: ModelSpec, *, parent: str, owner: str) -> None:
-        """Load `spec` (a fine-tuned model's folder) and serve it, unless it is served already."""
+        """Serve `spec` (a fine-tuned model's folder), unless it is served already: an adapter
+        folder on its base model's engine, a model folder loaded with an engine of its own."""
         if self.registry.serves(spec.id):
             return
+        if spec.path is not None and (Path(spec.path) / CONFIG_FILE).is_file():
+            self.registry.register(self._adapter_model(spec.id, Path(spec.path), parent=parent, owner=owner))
+            return
         self.registry.register(await start_in_own_thread(self._load, spec, {"parent": parent, "owner": owner}))
+
+    def _adapter_model(self, model_id: str, folder: Path, *, parent: str, owner: str | None) -> ServedModel:
+        """`folder`'s adapter served as `model_id` on the generator `parent`; its config is checked
+        now, its weights are read when a request needs them."""
+        from reference_server.inference.engine.adapters import AdapterSource
+
+        base = next((m for m in self.registry.list() if m.id == parent and m.owner is None), None)
+        if base is None or base.engine is None or base.adapter is not None:
+            raise AdapterError(f"the base model {parent!r} of {model_id!r} is not a generator served here")
+        read_config(folder, max_rank=self.settings.max_lora_rank)
+        return ServedModel(id=model_id, task="generate", loaded=base.loaded, engine=base.engine,
+                           structured=base.structured, parent=parent, owner=owner,
+                           adapter=AdapterSource(model_id, folder))
+
+    def serve_operator_adapter(self, name: str, folder: Path) -> None:
+        """Serve the operator's adapter `name` on the generator it fits, read now; AdapterError
+        (naming it) when it fits none."""
+        from reference_server.inference.engine.adapters import AdapterSource
+
+        try:
+            config = read_config(folder, max_rank=self.settings.max_lora_rank)
+        except AdapterError as exc:
+            raise AdapterError(f"lora_modules: the adapter {name!r} is refused: {exc}", param=exc.param) from exc
+        if self.registry.serves(name):
+            raise AdapterError(f"lora_modules: the adapter name {name!r} is already a served model's")
+        generators = [m for m in self.registry.list() if m.engine is not None and m.adapter is None]
+        wanted = str(config.get("base_model_name_or_path") or "")
+        generators.sort(key=lambda m: m.id != wanted)  # the base the adapter names, if served, first
+        problems: list[str] = []
+        for base in generators:
+            assert base.engine is not None
+            try:
+                base.engine.adapters.load(AdapterSource(name, folder))
+            except AdapterError as exc:
+                problems.append(f"on {base.id}: {exc}")
+                continue
+            self.registry.register(self._adapter_model(name, folder, parent=base.id, owner=None))
+            logger.info("adapter %s served on %s", name, base.id)
+            return
+        raise AdapterError(f"lora_modules: the adapter {name!r} is refused: "
+                           + ("; ".join(problems) or "no generator is served here"))
 
     def _load(self, spec: ModelSpec, extra: dict[str, object]) -> ServedModel:
         """Load `spec` and start its engine, on a thread that ends afterwards (see
@@ -134,6 +196,8 @@ class ModelsService:
         served = self.registry.unregister(model_id)
         if served is None:
             return False
+        if served.adapter is not None and served.engine is not None:
+            served.engine.adapters.forget(served.adapter.name)
         await stop_served(served)
         return True
 

@@ -1,4 +1,4 @@
-"""Durable state of the fine-tuning service: uploaded files, jobs, events, checkpoints.
+"""Durable state of files, fine-tuning (jobs, events, checkpoints) and batches.
 
 Metadata lives in one database: an SQLite file under the data directory (see `layout`), or a
 PostgreSQL server the replicas of a cluster share (see `database`); file contents and model
@@ -7,11 +7,19 @@ folders live in the data directory on disk.
 
 from reference_server.storage.async_store import AsyncStore
 from reference_server.storage.layout import DataLayout
-from reference_server.storage.records import CheckpointRecord, EventRecord, FileRecord, JobRecord
+from reference_server.storage.records import (
+    BatchRecord,
+    CheckpointRecord,
+    EventRecord,
+    FileRecord,
+    JobRecord,
+    ResponseRecord,
+)
 from reference_server.storage.store import IdempotencyKeyReused, NewEvent, Store
 
 __all__ = [
     "AsyncStore",
+    "BatchRecord",
     "CheckpointRecord",
     "DataLayout",
     "EventRecord",
@@ -19,5 +27,6 @@ __all__ = [
     "IdempotencyKeyReused",
     "JobRecord",
     "NewEvent",
+    "ResponseRecord",
     "Store",
 ]

@@ -15,7 +15,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,6 +40,25 @@ def write_stream(target: Path, source: BinaryIO) -> str:
 
     _write(target, copy)
     return digest.hexdigest()
+
+
+def write_lines(target: Path, lines: Iterable[str]) -> tuple[int, int, str]:
+    """Write `lines` (each without its newline) to `target` as UTF-8 JSONL, atomically, as they
+    come; returns (lines, bytes, SHA-256)."""
+    digest = hashlib.sha256()
+    count = size = 0
+
+    def fill(handle: BinaryIO) -> None:
+        nonlocal count, size
+        for line in lines:
+            data = line.encode("utf-8") + b"\n"
+            digest.update(data)
+            handle.write(data)
+            count += 1
+            size += len(data)
+
+    _write(target, fill)
+    return count, size, digest.hexdigest()
 
 
 def _write(target: Path, fill: Callable[[BinaryIO], object]) -> None:

@@ -14,13 +14,17 @@ FILE = "file"
 JOB = "ftjob"
 EVENT = "ftevent"
 CHECKPOINT = "ftckpt"
+BATCH = "batch"  # OpenAI spells batch ids `batch_…`
+BATCH_REQUEST = "batch_req"  # a line of a batch's output
 
-_PATTERN = re.compile(r"^(file|ftjob|ftevent|ftckpt)-[0-9a-f]{24}$")
+_SEPARATOR = {BATCH: "_", BATCH_REQUEST: "_"}
+_PATTERN = re.compile(r"^(file-|ftjob-|ftevent-|ftckpt-|batch_|batch_req_)[0-9a-f]{24}$")
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(12)}"
+    return f"{prefix}{_SEPARATOR.get(prefix, '-')}{secrets.token_hex(12)}"
 
 
 def is_valid(prefix: str, value: str) -> bool:
-    return bool(_PATTERN.match(value)) and value.startswith(prefix + "-")
+    start = prefix + _SEPARATOR.get(prefix, "-")
+    return bool(_PATTERN.match(value)) and value.startswith(start) and len(value) == len(start) + 24

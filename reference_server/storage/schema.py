@@ -94,7 +94,92 @@ CREATE TABLE idempotency_keys (
 );
 """
 
-MIGRATIONS = [_V1]
+# Usage per API key: one row per (key, minute, model, kind), added to by upserts once a second.
+_V2 = """
+CREATE TABLE usage_counts (
+    owner TEXT NOT NULL,
+    minute {bigint} NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    requests {bigint} NOT NULL DEFAULT 0,
+    prompt_tokens {bigint} NOT NULL DEFAULT 0,
+    completion_tokens {bigint} NOT NULL DEFAULT 0,
+    inputs {bigint} NOT NULL DEFAULT 0,
+    trained_tokens {bigint} NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, minute, model, kind)
+);
+"""
+
+# Stored responses of the Responses API: the response object as sent, the request's own input
+# items (for `input_items`), and the whole conversation up to and including its output (what
+# `previous_response_id` continues), each as JSON. Expired rows are swept on write.
+_V3 = """
+CREATE TABLE responses (
+    seq {serial},
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    created_at {bigint} NOT NULL,
+    expires_at {bigint} NOT NULL,
+    body TEXT NOT NULL,
+    input_items TEXT NOT NULL,
+    conversation TEXT NOT NULL
+);
+CREATE INDEX responses_by_owner ON responses (owner, seq);
+CREATE INDEX responses_by_expiry ON responses (expires_at);
+"""
+
+# The Batch API: batches, the result of each of their lines as it is written (so a restarted
+# server resumes where it stopped, and never runs a recorded line twice), and the lease that
+# elects the one replica running batches.
+_V4 = """
+CREATE TABLE batches (
+    seq {serial},
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    input_file_id TEXT NOT NULL,
+    completion_window TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('validating', 'failed', 'in_progress', 'finalizing', 'completed',
+        'expired', 'cancelling', 'cancelled')),
+    metadata TEXT,
+    errors TEXT,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    created_at {bigint} NOT NULL,
+    in_progress_at {bigint},
+    expires_at {bigint} NOT NULL,
+    finalizing_at {bigint},
+    completed_at {bigint},
+    failed_at {bigint},
+    expired_at {bigint},
+    cancelling_at {bigint},
+    cancelled_at {bigint},
+    total INTEGER NOT NULL DEFAULT 0,
+    completed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    input_tokens {bigint} NOT NULL DEFAULT 0,
+    output_tokens {bigint} NOT NULL DEFAULT 0
+);
+CREATE INDEX batches_by_owner ON batches (owner, seq);
+CREATE INDEX batches_by_status ON batches (status, seq);
+
+CREATE TABLE batch_results (
+    batch_id TEXT NOT NULL,
+    line_number INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (batch_id, line_number)
+);
+
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+"""
+
+MIGRATIONS = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TYPES = {

@@ -1,4 +1,5 @@
-"""`Store`: the database behind files, fine-tuning jobs, events, checkpoints and idempotency keys.
+"""`Store`: the database behind files, fine-tuning jobs, events, checkpoints, idempotency keys and
+batches (with the result of each of their lines, and the lease of the replica running them).
 
 One API over two backends (see `database`): an embedded SQLite file, which the server and its
 training worker processes share, or a PostgreSQL server, which every replica of a cluster and
@@ -30,18 +31,33 @@ from sqlalchemy import Connection, bindparam, text
 
 from reference_server.storage import database, ids
 from reference_server.storage.records import (
+    BatchRecord,
     CheckpointRecord,
     EventRecord,
     FileRecord,
     JobRecord,
+    ResponseRecord,
+    UsageCell,
+    UsageCounts,
+    UsageRow,
 )
 from reference_server.storage.schema import migrate
 
-_JSON_COLUMNS = {"hyperparameters", "method", "error", "labels", "metrics", "data"}
+_JSON_COLUMNS = {"hyperparameters", "method", "error", "labels", "metrics", "data", "body", "input_items",
+                 "conversation", "metadata", "errors"}
+# JSON kept in the order it was written: API objects whose key order the caller sees.
+_ORDERED_JSON = {"body", "input_items", "conversation"}
+_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "inputs", "trained_tokens")
 _JOB_UPDATABLE = {
     "status", "finished_at", "fine_tuned_model", "trained_tokens", "error", "step", "total_steps",
     "attempt", "interruptions", "cancel_requested", "hyperparameters", "method",
 }
+_BATCH_UPDATABLE = {
+    "status", "errors", "output_file_id", "error_file_id", "in_progress_at", "finalizing_at", "completed_at",
+    "failed_at", "expired_at", "cancelling_at", "cancelled_at", "total",
+}
+# Statuses in which a batch's lines may still be recorded.
+_RECORDING = ("in_progress", "cancelling")
 
 
 class IdempotencyKeyReused(Exception):
@@ -68,7 +84,7 @@ def _now() -> int:
 
 def _encode(column: str, value: Any) -> Any:
     if column in _JSON_COLUMNS and value is not None:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return json.dumps(value, separators=(",", ":"), sort_keys=column not in _ORDERED_JSON)
     if isinstance(value, bool):
         return int(value)
     return value
@@ -182,6 +198,26 @@ class Store:
     def file_ids(self) -> set[str]:
         with self._read() as conn:
             return {row["id"] for row in self._rows(conn, "SELECT id FROM files")}
+
+    # Responses
+
+    def add_response(self, record: ResponseRecord) -> None:
+        """Store `record`, and forget every response whose time has passed."""
+        with self._transaction() as conn:
+            self._write(conn, "DELETE FROM responses WHERE expires_at <= :now", now=record.created_at)
+            self._insert(conn, "responses", {f.name: getattr(record, f.name) for f in fields(record)})
+
+    def get_response(self, response_id: str, owner: str, now: int) -> ResponseRecord | None:
+        """`owner`'s response `response_id`, unless it has expired by `now`."""
+        with self._read() as conn:
+            row = self._one(conn, "SELECT * FROM responses WHERE id = :id AND owner = :owner AND expires_at > :now",
+                            id=response_id, owner=owner, now=now)
+        return _row_to(ResponseRecord, row) if row else None
+
+    def delete_response(self, response_id: str, owner: str) -> bool:
+        with self._transaction() as conn:
+            return self._write(conn, "DELETE FROM responses WHERE id = :id AND owner = :owner",
+                               id=response_id, owner=owner) > 0
 
     # Jobs
 
@@ -313,6 +349,171 @@ class Store:
             if rows:
                 self._write(conn, "DELETE FROM checkpoints WHERE seq IN :seqs", seqs=[r["seq"] for r in rows])
         return [r["path"] for r in rows]
+
+    # Batches
+
+    def create_batch(self, record: BatchRecord) -> None:
+        with self._transaction() as conn:
+            self._insert(conn, "batches", {f.name: getattr(record, f.name) for f in fields(record)})
+
+    def get_batch(self, batch_id: str, owner: str | None = None) -> BatchRecord | None:
+        query = "SELECT * FROM batches WHERE id = :id" + (" AND owner = :owner" if owner is not None else "")
+        with self._read() as conn:
+            row = self._one(conn, query, id=batch_id, owner=owner)
+        return _row_to(BatchRecord, row) if row else None
+
+    def list_batches(self, owner: str, *, after: str | None = None,
+                     limit: int = 20) -> tuple[list[BatchRecord], bool]:
+        rows, more = self._page("batches", "owner = :owner", {"owner": owner}, after, limit)
+        return [_row_to(BatchRecord, r) for r in rows], more
+
+    def batches_in(self, *statuses: str) -> list[BatchRecord]:
+        """Batches in any of `statuses`, oldest first (the order they are run in)."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT * FROM batches WHERE status IN :statuses ORDER BY seq",
+                              statuses=list(statuses))
+        return [_row_to(BatchRecord, r) for r in rows]
+
+    def update_batch(self, batch_id: str, *, if_status: Sequence[str] = (), files: Sequence[FileRecord] = (),
+                     **changes: Any) -> bool:
+        """Apply `changes` only if the batch is in one of `if_status` (when given), and add
+        `files` (its output and error files) in the same transaction. Whether it matched."""
+        unknown = set(changes) - _BATCH_UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update batch columns {sorted(unknown)}")
+        sets = ", ".join(f"{k} = :set_{k}" for k in changes)
+        params: dict[str, Any] = {f"set_{k}": _encode(k, v) for k, v in changes.items()}
+        params["id"] = batch_id
+        where = "id = :id"
+        if if_status:
+            where += " AND status IN :if_status"
+            params["if_status"] = list(if_status)
+        with self._transaction() as conn:
+            if not self._write(conn, f"UPDATE batches SET {sets} WHERE {where}", **params):
+                return False
+            for record in files:
+                self._insert(conn, "files", {f.name: getattr(record, f.name) for f in fields(record)})
+        return True
+
+    def record_batch_result(self, batch_id: str, line_number: int, custom_id: str, *, ok: bool, result: str,
+                            input_tokens: int = 0, output_tokens: int = 0) -> bool:
+        """Keep the result of one line and count it, once: a line already recorded, or a batch no
+        longer running (expired, cancelled, finished), records nothing. Whether it was recorded."""
+        with self._transaction() as conn:
+            live = self._one(conn, "SELECT id FROM batches WHERE id = :id AND status IN :statuses"
+                                   + self._for_update, id=batch_id, statuses=list(_RECORDING))
+            if live is None:
+                return False
+            added = self._write(
+                conn, "INSERT INTO batch_results (batch_id, line_number, custom_id, ok, result) "
+                      "VALUES (:batch_id, :line_number, :custom_id, :ok, :result) "
+                      "ON CONFLICT (batch_id, line_number) DO NOTHING",
+                batch_id=batch_id, line_number=line_number, custom_id=custom_id, ok=int(ok), result=result)
+            if not added:
+                return False
+            self._write(conn, "UPDATE batches SET completed = completed + :ok, failed = failed + :failed, "
+                              "input_tokens = input_tokens + :input_tokens, "
+                              "output_tokens = output_tokens + :output_tokens WHERE id = :id",
+                        ok=int(ok), failed=int(not ok), input_tokens=input_tokens, output_tokens=output_tokens,
+                        id=batch_id)
+        return True
+
+    def recorded_lines(self, batch_id: str) -> set[int]:
+        """The line numbers of `batch_id` whose result is recorded."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT line_number FROM batch_results WHERE batch_id = :id", id=batch_id)
+        return {int(r["line_number"]) for r in rows}
+
+    def batch_results(self, batch_id: str, *, ok: bool, after_line: int = 0,
+                      limit: int = 1000) -> list[tuple[int, str]]:
+        """(line number, result line) of the lines of `batch_id` that succeeded (`ok`) or not, in
+        line order, after `after_line`."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT line_number, result FROM batch_results WHERE batch_id = :id "
+                                    "AND ok = :ok AND line_number > :after ORDER BY line_number LIMIT :limit",
+                              id=batch_id, ok=int(ok), after=after_line, limit=limit)
+        return [(int(r["line_number"]), str(r["result"])) for r in rows]
+
+    def drop_batch_results(self, batch_id: str) -> None:
+        """Forget the per-line results once they are in the batch's output files."""
+        with self._transaction() as conn:
+            self._write(conn, "DELETE FROM batch_results WHERE batch_id = :id", id=batch_id)
+
+    # Leases
+
+    def claim_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `seconds`; False while another holder's is unexpired.
+        Conditional writes: of two replicas claiming at once, one gets it."""
+        now = time.time()
+        with self._transaction() as conn:
+            renewed = self._write(conn, "UPDATE leases SET holder = :holder, expires_at = :until "
+                                        "WHERE name = :name AND (holder = :holder OR expires_at < :now)",
+                                  name=name, holder=holder, until=now + seconds, now=now)
+            if renewed:
+                return True
+            return self._write(conn, "INSERT INTO leases (name, holder, expires_at) VALUES (:name, :holder, :until) "
+                                     "ON CONFLICT (name) DO NOTHING",
+                               name=name, holder=holder, until=now + seconds) > 0
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._transaction() as conn:
+            self._write(conn, "DELETE FROM leases WHERE name = :name AND holder = :holder", name=name, holder=holder)
+    # Usage
+
+    def add_usage(self, cells: Sequence[tuple[UsageCell, UsageCounts]]) -> None:
+        """Add `cells`' counts to what the store holds, in one transaction: an upsert per cell,
+        so replicas adding to the same cell at once never lose a count."""
+        if not cells:
+            return
+        sums = ", ".join(f"{c} = usage_counts.{c} + excluded.{c}" for c in _COUNTS)
+        sql = (f"INSERT INTO usage_counts (owner, minute, model, kind, {', '.join(_COUNTS)}) "
+               f"VALUES (:owner, :minute, :model, :kind, {', '.join(':' + c for c in _COUNTS)}) "
+               f"ON CONFLICT (owner, minute, model, kind) DO UPDATE SET {sums}")
+        rows = [{"owner": cell.owner, "minute": cell.minute, "model": cell.model, "kind": cell.kind,
+                 **{c: getattr(counts, c) for c in _COUNTS}} for cell, counts in cells]
+        with self._transaction() as conn:
+            conn.execute(text(sql), rows)
+
+    def usage(self, owner: str, start: int, end: int, width: int, *, by_model: bool = False,
+              by_kind: bool = False, models: Sequence[str] = (), kinds: Sequence[str] = ()) -> list[UsageRow]:
+        """`owner`'s counts from `start` (inclusive) to `end` (exclusive), added up per bucket of
+        `width` seconds (buckets start at multiples of `width`), and per model and kind if asked;
+        only of `models` and `kinds` when given. Ordered by bucket, then model, then kind."""
+        where = "owner = :owner AND minute >= :start AND minute < :end"
+        params: dict[str, Any] = {"owner": owner, "start": start, "end": end, "width": width}
+        if models:
+            where, params["models"] = where + " AND model IN :models", list(models)
+        if kinds:
+            where, params["kinds"] = where + " AND kind IN :kinds", list(kinds)
+        keys = ["(minute / :width) * :width AS bucket"] + (["model"] if by_model else []) + (["kind"] if by_kind else [])
+        # Grouped by position: the bucket's expression carries a parameter, written once.
+        positions = ", ".join(str(i + 1) for i in range(len(keys)))
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in _COUNTS)
+        sql = (f"SELECT {', '.join(keys)}, {sums} FROM usage_counts WHERE {where} "
+               f"GROUP BY {positions} ORDER BY {positions}")
+        with self._read() as conn:
+            rows = self._rows(conn, sql, **params)
+        return [UsageRow(bucket=int(r["bucket"]), model=r.get("model"), kind=r.get("kind"),
+                         counts=UsageCounts(**{c: int(r[c]) for c in _COUNTS})) for r in rows]
+
+    def models_used(self, owner: str, models: Sequence[str]) -> set[str]:
+        """Which of `models` `owner` ever used."""
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT DISTINCT model FROM usage_counts WHERE owner = :owner AND model IN :models",
+                              owner=owner, models=list(models))
+        return {r["model"] for r in rows}
+
+    def tokens_used(self, owners: Sequence[str], since: int) -> dict[str, int]:
+        """The tokens (read, written, trained) each of `owners` used from `since` on."""
+        if not owners:
+            return {}
+        with self._read() as conn:
+            rows = self._rows(conn, "SELECT owner, SUM(prompt_tokens + completion_tokens + trained_tokens) AS tokens "
+                                    "FROM usage_counts WHERE owner IN :owners AND minute >= :since GROUP BY owner",
+                              owners=list(owners), since=since)
+        used = {owner: 0 for owner in owners}
+        used.update({r["owner"]: int(r["tokens"]) for r in rows})
+        return used
 
     # Recovery
 

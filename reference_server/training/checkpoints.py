@@ -94,6 +94,18 @@ def load_checkpoint(source: Path, model: Any, optimizer: Any, scheduler: Any) ->
     return state
 
 
+def save_adapter(target: Path, model: Any, marker: dict[str, Any]) -> None:
+    """Write a LoRA job's result as a PEFT adapter folder, unmerged (a few MiB: the server
+    applies it on its base model's engine rather than loading a copy of the base)."""
+    tmp = _scratch(target)
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / MODEL_MARKER).write_text(json.dumps(marker, indent=2))
+        _publish(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_model(target: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) -> None:
     """Write a self-contained Hugging Face folder (LoRA adapters merged into the weights)."""
     tmp = _scratch(target)

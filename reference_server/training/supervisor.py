@@ -43,6 +43,7 @@ from reference_server.inference.loading import ModelSpec
 from reference_server.settings import Settings
 from reference_server.storage import AsyncStore, JobRecord, NewEvent
 from reference_server.storage.service import StorageService
+from reference_server.storage.usage import UsageRecorder
 from reference_server.training import DATABASE_URL_ENV, EXIT_OK, EXIT_STOPPED, plan
 from reference_server.training.checkpoints import MODEL_MARKER
 
@@ -99,10 +100,11 @@ class ModelHost(Protocol):
 
 
 class FineTuningService:
-    def __init__(self, settings: Settings, storage: StorageService, models: ModelHost,
+    def __init__(self, settings: Settings, storage: StorageService, models: ModelHost, usage: UsageRecorder,
                  draining: Callable[[], bool]) -> None:
         self.settings = settings
         self.storage = storage
+        self.usage = usage
         self.layout = storage.layout
         self.models = models
         self.ready = asyncio.Event()
@@ -326,10 +328,12 @@ class FineTuningService:
                 await self._fail(job.id, job.attempt, f"Training finished but the model could not be loaded for "
                                                       f"serving: {exc}")
                 return
-        await self.db.update_job(job.id, if_status=("running",), if_attempt=job.attempt, status="succeeded",
-                                 fine_tuned_model=name, finished_at=_now(),
-                                 events=[NewEvent(f"The job has successfully completed; the new model is {name}.",
-                                                  data={"fine_tuned_model": name})])
+        succeeded = await self.db.update_job(
+            job.id, if_status=("running",), if_attempt=job.attempt, status="succeeded", fine_tuned_model=name,
+            finished_at=_now(), events=[NewEvent(f"The job has successfully completed; the new model is {name}.",
+                                                 data={"fine_tuned_model": name})])
+        if succeeded:  # counted once, by the replica whose update moved the job
+            self.usage.record(job.owner, job.model, "fine_tuning", trained_tokens=job.trained_tokens or 0)
 
     async def _stop_worker(self, worker: _Worker) -> None:
         """SIGTERM, wait for the checkpoint and exit, SIGKILL after the grace period; then reconcile."""

@@ -98,7 +98,7 @@ class Trainer:
             unknown = sorted({datasets.label_of(r) for r in records} - set(index))
             if unknown:
                 raise TrainingError(f"the {what} file has labels absent from the training file: {', '.join(unknown)}")
-            return [encode_classification(tokenizer, r["text"], index[datasets.label_of(r)], limit)
+            return [encode_classification(tokenizer, r["text"], index[datasets.label_of(r)], limit, r.get("text_pair"))
                     for r in records]
         encoded = [encode_generation_record(tokenizer, r, limit) for r in records]
         kept = [e for e in encoded if e.target_tokens > 0]
@@ -266,6 +266,9 @@ class Trainer:
         target = self.layout.model_dir(self.job.id)
         marker = {"job": self.job.id, "attempt": self.job.attempt, "base": self.job.model, "kind": self.kind,
                   "task": plan.served_task(self.kind), "labels": self.labels or None}
-        checkpoints.save_model(target, model, tokenizer, marker)
+        if self.kind == plan.GENERATOR and self.job.method["type"] == "lora":
+            checkpoints.save_adapter(target, model, marker)
+        else:
+            checkpoints.save_model(target, model, tokenizer, marker)
         self._update(step=position.step, trained_tokens=position.trained_tokens,
                      events=[NewEvent(f"Training finished at step {position.step}; the model is saved.")])

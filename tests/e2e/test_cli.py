@@ -21,8 +21,8 @@ from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ESCAPE = "\x1b["
-COMMANDS = ["models", "generate", "chat", "embed", "classify", "tokenize", "eval", "files", "fine-tune",
-            "serve", "bench"]
+COMMANDS = ["models", "generate", "chat", "embed", "classify", "rerank", "tokenize", "eval", "usage", "files",
+            "fine-tune", "batch", "serve", "bench"]
 
 
 def entry_point() -> Path:
@@ -134,6 +134,38 @@ def test_classify_and_tokenize(server: ServerProcess, client: MaaS) -> None:
 
 
 @pytest.mark.slow  # a CLI process per call: seconds each
+def test_rerank_matches_the_sdk(server: ServerProcess, client: MaaS) -> None:
+    query = "Where can I park my car?"
+    documents = ["The soup was too salty.", "Parking is free behind the station.", "The car park opens at six."]
+    expected = client.rerank(query, documents, model=EMBEDDER)
+    result = ok_json("rerank", query, *documents, "--top-n", "2", server=server)
+    assert result["model"] == EMBEDDER
+    assert [r["index"] for r in result["results"]] == expected.indices[:2]
+    rows = ok("rerank", query, *documents, server=server).splitlines()
+    assert rows[0].split()[:3] == ["rank", "score", "document"]
+    assert rows[1].split()[0] == "1" and documents[expected.indices[0]] in rows[1]
+    assert documents[0] in rows[3], "least relevant last"
+    refused = maas("rerank", query, *documents, "-m", GENERATOR, server=server)
+    assert refused.returncode != 0 and "model" in refused.stderr
+
+
+@pytest.mark.slow  # a CLI process per call: seconds each
+def test_usage_per_model_and_kind(server: ServerProcess, client: MaaS) -> None:
+    vectors = client.embed(["one", "two"], model=EMBEDDER)
+    days = ok_json("usage", "--since", "1d", "--by", "model", "--by", "kind", "-m", EMBEDDER, server=server)["data"]
+    assert days[-1]["results"], "today's bucket has the use"
+    embedded = [r for day in days for r in day["results"] if r["kind"] == "embeddings"]
+    assert {r["model"] for r in embedded} == {EMBEDDER}
+    assert sum(r["inputs"] for r in embedded) >= 2 and sum(r["prompt_tokens"] for r in embedded) >= \
+        vectors.usage.prompt_tokens
+    table = ok("usage", "--since", "2h", "--bucket", "1h", "--by", "kind", server=server)
+    assert "embeddings" in table and "bucket (UTC)" in table
+    for bad in (["--since", "last week"], ["--bucket", "2d"], ["--by", "project"]):
+        refused = maas("usage", *bad, server=server)
+        assert refused.returncode == 2 and bad[0] in refused.stderr, refused.stderr
+
+
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_files_round_trip(server: ServerProcess) -> None:
     uploaded = ok_json("files", "upload", str(DATA / "sentiment_heldout.jsonl"), "--purpose", "evals",
                        server=server)
@@ -235,6 +267,27 @@ def test_fine_tune_wait_events_and_eval(server: ServerProcess) -> None:
     evaluation = ok_json("eval", str(DATA / "sentiment_heldout.jsonl"), "-m", job["fine_tuned_model"],
                          server=server)
     assert evaluation["num_examples"] == 80 and set(evaluation["metrics"]) >= {"accuracy", "f1"}
+
+
+def test_batch_create_wait_list_and_results(server: ServerProcess, tmp_path: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    lines = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": GENERATOR, "messages": [{"role": "user", "content": f"Say {i}."}], "max_tokens": 4,
+                       "temperature": 0}} for i in range(3)]
+    lines.insert(1, {**lines[0], "custom_id": "bad", "body": {"model": GENERATOR, "messages": []}})
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = maas("batch", "create", str(requests), "--endpoint", "/v1/chat/completions", "--metadata", "run=cli",
+                  "--wait", "--poll-interval", "0.3", server=server)
+    assert result.returncode == 0, result.stderr
+    assert "completed" in result.stdout and "4/4" in result.stdout
+    batch = ok_json("batch", "list", "--limit", "1", server=server)[0]
+    assert (batch["status"], batch["metadata"], batch["request_counts"]["failed"]) == ("completed", {"run": "cli"}, 1)
+    assert ok_json("batch", "show", batch["id"], server=server)["output_file_id"] == batch["output_file_id"]
+    found = [json.loads(line) for line in ok("batch", "results", batch["id"], server=server).splitlines()]
+    assert [r["custom_id"] for r in found] == ["q0", "bad", "q1", "q2"], "in the order of the input file"
+    assert [r["response"]["status_code"] for r in found] == [200, 400, 200, 200]
+    finished = maas("batch", "cancel", batch["id"], server=server)
+    assert finished.returncode == 1 and "cannot be cancelled" in finished.stderr
 
 
 @pytest.mark.slow

@@ -109,6 +109,12 @@ BAD_BODIES = [
      json.dumps({"model": EMBEDDER, "input": "word " * 600}).encode(), "input"),
     ("token id outside the vocabulary", "/v1/embeddings",
      json.dumps({"model": EMBEDDER, "input": [[2**70]]}).encode(), "input"),
+    ("too many documents to rerank", "/v1/rerank",
+     json.dumps({"model": EMBEDDER, "query": "q", "documents": ["a"] * 1001}).encode(), "documents"),
+    ("rerank document object with an unknown field", "/v2/rerank",
+     json.dumps({"model": EMBEDDER, "query": "q", "documents": [{"text": "a", "id": 1}]}).encode(), "documents[0].id"),
+    ("score text_1 neither one nor as many as text_2", "/score",
+     json.dumps({"model": EMBEDDER, "text_1": ["a", "b"], "text_2": ["c", "d", "e"]}).encode(), "text_1"),
     ("form body to a JSON route", "/v1/completions", b"model=x&prompt=y", "body"),
 ]
 

@@ -87,11 +87,13 @@ ABANDONED = [
     ("/v1/embeddings", {"model": EMBEDDER, "input": [f"{i} {SENTENCE * 12}" for i in range(1024)]}),
     ("/v1/classifications", {"model": GENERATOR, "input": [f"{i} {SENTENCE}" for i in range(96)],
                              "labels": ["logistics", "finance", "weather"]}),
+    ("/rerank", {"model": EMBEDDER, "query": "Why were shipments late?",
+                 "documents": [f"{i} {SENTENCE * 12}" for i in range(1000)]}),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("path", "body"), ABANDONED, ids=["embeddings", "zero-shot-classification"])
+@pytest.mark.parametrize(("path", "body"), ABANDONED, ids=["embeddings", "zero-shot-classification", "rerank"])
 def test_abandoned_work_stops_when_the_client_hangs_up(server: ServerProcess, path: str, body: dict) -> None:
     process = server_process(server)
     seconds_until_idle(process, within=60)

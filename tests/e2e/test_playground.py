@@ -111,6 +111,40 @@ def test_chat_streams_tokens(page: Page) -> None:
     page.screenshot(path=str(IMAGES / "playground-chat.png"))
 
 
+@pytest.mark.parametrize(("api", "label", "path"), [("chat", "Chat Completions", "/v1/chat/completions"),
+                                                     ("responses", "Responses", "/v1/responses"),
+                                                     ("messages", "Messages (Anthropic)", "/v1/messages")])
+def test_chat_streams_with_each_api(page: Page, api: str, label: str, path: str) -> None:
+    posted: list[str] = []
+    page.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
+    page.select_option("#chat-api", api)
+    page.locator("#temperature").evaluate("(el) => { el.value = '0'; el.dispatchEvent(new Event('input')); }")
+    page.fill("#max-tokens", "48")
+    page.fill("#chat-input", "What is the capital of France?")
+    page.click("#chat-send")
+    page.wait_for_function("() => { const li = document.querySelector('#messages li.assistant.streaming');"
+                           " return li !== null && li.textContent.length > 0; }")  # text while still streaming
+    meta = page.locator("#messages li.assistant .meta")
+    expect(meta).to_contain_text(label, timeout=120_000)
+    assert GENERATOR in meta.inner_text() and 0 < int(meta.inner_text().split(" · ")[1].split()[0]) <= 48
+    assert "Paris" in assistant(page)  # greedy: what the model knows
+    assert [url.removeprefix(page.url.removesuffix("/playground")) for url in posted] == [path]
+    page.fill("#chat-input", "And of Italy?")
+    page.click("#chat-send")  # the conversation goes on in the same API
+    expect(meta).to_have_count(2, timeout=120_000)
+    assert posted[-1].endswith(path) and "error" not in (page.locator("#messages li.assistant").last
+                                                         .get_attribute("class") or "")
+
+
+def test_the_temperature_slider_follows_the_api(page: Page) -> None:
+    page.locator("#temperature").evaluate("(el) => { el.value = '1.6'; el.dispatchEvent(new Event('input')); }")
+    page.select_option("#chat-api", "messages")  # Anthropic's temperature goes from 0 to 1
+    assert page.get_attribute("#temperature", "max") == "1"
+    expect(page.locator("#temperature-value")).to_have_text("1")
+    page.select_option("#chat-api", "chat")
+    assert page.get_attribute("#temperature", "max") == "2"
+
+
 def test_stop_ends_a_stream(page: Page) -> None:
     page.fill("#max-tokens", "500")
     page.fill("#chat-input", "Write a very long story about a lighthouse keeper and the sea.")

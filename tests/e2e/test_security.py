@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from maas_sdk import AuthenticationError, MaaS, NotFoundError, PermissionDeniedError, RateLimitError
-from reference_server.http.middleware.auth import parse_key_file
+from reference_server.http.middleware.auth import KeyEntry, parse_key_file
 from reference_server.http.routes import OPERATIONS
 from reference_server.http.routing import Operation
 from reference_server.testing import ServerProcess
@@ -105,11 +105,14 @@ def test_operational_routes_are_open(server: ServerProcess, path: str) -> None:
 
 def test_key_file_format() -> None:
     assert parse_key_file(KEY_FILE) == [
-        (FULL_KEY, None), (EMBED_KEY, (EMBEDDER,)), (GEN_KEY, ("smollm2-*", "ft:*")), (RPM_KEY, None),
-        (TPM_KEY, None),
+        KeyEntry(FULL_KEY), KeyEntry(EMBED_KEY, (EMBEDDER,)), KeyEntry(GEN_KEY, ("smollm2-*", "ft:*")),
+        KeyEntry(RPM_KEY), KeyEntry(TPM_KEY),
     ]
-    with pytest.raises(ValueError, match="line 2"):
-        parse_key_file("sk-a\nsk-b model a,b\n")
+    assert parse_key_file("sk-a monthly_tokens=1000\nsk-b  m1, m2  monthly_tokens=5 # both\n") == [
+        KeyEntry("sk-a", None, 1000), KeyEntry("sk-b", ("m1", "m2"), 5)]
+    for bad in ("sk-b model a,b", "sk-b monthly_tokens=-3", "sk-b monthly_tokens=lots", "sk-b budget=5"):
+        with pytest.raises(ValueError, match="line 2"):
+            parse_key_file(f"sk-a\n{bad}\n")
 
 
 @pytest.mark.slow  # the keyed server of its own: seconds to start, rate-limit waits

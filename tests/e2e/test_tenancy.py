@@ -80,6 +80,19 @@ def test_another_key_cannot_use_the_model(tenants: SimpleNamespace, path: str, b
         "another key's model reads exactly like an unknown one"
 
 
+@pytest.mark.parametrize("path", ["/v1/rerank", "/rerank", "/v2/rerank", "/score", "/v1/score"])
+def test_another_key_cannot_rerank_or_score_with_the_model(tenants: SimpleNamespace, path: str) -> None:
+    body = {"text_1": "Good?", "text_2": ["Great!"]} if "score" in path else {"query": "Good?", "documents": ["Great!"]}
+    replies = {key: httpx.post(tenants.server.url + path, json={"model": tenants.model, **body}, timeout=120,
+                               headers={"authorization": f"Bearer {key}"}) for key in (OWNER, OTHER)}
+    assert replies[OTHER].status_code == 404, replies[OTHER].text
+    assert (replies[OTHER].json()["error"]["param"], replies[OTHER].json()["error"]["code"]) == \
+        ("model", "model_not_found")
+    # The owner's sentiment classifier has no relevance label: a 400 that says so, not a score.
+    assert replies[OWNER].status_code == 400, replies[OWNER].text
+    assert replies[OWNER].json()["error"]["param"] == "model" and "relevant" in replies[OWNER].json()["error"]["message"]
+
+
 def test_open_endpoints_name_no_fine_tuned_model(tenants: SimpleNamespace) -> None:
     call(tenants, OWNER, "POST", "/classifications", {"model": tenants.model, "input": ["Fine."]})
     url = tenants.server.url

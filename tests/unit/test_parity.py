@@ -18,11 +18,13 @@ import pytest
 from typing_extensions import get_overloads
 
 from maas_sdk import (
+    AsyncBoundBatch,
     AsyncBoundFineTuningJob,
     AsyncMaaS,
     AsyncPage,
     AsyncStream,
     AsyncStreamedResponse,
+    BoundBatch,
     BoundFineTuningJob,
     MaaS,
     Page,
@@ -30,14 +32,18 @@ from maas_sdk import (
     StreamedResponse,
 )
 from maas_sdk.resources import (
+    AsyncBatches,
     AsyncFiles,
     AsyncFineTuning,
     AsyncFineTuningJobs,
     AsyncModels,
+    AsyncResponses,
+    Batches,
     Files,
     FineTuning,
     FineTuningJobs,
     Models,
+    Responses,
 )
 
 PAIRS = [
@@ -46,13 +52,15 @@ PAIRS = [
     (Files, AsyncFiles),
     (FineTuning, AsyncFineTuning),
     (FineTuningJobs, AsyncFineTuningJobs),
+    (Batches, AsyncBatches),
+    (Responses, AsyncResponses),
 ]
 # Spelled differently on purpose: context management.
 SHELL_ONLY = {"__enter__", "__exit__", "__aenter__", "__aexit__"}
 # What the sync and async helpers of pages, streams and streamed responses share.
 HELPERS = [
     (Page, AsyncPage, ["get_next_page", "iter_pages"]),
-    (Stream, AsyncStream, ["text_stream", "until_done", "get_final_completion"]),
+    (Stream, AsyncStream, ["text_stream", "until_done", "get_final_completion", "get_final_response"]),
     (StreamedResponse, AsyncStreamedResponse,
      ["parse", "read", "text", "json", "iter_bytes", "iter_text", "iter_lines", "close"]),
 ]
@@ -119,9 +127,16 @@ def test_bound_jobs_wait_alike() -> None:
     assert inspect.iscoroutinefunction(AsyncBoundFineTuningJob.wait)
 
 
+def test_bound_batches_alike() -> None:
+    for name in ("wait", "results"):
+        sync, async_ = getattr(BoundBatch, name), getattr(AsyncBoundBatch, name)
+        assert parameters(sync) == parameters(async_) and returns(sync) == returns(async_), name
+        assert inspect.iscoroutinefunction(async_), name
+
+
 def test_the_documented_surface_exists() -> None:
     expected = {
-        "generate", "chat", "embed", "classify", "tokenize", "detokenize", "evaluate",
+        "generate", "chat", "embed", "classify", "rerank", "tokenize", "detokenize", "evaluate",
         "models", "files", "fine_tuning", "with_options", "close",
         "score", "with_raw_response", "with_streaming_response",
     }
@@ -132,6 +147,7 @@ def test_the_documented_surface_exists() -> None:
     assert {"text_stream", "until_done", "get_final_completion"} <= public_names(Stream)
     assert {"upload", "list", "retrieve", "content", "delete"} <= public_names(Files)
     assert {"create", "list", "retrieve", "cancel", "events", "checkpoints", "wait"} <= public_names(FineTuningJobs)
+    assert {"create", "list", "retrieve", "cancel", "wait", "submit", "results"} <= public_names(Batches)
     generate = inspect.signature(MaaS.generate).parameters
     assert generate["stream"].default is False
     assert generate["model"].kind is inspect.Parameter.KEYWORD_ONLY
@@ -160,12 +176,14 @@ def test_helpers_alike(sync: type, async_: type, names: list[str]) -> None:
 def test_raw_views_offer_every_request_alike(view: str) -> None:
     sync_client, async_client = MaaS(api_key="k"), AsyncMaaS(api_key="k")
     pairs = [(sync_client, async_client), *[
-        (getattr(sync_client, name), getattr(async_client, name)) for name in ("models", "files", "fine_tuning")
+        (getattr(sync_client, name), getattr(async_client, name))
+        for name in ("models", "files", "fine_tuning", "batches", "responses")
     ], (sync_client.fine_tuning.jobs, async_client.fine_tuning.jobs)]
     for sync, async_ in pairs:
         sync_view, async_view = getattr(sync, view), getattr(async_, view)
-        expected = {name for name in public_names(type(sync)) - {"close", "with_options", "wait"}
+        several = {"close", "with_options", "wait", "submit", "results"}  # no request, or more than one
+        expected = {name for name in public_names(type(sync)) - several
                     if callable(inspect.getattr_static(type(sync), name))
-                    or name in {"models", "files", "fine_tuning", "jobs"}}
+                    or name in {"models", "files", "fine_tuning", "jobs", "batches", "responses"}}
         assert set(dir(sync_view)) == set(dir(async_view)) == expected, type(sync).__name__
     sync_client.close()

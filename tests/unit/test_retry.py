@@ -17,6 +17,7 @@ from maas_sdk import (
     ConflictError,
     InternalServerError,
     NotFoundError,
+    QuotaExceededError,
     RateLimitError,
     UnprocessableEntityError,
     _retry,
@@ -109,6 +110,18 @@ def test_x_should_retry_overrides_the_status(status: int, header: str, attempts:
     with pytest.raises(APIStatusError):
         make_client(script, clock).generate("hi", model="m")
     assert len(script.requests) == attempts
+
+
+def test_a_used_up_monthly_budget_is_never_retried(clock: FakeClock) -> None:
+    """Even without `x-should-retry` (a proxy may drop it), the code alone says no retry can succeed."""
+    response = httpx.Response(429, headers={"retry-after": "86400"},
+                              json={"error": {"message": "budget used", "type": "rate_limit_error",
+                                              "code": "quota_exceeded", "param": None}})
+    script = Script(response)
+    with pytest.raises(QuotaExceededError) as info:
+        make_client(script, clock, max_retries=3).generate("hi", model="m")
+    assert isinstance(info.value, RateLimitError) and info.value.retry_after == 86400
+    assert len(script.requests) == 1 and clock.sleeps == []
 
 
 def _http_date(seconds_from_now: float) -> str:

@@ -3,7 +3,8 @@
 Both use the `limits` library's moving window in memory, so a burst cannot slip in at
 a window boundary, and each key (principal) has its own windows. Requests are counted
 by `RateLimitMiddleware` as they arrive on `/v1`. Tokens are counted at admission,
-before any work is done, by the route that knows them (`charge_tokens`): prompt tokens
+before any work is done, by the route that knows them (`charge_tokens`, which first checks
+the key's monthly token budget, `admit_budget`): prompt tokens
 plus `max_tokens` for generation, input tokens for embeddings and classification (counted in
 a worker thread, off the event loop). That
 is an upper bound of what the request will use, as OpenAI counts it, and it means a
@@ -29,6 +30,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reference_server.http.errors import HTTPError, bad_request
+from reference_server.http.middleware.auth import caller_of
 from reference_server.settings import Settings
 from reference_server.state import state_of
 
@@ -74,17 +76,25 @@ class RateLimits:
         )
 
 
+async def admit_budget(request: Request) -> None:
+    """429 `quota_exceeded` if the caller's key has used up its monthly token budget (if it has one)."""
+    await state_of(request).usage.check_quota(request.state.principal, caller_of(request).monthly_tokens)
+
+
 async def charge_tokens(request: Request, tokens: int, param: str) -> None:
-    """Count `tokens` against the caller's tokens-per-minute window, or raise 429/400."""
+    """Admit a request of `tokens` within the caller's monthly budget and tokens-per-minute window,
+    or raise 429/400."""
+    await admit_budget(request)
     limits: RateLimits = state_of(request).rate_limits
     await limits.admit_tokens(request.state.principal, tokens, param)
 
 
 async def charge_input_tokens(request: Request, tokenizer: Any, inputs: Sequence[str | Sequence[int]],
                               param: str = "input") -> None:
-    """Charge the tokens of `inputs` (texts or token-id lists). They are counted only when a
-    tokens-per-minute limit is set (so this costs nothing otherwise), with the settings the
-    embedding batcher uses, so texts count as in the usage reported; token ids count as sent."""
+    """Charge the tokens of `inputs` (texts or token-id lists), as `charge_tokens`. They are
+    counted only when a tokens-per-minute limit is set (so this costs nothing otherwise), with the
+    settings the embedding batcher uses, so texts count as in the usage reported; token ids count as sent."""
+    await admit_budget(request)
     limits: RateLimits = state_of(request).rate_limits
     if limits.tokens is None:
         return

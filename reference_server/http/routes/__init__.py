@@ -5,6 +5,7 @@ and the OpenAPI document describes exactly these.
 """
 
 from reference_server.http.routes import (
+    batches,
     chat,
     classifications,
     completions,
@@ -13,14 +14,19 @@ from reference_server.http.routes import (
     files,
     fine_tuning,
     health,
+    messages,
     models,
     playground,
+    rerank,
+    responses,
     tokenize,
+    usage,
     vllm_tokenizer,
 )
 from reference_server.http.routing import Operation
 
 TABLES = (health.table, models.table, completions.table, chat.table, embeddings.table, files.table,
           fine_tuning.table, classifications.table, tokenize.table, vllm_tokenizer.table,
-          evaluations.table, playground.table)
+          evaluations.table, usage.table, messages.table, responses.table, rerank.table, batches.table,
+          playground.table)
 OPERATIONS: tuple[Operation, ...] = tuple(op for table in TABLES for op in table.operations)

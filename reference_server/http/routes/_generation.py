@@ -17,9 +17,11 @@ from maas_sdk import __version__
 from maas_sdk.protocol import SamplingFields, Usage
 from maas_sdk.protocol.completions import MAX_STOP_SEQUENCES
 from reference_server.http.errors import HTTPError, bad_request
+from reference_server.http.middleware.auth import caller_of
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.token_strings import TokenStrings
 from reference_server.settings import Settings
+from reference_server.state import state_of
 
 if TYPE_CHECKING:
     from reference_server.inference.engine.generation import GenerationHandle, TokenEvent
@@ -192,7 +194,7 @@ def submit(
     rows = constraints if constraints is not None else [None] * len(prompts)
     try:
         for ids, p, constraint in zip(prompts, params, rows):
-            handles.append(served.engine.submit(ids, p, constraint))
+            handles.append(served.engine.submit(ids, p, constraint, adapter=served.adapter))
     except BaseException:
         for handle in handles:
             handle.cancel()
@@ -233,6 +235,30 @@ def usage(prompt_tokens: int, handles: list[GenerationHandle]) -> Usage:
     """Prompts count once however many choices they were sampled for (as OpenAI counts them)."""
     completion = sum(h.completion_tokens for h in handles)
     return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion)
+
+
+class Meter:
+    """One generation request's use, counted for its API key once, when its answer ends: whole,
+    failed, or abandoned by the client (the tokens generated until then are work done). Every
+    API served by the generation engines ends its requests through one."""
+
+    def __init__(self, request: Request, served: ServedModel, prompt_tokens: int,
+                 handles: list[GenerationHandle]) -> None:
+        self._usage = state_of(request).usage
+        self._key = caller_of(request).principal
+        self._model = served.id
+        self.prompt_tokens = prompt_tokens
+        self.handles = handles
+        self._counted = False
+
+    def close(self) -> Usage:
+        """The request's usage, counted the first time this is called."""
+        used = usage(self.prompt_tokens, self.handles)
+        if not self._counted:
+            self._counted = True
+            self._usage.record(self._key, self._model, "completions", prompt_tokens=used.prompt_tokens,
+                               completion_tokens=used.completion_tokens)
+        return used
 
 
 async def merged(handles: list[GenerationHandle]) -> AsyncIterator[tuple[int, TokenEvent]]:

@@ -90,6 +90,7 @@ class ChatRun:
     served: ServedModel
     prompt_tokens: int
     handles: list[GenerationHandle]
+    meter: gen.Meter
     with_tools: bool
     top: int
     strings: TokenStrings
@@ -120,6 +121,7 @@ async def start_chat(request: Request, body: ChatCompletionRequest) -> ChatRun:
     reply = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,
              "system_fingerprint": gen.fingerprint(served)}
     return ChatRun(body=body, served=served, prompt_tokens=len(prompt_ids), handles=handles,
+                   meter=gen.Meter(request, served, len(prompt_ids), handles),
                    with_tools=plan.tool_choice is not None, top=top, strings=gen.token_strings(served),
                    reply=reply)
 
@@ -134,35 +136,41 @@ async def chat_chunks(run: ChatRun, *, include_usage: bool) -> AsyncIterator[Cha
         choice = ChunkChatChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
         return ChatCompletionChunk(**run.reply, choices=[choice])
 
-    for index in range(n):
-        yield chunk(index, ChatDelta(role="assistant", content=""))
-    calls = [ToolCallDeltas() for _ in range(n)] if run.with_tools else None
-    async for index, ev in gen.merged(run.handles):
-        lps = chat_logprobs(run.strings, ev.logprobs, run.top) if body.logprobs and ev.logprobs else None
-        if calls is not None:
-            for delta in calls[index].feed(ev.text, final=ev.finish_reason is not None):
-                yield chunk(index, delta)
-            if lps is not None:
-                yield chunk(index, ChatDelta(), logprobs=lps)
-        elif ev.text or lps is not None:
-            yield chunk(index, ChatDelta(content=ev.text), logprobs=lps)
-        if ev.finish_reason:
-            finish = calls[index].finish_reason(ev.finish_reason) if calls is not None else ev.finish_reason
-            yield chunk(index, ChatDelta(), finish)
+    try:
+        for index in range(n):
+            yield chunk(index, ChatDelta(role="assistant", content=""))
+        calls = [ToolCallDeltas() for _ in range(n)] if run.with_tools else None
+        async for index, ev in gen.merged(run.handles):
+            lps = chat_logprobs(run.strings, ev.logprobs, run.top) if body.logprobs and ev.logprobs else None
+            if calls is not None:
+                for delta in calls[index].feed(ev.text, final=ev.finish_reason is not None):
+                    yield chunk(index, delta)
+                if lps is not None:
+                    yield chunk(index, ChatDelta(), logprobs=lps)
+            elif ev.text or lps is not None:
+                yield chunk(index, ChatDelta(content=ev.text), logprobs=lps)
+            if ev.finish_reason:
+                finish = calls[index].finish_reason(ev.finish_reason) if calls is not None else ev.finish_reason
+                yield chunk(index, ChatDelta(), finish)
+    finally:
+        used = run.meter.close()
     if include_usage:
-        yield ChatCompletionChunk(**run.reply, choices=[], usage=gen.usage(run.prompt_tokens, run.handles))
+        yield ChatCompletionChunk(**run.reply, choices=[], usage=used)
 
 
 async def collect_chat(request: Request, run: ChatRun) -> ChatCompletion:
     """The run's whole reply, once every choice has finished (cancelled if the client goes)."""
-    results = await gen.collect_all(request, run.handles)
+    try:
+        results = await gen.collect_all(request, run.handles)
+    finally:
+        used = run.meter.close()
     choices = []
     for j, r in enumerate(results):
         message, finish = reply_message(r.text, r.finish_reason, run.with_tools)
         choices.append(ChatChoice(index=j, message=message, finish_reason=finish,
                                   logprobs=chat_logprobs(run.strings, r.logprobs, run.top)
                                   if run.body.logprobs else None))
-    return ChatCompletion(**run.reply, choices=choices, usage=gen.usage(run.prompt_tokens, run.handles))
+    return ChatCompletion(**run.reply, choices=choices, usage=used)
 
 
 @table.route("POST", "/v1/chat/completions", "Generate the next message of a conversation.",

@@ -107,7 +107,7 @@ async def create_completion(request: Request) -> Response:
     constraints = await _structured.constraints(served, plan.spec, len(flat))
     handles = gen.submit(served, [prompts[i].ids for i, _ in flat], [gen.with_seed(base[i], j) for i, j in flat],
                          constraints)
-    prompt_tokens = sum(len(pr.ids) for pr in prompts)
+    meter = gen.Meter(request, served, sum(len(pr.ids) for pr in prompts), handles)
     strings = gen.token_strings(served)
     reply = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model,
              "system_fingerprint": gen.fingerprint(served)}
@@ -122,23 +122,29 @@ async def create_completion(request: Request) -> Response:
             return event(GenerationChunk(**reply, choices=[choice]))
 
         async def chunks() -> AsyncIterator[bytes]:
-            async for index, ev in gen.merged(handles):
-                prompt = prompts[flat[index][0]]
-                if not started[index]:
-                    started[index] = True
-                    if body.echo:
-                        scored = (builders[index].prompt(prompt.ids, ev.prompt_logprobs)
-                                  if ev.prompt_logprobs is not None else None)
-                        yield chunk(index, prompt.text, None, scored)
-                lps = builders[index].tokens(ev.logprobs or []) if body.logprobs is not None else None
-                if ev.text or ev.finish_reason or (lps is not None and lps.tokens):
-                    yield chunk(index, ev.text, ev.finish_reason, lps)
+            try:
+                async for index, ev in gen.merged(handles):
+                    prompt = prompts[flat[index][0]]
+                    if not started[index]:
+                        started[index] = True
+                        if body.echo:
+                            scored = (builders[index].prompt(prompt.ids, ev.prompt_logprobs)
+                                      if ev.prompt_logprobs is not None else None)
+                            yield chunk(index, prompt.text, None, scored)
+                    lps = builders[index].tokens(ev.logprobs or []) if body.logprobs is not None else None
+                    if ev.text or ev.finish_reason or (lps is not None and lps.tokens):
+                        yield chunk(index, ev.text, ev.finish_reason, lps)
+            finally:
+                used = meter.close()
             if include_usage:
-                yield event(GenerationChunk(**reply, choices=[], usage=gen.usage(prompt_tokens, handles)))
+                yield event(GenerationChunk(**reply, choices=[], usage=used))
 
         return mark_ignored(sse_response(chunks(), settings.keepalive_seconds), body)
 
-    results = await gen.collect_all(request, handles)
+    try:
+        results = await gen.collect_all(request, handles)
+    finally:
+        used = meter.close()
     choices: list[CompletionChoice] = []
     for i, prompt in enumerate(prompts):
         candidates = list(range(i * best_of, (i + 1) * best_of))
@@ -147,7 +153,7 @@ async def create_completion(request: Request) -> Response:
         for c in candidates:
             choices.append(_choice(len(choices), prompt, results[c], body, strings))
     return mark_ignored(json_response(Generation(**reply, choices=choices,
-                                                 usage=gen.usage(prompt_tokens, handles))), body)
+                                                 usage=used)), body)
 
 
 def _choice(index: int, prompt: Prompt, result: gen.Collected, body: CompletionRequest,

@@ -16,6 +16,7 @@ from maas_sdk.protocol.vocabulary import DEFAULT_EMBEDDER
 from reference_server.http.errors import bad_request
 from reference_server.http.ignored import mark_ignored
 from reference_server.http.metrics import model_label
+from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
@@ -70,6 +71,8 @@ async def create_embeddings(request: Request) -> Response:
     assert served.batcher is not None
     vectors, prompt_tokens = await served.batcher.embed(inputs)
     state_of(request).metrics.prompt_tokens.labels(model_label(served)).inc(prompt_tokens)
+    state_of(request).usage.record(caller_of(request).principal, served.id, "embeddings",
+                                   prompt_tokens=prompt_tokens, inputs=len(inputs))
     data = [Embedding(index=i, embedding=encode(v, body.encoding_format)) for i, v in enumerate(vectors)]
     usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
     return mark_ignored(json_response(Embeddings(data=data, model=body.model, usage=usage)), body)

@@ -19,6 +19,7 @@ from reference_server import datasets
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
 from reference_server.http.routing import BODY_ERRORS, RouteTable
+from reference_server.inference.adapted import adapted
 from reference_server.inference.tasks import evaluate
 from reference_server.state import state_of
 
@@ -34,6 +35,6 @@ async def create_evaluation(request: Request) -> Response:
     served = served_model(request, body.model)
     record = await state.storage.owned_file(_query.principal(request), body.file, param="file")
     info, records = await asyncio.to_thread(datasets.load, state.storage.layout.file_path(record.id))
-    metrics = await state.thread_work.run(evaluate.evaluate, served.loaded, served.task, info, records)
+    metrics = await state.thread_work.run(adapted(served, evaluate.evaluate), served.loaded, served.task, info, records)
     return json_response(Evaluation(model=body.model, file=record.id, metrics=metrics, num_examples=len(records)))
 

@@ -6,7 +6,10 @@ caller sees only the files it uploaded; anyone else's id is a 404, the same as a
 
 Purposes: `fine-tune` (training and validation data) and `evals` (data for `/v1/evaluations`).
 Both accept the same three formats; the purpose only labels the file, so a file of either
-purpose can be used anywhere its format fits.
+purpose can be used anywhere its format fits. `batch` files hold Batch API requests (one
+`{"custom_id", "method", "url", "body"}` per line, checked as they arrive: `datasets.formats`);
+`batch_output` files are the results the server writes for a batch, listed and downloaded like
+any other file but never uploaded.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from starlette.types import Message, Receive
 
 from maas_sdk import protocol as p
 from maas_sdk.protocol import FileDeleted, FileList
+from maas_sdk.protocol.vocabulary import BATCH_ENDPOINTS
 from reference_server import datasets
 from reference_server.http.errors import HTTPError, bad_request
 from reference_server.http.parsing import json_response
@@ -38,13 +42,15 @@ _UPLOAD = {
     "properties": {
         "file": {"type": "string", "format": "binary", "description": "JSONL data: chat, prompt/completion "
                  "or classification records."},
-        "purpose": {"type": "string", "enum": ["fine-tune", "evals"]},
+        "purpose": {"type": "string", "enum": ["fine-tune", "evals", "batch"]},
     },
     "required": ["file", "purpose"],
 }
 
 
-PURPOSES = ("fine-tune", "evals")
+PURPOSES = ("fine-tune", "evals", "batch")
+# Purposes a listing may filter on: those uploaded, and the batch results the server writes.
+LISTED_PURPOSES = (*PURPOSES, "batch_output")
 # Room for the multipart framing and the other form fields around the file itself.
 _MULTIPART_OVERHEAD = 64 * 1024
 
@@ -117,7 +123,13 @@ async def _receive_upload(request: Request, limit: int, too_large: HTTPError) ->
         size = upload.size or 0  # counted by the form parser as the file spooled
         if size > limit:
             raise too_large
-        info = await asyncio.to_thread(datasets.validate_file, upload.file)
+        if purpose == "batch":  # its labels: the url its requests call
+            batch = await asyncio.to_thread(datasets.validate_batch_file, upload.file, BATCH_ENDPOINTS,
+                                            state.settings.batch_max_requests)
+            fmt, lines, labels = datasets.BATCH_FORMAT, batch.lines, [batch.url]
+        else:
+            info = await asyncio.to_thread(datasets.validate_file, upload.file)
+            fmt, lines, labels = info.format, info.lines, info.labels
         layout = state.storage.layout
         file_id = ids.new_id(ids.FILE)
         path = layout.file_path(file_id)
@@ -125,8 +137,8 @@ async def _receive_upload(request: Request, limit: int, too_large: HTTPError) ->
             space.require_space(layout.files_dir, state.settings.min_free_bytes + size)
             sha256 = await asyncio.to_thread(blobs.write_stream, path, upload.file)
             record = FileRecord(id=file_id, owner=_query.principal(request), filename=_clean_filename(upload.filename),
-                                purpose=purpose, bytes=size, created_at=int(time.time()), format=info.format,
-                                lines=info.lines, sha256=sha256, labels=info.labels)
+                                purpose=purpose, bytes=size, created_at=int(time.time()), format=fmt,
+                                lines=lines, sha256=sha256, labels=labels)
             try:
                 await state.storage.db.add_file(record)
             except BaseException:
@@ -137,13 +149,13 @@ async def _receive_upload(request: Request, limit: int, too_large: HTTPError) ->
 
 
 @table.route("GET", "/v1/files", "List your files, newest first unless `order=asc`.", response=p.FileList,
-             params=(Param("purpose", "query", {"type": "string", "enum": ["fine-tune", "evals"]}),
+             params=(Param("purpose", "query", {"type": "string", "enum": list(LISTED_PURPOSES)}),
              Param("order", "query", {"type": "string", "enum": ["asc", "desc"]}),
              *page_params(10000)),
              errors=(400, 404))
 async def list_files(request: Request) -> Response:
     _query.only(request, "purpose", "order", "after", "limit")
-    purpose = _query.choice(request, "purpose", PURPOSES, None)
+    purpose = _query.choice(request, "purpose", LISTED_PURPOSES, None)
     order = _query.choice(request, "order", ("asc", "desc"), "desc")
     after = _query.after(request)
     try:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import secrets
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +29,7 @@ from maas_sdk.protocol import (
 )
 from reference_server.http.errors import bad_request, not_found
 from reference_server.http.ignored import mark_ignored
+from reference_server.http.middleware.ratelimit import admit_budget
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
 from reference_server.http.routing import BODY_ERRORS, Param, RouteTable, link, page_params, path_param
@@ -94,6 +96,16 @@ def _hyperparameters(body: FineTuningJobCreate) -> Hyperparameters | None:
     return nested or body.hyperparameters
 
 
+def _check_rank(body: FineTuningJobCreate, method: dict[str, Any], max_rank: int) -> None:
+    """A LoRA rank above what the server serves is a 400 naming the field it came from."""
+    rank = method.get("lora", {}).get("r", 0) if method["type"] == "lora" else 0
+    if rank > max_rank:
+        nested = body.method is not None and body.method.supervised is not None and body.method.supervised.lora
+        raise bad_request(f"A LoRA rank of {rank} is above this server's limit of {max_rank} "
+                          "(MAAS_MAX_LORA_RANK).", param="method.supervised.lora.r" if nested else "method.lora.r",
+                          code="lora_rank_too_large")
+
+
 @table.route("POST", "/v1/fine_tuning/jobs", "Start a fine-tuning job.", request=p.FineTuningJobCreate,
              response=p.FineTuningJob, errors=BODY_ERRORS,
              links=tuple(link(target, job_id="$response.body#/id") for target in (
@@ -105,12 +117,16 @@ async def create_job(request: Request) -> Response:
     body = await parse_body(request, FineTuningJobCreate)
     key = _idempotency_key(request)
     state = state_of(request)
+    await admit_budget(request)
     served = served_model(request, body.model)
     kind = plan.kind_for_task(served.task)
     base_path = _base_folder(served.loaded)
     if kind is None or base_path is None:
         raise bad_request(f"The model '{body.model}' cannot be fine-tuned.", param="model",
                           code="model_not_trainable")
+    if served.adapter is not None:
+        raise bad_request(f"The model '{body.model}' is a LoRA adapter; fine-tune its base model "
+                          f"'{served.parent}' instead.", param="model", code="model_not_trainable")
     training = await _training_data(request, body.training_file, "training_file", kind)
     if kind == plan.CLASSIFIER and len(training.labels) < 2:
         raise bad_request(f"The file {training.id} has a single label; a classifier needs at least two.",
@@ -123,6 +139,7 @@ async def create_job(request: Request) -> Response:
                               param="validation_file", code="invalid_file_format")
 
     hyperparameters, method = plan.resolve(kind, _hyperparameters(body), body.method)
+    _check_rank(body, method, state.settings.max_lora_rank)
     now = int(time.time())
     job = JobRecord(
         id=ids.new_id(ids.JOB), owner=_query.principal(request), created_at=now, updated_at=now,

@@ -49,7 +49,8 @@ async def delete_model(request: Request) -> Response:
         await state.fine_tuning.delete_model(job)
         return json_response(ModelDeleted(id=model_id))
     served = next((m for m in state.registry.list() if m.id == model_id), None)
-    if served is not None and served.parent is None:
-        raise Forbidden(f"The model '{model_id}' is a base model; only fine-tuned models can be deleted.",
+    if served is not None and served.owner is None:
+        what = "a base model" if served.adapter is None else "an adapter the server's operator serves"
+        raise Forbidden(f"The model '{model_id}' is {what}; only fine-tuned models can be deleted.",
                         param="model", code="model_not_deletable")
     raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")

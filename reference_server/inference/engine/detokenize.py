@@ -28,16 +28,18 @@ class StopMatcher:
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = [s for s in stops if s]
         self._pending = ""
+        self.matched: str | None = None  # the stop string that ended the text (Anthropic reports it)
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Return the text safe to emit and whether a stop string was found (text before it)."""
         if not self._stops:
             return text, False
         buf = self._pending + text
-        hits = [i for i in (buf.find(s) for s in self._stops) if i >= 0]
+        hits = [(i, s) for s in self._stops if (i := buf.find(s)) >= 0]
         if hits:
             self._pending = ""
-            return buf[: min(hits)], True
+            at, self.matched = min(hits, key=lambda hit: hit[0])
+            return buf[:at], True
         hold = 0
         for s in self._stops:
             for k in range(min(len(s) - 1, len(buf)), hold, -1):
@@ -63,6 +65,11 @@ class IncrementalDetokenizer:
         self._prefix = 0
         self._read = len(context)
         self._stops = StopMatcher(stop)
+
+    @property
+    def matched_stop(self) -> str | None:
+        """The stop sequence that ended the text, if one did."""
+        return self._stops.matched
 
     def _decode(self, ids: list[int]) -> str:
         return str(self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))

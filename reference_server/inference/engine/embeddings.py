@@ -22,7 +22,7 @@ import copy
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +54,13 @@ EmbeddingInput = str | Sequence[int]
 
 @dataclass
 class _Job:
-    """One `embed()` call: its inputs, where its vectors go, and how to wake its caller."""
+    """One `embed()` or `similarity()` call: its inputs, where its vectors go, what to make of
+    them (`reduce`, run on the worker thread) and how to wake its caller."""
 
     inputs: list[EmbeddingInput]
-    future: asyncio.Future[tuple[list[list[float]], int]]
+    future: asyncio.Future[tuple[Any, int]]
     loop: asyncio.AbstractEventLoop
+    reduce: Callable[[list[list[float]]], Any] | None = None
     vectors: list[list[float] | None] = field(default_factory=list)
     remaining: int = 0
     prompt_tokens: int = 0
@@ -68,7 +70,12 @@ class _Job:
         return self.future.done()
 
     def succeed(self) -> None:
-        result = ([v for v in self.vectors if v is not None], self.prompt_tokens)
+        vectors = [v for v in self.vectors if v is not None]
+        try:
+            result = (self.reduce(vectors) if self.reduce else vectors, self.prompt_tokens)
+        except Exception as exc:  # noqa: BLE001 - raised again in the caller
+            self.fail(exc)
+            return
         self._resolve(lambda: self.future.set_result(result))
 
     def fail(self, exc: BaseException) -> None:
@@ -140,13 +147,39 @@ class EmbeddingBatcher(EngineThread):
         ids), QueueFullError when `max_queued` calls are already waiting, EngineStoppedError
         when the batcher is not running.
         """
+        vectors: list[list[float]]
+        vectors, tokens = await self._submit(list(inputs), None)
+        return vectors, tokens
+
+    async def similarity(self, queries: Sequence[EmbeddingInput],
+                         documents: Sequence[EmbeddingInput]) -> tuple[list[float], int]:
+        """The cosine similarity of each document with its query (a single query is compared with
+        every document), and the tokens embedded; errors as for `embed`. Queries and documents
+        are one call, so they share batches, and the similarities are computed on the worker."""
+        if len(queries) not in (1, len(documents)):
+            raise ValueError("similarity takes one query, or one query per document")
+        if not documents:
+            return [], 0
+        count = len(queries)
+
+        def cosines(vectors: list[list[float]]) -> list[float]:
+            # The vectors are unit length: their dot product is the cosine.
+            sides = torch.tensor(vectors)
+            similarities: list[float] = (sides[:count] * sides[count:]).sum(dim=-1).tolist()
+            return similarities
+
+        similarities: list[float]
+        similarities, tokens = await self._submit([*queries, *documents], cosines)
+        return similarities, tokens
+
+    async def _submit(self, items: list[EmbeddingInput],
+                      reduce: Callable[[list[list[float]]], Any] | None) -> tuple[Any, int]:
         if not self.accepting:
             raise EngineStoppedError("the embedding batcher is not running")
-        items = list(inputs)
         if not items:
             return [], 0
         loop = asyncio.get_running_loop()
-        job = _Job(inputs=items, future=loop.create_future(), loop=loop)
+        job = _Job(inputs=items, future=loop.create_future(), loop=loop, reduce=reduce)
         with self._cond:
             if len(self._queue) >= max(1, self.max_queued):
                 raise QueueFullError(f"{len(self._queue)} embedding requests are waiting")

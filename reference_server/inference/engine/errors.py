@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from maas_sdk.protocol.vocabulary import RETRY_AFTER_OVERLOADED, RETRY_AFTER_STOPPING
-from reference_server.errors import Overloaded, Unavailable
+from reference_server.errors import Conflict, Overloaded, Unavailable
 
 
 class QueueFullError(Overloaded):
@@ -26,3 +26,13 @@ class EngineStoppedError(Unavailable, RuntimeError):
 
 class GenerationError(RuntimeError):
     """A request failed inside the engine; `__cause__` holds the original exception."""
+
+
+class AdapterUnusableError(Conflict):
+    """A fine-tuned model's adapter cannot be loaded (corrupt, for another base model, too large a
+    rank): requests for that model only fail, with a 409 that names no server path (the log has
+    the detail)."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model '{model}' cannot be served: its adapter could not be loaded. "
+                         "Fine-tune it again or delete it.", param="model", code="model_unusable")

@@ -53,11 +53,20 @@ import torch
 
 from reference_server import logs
 from reference_server.errors import InvalidRequest
+from reference_server.inference.engine.adapters import AdapterCache, AdapterSource
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
 from reference_server.inference.engine.kvcache import SlotKVCache, check_supported, install
+from reference_server.inference.engine.lora import (
+    Adapter,
+    AdapterSet,
+    applying,
+    batch_for_tokens,
+    wrap_projections,
+)
 from reference_server.inference.engine.packed_linear import pack_linears
 from reference_server.inference.engine.prefix_cache import PrefixCache
+from reference_server.inference.engine.priority import is_background
 from reference_server.inference.engine.sampling import (
     RowState,
     SamplingParams,
@@ -94,6 +103,9 @@ logger = logging.getLogger(__name__)
 SLICE_DECODE_RATIO = 0.75
 # The smallest slice, however slow prefill is (a prompt must progress).
 MIN_SLICE_TOKENS = 16
+# Background rows (batch lines) leave `background_reserve` slots free for interactive requests
+# while one has arrived within this many seconds; with none for that long, they may fill all.
+INTERACTIVE_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -193,7 +205,9 @@ class _Sequence:
         self.sliced = False  # its prompt is being prefilled in slices
         self.last_slice = 0  # tokens of its latest slice
         self.next_token = 0  # the token the next decode step feeds
+        self.adapter: Adapter | None = None  # the fine-tuned model's adapter; None: the base model
         self.request_id = logs.request_id.get()  # submitted from the request's task
+        self.background = is_background()  # a batch line: admitted after interactive requests
 
     @property
     def queue_time(self) -> float | None:
@@ -264,6 +278,11 @@ class GenerationHandle:
         return self._seq.finish_reason
 
     @property
+    def stop_sequence(self) -> str | None:
+        """The stop sequence that ended the text (read once the last event has come)."""
+        return self._seq.detokenizer.matched_stop
+
+    @property
     def first_token_time(self) -> float | None:
         times = self._seq.token_times
         return times[0] if times else None
@@ -287,9 +306,17 @@ class GenerationEngine(EngineThread):
         prefill_chunk_tokens: int = 512,
         prefix_cache_bytes: int = 256 * 2**20,
         packed_weights: PackedWeights = "auto",
+        max_loras: int = 64,
+        max_lora_rank: int = 64,
+        background_reserve: int | None = None,
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_running and max_batch_tokens must be >= 1 and max_queued >= 0")
+        # Slots background rows leave to interactive requests while those keep arriving (at
+        # least one slot is always open to background rows, so they never wait forever).
+        reserve = max_running // 4 if background_reserve is None else background_reserve
+        self.background_reserve = max(0, min(reserve, max_running - 1))
+        self._last_interactive = float("-inf")
         if prefill_chunk_tokens < 0 or prefix_cache_bytes < 0:
             raise ValueError("prefill_chunk_tokens and prefix_cache_bytes must be >= 0")
         super().__init__(f"generation-{loaded.spec.id}")
@@ -317,6 +344,10 @@ class GenerationEngine(EngineThread):
         install(self._model)
         if self._device.type == "cpu":
             pack_linears(self._model, packed_weights, rows=max_running)
+        # Adapter rows get their low-rank update inside the projections (`lora`), after packing.
+        self.adapters = AdapterCache(wrap_projections(self._model), max_loras=max_loras, max_rank=max_lora_rank,
+                                     dtype=getattr(torch, loaded.dtype, torch.float32), device=self._device)
+        self._adapter_set: AdapterSet | None = None  # the latest step's adapters, reused while the same
         text_config = self._config.get_text_config()
         self._cache = SlotKVCache(int(text_config.num_hidden_layers), max_running, self._context_length,
                                   self._device)
@@ -355,12 +386,17 @@ class GenerationEngine(EngineThread):
         return list(self._eos_ids)
 
     def submit(
-        self, prompt_ids: Sequence[int], params: SamplingParams, constraint: RowConstraint | None = None
+        self, prompt_ids: Sequence[int], params: SamplingParams, constraint: RowConstraint | None = None,
+        adapter: AdapterSource | None = None,
     ) -> GenerationHandle:
         """Queue a request; call from the event loop that will iterate the handle.
 
         `constraint` (a fresh matcher of a compiled grammar) restricts every sampled token to
-        what the grammar allows; the request ends when the grammar is complete.
+        what the grammar allows; the request ends when the grammar is complete. `adapter` (a
+        fine-tuned model served on this engine) gives the request's rows that adapter's update;
+        an adapter not resident yet is loaded off the engine thread, and the request queues
+        once it is in (or fails with `AdapterUnusableError`, also raised here for an adapter
+        known to be unusable).
 
         Raises QueueFullError when `max_running + max_queued` requests are already in, InvalidRequest
         for an unusable prompt, EngineStoppedError when the engine is not running.
@@ -388,15 +424,38 @@ class GenerationEngine(EngineThread):
                                  f"(0..{self._vocab_size - 1})", param="logit_bias")
         loop = asyncio.get_running_loop()
         seq = _Sequence(ids, params, IncrementalDetokenizer(self._tokenizer, ids, params.stop), loop, constraint)
+        if adapter is not None:
+            seq.adapter = self.adapters.get(adapter)
         with self._cond:
             if self._live >= self.max_running + self.max_queued:
                 raise QueueFullError(
                     f"{len(self._waiting)} requests are waiting and {len(self._running)} running"
                 )
-            self._waiting.append(seq)
             self._live += 1
-            self._cond.notify()
+            if not seq.background:
+                self._last_interactive = time.monotonic()
+            if adapter is None or seq.adapter is not None:
+                self._waiting.append(seq)
+                self._cond.notify()
+        if adapter is not None and seq.adapter is None:
+            self.adapters.fetch(adapter, lambda loaded, error: self._adapter_loaded(seq, loaded, error))
         return GenerationHandle(seq, self._wake)
+
+    def _adapter_loaded(self, seq: _Sequence, adapter: Adapter | None, error: BaseException | None) -> None:
+        """Queue `seq` now that its adapter is resident, or fail it (on the loading thread)."""
+        if error is None and adapter is not None and not seq.cancelled:
+            seq.adapter = adapter
+            with self._cond:
+                if not self._stopping:
+                    self._waiting.append(seq)
+                    self._cond.notify()
+                    return
+            error = EngineStoppedError("the generation engine stopped while an adapter loaded")
+        if seq.cancelled:
+            self._end_cancelled(seq)
+        else:
+            seq.deliver(error)
+            self._finish(seq, "error")
 
     def stats(self) -> dict[str, int]:
         """Current load, KV cache use and cumulative counters (a snapshot; safe to call from any
@@ -416,6 +475,9 @@ class GenerationEngine(EngineThread):
             "kv_bytes_per_token": self._cache.bytes_per_token(),
             "prefix_cache_bytes": self.prefix_cache.bytes,
             "prefix_cache_entries": len(self.prefix_cache),
+            "adapters_resident": self.adapters.resident,
+            "adapter_loads": self.adapters.loads,
+            "adapter_evictions": self.adapters.evictions,
         }
 
     def _wake(self) -> None:
@@ -452,10 +514,7 @@ class GenerationEngine(EngineThread):
             if any(s.cancelled for s in self._waiting):
                 dropped = [s for s in self._waiting if s.cancelled]
                 self._waiting = deque(s for s in self._waiting if not s.cancelled)
-            admitted: list[_Sequence] = []
-            free = self.max_running - len(self._running) - len(self._prefilling)
-            while self._waiting and len(admitted) < free:
-                admitted.append(self._waiting.popleft())
+            admitted = self._take(self.max_running - len(self._running) - len(self._prefilling))
         for seq in dropped:
             self._end_cancelled(seq)
         now = time.monotonic()
@@ -467,10 +526,34 @@ class GenerationEngine(EngineThread):
             self._reuse_prefix(seq)
         return True
 
+    def _take(self, free: int) -> list[_Sequence]:
+        """Up to `free` waiting requests to admit (under the lock): interactive ones first, in
+        arrival order, then background ones into the slots left, keeping `background_reserve`
+        of all slots free of background rows while interactive requests keep arriving, so a new
+        one finds a slot without waiting for a batch row to finish."""
+        if free <= 0 or not self._waiting:
+            return []
+        taken = [s for s in self._waiting if not s.background][:free]
+        room = free - len(taken)
+        if room > 0:
+            cap = self.max_running
+            if time.monotonic() - self._last_interactive < INTERACTIVE_GRACE_S:
+                cap -= self.background_reserve
+            in_batch = sum(s.background for s in self._running) + sum(s.background for s in self._prefilling)
+            room = min(room, cap - in_batch)
+            if room > 0:
+                taken += [s for s in self._waiting if s.background][:room]
+        if len(taken) == len(self._waiting):
+            self._waiting.clear()
+        elif taken:
+            chosen = {id(s) for s in taken}
+            self._waiting = deque(s for s in self._waiting if id(s) not in chosen)
+        return taken
+
     def _reuse_prefix(self, seq: _Sequence) -> None:
         if seq.params.prompt_logprobs is not None:
             return  # scoring needs the logits of every prompt position
-        hit, kv = self.prefix_cache.lookup(seq.prompt_ids)
+        hit, kv = self.prefix_cache.lookup(seq.prompt_ids, _prefix_space(seq))
         if kv is None:
             return
         try:
@@ -537,8 +620,11 @@ class GenerationEngine(EngineThread):
         start = time.monotonic()
         try:
             inputs = self._cache.plan([s.slot for s in in_step], [s.cached for s in in_step], [ids for _, ids in segments])
-            out = self._model(**inputs, cache=self._cache, use_cache=True,
-                              logits_to_keep=torch.tensor(keep, device=self._device))
+            self._adapter_set, adapters = batch_for_tokens(
+                self._adapter_set, [(seq.adapter, len(ids)) for seq, ids in segments], self._device)
+            with applying(adapters):
+                out = self._model(**inputs, cache=self._cache, use_cache=True,
+                                  logits_to_keep=torch.tensor(keep, device=self._device))
             logits = out.logits[0]
         except Exception as exc:
             logger.exception("forward of %d sequences failed", len(in_step), extra=_naming(in_step))
@@ -636,11 +722,11 @@ class GenerationEngine(EngineThread):
         return chunks
 
     def _prefill_order(self) -> list[_Sequence]:
-        """The admitted prompts, least prefill left first, credited with the time they have
-        waited (`SliceSizer.priority`)."""
+        """The admitted prompts, interactive before background, each kind least prefill left
+        first, credited with the time they have waited (`SliceSizer.priority`)."""
         now = time.monotonic()
-        return sorted(self._prefilling, key=lambda seq: self._slices.priority(
-            seq.cached, len(seq.prompt_ids) - seq.cached, now - seq.submitted_time))
+        return sorted(self._prefilling, key=lambda seq: (seq.background, self._slices.priority(
+            seq.cached, len(seq.prompt_ids) - seq.cached, now - seq.submitted_time)))
 
     def _measure(self, chunks: list[tuple[_Sequence, int]], decoding: bool, elapsed: float) -> None:
         """Teach the slice sizer what this step took (before the prompts' cached counts move)."""
@@ -650,10 +736,11 @@ class GenerationEngine(EngineThread):
             self._slices.prefilled([(seq.cached, n) for seq, n in chunks], elapsed)
 
     def _store_prefix(self, seq: _Sequence) -> None:
-        if not self.prefix_cache.wants(seq.prompt_ids):
+        space = _prefix_space(seq)
+        if not self.prefix_cache.wants(seq.prompt_ids, space):
             return
         try:
-            self.prefix_cache.insert(seq.prompt_ids, self._cache.read(seq.slot, len(seq.prompt_ids)))
+            self.prefix_cache.insert(seq.prompt_ids, self._cache.read(seq.slot, len(seq.prompt_ids)), space)
         except Exception:  # reuse is an optimisation; the request goes on
             logger.exception("storing a prompt prefix failed")
 
@@ -788,6 +875,7 @@ class GenerationEngine(EngineThread):
         if seq.finish_reason is not None:
             return
         seq.finish_reason = reason
+        seq.adapter = None  # an evicted adapter is freed once no request runs on it
         with self._cond:
             self._live -= 1
         now = time.monotonic()
@@ -843,6 +931,11 @@ class GenerationEngine(EngineThread):
                 observer.on_step(report)
             except Exception:
                 logger.exception("engine observer failed")
+
+
+def _prefix_space(seq: _Sequence) -> str:
+    """Stored prefixes are reused only among rows of one adapter (or of the base model, "")."""
+    return "" if seq.adapter is None else seq.adapter.name
 
 
 def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -12,6 +12,11 @@ prefix of any stored one. A new prompt that extends a stored one replaces it, on
 prefix of a stored one is not stored again. When the bytes held pass `max_bytes`, the least
 recently used entries go first.
 
+Entries live in spaces: the rows of one fine-tuned adapter (its name) or of the base model
+(""). A prompt is only matched against entries of its own space, since keys and values computed
+through one adapter's projections are not another's. (The entries of an adapter no longer
+served are never matched again and leave as the least recently used.)
+
 An entry is views of the prompt's own cache row (`SlotKVCache.read`), not a copy, so it
 keeps that whole row in memory: its bytes are counted as the row's, not as the prompt's.
 """
@@ -27,7 +32,7 @@ class PrefixCache:
     def __init__(self, max_bytes: int, min_tokens: int = 16) -> None:
         self.max_bytes = max_bytes
         self.min_tokens = min_tokens
-        self._entries: OrderedDict[tuple[int, ...], PrefixKV] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, tuple[int, ...]], PrefixKV] = OrderedDict()
         self.bytes = 0
         self.hits = 0
         self.hit_tokens = 0
@@ -40,7 +45,7 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, prompt: list[int]) -> tuple[int, PrefixKV | None]:
+    def lookup(self, prompt: list[int], space: str = "") -> tuple[int, PrefixKV | None]:
         """The number of leading tokens of `prompt` whose keys and values are stored (never the
         whole prompt), and those (keys and values `[layers, kv_heads, tokens, head_dim]`, to be
         sliced)."""
@@ -50,7 +55,9 @@ class PrefixCache:
         best, best_key = 0, None
         limit = len(prompt) - 1
         for key in self._entries:
-            n = _common_prefix(key, prompt, limit)
+            if key[0] != space:
+                continue
+            n = _common_prefix(key[1], prompt, limit)
             if n > best:
                 best, best_key = n, key
         if best_key is None or best < self.min_tokens:
@@ -60,22 +67,22 @@ class PrefixCache:
         self.hit_tokens += best
         return best, self._entries[best_key]
 
-    def wants(self, prompt: list[int]) -> bool:
+    def wants(self, prompt: list[int], space: str = "") -> bool:
         """Whether `insert` would store `prompt` (so the caller copies its cache only then)."""
         if not self.enabled or len(prompt) < self.min_tokens:
             return False
         key = tuple(prompt)
-        return not any(len(k) >= len(key) and k[: len(key)] == key for k in self._entries)
+        return not any(s == space and len(k) >= len(key) and k[: len(key)] == key for s, k in self._entries)
 
-    def insert(self, prompt: list[int], kv: PrefixKV) -> None:
+    def insert(self, prompt: list[int], kv: PrefixKV, space: str = "") -> None:
         """Store `kv`, the cached keys and values of all of `prompt`, evicting as needed."""
         key = tuple(prompt)
         size = _held_bytes(kv)
         if size > self.max_bytes:
             return
-        for old in [k for k in self._entries if len(k) < len(key) and key[: len(k)] == k]:
+        for old in [(s, k) for s, k in self._entries if s == space and len(k) < len(key) and key[: len(k)] == k]:
             self._drop(old)  # the new entry covers it
-        self._entries[key] = kv
+        self._entries[(space, key)] = kv
         self.bytes += size
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
@@ -84,7 +91,7 @@ class PrefixCache:
         self._entries.clear()
         self.bytes = 0
 
-    def _drop(self, key: tuple[int, ...]) -> None:
+    def _drop(self, key: tuple[str, tuple[int, ...]]) -> None:
         self.bytes -= _held_bytes(self._entries.pop(key))
 
 

@@ -76,28 +76,45 @@ def trained_labels(loaded: Any) -> list[str]:
     return [str(id2label[i]) for i in sorted(id2label)]
 
 
-def classify_with_head(loaded: Any, inputs: Sequence[str], labels: list[str] | None) -> tuple[list[Scored], int]:
-    """Softmax over a classification head; returns the scores and the prompt token count."""
+ClassifierInput = str | tuple[str, str]
+
+
+def head_logits(loaded: Any, inputs: Sequence[ClassifierInput]) -> tuple[list[list[float]], int]:
+    """A classification head's logits for each input (a text, or a (text, text_pair) pair read
+    together, as a cross-encoder reads them), and the tokens they took. Inputs are cut to the
+    model's context; a pair loses tokens from its longer text first."""
     import torch
 
+    paired = [not isinstance(x, str) for x in inputs]
+    if any(paired) and not all(paired):
+        raise NLUError("input mixes single texts and text pairs; send one kind per call.", "input")
+    rows: list[list[float]] = []
+    tokens = 0
+    tokenizer, model = loaded.tokenizer, loaded.model
+    with torch.no_grad():
+        for start in range(0, len(inputs), _BATCH):
+            check_cancelled()
+            chunk = inputs[start:start + _BATCH]
+            firsts = [x if isinstance(x, str) else x[0] for x in chunk]
+            seconds = [x[1] for x in chunk if not isinstance(x, str)]
+            enc = tokenizer(firsts, seconds or None, padding=True, truncation=True,
+                            max_length=loaded.context_length, return_tensors="pt").to(loaded.device)
+            tokens += int(enc["attention_mask"].sum())
+            rows += model(**enc).logits.float().tolist()
+    return rows, tokens
+
+
+def classify_with_head(loaded: Any, inputs: Sequence[ClassifierInput],
+                       labels: list[str] | None) -> tuple[list[Scored], int]:
+    """Softmax over a classification head; returns the scores and the prompt token count."""
     known = trained_labels(loaded)
     if labels is not None:
         unknown = [label for label in labels if label not in known]
         if unknown:
             raise NLUError(f"The model was trained on the labels {known}; it cannot score {unknown}.", "labels")
     keep = [known.index(label) for label in (labels or known)]
-    results: list[Scored] = []
-    tokens = 0
-    tokenizer, model = loaded.tokenizer, loaded.model
-    with torch.no_grad():
-        for start in range(0, len(inputs), _BATCH):
-            check_cancelled()
-            enc = tokenizer(list(inputs[start:start + _BATCH]), padding=True, truncation=True,
-                            max_length=loaded.context_length, return_tensors="pt").to(loaded.device)
-            tokens += int(enc["attention_mask"].sum())
-            logits = model(**enc).logits.float()[:, keep]
-            for row in torch.softmax(logits, dim=-1).tolist():
-                results.append(Scored({known[i]: p for i, p in zip(keep, row)}))
+    logits, tokens = head_logits(loaded, inputs)
+    results = [Scored({known[i]: p for i, p in zip(keep, _softmax([row[i] for i in keep]))}) for row in logits]
     return results, tokens
 
 

@@ -23,7 +23,8 @@ def evaluate(loaded: Any, task: str, info: datasets.DatasetInfo,
         if info.format != "classification":
             raise NLUError(f"A classifier is evaluated on classification data; the file holds {info.format} "
                            "data.", "file")
-        scored, _ = classify_with_head(loaded, [str(r["text"]) for r in records], None)
+        inputs = [(str(r["text"]), str(r["text_pair"])) if info.pairs else str(r["text"]) for r in records]
+        scored, _ = classify_with_head(loaded, inputs, None)
         return classification_metrics([datasets.label_of(dict(r)) for r in records], [s.label for s in scored])
     if task == "generate":
         if info.format not in datasets.GENERATION_FORMATS:

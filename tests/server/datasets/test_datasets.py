@@ -39,12 +39,22 @@ def test_the_shipped_data_sets_are_valid() -> None:
         "sentiment_heldout.jsonl": "classification",
         "pirate_chat_train.jsonl": "chat",
         "pirate_chat_validation.jsonl": "chat",
+        "relevance_train.jsonl": "classification",
+        "relevance_heldout.jsonl": "classification",
     }
     for name, fmt in expected.items():
         info = datasets.validate((DATA / name).read_bytes())
         assert info.format == fmt, name
-        if fmt == "classification":
-            assert info.labels == ["negative", "positive"], name
+        if name.startswith("sentiment"):
+            assert info.labels == ["negative", "positive"] and not info.pairs, name
+        if name.startswith("relevance"):
+            assert info.labels == ["irrelevant", "relevant"] and info.pairs, name
+
+
+def test_pair_classification_data_is_read_with_its_second_text() -> None:
+    pair = {"text": "When does it open?", "text_pair": "Doors open at 9 am.", "label": "relevant"}
+    info = datasets.validate(jsonl(pair, {**pair, "label": "irrelevant"}))
+    assert (info.format, info.pairs, info.labels) == ("classification", True, ["irrelevant", "relevant"])
 
 
 def test_labels_are_collected_and_integers_read_as_strings() -> None:
@@ -71,6 +81,10 @@ def test_blank_lines_and_a_byte_order_mark_are_accepted() -> None:
         ([{"prompt": "x"}], 1, '"completion"'),
         ([{"something": "else"}], 1, "keys"),
         ([{"text": "a", "label": "b", "prompt": "c", "completion": "d"}], 1, "several formats"),
+        ([{"text": "q", "text_pair": "", "label": "a"}], 1, '"text_pair" must not be empty'),
+        ([{"text": "q", "text_pair": 3, "label": "a"}], 1, '"text_pair" must be a string'),
+        ([TEXT, {"text": "q", "text_pair": "p", "label": "a"}], 2, "started with single texts"),
+        ([{"text": "q", "text_pair": "p", "label": "a"}, TEXT], 2, "started with text pairs"),
     ],
 )
 def test_the_first_bad_line_is_reported(lines: list, bad_line: int, words: str) -> None:

@@ -90,8 +90,9 @@ def test_every_reference_resolves_and_every_v1_operation_is_protected() -> None:
     for path, item in doc["paths"].items():
         for method, op in item.items():
             protected = "security" in op
-            root_tokenizer = path in ("/tokenize", "/detokenize", "/tokenizer_info")  # vLLM's, keyed too
-            assert protected == (path.startswith("/v1") or root_tokenizer), f"{method.upper()} {path}"
+            # vLLM's tokenizer, rerank and score, and Cohere's v2 rerank sit at the root, keyed too.
+            keyed_root = path in ("/tokenize", "/detokenize", "/tokenizer_info", "/rerank", "/score", "/v2/rerank")
+            assert protected == (path.startswith("/v1") or keyed_root), f"{method.upper()} {path}"
             if protected:
                 assert {"401", "429", "503"} <= set(op["responses"]), f"{method.upper()} {path}"
             params = {param["name"] for param in op.get("parameters", []) if param["in"] == "path"}

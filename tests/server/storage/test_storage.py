@@ -31,14 +31,6 @@ from reference_server.storage.schema import SCHEMA_VERSION, SchemaTooNewError
 REPLICAS = 8
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    """Where a store lives: an SQLite file's path, or the URL of a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return tmp_path / "maas.sqlite3"
-    return str(request.getfixturevalue("postgres").create_database())
-
-
 @pytest.fixture
 def store(where: Path | str) -> Iterator[Store]:
     s = Store(where)

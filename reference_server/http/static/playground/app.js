@@ -1,5 +1,6 @@
 // The maas playground: plain browser JavaScript against this server's /v1 API.
 // The API key lives in sessionStorage (this tab only) and travels only in the Authorization header.
+// The chat view speaks Chat Completions, the Responses API or Anthropic's Messages API, streaming with each.
 "use strict";
 
 const KEY_STORAGE = "maas.apiKey";
@@ -85,7 +86,8 @@ function setStreaming(on) {
   $("chat-stop").disabled = !on;
 }
 
-// Reads a text/event-stream body and calls onEvent with each `data:` payload parsed as JSON.
+// Reads a text/event-stream body and calls onEvent with each `data:` payload parsed as JSON
+// (and the event's name, when it has an `event:` line).
 async function readEvents(response, onEvent) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
@@ -96,28 +98,101 @@ async function readEvents(response, onEvent) {
     buffer += decoder.decode(value, { stream: true });
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, end);
+      const lines = buffer.slice(0, end).split("\n");
       buffer = buffer.slice(end + 2);
-      const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+      const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+      const name = lines.filter((l) => l.startsWith("event:")).map((l) => l.slice(6).trim())[0] || "message";
       if (!data) continue;
       if (data === "[DONE]") return;
-      onEvent(JSON.parse(data));
+      onEvent(JSON.parse(data), name);
     }
   }
 }
 
+// The three APIs the chat view can speak: where each is served, its request, and what each of
+// its stream events adds to the answer ({ text, tokens, model } or an error thrown).
+const APIS = {
+  chat: {
+    path: "/v1/chat/completions",
+    request: (model, system, history, sampling) => ({
+      model,
+      messages: system ? [{ role: "system", content: system }, ...history] : [...history],
+      stream: true,
+      stream_options: { include_usage: true },
+      temperature: sampling.temperature,
+      top_p: sampling.top_p,
+      max_tokens: sampling.max_tokens,
+    }),
+    read: (chunk) => {
+      if (chunk.error) throw new Error(chunk.error.message);
+      const choice = chunk.choices && chunk.choices[0];
+      return { text: choice && choice.delta.content, tokens: chunk.usage && chunk.usage.completion_tokens, model: chunk.model };
+    },
+  },
+  responses: {
+    path: "/v1/responses",
+    request: (model, system, history, sampling) => ({
+      model,
+      ...(system ? { instructions: system } : {}),
+      input: history.map((turn) => ({ role: turn.role, content: turn.content })),
+      stream: true,
+      store: false,
+      temperature: sampling.temperature,
+      top_p: sampling.top_p,
+      max_output_tokens: sampling.max_tokens,
+    }),
+    read: (event, name) => {
+      if (name === "error") throw new Error(event.message);
+      if (name === "response.failed") throw new Error((event.response.error || {}).message || "The response failed.");
+      if (name === "response.created") return { model: event.response.model };
+      if (name === "response.output_text.delta") return { text: event.delta };
+      if (name === "response.completed" || name === "response.incomplete") {
+        return { tokens: event.response.usage && event.response.usage.output_tokens };
+      }
+      return {};
+    },
+  },
+  messages: {
+    path: "/v1/messages",
+    maxTemperature: 1,
+    request: (model, system, history, sampling) => ({
+      model,
+      ...(system ? { system } : {}),
+      messages: [...history],
+      stream: true,
+      temperature: sampling.temperature,
+      top_p: sampling.top_p,
+      max_tokens: sampling.max_tokens,
+    }),
+    read: (event, name) => {
+      if (name === "error") throw new Error(event.error.message);
+      if (name === "message_start") return { model: event.message.model };
+      if (name === "content_block_delta" && event.delta.type === "text_delta") return { text: event.delta.text };
+      if (name === "message_delta") return { tokens: event.usage.output_tokens };
+      return {};
+    },
+  },
+};
+
+function chatApi() {
+  return APIS[$("chat-api").value] || APIS.chat;
+}
+
+// Anthropic's temperature runs from 0 to 1, OpenAI's to 2: the slider follows the API picked.
+function fitTemperature() {
+  const slider = $("temperature");
+  slider.max = String(chatApi().maxTemperature || 2);
+  if (Number(slider.value) > Number(slider.max)) slider.value = slider.max;
+  $("temperature-value").textContent = slider.value;
+}
+
 function chatRequest() {
-  const system = $("system-prompt").value.trim();
-  const messages = system ? [{ role: "system", content: system }, ...state.history] : [...state.history];
-  return {
-    model: $("chat-model").value,
-    messages,
-    stream: true,
-    stream_options: { include_usage: true },
+  const sampling = {
     temperature: Number($("temperature").value),
     top_p: Number($("top-p").value),
     max_tokens: Number($("max-tokens").value),
   };
+  return chatApi().request($("chat-model").value, $("system-prompt").value.trim(), state.history, sampling);
 }
 
 async function sendChat(text) {
@@ -125,6 +200,7 @@ async function sendChat(text) {
   addMessage("user", text);
   const bubble = addMessage("assistant", "");
   bubble.classList.add("streaming");
+  const protocol = chatApi();
   const body = chatRequest();
   const controller = new AbortController();
   state.controller = controller;
@@ -132,21 +208,20 @@ async function sendChat(text) {
   const started = performance.now();
   let answer = "";
   let tokens = 0;
-  let usage = null;
+  let counted = null;
   let served = body.model;
   let stopped = false;
   try {
-    const response = await fetch("/v1/chat/completions", {
+    const response = await fetch(protocol.path, {
       method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorMessage(response));
-    await readEvents(response, (chunk) => {
-      if (chunk.error) throw new Error(chunk.error.message);
-      if (chunk.usage) usage = chunk.usage;
-      if (chunk.model) served = chunk.model;
-      const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
-      if (delta) {
-        answer += delta;
+    await readEvents(response, (event, name) => {
+      const part = protocol.read(event, name);
+      if (part.tokens !== undefined && part.tokens !== null) counted = part.tokens;
+      if (part.model) served = part.model;
+      if (part.text) {
+        answer += part.text;
         tokens += 1;
         bubble.textContent = answer;
         bubble.scrollIntoView({ block: "end" });
@@ -166,10 +241,11 @@ async function sendChat(text) {
   }
   state.history.push({ role: "assistant", content: answer });
   const seconds = (performance.now() - started) / 1000;
-  const count = usage ? usage.completion_tokens : tokens;
+  const count = counted !== null ? counted : tokens;
   const meta = document.createElement("span");
   meta.className = "meta";
-  meta.textContent = served + " · " + count + " tokens · " + seconds.toFixed(1) + " s" + (stopped ? " · stopped" : "");
+  meta.textContent = served + " · " + count + " tokens · " + seconds.toFixed(1) + " s" + (stopped ? " · stopped" : "")
+    + " · " + $("chat-api").selectedOptions[0].textContent;
   bubble.append(meta);
   $("chat-stats").textContent = stopped ? "Stopped." : "";
 }
@@ -194,6 +270,7 @@ function setUpChat() {
     state.history = [];
     $("messages").replaceChildren();
   });
+  $("chat-api").addEventListener("change", fitTemperature);
   for (const [input, output] of [["temperature", "temperature-value"], ["top-p", "top-p-value"]]) {
     $(input).addEventListener("input", () => { $(output).textContent = $(input).value; });
   }

@@ -14,7 +14,13 @@ def test_stop_matcher_holds_back_possible_stops() -> None:
     assert m.feed("\nmore") == ("", True)
     m = StopMatcher(["abc"])
     assert m.feed("xab") == ("x", False)
-    assert m.flush() == "ab"
+    assert m.flush() == "ab" and m.matched is None
+
+
+def test_stop_matcher_names_the_stop_that_came_first() -> None:
+    m = StopMatcher(["later", "first"])
+    assert m.feed("the first one, later") == ("the ", True)
+    assert m.matched == "first"  # Anthropic's `stop_sequence`
 
 
 def test_incremental_detokenizer_never_splits_characters(generator: LoadedModel) -> None:
@@ -33,6 +39,6 @@ def test_incremental_detokenizer_never_splits_characters(generator: LoadedModel)
         out += delta
         if stopped:
             break
-    assert stopped and out == "Café ☕ naïve — "
+    assert stopped and out == "Café ☕ naïve — " and det.matched_stop == "東京"
 
 

@@ -49,6 +49,29 @@ async def test_embedding_batches_match_single_calls(embedder: LoadedModel) -> No
     assert sims[0, 1] > sims[0, 2] + 0.3 and sims[0, 1] > sims[1, 2] + 0.3
 
 
+async def test_similarity_is_the_cosine_of_the_vectors_both_sides_in_one_call(embedder: LoadedModel) -> None:
+    query = "When does the train leave?"
+    documents = ["The train departs at noon.", "Bake the bread for an hour.", "When does the train leave?"]
+    batcher = EmbeddingBatcher(embedder, max_batch_size=8)
+    batcher.start()
+    try:
+        vectors, tokens = await batcher.embed([query, *documents])
+        before = batcher.stats()
+        one_to_many, many_tokens = await batcher.similarity([query], documents)
+        after = batcher.stats()
+        pairwise, _ = await batcher.similarity(documents, [query, query, documents[2]])
+        with pytest.raises(ValueError, match="one query"):
+            await batcher.similarity(["a", "b"], ["c", "d", "e"])
+    finally:
+        await batcher.stop()
+    expected = (torch.tensor(vectors[1:]) @ torch.tensor(vectors[0])).tolist()
+    torch.testing.assert_close(torch.tensor(one_to_many), torch.tensor(expected), atol=VECTORS_ATOL, rtol=0)
+    assert one_to_many[2] == pytest.approx(1.0, abs=1e-5) and one_to_many[0] > one_to_many[1] + 0.2
+    assert many_tokens == tokens
+    assert after["requests"] - before["requests"] == 1, "the query and its documents are one call"
+    torch.testing.assert_close(torch.tensor(pairwise[:2]), torch.tensor(expected[:2]), atol=VECTORS_ATOL, rtol=0)
+
+
 async def test_embedding_queue_full(embedder: LoadedModel) -> None:
     batcher = EmbeddingBatcher(embedder, max_queued=1)
     batcher.start()

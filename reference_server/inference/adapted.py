@@ -1,0 +1,27 @@
+"""Work outside the generation engine (zero-shot scoring, evaluation) run as a fine-tuned
+adapter model: the adapter applied to every forward of the calling thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from reference_server.inference.registry import ServedModel
+
+T = TypeVar("T")
+
+
+def adapted(served: ServedModel, fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn`, run with `served`'s adapter in every forward it makes (`fn` itself for a model with
+    weights of its own). Call the result on the thread that runs the forwards."""
+    engine, source = served.engine, served.adapter
+    if source is None or engine is None:
+        return fn
+
+    def run(*args: object, **kwargs: object) -> T:
+        from reference_server.inference.engine.lora import applying, whole_forward
+
+        with applying(whole_forward(engine.adapters.acquire(source))):
+            return fn(*args, **kwargs)
+
+    return run

@@ -1,0 +1,65 @@
+"""Random LoRA adapters in PEFT's format, written by PEFT itself on a real base model, and
+registered as fine-tuned models of a key through the store.
+
+Training real adapters takes minutes each; the tests and the tenants benchmark need many
+adapters that change a model's output, in exactly the files a fine-tuning job or a PEFT user
+writes. So both `lora_A` and `lora_B` are drawn at random (PEFT initialises `B` to zero, which
+would leave the output unchanged) and saved with `save_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reference_server.storage import DataLayout, JobRecord, Store, ids
+from reference_server.training import plan
+from reference_server.training.checkpoints import MODEL_MARKER
+
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def write_random_adapter(base: Any, folder: Path, *, seed: int, rank: int = 8, alpha: int = 16,
+                         std: float = 0.05, targets: Sequence[str] = DEFAULT_TARGETS,
+                         task_type: str = "CAUSAL_LM") -> Path:
+    """Save a random adapter of `base` (a transformers model, left unchanged) into `folder`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(task_type=task_type, r=rank, lora_alpha=alpha, target_modules=list(targets),
+                        init_lora_weights=True)
+    peft_model = get_peft_model(base, config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
+    peft_model.save_pretrained(str(folder))
+    peft_model.unload()  # the base model's own modules back in place, unchanged
+    return folder
+
+
+def register_adapter(store: Store, layout: DataLayout, source: Path, *, owner: str, base: str,
+                     base_path: str, suffix: str | None = None) -> str:
+    """Record the PEFT folder `source` as the result of a succeeded LoRA job of `owner` (a key's
+    principal, `key_id(key)`) on `base`, exactly as a finished job leaves it in the store and the
+    data directory; returns the fine-tuned model's id (served by the next server start, or by
+    replicas at their next sync)."""
+    config = json.loads((source / "adapter_config.json").read_text())
+    now = int(time.time())
+    job = JobRecord(id=ids.new_id(ids.JOB), owner=owner, created_at=now, updated_at=now, model=base,
+                    base_path=base_path, kind=plan.GENERATOR, status="succeeded", training_file=ids.new_id(ids.FILE),
+                    hyperparameters={"n_epochs": 1, "batch_size": 1, "learning_rate": 0.0, "max_steps": None},
+                    method={"type": "lora", "lora": {"r": config["r"], "alpha": config["lora_alpha"], "dropout": 0.0}},
+                    seed=0, suffix=suffix, finished_at=now, attempt=1)
+    job.fine_tuned_model = plan.fine_tuned_model_name(base, suffix, job.id)
+    target = layout.model_dir(job.id)
+    shutil.copytree(source, target)
+    marker = {"job": job.id, "attempt": 1, "base": base, "kind": plan.GENERATOR, "task": "generate", "labels": None}
+    (target / MODEL_MARKER).write_text(json.dumps(marker))
+    store.create_job(job)
+    return job.fine_tuned_model

@@ -1,0 +1,74 @@
+"""Background work (batch lines) on the real generator: interactive requests are admitted and
+prefilled first, background rows leave `background_reserve` slots free while interactive
+requests keep arriving and fill every slot once they stop, and output is the same either way."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from reference_server.inference.engine import generation
+from reference_server.inference.engine.generation import EngineObserver, StepReport
+from reference_server.inference.engine.priority import is_background, running_in_background
+from reference_server.inference.loading import LoadedModel
+from tests.server.inference.engine.support import Result, collect, greedy, running
+
+
+class Steps(EngineObserver):
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    def on_step(self, report: StepReport) -> None:
+        self.rows.append(report.decoded + report.prefilled)
+
+
+async def test_the_mark_is_scoped_to_its_block() -> None:
+    assert not is_background()
+    with running_in_background():
+        assert is_background()
+        assert await asyncio.create_task(asyncio.sleep(0, result=is_background())), "tasks started inside inherit it"
+    assert not is_background()
+
+
+async def test_interactive_requests_are_admitted_before_waiting_background_ones(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    async with running(generator, max_running=1) as engine:
+        with running_in_background():
+            first = engine.submit(prompts[0], greedy(16, ignore_eos=True))
+            later = engine.submit(prompts[1], greedy())
+        interactive = engine.submit(prompts[2], greedy())
+        results = await asyncio.gather(collect(first), collect(later), collect(interactive))
+        assert interactive.first_token_time is not None and later.first_token_time is not None
+        assert interactive.first_token_time < later.first_token_time, "it overtook the waiting batch line"
+    assert (results[1].token_ids, results[2].token_ids) == (alone[1].token_ids, alone[2].token_ids)
+
+
+async def test_background_rows_leave_the_reserve_free_while_interactive_requests_arrive(
+    generator: LoadedModel, prompts: list[list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(generation, "INTERACTIVE_GRACE_S", 1e9)  # interactive traffic stays "recent"
+    steps = Steps()
+    async with running(generator, max_running=4, background_reserve=2) as engine:
+        await collect(engine.submit(prompts[4], greedy(2)))
+        engine.add_observer(steps)
+        with running_in_background():
+            handles = [engine.submit(p, greedy(6, ignore_eos=True)) for p in prompts[:4]]
+        results = await asyncio.gather(*(collect(h) for h in handles))
+    assert all(len(r.token_ids) == 6 for r in results), "every background row still runs"
+    assert max(steps.rows) == 2
+
+
+async def test_background_rows_fill_every_slot_with_no_interactive_load(
+    generator: LoadedModel, prompts: list[list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(generation, "INTERACTIVE_GRACE_S", 0.0)
+    steps = Steps()
+    async with running(generator, max_running=4, background_reserve=2) as engine:
+        engine.add_observer(steps)
+        await collect(engine.submit(prompts[4], greedy(2)))
+        with running_in_background():
+            handles = [engine.submit(p, greedy(6, ignore_eos=True)) for p in prompts[:4]]
+        await asyncio.gather(*(collect(h) for h in handles))
+    assert max(steps.rows) == 4
