@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel
+from maas_sdk.protocol.common import RequestModel, ResponseModel, server_limit
 from maas_sdk.protocol.vocabulary import TERMINAL_STATUSES, JobStatus
 
 
@@ -40,7 +40,7 @@ class Hyperparameters(RequestModel):
 
 
 class LoraConfig(RequestModel):
-    r: int = Field(default=8, ge=1, le=256)
+    r: int = Field(default=8, ge=1, le=256, json_schema_extra=server_limit(maximum="max_lora_rank"))
     alpha: int = Field(default=16, ge=1, le=1024)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Discriminator, Field, Tag
 
 from maas_sdk.protocol.common import (
-    NOT_BLANK,
+    TEXT,
     RequestModel,
     ResponseModel,
     Usage,
@@ -18,8 +18,6 @@ from maas_sdk.protocol.common import (
     token_ids,
 )
 
-# A text with something in it besides whitespace.
-_TEXT: dict[str, Any] = {"type": "string", "pattern": NOT_BLANK}
 MAX_LABELS = 64
 
 
@@ -27,8 +25,8 @@ def _texts(schema: dict[str, Any]) -> None:
     """The JSON Schema of `input`: texts with something in them, one or a list of 1 to the
     server's `embed_max_inputs`."""
     text, listed = schema["oneOf"]
-    text.update(_TEXT)
-    listed["items"]["oneOf"][0].update(_TEXT)
+    text.update(TEXT)
+    listed["items"]["oneOf"][0].update(TEXT)
     listed.update(minItems=1, **server_limit(maxItems="embed_max_inputs"))
 
 
@@ -36,8 +34,8 @@ class TextPair(RequestModel):
     """Two texts classified together, as a cross-encoder reads a query and a passage (the same
     keys as a line of pair classification data)."""
 
-    text: str = Field(json_schema_extra=_TEXT)
-    text_pair: str = Field(json_schema_extra=_TEXT)
+    text: str = Field(json_schema_extra=TEXT)
+    text_pair: str = Field(json_schema_extra=TEXT)
 
 
 ClassificationInput = Annotated[
@@ -58,7 +56,7 @@ class ClassificationRequest(RequestModel):
     labels: list[str] | None = Field(
         default=None, description="Candidate labels for zero-shot classification with any model (distinct once "
                                   "trimmed).",
-        json_schema_extra={"items": _TEXT, "minItems": 2, "maxItems": MAX_LABELS, "uniqueItems": True},
+        json_schema_extra={"items": TEXT, "minItems": 2, "maxItems": MAX_LABELS, "uniqueItems": True},
     )
 
 

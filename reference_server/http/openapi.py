@@ -132,7 +132,7 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -
     error_ref = refs[(op.error_body or p.ErrorBody, "serialization")]
     if op.params:
         doc["parameters"] = [
-            {"name": param.name, "in": param.location, "required": param.location == "path",
+            {"name": param.name, "in": param.location, "required": param.location == "path" or param.required,
              "schema": param.schema, "description": param.description}
             for param in op.params
         ]
@@ -188,7 +188,8 @@ def fill_limits(schema: Any, values: Mapping[str, Any]) -> Any:
         node = pending.pop()
         if isinstance(node, dict):
             for keyword, setting in node.pop(SERVER_LIMIT, {}).items():
-                node[keyword] = values[setting]
+                # An upper bound the protocol sets itself stays when the server's is higher.
+                node[keyword] = min(values[setting], node.get(keyword, values[setting]))
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)

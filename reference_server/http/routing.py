@@ -40,6 +40,7 @@ class Param:
     location: Literal["path", "query", "header"]
     schema: dict[str, Any]
     description: str = ""
+    required: bool = False  # path parameters always are
 
 
 @dataclass(frozen=True)

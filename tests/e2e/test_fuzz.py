@@ -12,7 +12,8 @@ files exist).
 
 The server is started for this test with small limits, which its document then carries:
 generation stops at `MAAS_MAX_TOKENS_LIMIT` tokens, so the run stays within a few minutes on
-two cores; fine-tuning jobs are created but not trained.
+two cores; fine-tuning jobs and batches are created but not run (so a job or batch the run
+creates can always be cancelled, as the document promises of one that has not ended).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ ROOT = HERE.parents[1]
 # Small enough that a generation costs little (one token), large enough for n, best_of and several prompts.
 LIMITS = {"MAAS_MAX_TOKENS_LIMIT": "1", "MAAS_MAX_TOKENS_DEFAULT": "1", "MAAS_MAX_N": "2",
           "MAAS_MAX_PROMPTS": "2", "MAAS_EMBED_MAX_INPUTS": "8"}
+BATCH_DATA = json.dumps({"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": {
+    "model": GENERATOR, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}}) + "\n"
 CHAT_DATA = "".join(json.dumps({"messages": [{"role": "user", "content": question},
                                              {"role": "assistant", "content": answer}]}) + "\n"
                     for question, answer in [("Hi", "Arr, hello."), ("Bye", "Arr, farewell.")])
@@ -50,17 +53,20 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     workdir = tmp_path_factory.mktemp("fuzz-server")
     env = {"MAAS_API_KEYS": API_KEY, "MAAS_DATA_DIR": str(workdir / "data"), "MAAS_DTYPE": "float32",
            "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"), "MAAS_FINE_TUNING_SUPERVISOR": "false",
+           "MAAS_BATCH_RUNNER": "false",
            **LIMITS}
     with ServerProcess(env=env, log_path=workdir / "server.log") as proc:
         yield proc
 
 
 def test_api_conforms_to_its_document(fuzz_server: ServerProcess) -> None:
-    upload = httpx.post(f"{fuzz_server.base_url}/files", headers={"authorization": f"Bearer {API_KEY}"},
-                        data={"purpose": "fine-tune"}, files={"file": ("chat.jsonl", CHAT_DATA.encode())}, timeout=60)
-    assert upload.status_code == 200, upload.text
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MAAS_FUZZ_API_KEY": API_KEY,
-           "MAAS_FUZZ_CHAT_FILE": upload.json()["id"], "NO_COLOR": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MAAS_FUZZ_API_KEY": API_KEY, "NO_COLOR": "1"}
+    for name, purpose, data in [("MAAS_FUZZ_CHAT_FILE", "fine-tune", CHAT_DATA), ("MAAS_FUZZ_BATCH_FILE", "batch",
+                                                                                  BATCH_DATA)]:
+        upload = httpx.post(f"{fuzz_server.base_url}/files", headers={"authorization": f"Bearer {API_KEY}"},
+                            data={"purpose": purpose}, files={"file": ("data.jsonl", data.encode())}, timeout=60)
+        assert upload.status_code == 200, upload.text
+        env[name] = upload.json()["id"]
     command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(HERE / "schemathesis.toml"),
                "--no-color", "run", f"{fuzz_server.url}/openapi.json"]
     run = subprocess.run(command, check=False, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -170,3 +176,10 @@ def test_wrong_methods_and_content_types(server: ServerProcess) -> None:
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
     upload = httpx.post(f"{server.base_url}/files", headers=headers, json={"purpose": "fine-tune"})
     assert upload.status_code == 400 and upload.json()["error"]["param"] == "file"
+
+
+def test_an_upload_with_an_unknown_field_is_refused_naming_it(server: ServerProcess) -> None:
+    reply = httpx.post(f"{server.base_url}/files", headers={"authorization": f"Bearer {API_KEY}"},
+                       data={"purpose": "fine-tune", "colour": "red"},
+                       files={"file": ("a.jsonl", b'{"prompt": "a", "completion": "b"}\n')}, timeout=30)
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "colour", reply.text

@@ -90,15 +90,15 @@ async def create_batch(request: Request) -> Response:
 
 
 @table.route("GET", "/v1/batches", "List your batches, newest first.", response=p.BatchList,
-             params=page_params(100), errors=(400,))
+             params=page_params(100), errors=(400, 404))
 async def list_batches(request: Request) -> Response:
     _query.only(request, "after", "limit")
-    after = request.query_params.get("after")
+    after = _query.after(request)
     try:
         batches, more = await state_of(request).storage.db.list_batches(
             _query.principal(request), after=after, limit=_query.limit(request, 20, 100))
     except KeyError:
-        raise bad_request(f"after names no batch of yours: {after}", param="after") from None
+        raise _query.cursor_not_found(after, "batch of yours") from None
     data = [b.to_wire() for b in batches]
     return json_response(BatchList(data=data, first_id=data[0].id if data else None,
                                    last_id=data[-1].id if data else None, has_more=more))

@@ -45,6 +45,7 @@ _UPLOAD = {
         "purpose": {"type": "string", "enum": ["fine-tune", "evals", "batch"]},
     },
     "required": ["file", "purpose"],
+    "additionalProperties": False,
 }
 
 
@@ -113,6 +114,9 @@ async def _receive_upload(request: Request, limit: int, too_large: HTTPError) ->
     async with request.form(max_files=1, max_fields=8) as form:
         upload = form.get("file")
         purpose = form.get("purpose")
+        for name in form:
+            if name not in _UPLOAD["properties"]:  # as an unknown field of a JSON body is
+                raise bad_request(f"Unrecognized form field: {name!r}", param=name, code="unknown_parameter")
         if not isinstance(upload, UploadFile):
             raise bad_request("Missing required parameter: file", param="file", code="missing_required_parameter")
         if not isinstance(purpose, str) or not purpose:
