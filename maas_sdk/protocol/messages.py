@@ -217,13 +217,19 @@ class MessagesPrompt(RequestModel):
     """What a request and a token count share: the conversation and what shapes its prompt."""
 
     IGNORED: ClassVar[tuple[str, ...]] = ("thinking", "cache_control")
-    # A tool_choice other than none needs tools.
-    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
-        "if": {"properties": {"tool_choice": {"properties": {"type": {"not": {"const": "none"}}},
-                                              "required": ["type"]}},
-               "required": ["tool_choice"]},
-        "then": {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]},
-    }
+    # A tool_choice other than none needs tools; tools the model may call leave no room for an
+    # output format (the reply is then a call or text).
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"allOf": [
+        {"if": {"properties": {"tool_choice": {"properties": {"type": {"not": {"const": "none"}}},
+                                               "required": ["type"]}},
+                "required": ["tool_choice"]},
+         "then": {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]}},
+        {"if": {"properties": {"tools": {"type": "array", "minItems": 1}, "tool_choice": {"not": {
+                    "type": "object", "properties": {"type": {"const": "none"}}, "required": ["type"]}}},
+                "required": ["tools"]},
+         "then": {"properties": {"output_config": {"anyOf": [{"type": "null"}, {"properties": {
+                    "format": {"type": "null"}}}]}}}},
+    ]}
 
     model: str = Field(min_length=1)
     messages: list[MessageParam] = Field(min_length=1)

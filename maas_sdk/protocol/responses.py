@@ -313,8 +313,13 @@ class ResponseCreateRequest(RequestModel):
                "prompt_cache_retention", "prompt_cache_options", "context_management", "moderation",
                "top_logprobs", "user", "access_programs", "background_options", "image")
 
-    # input, unless previous_response_id continues a stored conversation; tool_choice needs tools.
+    # input, unless previous_response_id continues a stored conversation; tool_choice needs tools;
+    # tools the model may call leave no room for an output format other than text.
     SCHEMA_RULES: ClassVar[dict[str, Any]] = {"allOf": [
+        {"if": {"properties": {"tools": {"type": "array", "minItems": 1}, "tool_choice": {"not": {"const": "none"}}},
+                "required": ["tools"]},
+         "then": {"properties": {"text": {"anyOf": [NULL, {"properties": {"format": {"anyOf": [
+             NULL, {"properties": {"type": {"const": "text"}}}]}}}]}}}},
         {"anyOf": [{"properties": {"input": {"not": NULL}}, "required": ["input"]},
                    {"properties": {"previous_response_id": {"type": "string"}}, "required": ["previous_response_id"]}]},
         {"if": {"properties": {"tool_choice": {"not": {"anyOf": [{"const": "none"}, NULL]}}}, "required": ["tool_choice"]},

@@ -18,7 +18,8 @@ left as they are, so they still must be refused.
 - the embedder's `dimensions`, and labels for zero-shot classification (it has no trained ones,
   nor a head for text pairs); one text_1 to score against every text_2, or as many;
 - usage: an end after the start, a page size its bucket width allows, no page cursor;
-- no previous_response_id (no response is stored before the run).
+- no previous_response_id (no response is stored before the run); a Messages conversation that
+  ends with a user turn (this server does not continue a prefilled reply).
 
 Besides, every `text/event-stream` answer is checked event by event against the chunk model
 of its operation (`stream_events_conform`).
@@ -162,6 +163,9 @@ def _responses(body: dict[str, Any]) -> None:
 
 
 def _messages(body: dict[str, Any]) -> None:
+    turns = body.get("messages")
+    if isinstance(turns, list) and turns and turns[-1].get("role") != "user":  # no prefilled reply
+        turns.append({"role": "user", "content": "Hi"})
     output = body.get("output_config")
     if isinstance(output, dict) and isinstance(output.get("format"), dict):
         output["format"]["schema"] = OBJECT
