@@ -367,6 +367,11 @@ def _ids(text: str) -> list[int]:
 
 def _generate(batch: list[list[int]], tokens: int) -> float:
     """Seconds for one left-padded `model.generate()` call producing exactly `tokens` per row."""
+    return _generate_tokens(batch, tokens)[0]
+
+
+def _generate_tokens(batch: list[list[int]], tokens: int) -> tuple[float, list[list[int]]]:
+    """`_generate`, with the tokens each row generated."""
     torch, loaded, pad = _ref["torch"], _ref["loaded"], _ref["pad"]
     width = max(len(p) for p in batch)
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=loaded.device)
@@ -380,7 +385,7 @@ def _generate(batch: list[list[int]], tokens: int) -> float:
     sync()
     elapsed = time.perf_counter() - start
     assert out.shape[1] - width == tokens, "generate() stopped early"
-    return elapsed
+    return elapsed, out[:, width:].tolist()
 
 
 def _naive(texts: list[str], output_len: int) -> float:
@@ -395,9 +400,42 @@ def _limit(texts: list[str], output_len: int, repeats: int) -> float:
     return statistics.median(len(ids) * output_len / _generate(ids, output_len) for _ in range(repeats))
 
 
+def _floor(threads: int) -> dict[str, Any]:
+    from bench.floor import measure
+
+    return measure(_ref["loaded"].model, threads).to_dict()
+
+
+def _greedy(texts: list[str], output_len: int) -> dict[str, list[list[int]]]:
+    """Greedy tokens of plain transformers for each text alone and for all in one batch."""
+    ids = [_ids(t) for t in texts]
+    return {"alone": [_generate_tokens([p], output_len)[1][0] for p in ids],
+            "batch": _generate_tokens(ids, output_len)[1]}
+
+
+def _encode(texts: list[str]) -> list[list[int]]:
+    """Tokens of generated texts (for agreement with tokens generated in-process)."""
+    tok = _ref["loaded"].tokenizer
+    return [list(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+
+def _decode(rows: list[list[int]]) -> list[str]:
+    return [str(_ref["loaded"].tokenizer.decode(r, skip_special_tokens=True)) for r in rows]
+
+
+def _llama_cpp(prompt: str, output_len: int, threads: int) -> float | str:
+    from bench.floor import llama_cpp_tps
+    from reference_server.inference.loading import default_specs
+    from reference_server.inference.loading.sources import resolve_source
+
+    folder, gguf = resolve_source(next(s for s in default_specs() if s.id == GENERATOR))
+    return llama_cpp_tps(folder / gguf if gguf else None, prompt, output_len, threads)
+
+
 class References:
     """The naive and limit references, in a child process that loads the model once and then
-    stays idle while the server works."""
+    stays idle while the server works; the floor, the greedy tokens the server's must equal,
+    and llama.cpp are measured there too, before the server starts."""
 
     def __init__(self, dtype: str, threads: int, output_len: int, repeats: int, packed: bool = False) -> None:
         self.output_len, self.repeats = output_len, repeats
@@ -409,6 +447,21 @@ class References:
 
     def limit(self, texts: list[str]) -> float:
         return self.pool.submit(_limit, texts, self.output_len, self.repeats).result()
+
+    def floor(self, threads: int) -> dict[str, Any]:
+        return self.pool.submit(_floor, threads).result()
+
+    def greedy(self, texts: list[str], output_len: int) -> dict[str, list[list[int]]]:
+        return self.pool.submit(_greedy, texts, output_len).result()
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.pool.submit(_encode, texts).result()
+
+    def decode(self, rows: list[list[int]]) -> list[str]:
+        return self.pool.submit(_decode, rows).result()
+
+    def llama_cpp(self, prompt: str, output_len: int, threads: int) -> float | str:
+        return self.pool.submit(_llama_cpp, prompt, output_len, threads).result()
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -425,6 +478,7 @@ class Plan:
     rate: float
     poisson_requests: int
     shared_requests: int
+    quality_prompts: int = 16  # greedy outputs held against plain transformers, each alone
 
 
 def requests_at(level: int, plan: Plan) -> int:
@@ -509,6 +563,32 @@ def _server_env(args: argparse.Namespace) -> dict[str, str]:
     return {"MAAS_DTYPE": args.dtype}
 
 
+def _agreement(rows: list[list[int]], reference: list[list[int]], length: int) -> float:
+    """Mean share of `length` tokens each row shares with its reference before they first differ
+    (a divergence changes every later token, so later matches are not counted)."""
+    def common(a: list[int], b: list[int]) -> int:
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b), length))
+    return statistics.mean(min(common(a, b), length) / length for a, b in zip(rows, reference))
+
+
+def quality_check(url: str, args: argparse.Namespace, plan: Plan, quality: dict[str, Any],
+                  refs: References) -> dict[str, Any]:
+    """The server's greedy outputs (8 streams at a time) against plain transformers' for each
+    prompt alone: equal in float32, token for token; in half precision, their agreement beside
+    the agreement of transformers' own batch with its own outputs alone (what the rounding of
+    another batch shape gives on its own)."""
+    run = asyncio.run(run_closed(url, args.api_key, args.model, quality["texts"], plan.output_len, 8))
+    texts = [r.text for r in sorted(run.requests, key=lambda r: r.index)]
+    expected = refs.decode(quality["alone"])
+    out = {"prompts": len(texts), "tokens": plan.output_len, "failures": run.failures,
+           "equal": sum(a == b for a, b in zip(texts, expected)),
+           "agreement": _agreement(refs.encode(texts), refs.encode(expected), plan.output_len),
+           "transformers_batch_agreement": _agreement(quality["batch"], quality["alone"], plan.output_len)}
+    _progress(f"quality: {out['equal']}/{out['prompts']} greedy outputs equal to transformers alone, "
+              f"agreement {out['agreement']:.1%} (transformers' own batch: {out['transformers_batch_agreement']:.1%})")
+    return out
+
+
 # ----- report -----
 
 def report(figures: dict[str, Any]) -> str:
@@ -555,6 +635,64 @@ def report(figures: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _level(figures: dict[str, Any], concurrency: int) -> dict[str, Any] | None:
+    levels = figures.get("short", {}).get("levels", [])
+    return next((e for e in levels if e["concurrency"] == concurrency), None)
+
+
+def floor_report(figures: dict[str, Any], dtype: str) -> str:
+    """The floor measured in this run, and the issue's targets as ratios against it and the
+    references (`short`'s c = 1 and c = 8 levels: hidden prompts of about 22 tokens)."""
+    from bench.floor import Floor
+
+    f = dict(figures["floor"])
+    context = f.pop("context")
+    floor = Floor(**f)
+    rows = []
+    for batch in (1, 8):
+        step = floor.step_s(batch, context)
+        rows.append([batch, floor.weight_bytes / 2**20, step["memory_s"] * 1e3, step["math_s"] * 1e3,
+                     step["floor_s"] * 1e3, floor.tps(batch, context)])
+    parts = [f"### floor ({floor.dtype}, {floor.threads} threads: reads {floor.read_gbps:.1f} GB/s, "
+             f"matmul {floor.matmul_gflops:.0f} GFLOP/s)\n\n" + table(
+                 ["batch", "weights read MiB", "memory ms", "dense math ms", "floor ms/step", "floor tok/s"], rows)]
+    one, eight = _level(figures, 1), _level(figures, 8)
+    targets: list[list[Any]] = []
+
+    def target(name: str, value: float, ratio: float, goal: float | None, when: str) -> None:
+        met = "-" if goal is None else "yes" if ratio >= goal else "no"
+        targets.append([name, value, f"{ratio:.2f}", "-" if goal is None else f">= {goal:g}", when, met])
+
+    if one is not None:
+        target("one stream / floor", one["output_tps"], one["output_tps"] / floor.tps(1, context), 0.5,
+               "default dtype")
+        target("one stream / naive generate()", one["output_tps"], one["output_tps"] / one.get("naive_tps", math.nan),
+               2.0, "float32")
+    if eight is not None:
+        target("eight streams / fixed batch of 8", eight["output_tps"],
+               eight["output_tps"] / eight.get("limit_tps", math.nan), 1.5, "same dtype")
+        target("eight streams / 300 tok/s", eight["output_tps"], eight["output_tps"] / 300, 1.0,
+               "default dtype, 2 cores")
+        target("eight streams / floor", eight["output_tps"], eight["output_tps"] / floor.tps(8, context), None, "-")
+    llama = figures.get("llama_cpp")
+    if isinstance(llama, float) and one is not None:
+        target("one stream / llama.cpp", one["output_tps"], one["output_tps"] / llama, 1.0, "its GGUF, 4-bit")
+    parts.append(f"### targets (this run: {dtype})\n\n" + table(
+        ["target", "ours tok/s", "ratio", "goal", "applies to", "met"], targets)
+        + f"\n\nllama.cpp one stream: {llama if isinstance(llama, str) else f'{llama:.1f} tok/s'}")
+    if "quality" in figures:
+        q = figures["quality"]
+        parts.append(f"### quality\n\n{q['equal']} of {q['prompts']} greedy outputs ({q['tokens']} tokens, 8 "
+                     f"streams at a time) equal plain transformers' for each prompt alone (goal in float32: all); "
+                     f"tokens agreeing before the first difference: {q['agreement']:.1%}, where transformers' own "
+                     f"batch of {q['prompts']} agrees with its outputs alone on {q['transformers_batch_agreement']:.1%}")
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        parts.append(f"The machine was not quiet (load average {load:.2f} now): these ratios do not hold a "
+                     "target as met.")
+    return "\n\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -594,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
                 poisson_requests=args.poisson_requests, shared_requests=12)
     if args.quick:
         plan = Plan(levels=[1, 8], output_len=min(args.output_len, 32), requests_per_stream=1, repeats=1,
-                    rate=args.rate, poisson_requests=12, shared_requests=6)
+                    rate=args.rate, poisson_requests=12, shared_requests=6, quality_prompts=4)
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(chosen) - set(WORKLOADS))
     if unknown:
@@ -616,8 +754,20 @@ def main(argv: list[str] | None = None) -> int:
         refs = References(args.dtype, args.threads, plan.output_len, plan.repeats, args.packed_references)
     figures: dict[str, Any] = {}
     started = time.perf_counter()
+    quality: dict[str, Any] | None = None
     try:
+        if refs is not None:
+            figures["floor"] = refs.floor(args.threads)
+            figures["floor"]["context"] = (statistics.mean(len(r) for r in refs.encode(prompts(8)))
+                                           + plan.output_len // 2)
+            figures["llama_cpp"] = refs.llama_cpp(prompts(1)[0], plan.output_len, args.threads)
+            quality = {"texts": prompts(plan.quality_prompts), **refs.greedy(prompts(plan.quality_prompts),
+                                                                            plan.output_len)}
+            _progress(f"floor: {figures['floor']['read_gbps']:.1f} GB/s, "
+                      f"{figures['floor']['matmul_gflops']:.0f} GFLOP/s; llama.cpp: {figures['llama_cpp']}")
         with server(args.model, args.threads, args.base_url, _server_env(args), args.server_log) as url:
+            if quality is not None and refs is not None:
+                figures["quality"] = quality_check(url, args, plan, quality, refs)
             for name in chosen:
                 if name in ("short", "mixed"):
                     figures[name] = closed_workload(name, url, args, plan, texts, refs)
@@ -632,13 +782,15 @@ def main(argv: list[str] | None = None) -> int:
             refs.close()
 
     print(report(figures))
+    if "floor" in figures:
+        print("\n" + floor_report(figures, args.dtype))
     print(f"\n(wall time {time.perf_counter() - started:.0f} s; load average now "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())})")
     if args.json:
         args.json.write_text(json.dumps({"header": header, "machine": host, "args": {k: str(v) for k, v in vars(args).items()},
                                          "plan": asdict(plan), "workloads": figures}, indent=1))
     failures = sum(e["failures"] for n in ("short", "mixed") if n in figures for e in figures[n]["levels"])
-    failures += sum(int(figures[n]["failures"]) for n in ("long-prompt", "poisson") if n in figures)
+    failures += sum(int(figures[n]["failures"]) for n in ("long-prompt", "poisson", "quality") if n in figures)
     return 1 if failures else 0
 
 

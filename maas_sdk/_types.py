@@ -196,6 +196,8 @@ class ResponseParams(RequestOptions, total=False):
     Chat Completions one), pydantic models or Python functions with type hints; `text` is
     `{"format": {...}}` (or give a pydantic model as `text_format` to `parse()` / `stream()`).
     `seed` is this server's extension, as in `chat()`: the same seed and parameters, the same output.
+    `include=["message.output_text.logprobs"]` returns the text's logprobs (`top_logprobs`
+    alternatives per token) in its `output_text` parts.
     """
 
     instructions: str | None
@@ -211,4 +213,6 @@ class ResponseParams(RequestOptions, total=False):
     store: bool | None
     previous_response_id: str | None
     truncation: Literal["auto", "disabled"] | None
+    include: Sequence[str] | None
+    top_logprobs: int | None
     user: str | None

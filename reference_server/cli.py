@@ -87,7 +87,7 @@ def _serve_on_ray(args: argparse.Namespace, overrides: dict[str, object]) -> int
     return serve_locally(cluster, host, port, address=args.ray_address)
 
 
-BENCHMARKS = ("serving", "embeddings", "quantization")
+BENCHMARKS = ("serving", "embeddings", "quantization", "tenants")
 
 
 def _bench(args: argparse.Namespace) -> int:

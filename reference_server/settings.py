@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     packed_weights: PackedWeights = Field(
         "auto", description="Linear weights of generators on CPU pre-packed for oneDNN: auto (where a measurement "
         "at load shows it faster), on, off.")
+    engine_forward: Literal["auto", "transformers"] = Field(
+        "auto", description="Generators' forward in the engine: auto (the engine's own for the Llama family, "
+        "transformers' modules for the rest), transformers (transformers' modules for every model).")
     max_loras: int = Field(
         64, ge=1, description="Fine-tuned adapters each generator keeps in memory (least recently used ones leave; "
         "an adapter is read back from the data directory when a request needs it).")

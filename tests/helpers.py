@@ -6,9 +6,11 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from maas_sdk import MaaS
 from maas_sdk.protocol import FineTuningJob
+from reference_server.testing import ServerProcess
 
 
 def post_declared_and_chunked(url: str, headers: dict[str, str], body: bytes, chunk: int) -> list[httpx.Response]:
@@ -30,3 +32,24 @@ def training_job_under_way(client: MaaS, model: str, training_file: Path) -> Fin
         assert time.monotonic() < deadline and current.status in ("validating_files", "queued", "running")
         time.sleep(0.2)
     return current
+
+
+def server_process(server: ServerProcess) -> psutil.Process:
+    assert server.process is not None
+    return psutil.Process(server.process.pid)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def seconds_until_idle(process: psutil.Process, within: float, window: float = 0.5) -> float:
+    """Seconds until the process uses under 10% of a core over `window` (fails after `within`)."""
+    start = time.monotonic()
+    while True:
+        before = cpu_seconds(process)
+        time.sleep(window)
+        if cpu_seconds(process) - before < 0.1 * window:
+            return time.monotonic() - start
+        assert time.monotonic() - start < within, f"the server was still busy {within} s after the client left"

@@ -33,6 +33,8 @@ ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "que
 MAX_METADATA_KEYS = 16
 MAX_INPUT_ITEMS_PAGE = 100
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+# The one `include` value served: the logprobs of the output text (`top_logprobs` alternatives each).
+LOGPROBS = "message.output_text.logprobs"
 
 
 def _ignored(**kwargs: Any) -> Any:
@@ -309,9 +311,9 @@ class ResponseCreateRequest(RequestModel):
     accepted and named in the `x-maas-ignored-params` header; `background`, `conversation`,
     `prompt`, built-in tools and non-text inputs are refused with a 400 naming them."""
 
-    IGNORED = ("include", "max_tool_calls", "reasoning", "service_tier", "safety_identifier", "prompt_cache_key",
+    IGNORED = ("max_tool_calls", "reasoning", "service_tier", "safety_identifier", "prompt_cache_key",
                "prompt_cache_retention", "prompt_cache_options", "context_management", "moderation",
-               "top_logprobs", "user", "access_programs", "background_options", "image")
+               "user", "access_programs", "background_options", "image")
 
     # input, unless previous_response_id continues a stored conversation; tool_choice needs tools;
     # tools the model may call leave no room for an output format other than text.
@@ -355,7 +357,8 @@ class ResponseCreateRequest(RequestModel):
     background: bool | None = _refused("responses are not run in the background.", {"const": False})
     conversation: str | dict[str, Any] | None = _refused("the Conversations API is not served.")
     prompt: dict[str, Any] | None = _refused("stored prompt templates are not served.")
-    include: list[str] | None = _ignored()
+    include: list[str] | None = Field(
+        default=None, description=f"{LOGPROBS!r} returns the logprobs of the output text; the rest is ignored.")
     max_tool_calls: int | None = _ignored()
     reasoning: dict[str, Any] | None = _ignored()
     service_tier: str | None = _ignored()
@@ -365,14 +368,24 @@ class ResponseCreateRequest(RequestModel):
     prompt_cache_options: dict[str, Any] | None = _ignored()
     context_management: list[Any] | None = _ignored()
     moderation: dict[str, Any] | None = _ignored()
-    top_logprobs: int | None = _ignored(ge=0, le=20)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20,
+                                     description="With logprobs: this many most likely alternatives per token.")
     user: str | None = _ignored()
     access_programs: Any = _ignored()
     background_options: Any = _ignored()
     image: Any = _ignored()
 
+    @property
+    def logprobs(self) -> bool:
+        """Whether the output text's logprobs were asked for (through `include`)."""
+        return LOGPROBS in (self.include or [])
+
     def ignored_params(self) -> list[str]:
         found = super().ignored_params()
+        if set(self.include or []) - {LOGPROBS}:
+            found.append("include")
+        if self.top_logprobs is not None and not self.logprobs:
+            found.append("top_logprobs")
         for i, tool in enumerate(self.tools or []):
             if isinstance(tool, FunctionTool):
                 found += [f"tools[{i}].{name}" for name in tool.ignored_params()]
@@ -495,6 +508,7 @@ class Response(ResponseModel):
     tool_choice: str | dict[str, Any] = "auto"
     tools: list[dict[str, Any]] = Field(default_factory=list)
     top_p: float | None = None
+    top_logprobs: int | None = None
     truncation: str | None = "disabled"
     usage: ResponseUsage | None = None
     user: str | None = None
@@ -516,11 +530,6 @@ class ResponseDeleted(ResponseModel):
     id: str
     object: Literal["response"] = "response"
     deleted: bool = True
-
-
-class StoredInputText(ResponseModel):
-    type: str = "input_text"
-    text: str = ""
 
 
 class ResponseInputItem(ResponseModel):

@@ -10,7 +10,7 @@ The batch is watched between lines: once it is cancelled the lines in flight are
 ends `cancelled` with what was recorded; once its window has passed it ends `expired`, the
 lines that never ran listed in its error file as `batch_expired`. Otherwise, when every line is
 recorded, it goes `finalizing`, its output and error files are written in input order and it
-ends `completed`.
+ends `completed`. A batch whose input file is deleted before it has read it all ends `failed`.
 """
 
 from __future__ import annotations
@@ -68,22 +68,35 @@ class BatchRun:
     async def run(self) -> None:
         if self.batch.status == "validating" and not await self._validate():
             return
+        if self._status == "in_progress" and await self._input_missing():
+            return
         if self._status == "in_progress" and not self._expired():
             await self._run_lines()
         await self._finish()
 
     # Validation
 
+    async def _input_missing(self) -> bool:
+        """Fail the batch if its input file was deleted (before it started, or while it ran)."""
+        batch = self.batch
+        record = await self.db.get_file(batch.input_file_id, batch.owner)
+        if record is not None and self.layout.file_path(record.id).is_file():
+            return False
+        await self.db.update_batch(batch.id, if_status=("validating", "in_progress"), status="failed",
+                                   failed_at=_now(),
+                                   errors=[{"code": "file_not_found", "param": "input_file_id", "line": None,
+                                            "message": f"The input file {batch.input_file_id} was deleted before "
+                                                       "the batch could read all of it."}])
+        await self._refresh()
+        return True
+
     async def _validate(self) -> bool:
         """The input file is still there: the batch starts with its line count as total."""
         batch = self.batch
-        record = await self.db.get_file(batch.input_file_id, batch.owner)
-        if record is None or not self.layout.file_path(record.id).is_file():
-            await self.db.update_batch(batch.id, if_status=("validating",), status="failed", failed_at=_now(),
-                                       errors=[{"code": "file_not_found", "param": "input_file_id", "line": None,
-                                                "message": f"The input file {batch.input_file_id} was deleted "
-                                                           "before the batch started."}])
+        if await self._input_missing():
             return False
+        record = await self.db.get_file(batch.input_file_id, batch.owner)
+        assert record is not None
         if not await self.db.update_batch(batch.id, if_status=("validating",), status="in_progress",
                                           in_progress_at=_now(), total=record.lines):
             await self._refresh()
@@ -185,10 +198,13 @@ class BatchRun:
             self._status = found.status
 
     async def _still_running(self) -> bool:
-        """False once the batch was cancelled or its window passed (looked up every `_WATCH` s)."""
+        """False once the batch was cancelled, its window passed or its input file was deleted
+        (looked up every `_WATCH` s)."""
         if time.monotonic() - self._checked >= _WATCH:
             self._checked = time.monotonic()
             await self._refresh()
+            if self._status == "in_progress" and not self.layout.file_path(self.batch.input_file_id).is_file():
+                await self._input_missing()
         return self._status == "in_progress" and not self._expired()
 
     # The end

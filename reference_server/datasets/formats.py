@@ -19,7 +19,9 @@ later step can use: JSON nested deeper than the parser allows, and lone UTF-16 s
 escapes (`"\\ud800"`, valid JSON but no Unicode text), are refused with their line number.
 
 `validate_file` reads a stored upload line by line, so checking a file takes memory for its
-longest line, not for the whole file.
+longest line, not for the whole file. Batch API input files (purpose `batch`) are checked the
+same way by `validate_batch_file`: one `{"custom_id", "method", "url", "body"}` request per
+line, the bodies left to the routes that answer them.
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
             packed_weights=settings.packed_weights,
+            own_forward=settings.engine_forward == "auto",
             max_loras=settings.max_loras,
             max_lora_rank=settings.max_lora_rank,
             background_reserve=settings.batch_reserved_rows,
@@ -130,28 +131,45 @@ class ModelsService:
             self.error = exc
             logger.exception("model loading failed")
 
-    async def serve(self, spec: ModelSpec, *, parent: str, owner: str) -> None:
+    async def serve(self, spec: ModelSpec, *, parent: str, owner: str, merged_lora_on: str | None = None) -> None:
         """Serve `spec` (a fine-tuned model's folder), unless it is served already: an adapter
-        folder on its base model's engine, a model folder loaded with an engine of its own."""
+        folder on its base model's engine, and so a LoRA fine-tune saved merged (before adapters
+        were kept) whose base model folder `merged_lora_on` still exists; any other model folder
+        loaded with an engine of its own."""
         if self.registry.serves(spec.id):
             return
         if spec.path is not None and (Path(spec.path) / CONFIG_FILE).is_file():
+            if self._generator(parent) is None:  # a process without base models (a cluster's supervisor)
+                read_config(Path(spec.path), max_rank=self.settings.max_lora_rank)
+                logger.info("%s is served where its base model %s is, not here", spec.id, parent)
+                return
             self.registry.register(self._adapter_model(spec.id, Path(spec.path), parent=parent, owner=owner))
+            return
+        if spec.path is not None and merged_lora_on is not None and Path(merged_lora_on).is_dir():
+            self.registry.register(self._adapter_model(spec.id, Path(spec.path), parent=parent, owner=owner,
+                                                       merged_on=Path(merged_lora_on)))
             return
         self.registry.register(await start_in_own_thread(self._load, spec, {"parent": parent, "owner": owner}))
 
-    def _adapter_model(self, model_id: str, folder: Path, *, parent: str, owner: str | None) -> ServedModel:
+    def _adapter_model(self, model_id: str, folder: Path, *, parent: str, owner: str | None,
+                       merged_on: Path | None = None) -> ServedModel:
         """`folder`'s adapter served as `model_id` on the generator `parent`; its config is checked
         now, its weights are read when a request needs them."""
         from reference_server.inference.engine.adapters import AdapterSource
 
-        base = next((m for m in self.registry.list() if m.id == parent and m.owner is None), None)
-        if base is None or base.engine is None or base.adapter is not None:
+        base = self._generator(parent)
+        if base is None:
             raise AdapterError(f"the base model {parent!r} of {model_id!r} is not a generator served here")
-        read_config(folder, max_rank=self.settings.max_lora_rank)
+        if merged_on is None:
+            read_config(folder, max_rank=self.settings.max_lora_rank)
         return ServedModel(id=model_id, task="generate", loaded=base.loaded, engine=base.engine,
                            structured=base.structured, parent=parent, owner=owner,
-                           adapter=AdapterSource(model_id, folder))
+                           adapter=AdapterSource(model_id, folder, merged_on))
+
+    def _generator(self, model_id: str) -> ServedModel | None:
+        """The base generator `model_id` if this process serves it."""
+        served = next((m for m in self.registry.list() if m.id == model_id and m.owner is None), None)
+        return served if served is not None and served.engine is not None and served.adapter is None else None
 
     def serve_operator_adapter(self, name: str, folder: Path) -> None:
         """Serve the operator's adapter `name` on the generator it fits, read now; AdapterError

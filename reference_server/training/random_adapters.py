@@ -24,13 +24,15 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 
 def write_random_adapter(base: Any, folder: Path, *, seed: int, rank: int = 8, alpha: int = 16,
-                         std: float = 0.05, targets: Sequence[str] = DEFAULT_TARGETS,
+                         std: float = 0.05, targets: Sequence[str] | None = DEFAULT_TARGETS,
                          task_type: str = "CAUSAL_LM") -> Path:
-    """Save a random adapter of `base` (a transformers model, left unchanged) into `folder`."""
+    """Save a random adapter of `base` (a transformers model, left unchanged) into `folder`;
+    `targets=None` lets PEFT pick the modules it targets by default (as fine-tuning jobs do)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(task_type=task_type, r=rank, lora_alpha=alpha, target_modules=list(targets),
+    config = LoraConfig(task_type=task_type, r=rank, lora_alpha=alpha,
+                        target_modules=list(targets) if targets is not None else None,
                         init_lora_weights=True)
     peft_model = get_peft_model(base, config)
     generator = torch.Generator().manual_seed(seed)

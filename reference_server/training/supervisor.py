@@ -94,7 +94,7 @@ class ModelHost(Protocol):
     ready: asyncio.Event
     error: BaseException | None
 
-    async def serve(self, spec: ModelSpec, *, parent: str, owner: str) -> None: ...
+    async def serve(self, spec: ModelSpec, *, parent: str, owner: str, merged_lora_on: str | None = None) -> None: ...
 
     async def unserve(self, model_id: str) -> bool: ...
 
@@ -425,5 +425,7 @@ class FineTuningService:
         """Serve the job's model folder as `name`, with the engine for its task."""
         spec = ModelSpec(id=name, path=str(self.layout.model_dir(job.id)), task=plan.served_task(job.kind),
                          dtype=self.settings.dtype)
-        await self.models.serve(spec, parent=job.model, owner=job.owner)
+        merged_lora = job.kind == plan.GENERATOR and job.method.get("type") == "lora"
+        await self.models.serve(spec, parent=job.model, owner=job.owner,
+                                merged_lora_on=job.base_path if merged_lora else None)
         logger.info("job %s: serving %s", job.id, name)

@@ -170,3 +170,12 @@ def test_a_job_asking_for_too_large_a_rank_is_a_400(adapters: SimpleNamespace) -
     error = reply.json()["error"]
     assert (error["param"], error["code"]) == ("method.lora.r", "lora_rank_too_large")
     assert "MAAS_MAX_LORA_RANK" in error["message"]
+
+
+def test_zero_shot_classification_runs_through_the_adapter(adapters: SimpleNamespace) -> None:
+    body = {"input": ["The food was wonderful."], "labels": ["positive", "negative"]}
+    scores = {model: call(adapters, OWNER, "POST", "/classifications", {"model": model, **body}).json()
+              for model in (GENERATOR, adapters.mine[1])}
+    assert all("data" in reply for reply in scores.values()), scores
+    base, tuned = (scores[m]["data"][0]["scores"] for m in (GENERATOR, adapters.mine[1]))
+    assert base != tuned, "the adapter changes the model's likelihoods"

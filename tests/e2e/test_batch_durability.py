@@ -101,21 +101,21 @@ def test_a_batch_resumes_after_kill_9_and_after_sigterm(workdir: Path) -> None:
 
 
 def test_an_expired_window_keeps_what_finished(workdir: Path) -> None:
-    # A window of 5 s: the batch cannot finish in it.
-    with ServerProcess(env=env_for(workdir, MAAS_BATCH_WINDOW_HOURS=str(5 / 3600), MAAS_MAX_RUNNING="2"),
+    # A window of 12 s: two rows at a time cannot finish the batch in it.
+    with ServerProcess(env=env_for(workdir, MAAS_BATCH_WINDOW_HOURS=str(12 / 3600), MAAS_MAX_RUNNING="2"),
                        log_path=workdir / "expiry.log") as server:
         oai = client(server)
-        upload = oai.files.create(file=("slow.jsonl", jsonl(chat_lines(40, 48))), purpose="batch")
+        upload = oai.files.create(file=("slow.jsonl", jsonl(chat_lines(60, 64))), purpose="batch")
         batch = oai.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
-        assert batch.expires_at is not None and batch.expires_at - batch.created_at == 5
+        assert batch.expires_at is not None and batch.expires_at - batch.created_at == 12
         done = until(oai, batch.id, lambda b: b.status not in ("validating", "in_progress"), timeout=60)
         assert done.status == "expired" and done.expired_at is not None, done
         finished = lines_of(oai, done.output_file_id)
-        assert len(finished) == done.request_counts.completed < 40
+        assert len(finished) == done.request_counts.completed < 60
         errors = lines_of(oai, done.error_file_id)
         assert all(e["error"]["code"] == "batch_expired" and e["response"] is None for e in errors)
         order = [int(line["custom_id"].split("-")[1]) for line in finished + errors]
-        assert sorted(order) == list(range(40)), "every line is in one of the two files"
+        assert sorted(order) == list(range(60)), "every line is in one of the two files"
         assert [int(e["custom_id"].split("-")[1]) for e in errors] == sorted(int(e["custom_id"].split("-")[1])
                                                                              for e in errors)
 

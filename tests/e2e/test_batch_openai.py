@@ -88,6 +88,7 @@ def test_chat_batch_end_to_end(oai: openai.OpenAI) -> None:
     assert error["response"]["body"]["error"]["param"] == "max_tokens"
 
 
+@pytest.mark.slow
 def test_embeddings_and_completions_batches(oai: openai.OpenAI) -> None:
     texts = ["a red apple", "a green pear"]
     lines = [{"custom_id": t, "method": "POST", "url": "/v1/embeddings", "body": {"model": EMBEDDER, "input": t}}
@@ -111,6 +112,7 @@ def test_embeddings_and_completions_batches(oai: openai.OpenAI) -> None:
     assert line["response"]["body"]["choices"][0]["text"] == online.choices[0].text
 
 
+@pytest.mark.slow
 def test_responses_batch(oai: openai.OpenAI) -> None:
     body = {"model": GENERATOR, "input": "Name a planet.", "max_output_tokens": 8, "temperature": 0, "store": False}
     line = {"custom_id": "r", "method": "POST", "url": "/v1/responses", "body": body}
@@ -167,6 +169,7 @@ def test_bad_batch_requests_are_400s_naming_the_parameter(oai: openai.OpenAI) ->
         oai.batches.retrieve("batch_0123456789abcdef01234567")
 
 
+@pytest.mark.slow
 def test_cancel_keeps_what_ran(oai: openai.OpenAI) -> None:
     lines = [chat_line(f"long-{i}", f"Tell a long story about the number {i}.", max_tokens=64) for i in range(60)]
     upload = oai.files.create(file=("long.jsonl", jsonl(lines)), purpose="batch")
@@ -187,6 +190,7 @@ def test_cancel_keeps_what_ran(oai: openai.OpenAI) -> None:
         oai.batches.cancel(completed.id)
 
 
+@pytest.mark.slow
 def test_list_is_newest_first_and_paged(oai: openai.OpenAI) -> None:
     upload = oai.files.create(file=("one.jsonl", jsonl([chat_line("x", "hi")])), purpose="batch")
     created = [oai.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
@@ -196,3 +200,15 @@ def test_list_is_newest_first_and_paged(oai: openai.OpenAI) -> None:
     assert [b.id for b in oai.batches.list(limit=1, after=created[1]).data] == [created[0]]
     for batch_id in created:
         assert wait(oai, batch_id).status == "completed"
+
+
+@pytest.mark.slow
+def test_a_batch_whose_input_file_is_deleted_fails(oai: openai.OpenAI) -> None:
+    lines = [chat_line(f"d-{i}", f"Describe the number {i}.", max_tokens=32) for i in range(40)]
+    upload = oai.files.create(file=("deleted.jsonl", jsonl(lines)), purpose="batch")
+    batch = oai.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert oai.files.delete(upload.id).deleted
+    done = wait(oai, batch.id, timeout=60)
+    assert done.status == "failed" and done.failed_at is not None
+    assert done.errors is not None and done.errors.data
+    assert (done.errors.data[0].code, done.errors.data[0].param) == ("file_not_found", "input_file_id")

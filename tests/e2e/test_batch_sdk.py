@@ -36,6 +36,7 @@ def test_submit_wait_and_results_in_request_order(client: MaaS, capsys: pytest.C
     assert done.id in [b.id for b in client.batches.list(limit=5)]
 
 
+@pytest.mark.slow
 def test_wait_times_out_with_the_last_state(client: MaaS) -> None:
     batch = client.batches.submit([chat(f"Tell a long story {i}.", max_tokens=64) for i in range(8)],
                                   endpoint="/v1/chat/completions")
@@ -47,6 +48,7 @@ def test_wait_times_out_with_the_last_state(client: MaaS) -> None:
     assert cancelled.wait(poll_interval=0.2, timeout=60).status == "cancelled"
 
 
+@pytest.mark.slow
 async def test_async_client_submits_lines_with_their_own_ids(async_client: AsyncMaaS) -> None:
     lines = [{"custom_id": name, "body": {"model": EMBEDDER, "input": name}} for name in ("b-second", "a-first")]
     batch = await async_client.batches.submit(lines, endpoint="/v1/embeddings")

@@ -269,6 +269,7 @@ def test_fine_tune_wait_events_and_eval(server: ServerProcess) -> None:
     assert evaluation["num_examples"] == 80 and set(evaluation["metrics"]) >= {"accuracy", "f1"}
 
 
+@pytest.mark.slow  # a CLI process per call: seconds each
 def test_batch_create_wait_list_and_results(server: ServerProcess, tmp_path: Path) -> None:
     requests = tmp_path / "requests.jsonl"
     lines = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",

@@ -19,6 +19,7 @@ import pytest
 from maas_sdk import MaaS
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, EMBEDDER
+from tests.helpers import cpu_seconds, seconds_until_idle, server_process
 
 pytestmark = pytest.mark.slow
 
@@ -91,3 +92,19 @@ def test_the_cross_encoder_scores_rerank_and_classifies_pairs_alike(
         [relevance[i] for i in range(len(rows))], abs=1e-5), "rerank's score is the classifier's probability"
     evaluation = client.evaluate(model=cross_encoder.model, file=cross_encoder.heldout.id)
     assert evaluation.num_examples == 128 and evaluation.metrics["accuracy"] >= 0.75
+
+
+def test_an_abandoned_cross_encoder_rerank_stops(server: ServerProcess, cross_encoder: SimpleNamespace) -> None:
+    process = server_process(server)
+    seconds_until_idle(process, within=60)
+    passage = "The museum on Elm Street opens at nine and a ticket costs twelve euros. " * 12
+    body = {"model": cross_encoder.model, "query": "When does the museum open?",
+            "documents": [f"{i} {passage}" for i in range(1000)]}  # a minute of work or more
+    before = cpu_seconds(process)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/rerank", json=body, headers={"authorization": f"Bearer {API_KEY}"},
+                   timeout=httpx.Timeout(30, read=2.0))
+    assert cpu_seconds(process) - before > 0.2, "the request did real work before the client left"
+    idle = seconds_until_idle(process, within=30)
+    assert idle < 15  # the batch in progress finishes; the machine may be shared
+    assert "POST /rerank 499" in (server.log_path.read_text() if server.log_path else "")

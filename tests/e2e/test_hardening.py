@@ -18,14 +18,10 @@ import pytest
 from maas_sdk import BadRequestError, MaaS
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.helpers import cpu_seconds, seconds_until_idle, server_process
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 MIB = 1024 * 1024
-
-
-def server_process(server: ServerProcess) -> psutil.Process:
-    assert server.process is not None
-    return psutil.Process(server.process.pid)
 
 
 def health_latencies(server: ServerProcess, busy: Callable[[], object]) -> tuple[list[float], object]:
@@ -64,22 +60,6 @@ def test_health_answers_within_100_ms_while_a_huge_request_is_handled(server: Se
     slow = sorted(latencies)[int(0.95 * len(latencies))]
     assert slow < 0.1, f"/health took {slow:.3f} s (95th percentile of {len(latencies)})"
     assert max(latencies) < 0.5, f"/health took up to {max(latencies):.3f} s"
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def seconds_until_idle(process: psutil.Process, within: float, window: float = 0.5) -> float:
-    """Seconds until the process uses under 10% of a core over `window` (fails after `within`)."""
-    start = time.monotonic()
-    while True:
-        before = cpu_seconds(process)
-        time.sleep(window)
-        if cpu_seconds(process) - before < 0.1 * window:
-            return time.monotonic() - start
-        assert time.monotonic() - start < within, f"the server was still busy {within} s after the client left"
 
 
 SENTENCE = "The committee reviewed the quarterly figures and found the shipping delays worrying. "

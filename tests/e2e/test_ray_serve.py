@@ -5,6 +5,7 @@ slowly); the last test shuts it down."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -114,6 +115,25 @@ def test_a_file_uploaded_through_one_replica_is_read_through_the_other(cluster: 
     assert all(answer.content == body for answer in reads.values())
     listed = cluster.until_both(lambda: cluster.http.get("/files"))
     assert all(file_id in [f["id"] for f in answer.json()["data"]] for answer in listed.values())
+
+
+def test_a_batch_runs_once_and_both_replicas_answer_for_it(cluster: Cluster) -> None:
+    lines = "".join(json.dumps({"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+                                "body": {"model": EMBEDDER, "input": f"text {i}"}}) + "\n" for i in range(6))
+    uploaded = cluster.http.post("/files", files={"file": ("batch.jsonl", lines.encode())}, data={"purpose": "batch"})
+    assert uploaded.status_code == 200, uploaded.text
+    created = cluster.http.post("/batches", json={"input_file_id": uploaded.json()["id"],
+                                                  "endpoint": "/v1/embeddings", "completion_window": "24h"})
+    assert created.status_code == 200, created.text
+    batch_id = created.json()["id"]
+    deadline = time.monotonic() + 120
+    while (batch := cluster.http.get(f"/batches/{batch_id}").json())["status"] != "completed":
+        assert time.monotonic() < deadline and batch["status"] in ("validating", "in_progress", "finalizing"), batch
+        time.sleep(0.3)
+    answers = cluster.until_both(lambda: cluster.http.get(f"/batches/{batch_id}"))
+    assert all(a.json()["request_counts"] == {"total": 6, "completed": 6, "failed": 0} for a in answers.values())
+    output = cluster.http.get(f"/files/{batch['output_file_id']}/content").text.splitlines()
+    assert [json.loads(line)["custom_id"] for line in output] == [f"e{i}" for i in range(6)], "each line once"
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ langchain-cohere's `CohereRerank`, configured with the server's address as their
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 
 from maas_sdk import AsyncMaaS, BadRequestError, MaaS, NotFoundError, Reranking
 from reference_server.testing import ServerProcess
-from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR, USAGE_KEY
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 QUERY = "When does the train to the airport leave?"
@@ -156,6 +157,26 @@ async def test_the_async_sdk_reranks_alike(async_client: AsyncMaaS, client: MaaS
     assert ranked.indices == client.rerank(QUERY, DOCUMENTS, model=EMBEDDER).indices
 
 
+def test_rerank_and_score_are_counted_in_the_keys_usage(server: ServerProcess) -> None:
+    since = int(time.time()) - 3600
+
+    def used(client: MaaS) -> tuple[int, int, int]:
+        page = client.usage(start_time=since, bucket_width="1h", group_by=["kind"], kinds=["rerank"])
+        results = [r for bucket in page.data for r in bucket.results]
+        return (sum(r.requests for r in results), sum(r.prompt_tokens for r in results),
+                sum(r.inputs for r in results))
+
+    with MaaS(api_key=USAGE_KEY, base_url=server.base_url, timeout=60) as client:
+        before = used(client)
+        ranked = client.rerank(QUERY, DOCUMENTS, model=EMBEDDER)
+        scored = httpx.post(f"{server.url}/score", headers={"authorization": f"Bearer {USAGE_KEY}"}, timeout=60,
+                            json={"model": EMBEDDER, "text_1": QUERY, "text_2": DOCUMENTS[:2]}).json()
+        after = used(client)
+    assert ranked.usage is not None
+    tokens = ranked.usage.prompt_tokens + scored["usage"]["prompt_tokens"]
+    assert tuple(a - b for a, b in zip(after, before)) == (2, tokens, len(DOCUMENTS) + 2)
+
+
 def test_pairs_need_a_pair_classifier(client: MaaS) -> None:
     with pytest.raises(BadRequestError) as refused:
         client.classify([{"text": QUERY, "text_pair": DOCUMENTS[1]}], model=EMBEDDER, labels=["yes", "no"])
@@ -163,7 +184,7 @@ def test_pairs_need_a_pair_classifier(client: MaaS) -> None:
 
 
 @pytest.mark.slow  # importing the cohere client takes seconds
-def test_cohere_client_v2_reranks_against_the_server(server: ServerProcess, http: httpx.Client) -> None:
+def test_cohere_clients_rerank_against_the_server(server: ServerProcess, http: httpx.Client) -> None:
     import cohere
 
     co = cohere.ClientV2(api_key=API_KEY, base_url=server.url)
@@ -179,6 +200,10 @@ def test_cohere_client_v2_reranks_against_the_server(server: ServerProcess, http
     assert refused.value.body["error"]["param"] == "documents"
     with pytest.raises(cohere.errors.NotFoundError):
         co.rerank(model="no-such-model", query=QUERY, documents=DOCUMENTS)
+    v1 = cohere.Client(api_key=API_KEY, base_url=server.url).rerank(  # the v1 client: POST /v1/rerank
+        model=EMBEDDER, query=QUERY, documents=DOCUMENTS, top_n=2, return_documents=True)
+    assert [(r.index, r.document.text if r.document else None) for r in v1.results] == [
+        (r["index"], r["document"]["text"]) for r in ours["results"][:2]]
 
 
 @pytest.mark.slow  # importing langchain takes seconds

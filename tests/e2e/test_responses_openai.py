@@ -186,9 +186,25 @@ def test_seeded_sampling_repeats(oai: openai.OpenAI) -> None:
 def test_ignored_parameters_are_named(oai: openai.OpenAI) -> None:
     raw = oai.responses.with_raw_response.create(
         model=GENERATOR, input=ASK, max_output_tokens=3, temperature=0, store=False, reasoning={"effort": "low"},
-        service_tier="auto", user="someone", include=["message.output_text.logprobs"])
-    assert set(raw.headers["x-maas-ignored-params"].split(",")) == {"include", "reasoning", "service_tier", "user"}
-    assert raw.parse().user == "someone"
+        service_tier="auto", user="someone", include=["reasoning.encrypted_content"], top_logprobs=2)
+    assert set(raw.headers["x-maas-ignored-params"].split(",")) == {
+        "include", "reasoning", "service_tier", "user", "top_logprobs"}
+    response = raw.parse()
+    assert response.user == "someone" and response.output[0].content[0].logprobs == []  # type: ignore[union-attr]
+
+
+def test_logprobs_of_the_output_text(oai: openai.OpenAI) -> None:
+    asked: dict[str, Any] = {"model": GENERATOR, "input": ASK, "max_output_tokens": 6, "temperature": 0,
+                             "store": False, "include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    response = oai.responses.create(**asked)
+    part = response.output[0].content[0]  # type: ignore[union-attr]
+    assert part.logprobs and "".join(lp.token for lp in part.logprobs) == part.text
+    for lp in part.logprobs:
+        assert len(lp.top_logprobs) == 2 and lp.logprob == max(top.logprob for top in lp.top_logprobs)  # greedy
+    events = list(oai.responses.create(**asked, stream=True))
+    streamed = [lp for e in events if e.type == "response.output_text.delta" for lp in e.logprobs]  # type: ignore[union-attr]
+    assert [(lp.token, round(lp.logprob, 4)) for lp in streamed] == [
+        (lp.token, round(lp.logprob, 4)) for lp in part.logprobs]
 
 
 def test_errors_look_like_openai(oai: openai.OpenAI, server: ServerProcess) -> None:
@@ -199,6 +215,8 @@ def test_errors_look_like_openai(oai: openai.OpenAI, server: ServerProcess) -> N
                                                       "schema": {"type": "object", "minProperties": "one"}}}},
          "text.format.schema"),
         (openai.NotFoundError, {"model": "no-such-model"}, "model"),
+        # Longer than the model's context, and `truncation` left at "disabled": refused, not cut.
+        (openai.BadRequestError, {"input": "apple banana cherry " * 3000}, "input"),
     ]
     for kind, params, param in cases:
         with pytest.raises(kind) as raised:
@@ -221,3 +239,17 @@ async def test_the_async_client(server: ServerProcess) -> None:
                                                stream=True)
         text = "".join([e.delta async for e in stream if e.type == "response.output_text.delta"])  # type: ignore[union-attr]
     assert text == response.output_text
+
+
+def test_truncation_auto_drops_the_oldest_items(oai: openai.OpenAI) -> None:
+    long_ago = {"role": "user", "content": "apple banana cherry " * 3000}  # more than the context alone
+    asked = {"role": "user", "content": ASK}
+    cut = oai.responses.create(model=GENERATOR, input=[long_ago, asked], truncation="auto",  # type: ignore[list-item]
+                               max_output_tokens=8, temperature=0)
+    alone = oai.responses.create(model=GENERATOR, input=[asked], max_output_tokens=8, temperature=0, store=False)  # type: ignore[list-item]
+    assert cut.truncation == "auto" and cut.output_text == alone.output_text
+    assert cut.usage is not None and alone.usage is not None and cut.usage.input_tokens == alone.usage.input_tokens
+    assert len(list(oai.responses.input_items.list(cut.id))) == 2  # what was sent, not what fitted
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai.responses.create(model=GENERATOR, input=[long_ago, asked], max_output_tokens=8)  # type: ignore[list-item]
+    assert raised.value.body["code"] == "context_length_exceeded"  # type: ignore[index]

@@ -161,6 +161,17 @@ def test_an_error_event_raises(error_event: dict[str, Any], kind: type[Exception
     assert str(error_event["message"]) in str(raised.value)
 
 
+def test_a_server_shutdown_notice_raises() -> None:
+    """What a draining server sends on any stream it cuts short: an unnamed error event, `[DONE]`."""
+    notice = {"error": {"message": "The server shut down before this request finished; retry it.",
+                        "type": "server_error", "param": None, "code": "server_shutdown"}}
+    body = STREAM[:STREAM.index(b"event: response.output_text.delta")]
+    body += f"data: {json.dumps(notice)}\n\ndata: [DONE]\n\n".encode()
+    stream = make_client(serving(body)).responses.create(model="m", input="x", stream=True)
+    with pytest.raises(APIError, match="shut down"):
+        list(stream)
+
+
 def test_errors_before_the_stream_are_typed() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         return json_response({"error": {"message": "max_output_tokens is too large", "type": "invalid_request_error",

@@ -164,6 +164,9 @@ def chat_request(body: ResponseCreateRequest, conversation: list[Item]) -> ChatC
         "top_p": body.top_p,
         "seed": body.seed,
     }
+    if body.logprobs:
+        request["logprobs"] = True
+        request["top_logprobs"] = body.top_logprobs or 0
     if functions:
         request["tools"] = [{"type": "function", "function": {
             "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict}}

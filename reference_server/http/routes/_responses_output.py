@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from maas_sdk.protocol import ChatCompletion, ChatCompletionChunk, ErrorDetail, Usage
+from maas_sdk.protocol import ChatChoiceLogprobs, ChatCompletion, ChatCompletionChunk, ErrorDetail, Usage
 from maas_sdk.protocol.responses import (
     FunctionTool,
     IncompleteDetails,
@@ -68,7 +68,8 @@ class ResponseDraft:
                                     if body.text is not None and body.text.format is not None else {"type": "text"}),
             tool_choice=choice.model_dump(mode="json") if isinstance(choice, ToolChoiceFunction) else choice or "auto",
             tools=[t.model_dump(mode="json", exclude_none=True) for t in body.tools or [] if isinstance(t, FunctionTool)],
-            top_p=body.top_p, truncation=body.truncation, usage=_usage(usage), user=body.user,
+            top_p=body.top_p, top_logprobs=body.top_logprobs, truncation=body.truncation, usage=_usage(usage),
+            user=body.user,
             metadata=dict(body.metadata or {}),
         )
 
@@ -84,11 +85,20 @@ def response_of(draft: ResponseDraft, completion: ChatCompletion) -> Response:
     output: list[OutputItem] = []
     text = message.text()
     if text or not message.tool_calls:
-        output.append(OutputMessage(id=item_id("msg"), status=status, content=[OutputText(text=text)]))
+        logprobs = _logprobs(choice.logprobs) if not message.tool_calls else []
+        output.append(OutputMessage(id=item_id("msg"), status=status,
+                                    content=[OutputText(text=text, logprobs=logprobs)]))
     for call in message.tool_calls or []:
         output.append(OutputFunctionCall(id=item_id("fc"), call_id=call.id, name=call.function.name,
                                          arguments=call.function.arguments))
     return draft.response(status, output, completion.usage)
+
+
+def _logprobs(logprobs: ChatChoiceLogprobs | None) -> list[Any]:
+    """Chat logprobs as the Responses API's (the same `token`, `logprob`, `bytes`, `top_logprobs`)."""
+    if logprobs is None or not logprobs.content:
+        return []
+    return [lp.model_dump(mode="json") for lp in logprobs.content]
 
 
 def output_items(response: Response) -> list[dict[str, Any]]:
@@ -105,6 +115,7 @@ class ResponseEvents:
         self._sequence = 0
         self._message: str | None = None  # the open message item's id
         self._text: list[str] = []
+        self._logprobs: list[Any] = []
         self._call: OutputFunctionCall | None = None  # the open function call (arguments so far)
         self._finish: str | None = None
         self._usage: Usage | None = None
@@ -126,7 +137,7 @@ class ResponseEvents:
         for choice in chunk.choices:
             delta = choice.delta
             if delta.content:
-                events += self._text_delta(delta.content)
+                events += self._text_delta(delta.content, _logprobs(choice.logprobs))
             for call in delta.tool_calls or []:
                 function = call.function
                 if call.id is not None:
@@ -148,11 +159,12 @@ class ResponseEvents:
                 self._event("response.content_part.added", item_id=self._message, output_index=len(self.output),
                             content_index=0, part=OutputText(text=""))]
 
-    def _text_delta(self, text: str) -> list[ResponseStreamEvent]:
+    def _text_delta(self, text: str, logprobs: list[Any]) -> list[ResponseStreamEvent]:
         events = self._open_message() if self._message is None else []
         self._text.append(text)
+        self._logprobs += logprobs
         events.append(self._event("response.output_text.delta", item_id=self._message, output_index=len(self.output),
-                                  content_index=0, delta=text, logprobs=[]))
+                                  content_index=0, delta=text, logprobs=logprobs))
         return events
 
     def _open_call(self, call_id: str, name: str) -> list[ResponseStreamEvent]:
@@ -164,13 +176,13 @@ class ResponseEvents:
         """Events that finish the open item (if any), which joins the output."""
         index = len(self.output)
         if self._message is not None:
-            text, item_id_ = "".join(self._text), self._message
-            part = OutputText(text=text)
+            text, item_id_, logprobs = "".join(self._text), self._message, self._logprobs
+            part = OutputText(text=text, logprobs=logprobs)
             message = OutputMessage(id=item_id_, status=status, content=[part])
-            self._message, self._text = None, []
+            self._message, self._text, self._logprobs = None, [], []
             self.output.append(message)
             return [self._event("response.output_text.done", item_id=item_id_, output_index=index, content_index=0,
-                                text=text, logprobs=[]),
+                                text=text, logprobs=logprobs),
                     self._event("response.content_part.done", item_id=item_id_, output_index=index,
                                 content_index=0, part=part),
                     self._event("response.output_item.done", output_index=index, item=message)]

@@ -35,6 +35,7 @@ from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
+from reference_server.inference.adapted import adapted
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.tasks import relevance
 from reference_server.state import state_of
@@ -64,18 +65,19 @@ async def relevance_scores(request: Request, served: ServedModel, queries: list[
     """The relevance of each document to its query (one query: to every document) by `served`,
     and the tokens read."""
     state = state_of(request)
-    await charge_input_tokens(request, served.loaded.tokenizer, [*queries, *documents])
-    if served.task == "embed" and served.batcher is not None:
-        fitted = await state.thread_work.run(relevance.fit_for_embedding, served.loaded, queries, documents,
-                                             max_tokens_per_doc)
-        scores, tokens = await served.batcher.similarity(*fitted)
-    elif served.task == "classify":
-        scores, tokens = await state.thread_work.run(relevance.cross_encoder_scores, served.loaded, served.id,
-                                                     queries, documents, max_tokens_per_doc)
-    else:
+    batcher = served.batcher if served.task == "embed" else None
+    if batcher is None and served.task != "classify":
         raise bad_request(f"The model '{served.id}' is a {served.task} model; rerank and score need an embedding "
                           "model or a classifier fine-tuned on text pairs.", param="model",
                           code="model_task_mismatch")
+    await charge_input_tokens(request, served.loaded.tokenizer, [*queries, *documents])
+    if batcher is not None:
+        fitted = await state.thread_work.run(relevance.fit_for_embedding, served.loaded, queries, documents,
+                                             max_tokens_per_doc)
+        scores, tokens = await batcher.similarity(*fitted)
+    else:
+        scores, tokens = await state.thread_work.run(adapted(served, relevance.cross_encoder_scores), served.loaded,
+                                                     served.id, queries, documents, max_tokens_per_doc)
     state.metrics.prompt_tokens.labels(model_label(served)).inc(tokens)
     state.usage.record(caller_of(request).principal, served.id, "rerank", prompt_tokens=tokens, inputs=len(documents))
     return scores, tokens

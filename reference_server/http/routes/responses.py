@@ -54,6 +54,7 @@ table = RouteTable("responses")
 
 _RESPONSE_ID = re.compile(r"^resp_[0-9a-f]{48}$")
 _ID = path_param("response_id", "response")
+_INCLUDE = Param("include", "query", {"type": "array", "items": {"type": "string"}}, "Accepted and ignored.")
 _DAY = 86400
 
 
@@ -187,7 +188,7 @@ async def _owned(request: Request) -> ResponseRecord:
 
 
 @table.route("GET", "/v1/responses/{response_id}", "Retrieve one of your stored responses.",
-             response=wire.Response, params=(_ID, Param("include", "query", {"type": "array"}, "Accepted and ignored.")),
+             response=wire.Response, params=(_ID, _INCLUDE),
              errors=(400, 404))
 async def retrieve_response(request: Request) -> Response:
     _query.only(request, "include", "include[]")
@@ -208,7 +209,7 @@ async def delete_response(request: Request) -> Response:
              response=wire.ResponseInputItemList,
              params=(_ID, *page_params(wire.MAX_INPUT_ITEMS_PAGE),
                      Param("order", "query", {"type": "string", "enum": ["asc", "desc"]}, "desc (default): last first."),
-                     Param("include", "query", {"type": "array"}, "Accepted and ignored.")),
+                     _INCLUDE),
              errors=(400, 404))
 async def list_input_items(request: Request) -> Response:
     _query.only(request, "after", "limit", "order", "include", "include[]")

@@ -30,7 +30,13 @@ from pathlib import Path
 import torch
 
 from reference_server.inference.engine.errors import AdapterUnusableError
-from reference_server.inference.engine.lora import Adapter, AdapterError, AdapterLinear, read_adapter
+from reference_server.inference.engine.lora import (
+    Adapter,
+    AdapterError,
+    AdapterLinear,
+    read_adapter,
+    read_merged,
+)
 
 logger = logging.getLogger("reference_server")
 
@@ -40,10 +46,13 @@ Loaded = Callable[[Adapter | None, BaseException | None], None]
 
 @dataclass(frozen=True, eq=False)
 class AdapterSource:
-    """Where a fine-tuned model's adapter lives; `name` (its model id) is its identity in caches."""
+    """Where a fine-tuned model's adapter lives; `name` (its model id) is its identity in caches.
+    With `merged_on`, `path` is a LoRA fine-tune saved merged into a whole model folder, and the
+    adapter is its difference from the base model folder `merged_on` (`lora.read_merged`)."""
 
     name: str
     path: Path
+    merged_on: Path | None = None
 
 
 class AdapterCache:
@@ -69,11 +78,6 @@ class AdapterCache:
     def resident(self) -> int:
         with self._lock:
             return len(self._resident)
-
-    @property
-    def resident_bytes(self) -> int:
-        with self._lock:
-            return sum(a.nbytes for a in self._resident.values())
 
     def holds(self, name: str) -> bool:
         with self._lock:
@@ -142,8 +146,12 @@ class AdapterCache:
 
     def _read(self, source: AdapterSource) -> Adapter:
         start = time.perf_counter()
-        adapter = read_adapter(source.path, source.name, self._modules, max_rank=self.max_rank,
-                               dtype=self._dtype, device=self._device)
+        if source.merged_on is not None:
+            adapter = read_merged(source.path, source.merged_on, source.name, self._modules, max_rank=self.max_rank,
+                                  dtype=self._dtype, device=self._device)
+        else:
+            adapter = read_adapter(source.path, source.name, self._modules, max_rank=self.max_rank,
+                                   dtype=self._dtype, device=self._device)
         with self._timings_lock:
             self.load_seconds.append(time.perf_counter() - start)
         return adapter

@@ -20,6 +20,12 @@ sequences share each forward. This engine keeps one running batch and, at every 
    then starts streaming one step after another rather than all after one long forward;
 4. samples the next token of every sequence that decoded or finished its prompt.
 
+A request may name a fine-tuned LoRA adapter (`submit(adapter=...)`): its rows share every
+forward pass with the base model's rows and other adapters' rows, and the wrapped projections
+add each row's own low-rank update (`lora`, the one place adapters are applied). An adapter
+not in memory is read on a thread of its own (`adapters.AdapterCache`) while the batch runs;
+its request joins the queue once it is in. Stored prefixes are reused only within one adapter.
+
 Every sequence keeps its own row of the KV cache (`kvcache.SlotKVCache`), sized to its
 length, from admission to the end: joining, leaving and decoding never copy the cache, and
 the memory held follows the live sequences' lengths.
@@ -53,6 +59,7 @@ import torch
 
 from reference_server import logs
 from reference_server.errors import InvalidRequest
+from reference_server.inference.engine import llama_forward
 from reference_server.inference.engine.adapters import AdapterCache, AdapterSource
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
@@ -306,6 +313,7 @@ class GenerationEngine(EngineThread):
         prefill_chunk_tokens: int = 512,
         prefix_cache_bytes: int = 256 * 2**20,
         packed_weights: PackedWeights = "auto",
+        own_forward: bool = True,
         max_loras: int = 64,
         max_lora_rank: int = 64,
         background_reserve: int | None = None,
@@ -342,11 +350,18 @@ class GenerationEngine(EngineThread):
         self._pad_id = int(pad) if pad is not None else (self._eos_ids[0] if self._eos_ids else 0)
         check_supported(self._config)
         install(self._model)
+        # The engine's own forward where the model's family has one (llama_forward), else transformers'.
+        self._forward = llama_forward.build(self._model) if own_forward else None
         if self._device.type == "cpu":
-            pack_linears(self._model, packed_weights, rows=max_running)
+            if self._forward is not None:
+                self._forward.pack(self._model, packed_weights, rows=max_running)
+            else:
+                pack_linears(self._model, packed_weights, rows=max_running)
         # Adapter rows get their low-rank update inside the projections (`lora`), after packing.
         self.adapters = AdapterCache(wrap_projections(self._model), max_loras=max_loras, max_rank=max_lora_rank,
                                      dtype=getattr(torch, loaded.dtype, torch.float32), device=self._device)
+        if self._forward is not None:  # its o/down calls and fused projections apply them too
+            self._forward.adapt(self._model)
         self._adapter_set: AdapterSet | None = None  # the latest step's adapters, reused while the same
         text_config = self._config.get_text_config()
         self._cache = SlotKVCache(int(text_config.num_hidden_layers), max_running, self._context_length,
@@ -622,10 +637,12 @@ class GenerationEngine(EngineThread):
             inputs = self._cache.plan([s.slot for s in in_step], [s.cached for s in in_step], [ids for _, ids in segments])
             self._adapter_set, adapters = batch_for_tokens(
                 self._adapter_set, [(seq.adapter, len(ids)) for seq, ids in segments], self._device)
+            kept = torch.tensor(keep, device=self._device)
             with applying(adapters):
-                out = self._model(**inputs, cache=self._cache, use_cache=True,
-                                  logits_to_keep=torch.tensor(keep, device=self._device))
-            logits = out.logits[0]
+                if self._forward is not None:
+                    logits = self._forward(inputs["input_ids"][0], inputs["position_ids"][0], self._cache, kept)
+                else:
+                    logits = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=kept).logits[0]
         except Exception as exc:
             logger.exception("forward of %d sequences failed", len(in_step), extra=_naming(in_step))
             for seq in in_step:

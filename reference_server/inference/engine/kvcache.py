@@ -34,6 +34,10 @@ ATTENTION = "maas_slots"
 PrefixKV = tuple[torch.Tensor, torch.Tensor]
 # Row capacities are multiples of this many tokens, plus an eighth of the length for growth.
 CAPACITY_STEP = 16
+# Decoding rows of at most this many cached tokens attend in one batched SDPA call
+# (`SlotKVCache.attend_packed`); longer rows, whose copy would cost more than the call saves,
+# attend one by one.
+GATHER_TOKENS = 512
 
 
 def check_supported(config: Any) -> None:
@@ -75,6 +79,9 @@ class _Plan:
     starts: list[int]  # cached tokens before each segment's new ones
     lengths: list[int]  # new tokens of each segment
     offsets: list[int]  # where each segment starts in the packed row
+    # The decoding segments attended in one batch, with their padded buffers and mask, worked
+    # out at the first layer's attention (`SlotKVCache._gathered`).
+    gather: tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None] | None = None
 
 
 class SlotKVCache:
@@ -225,6 +232,91 @@ class SlotKVCache:
             out[:, :, off : off + n] = F.scaled_dot_product_attention(
                 query[:, :, off : off + n], k, v, attn_mask=mask, scale=scaling, enable_gqa=heads != k.shape[1])
         return out.transpose(1, 2)
+
+    # ----- called by the engine's own forward (llama_forward) -----
+
+    def store(self, layer_idx: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """`update` for a forward that keeps the packed row's tokens first: keys and values
+        `[tokens, kv_heads, head_dim]`, written in place into their rows."""
+        plan = self._plan
+        if plan is None:
+            raise RuntimeError("SlotKVCache.store called without a planned step")
+        if self._shape is None:
+            self._learn_shape(int(key_states.shape[1]), int(key_states.shape[2]), key_states.dtype)
+        keys_t, values_t = key_states.transpose(0, 1), value_states.transpose(0, 1)
+        for slot, start, n, off in zip(plan.slots, plan.starts, plan.lengths, plan.offsets):
+            keys, values = self.keys[slot], self.values[slot]
+            assert keys is not None and values is not None
+            keys[layer_idx, :, start : start + n] = keys_t[:, off : off + n]
+            values[layer_idx, :, start : start + n] = values_t[:, off : off + n]
+
+    def attend_packed(self, layer_idx: int, query: torch.Tensor, scaling: float) -> torch.Tensor:
+        """`attend` for queries `[tokens, heads, head_dim]`; the same layout back.
+
+        The step's decoding rows of up to `GATHER_TOKENS` cached tokens attend together in one
+        SDPA call: their keys and values are copied side by side into a zero-padded batch (the
+        padding masked), which costs a copy of rows that short but saves an SDPA call per row,
+        whose fixed cost on a CPU (about 140 us each on two busy cores, 8 rows x 30 layers a
+        step) exceeds what it computes. Prompt slices and longer rows attend one by one.
+        """
+        plan = self._plan
+        assert plan is not None
+        heads = query.shape[1]
+        out = torch.empty_like(query)
+        gathered = self._gathered(layer_idx, query.device)
+        if gathered is not None:
+            rows, keys, values, mask = gathered
+            index = torch.tensor([plan.offsets[i] for i in rows], device=query.device)
+            batched = F.scaled_dot_product_attention(query[index][:, :, None], keys, values, attn_mask=mask,
+                                                     scale=scaling, enable_gqa=heads != keys.shape[1])
+            out[index] = batched[:, :, 0]
+        done = set(gathered[0]) if gathered is not None else set()
+        queries = query.transpose(0, 1)[None]  # [1, heads, tokens, head_dim], a view
+        for i, (slot, start, n, off) in enumerate(zip(plan.slots, plan.starts, plan.lengths, plan.offsets)):
+            if i in done:
+                continue
+            keys_row, values_row = self.keys[slot], self.values[slot]
+            assert keys_row is not None and values_row is not None
+            total = start + n
+            segment_mask = None if n == 1 else torch.ones((n, total), dtype=torch.bool, device=query.device).tril(start)
+            attended = F.scaled_dot_product_attention(
+                queries[:, :, off : off + n], keys_row[layer_idx, None, :, :total],
+                values_row[layer_idx, None, :, :total], attn_mask=segment_mask, scale=scaling,
+                enable_gqa=heads != keys_row.shape[1])
+            out[off : off + n] = attended[0].transpose(0, 1)
+        return out
+
+    def _gathered(self, layer_idx: int, device: torch.device
+                  ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The decoding segments attended together (see `attend_packed`): their indices, this
+        layer's keys and values `[rows, kv_heads, longest, head_dim]` and the padding mask
+        `[rows, 1, 1, longest]`; None when fewer than two qualify."""
+        plan = self._plan
+        assert plan is not None and self._shape is not None
+        if plan.gather is None:
+            rows = [i for i, (start, n) in enumerate(zip(plan.starts, plan.lengths))
+                    if n == 1 and start + 1 <= GATHER_TOKENS]
+            if len(rows) < 2:
+                plan.gather = ([], None)
+            else:
+                lengths = [plan.starts[i] + 1 for i in rows]
+                heads, dim, dtype = self._shape
+                # Zeros, not garbage, in the padding: a NaN there would survive the mask.
+                buffers = torch.zeros((2, len(rows), heads, max(lengths), dim), dtype=dtype, device=device)
+                positions = torch.arange(max(lengths), device=device)
+                mask = (positions[None, :] < torch.tensor(lengths, device=device)[:, None])[:, None, None]
+                plan.gather = (rows, (buffers, mask))
+        rows, state = plan.gather
+        if state is None:
+            return None
+        buffers, mask = state
+        for j, i in enumerate(rows):
+            slot, total = plan.slots[i], plan.starts[i] + 1
+            keys_row, values_row = self.keys[slot], self.values[slot]
+            assert keys_row is not None and values_row is not None
+            buffers[0, j, :, :total] = keys_row[layer_idx, :, :total]
+            buffers[1, j, :, :total] = values_row[layer_idx, :, :total]
+        return rows, buffers[0], buffers[1], mask
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         plan = self._plan

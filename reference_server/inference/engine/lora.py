@@ -6,7 +6,9 @@ whatever module computes the base product (plain, oneDNN-packed or quantized). T
 adds nothing unless a forward runs inside `applying(batch)`: then each token of the packed row
 gets `B @ A @ x` of the adapter its sequence uses (scaled), and tokens of the base model get
 nothing. So any forward that calls these modules, the engine's or another, applies adapters
-the same way.
+the same way. The engine's own Llama-family forward computes q/k/v and gate/up in one fused
+matmul each; its `FusedLinear` adds each projection's update under that projection's module
+path (`current_batch`), the same update its wrapper would add.
 
 How the update is computed (`AdapterBatch.apply`): the `A` matrices of the adapters present in
 the step are concatenated into one `[in, R]` matrix and their `B` matrices into one `[R, out]`
@@ -34,7 +36,7 @@ import contextvars
 import json
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +61,12 @@ class AdapterError(ValueError):
 
 @dataclass(eq=False)
 class Adapter:
-    """A resident adapter: per wrapped module path, `A` transposed (`[in, r]`) and `B`
-    transposed and scaled (`[r, out]`), ready for `x @ a @ b`."""
+    """A resident adapter: per wrapped module path, `A` (`[r, in]`) and `B` scaled (`[out, r]`),
+    as PEFT stores them (reading an adapter copies nothing it need not: cold starts stay short)."""
 
     name: str
     rank: int
     weights: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    nbytes: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.nbytes = sum(a.nbytes + b.nbytes for a, b in self.weights.values())
 
 
 class AdapterLinear(torch.nn.Module):
@@ -106,10 +104,6 @@ def wrap_projections(model: torch.nn.Module) -> dict[str, AdapterLinear]:
         setattr(parent, child, layer)
         wrapped[name] = layer
     return wrapped
-
-
-def adapter_modules(model: torch.nn.Module) -> dict[str, AdapterLinear]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, AdapterLinear)}
 
 
 def _dims_or_none(module: Any) -> tuple[int, int] | None:
@@ -195,14 +189,75 @@ def read_adapter(folder: Path, name: str, modules: dict[str, AdapterLinear], *, 
         if r > max_rank:
             raise AdapterError(f"the adapter in {folder} has rank {r} at {path}, above "
                                f"MAAS_MAX_LORA_RANK={max_rank}", param="r")
+        # A NaN would reach every row of a shared forward (a masked NaN is still NaN).
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise AdapterError(f"{weights_path}: {path} holds values that are not finite")
         module_alpha = float(next((v for k, v in alphas.items() if path.endswith(k)), alpha))
         scale = module_alpha / (math.sqrt(r) if rslora else r)
-        weights[path] = (a.t().to(device=device, dtype=dtype).contiguous(),
-                         (b.t() * scale).to(device=device, dtype=dtype).contiguous())
+        weights[path] = (a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype).mul_(scale))
         rank = max(rank, r)
     return Adapter(name=name, rank=rank, weights=weights)
+
+
+def read_merged(folder: Path, base_folder: Path, name: str, modules: dict[str, AdapterLinear], *,
+                max_rank: int, dtype: torch.dtype, device: torch.device | str) -> Adapter:
+    """The adapter hidden in a LoRA fine-tune saved merged (a whole model folder, as LoRA jobs
+    were saved before adapters were kept): for each projection, the difference between its
+    weights and the base model's in `base_folder`, which has the rank of the LoRA that was
+    merged, factored back into `A` and `B` by SVD. Singular values below 1e-4 of the largest
+    are float rounding of the merge and are dropped; a difference of higher rank than
+    `max_rank` is not a LoRA (a full fine-tune)."""
+    merged, base = _tensor_files(folder), _tensor_files(base_folder)
+    weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    rank = 0
+    for path, module in modules.items():
+        key = f"{path}.weight"
+        if key not in merged or key not in base:
+            raise AdapterError(f"{folder} or its base model lacks {key}: not a fine-tune of this base model")
+        tuned, original = _read_tensor(merged[key], key).float(), _read_tensor(base[key], key).float()
+        if tuned.shape != (module.out_features, module.in_features) or tuned.shape != original.shape:
+            raise AdapterError(f"{folder}: {key} does not fit this base model (another base model?)")
+        delta = tuned - original
+        if not bool(torch.isfinite(delta).all()):
+            raise AdapterError(f"{folder}: {key} holds values that are not finite")
+        if not bool(delta.any()):
+            continue  # a projection the LoRA did not target
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        r = int((s > s[0] * 1e-4).sum())
+        if r > max_rank:
+            raise AdapterError(f"{folder}: {key} differs from the base model with rank {r}, above "
+                               f"MAAS_MAX_LORA_RANK={max_rank} (a full fine-tune, not a LoRA)", param="r")
+        root = s[:r].sqrt()
+        weights[path] = ((root[:, None] * vh[:r]).to(device=device, dtype=dtype),
+                         (u[:, :r] * root).to(device=device, dtype=dtype))
+        rank = max(rank, r)
+    return Adapter(name=name, rank=rank, weights=weights)
+
+
+def _tensor_files(folder: Path) -> dict[str, Path]:
+    """Which safetensors file of a model folder holds each tensor (one file, or shards and their index)."""
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            return {k: folder / v for k, v in json.loads(index.read_text())["weight_map"].items()}
+        from safetensors import safe_open
+
+        single = folder / "model.safetensors"
+        with safe_open(str(single), framework="pt") as handle:
+            return dict.fromkeys(handle.keys(), single)
+    except Exception as exc:
+        raise AdapterError(f"the model folder {folder} cannot be read: {exc}") from exc
+
+
+def _read_tensor(file: Path, key: str) -> torch.Tensor:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            tensor: torch.Tensor = handle.get_tensor(key)
+            return tensor
+    except Exception as exc:
+        raise AdapterError(f"{file} cannot be read: {exc}") from exc
 
 
 def _split_key(key: str) -> tuple[str | None, str]:
@@ -216,6 +271,12 @@ def _split_key(key: str) -> tuple[str | None, str]:
 # ----- applying adapters in a forward -----
 
 _CURRENT: contextvars.ContextVar[AdapterBatch | None] = contextvars.ContextVar("maas_adapter_batch", default=None)
+
+
+def current_batch() -> AdapterBatch | None:
+    """The adapters of the forward running on this thread (`applying`), for a module that
+    computes several projections at once and applies their updates itself (`llama_forward`)."""
+    return _CURRENT.get()
 
 
 @contextlib.contextmanager
@@ -235,6 +296,7 @@ class AdapterSet:
     def __init__(self, adapters: Sequence[Adapter]) -> None:
         self.adapters = tuple(adapters)
         self._cats: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = {}
+        self._owners: dict[tuple[tuple[int, int], ...], torch.Tensor] = {}
 
     def same(self, adapters: Sequence[Adapter]) -> bool:
         return len(adapters) == len(self.adapters) and all(a is b for a, b in zip(adapters, self.adapters))
@@ -247,12 +309,19 @@ class AdapterSet:
         parts = [(i, adapter.weights[path]) for i, adapter in enumerate(self.adapters) if path in adapter.weights]
         cat = None
         if parts:
-            a = torch.cat([w[0] for _, w in parts], dim=1)
-            b = torch.cat([w[1] for _, w in parts], dim=0)
-            owner = torch.cat([torch.full((w[0].shape[1],), i, dtype=torch.long) for i, w in parts])
-            cat = (a, b, owner.to(a.device))
+            a = torch.cat([w[0] for _, w in parts], dim=0).t().contiguous()
+            b = torch.cat([w[1] for _, w in parts], dim=1).t().contiguous()
+            cat = (a, b, self._owner(tuple((i, w[0].shape[0]) for i, w in parts), a.device))
         self._cats[path] = cat
         return cat
+
+    def _owner(self, ranks: tuple[tuple[int, int], ...], device: torch.device) -> torch.Tensor:
+        """The adapter index of each concatenated column, for adapters `(index, rank)` in order
+        (shared by every module path where the same adapters have the same ranks)."""
+        owner = self._owners.get(ranks)
+        if owner is None:
+            owner = self._owners[ranks] = torch.tensor([i for i, r in ranks for _ in range(r)], device=device)
+        return owner
 
 
 class AdapterBatch:

@@ -71,3 +71,17 @@ async def test_an_unusable_adapter_is_refused_naming_it(service: ModelsService, 
     with pytest.raises(AdapterError, match=expected):
         service.serve_operator_adapter("bad", folder)
     assert not service.registry.serves("bad")
+
+
+async def test_a_process_without_the_base_model_checks_an_adapter_and_serves_nothing(tmp_path: Path) -> None:
+    """A cluster's supervisor serves no base model: a finished LoRA job's adapter is checked there
+    (the job then succeeds) and served by the replicas that have its base model."""
+    from reference_server.inference.loading import ModelSpec
+
+    service = ModelsService(Settings(default_models=False, max_lora_rank=8), ModelRegistry())
+    good = ModelSpec(id="ft:x::ftjob-1", path=str(_adapter(tmp_path / "ok")), task="generate")
+    await service.serve(good, parent="smollm2-135m-instruct", owner="key_a")
+    assert not service.registry.serves(good.id)
+    big = ModelSpec(id="ft:x::ftjob-2", path=str(_adapter(tmp_path / "big", rank=16)), task="generate")
+    with pytest.raises(AdapterError, match="MAAS_MAX_LORA_RANK=8"):
+        await service.serve(big, parent="smollm2-135m-instruct", owner="key_a")

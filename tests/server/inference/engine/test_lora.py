@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
-import json
 import shutil
 import weakref
 from dataclasses import dataclass
@@ -16,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import torch
 
 from reference_server.inference.engine.adapters import AdapterSource
 from reference_server.inference.engine.errors import AdapterUnusableError
 from reference_server.inference.engine.generation import GenerationEngine
-from reference_server.inference.engine.lora import AdapterError, adapter_modules
+from reference_server.inference.engine.lora import AdapterError, AdapterLinear
 from reference_server.inference.loading import LoadedModel, load_model
 from reference_server.training.random_adapters import write_random_adapter
 from tests.server.inference.engine.support import Result, collect, greedy, running, wait_until
@@ -34,6 +34,7 @@ ENGINE = {"packed_weights": "on"}
 class Adapters:
     folders: list[Path]
     merged_first: list[Result]  # adapter 0 merged into the base model, each prompt decoded alone
+    merged_folder: Path  # that merged model, saved as LoRA jobs saved their models before
 
     def source(self, i: int) -> AdapterSource:
         return AdapterSource(f"ft:adapter-{i}", self.folders[i])
@@ -56,9 +57,10 @@ async def adapters(generator: LoadedModel, cache_dir: Path, tmp_path_factory: py
     folders = [write_random_adapter(base.model, root / f"a{i}", seed=i, std=0.08) for i in range(4)]
     merged = copy.copy(base)
     merged.model = PeftModel.from_pretrained(base.model, str(folders[0])).merge_and_unload()
+    merged.model.save_pretrained(str(root / "merged"))
     async with running(merged, prefill_chunk_tokens=0, prefix_cache_bytes=0, **ENGINE) as engine:
         alone = [await collect(engine.submit(p, greedy())) for p in lora_prompts]
-    return Adapters(folders, alone)
+    return Adapters(folders, alone, root / "merged")
 
 
 async def _run(engine: GenerationEngine, prompt: list[int], source: AdapterSource | None,
@@ -159,6 +161,51 @@ async def test_adapters_of_another_base_or_too_large_a_rank_are_refused(
     async with running(generator, **ENGINE) as engine:
         with pytest.raises(AdapterError, match="another base model"):
             engine.adapters.load(AdapterSource("other", other))
-        config = json.loads((other / "adapter_config.json").read_text())
-        assert len(adapter_modules(generator.model)) == 7 * generator.model.config.num_hidden_layers
-        assert config["r"] == 8
+        # Every projection wrapped once, however many engines ran on the model.
+        wrapped = [m for m in generator.model.modules() if isinstance(m, AdapterLinear)]
+        assert len(wrapped) == 7 * generator.model.config.num_hidden_layers
+
+
+async def test_a_lora_fine_tune_saved_merged_is_served_as_an_adapter(
+        generator: LoadedModel, adapters: Adapters, lora_prompts: list[list[int]]) -> None:
+    """Models LoRA jobs saved merged keep being served, on the base engine: their difference from
+    the base model's weights is the merged adapter, and decodes what the merged model decodes."""
+    source = AdapterSource("ft:legacy", adapters.merged_folder, merged_on=Path(generator.model.name_or_path))
+    async with running(generator, **ENGINE) as engine:
+        results = await asyncio.gather(*(_run(engine, p, source) for p in lora_prompts))
+        legacy = engine.adapters.get(source)
+        assert legacy is not None and legacy.rank == 8  # the rank of the LoRA that was merged
+    assert [r.token_ids for r in results] == [r.token_ids for r in adapters.merged_first]
+
+
+async def test_a_full_fine_tune_is_not_taken_for_a_lora(generator: LoadedModel, adapters: Adapters,
+                                                       tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    full = tmp_path / "full"
+    shutil.copytree(adapters.merged_folder, full)
+    weights = load_file(str(full / "model.safetensors"))
+    save_file({k: v + 0.01 * torch.randn_like(v) if k.endswith("q_proj.weight") else v for k, v in weights.items()},
+              str(full / "model.safetensors"), metadata={"format": "pt"})
+    async with running(generator, **ENGINE) as engine:
+        with pytest.raises(AdapterError, match="a full fine-tune"):
+            engine.adapters.load(AdapterSource("ft:full", full, merged_on=Path(generator.model.name_or_path)))
+
+
+async def test_adapter_requests_cancel_while_loading_and_while_running(
+        generator: LoadedModel, adapters: Adapters, lora_prompts: list[list[int]]) -> None:
+    async with running(generator, **ENGINE) as engine:
+        loading = engine.submit(lora_prompts[0], greedy(), adapter=adapters.source(2))
+        loading.cancel()  # before its adapter is in: it never joins the batch
+        tokens: list[int] = []
+        handle = engine.submit(lora_prompts[1], greedy(40, ignore_eos=True), adapter=adapters.source(3))
+        task = asyncio.create_task(collect(handle, tokens.append))
+        await wait_until(lambda: len(tokens) >= 2)
+        handle.cancel()
+        await task
+        await wait_until(lambda: engine.stats()["running"] == 0)
+        stats = engine.stats()
+        assert stats["cancelled"] == 2 and stats["failed"] == 0
+        assert len(tokens) < 40
+        again = await _run(engine, lora_prompts[0], adapters.source(0))
+    assert again.token_ids == adapters.merged_first[0].token_ids

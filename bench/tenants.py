@@ -1,0 +1,240 @@
+"""Many tenants on one base model: memory, throughput and cold start of fine-tuned LoRA adapters
+served in the base generator's shared batch.
+
+Real jobs are too slow to make a hundred fine-tuned models, so the benchmark writes random
+rank-8 PEFT adapters (one made by PEFT on the real base model, the others the same files with
+other random weights) on the modules PEFT targets by default, as the server's LoRA jobs train
+them (`q_proj` and `v_proj` here; `--targets all` for every projection), and registers each as the succeeded LoRA job of its own API key through
+the store, exactly as a finished job leaves it. Then:
+
+- memory: the server's resident memory (VmRSS) with the base model only (a server started on
+  an empty store); after registering the N adapters (a server started on that store); and
+  after one request to each. Target: the N add at most MAAS_MAX_LORAS x adapter size + 64 MiB.
+- throughput: 8 greedy clients in a closed loop, 64 output tokens each (`ignore_eos`), on the
+  base model; spread over 8 adapters; spread over 64 adapters with MAAS_MAX_LORAS=16, so
+  adapters are loaded and evicted during the run. Targets: 0.8x and 0.6x the base model's
+  output tokens per second, no failed request.
+- cold start: TTFT p50 of the first request to an adapter that is not resident minus that of
+  the next request to the same adapter (resident by then), one client at a time. Target: 50 ms.
+
+Fine-tuned classifiers are still served as models of their own, so no classifier figures are
+taken yet.
+
+    python -m bench.tenants            # N = 100, a few minutes
+    python -m bench.tenants --quick    # N = 12, to check the benchmark runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._common import GENERATOR, machine, prompts, summary, table
+
+ADAPTER_RANK = 8
+MAX_LORAS = 16
+CLIENTS = 8
+OUTPUT_TOKENS = 64
+
+
+def key(i: int) -> str:
+    return f"sk-tenant-{i:04d}"
+
+
+def write_adapters(folder: Path, n: int, threads: int, every_projection: bool) -> tuple[list[Path], int]:
+    """`n` random rank-8 adapter folders of the default generator; returns them and one's bytes."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from reference_server.inference.loading import configure_threads, default_specs, load_model
+    from reference_server.settings import Settings
+    from reference_server.training.random_adapters import DEFAULT_TARGETS, write_random_adapter
+
+    warnings.filterwarnings("ignore")
+    configure_threads(threads)
+    spec = next(s for s in default_specs() if s.id == GENERATOR)
+    spec.dtype = "float32"
+    base = load_model(spec, cache_dir=Settings().cache_dir, device="cpu")
+    template = write_random_adapter(base.model, folder / "a000", seed=0, rank=ADAPTER_RANK,
+                                    targets=DEFAULT_TARGETS if every_projection else None)
+    del base
+    weights = load_file(str(template / "adapter_model.safetensors"))
+    folders = [template]
+    for i in range(1, n):
+        target = folder / f"a{i:03d}"
+        target.mkdir()
+        (target / "adapter_config.json").write_bytes((template / "adapter_config.json").read_bytes())
+        generator = torch.Generator().manual_seed(i)
+        save_file({k: torch.randn(v.shape, generator=generator) * 0.05 for k, v in weights.items()},
+                  str(target / "adapter_model.safetensors"))
+        folders.append(target)
+    return folders, sum(v.numel() * 4 for v in weights.values())
+
+
+def register(data_dir: Path, folders: list[Path]) -> list[str]:
+    """Each adapter as the fine-tuned model of its own key; returns the model ids."""
+    from reference_server.http.middleware.auth import key_id
+    from reference_server.storage import DataLayout, Store
+    from reference_server.training.random_adapters import register_adapter
+
+    layout = DataLayout(data_dir)
+    layout.create()
+    store = Store(layout.db_path)
+    return [register_adapter(store, layout, f, owner=key_id(key(i)), base=GENERATOR, base_path="", suffix=f"t{i}")
+            for i, f in enumerate(folders)]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start(data_dir: Path, n_keys: int, threads: int, log: Path, max_loras: int) -> Any:
+    from reference_server.testing import ServerProcess
+
+    env = {"MAAS_ENABLED_MODELS": GENERATOR, "MAAS_THREADS": str(threads), "MAAS_DATA_DIR": str(data_dir),
+           "MAAS_LOG_LEVEL": "warning", "MAAS_DTYPE": os.environ.get("MAAS_DTYPE", "auto"),
+           "MAAS_API_KEYS": ",".join(key(i) for i in range(n_keys)), "MAAS_MAX_LORAS": str(max_loras),
+           "MAAS_ACCESS_LOG": "false"}
+    return ServerProcess(env=env, log_path=log).start()
+
+
+async def completion(client: httpx.AsyncClient, i_key: int, model: str, prompt: str,
+                     max_tokens: int) -> tuple[int, float | None]:
+    """(completion tokens, time to first token) of one streamed greedy completion."""
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}
+    start = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    async with client.stream("POST", "/completions", json=body,
+                             headers={"authorization": f"Bearer {key(i_key)}"}) as reply:
+        if reply.status_code != 200:
+            raise RuntimeError(f"{reply.status_code}: {(await reply.aread())[:200]!r}")
+        async for line in reply.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("choices") and first is None:
+                first = time.perf_counter() - start
+            if chunk.get("usage"):
+                tokens = int(chunk["usage"]["completion_tokens"])
+    return tokens, first
+
+
+async def throughput(url: str, targets: list[tuple[int, str]], requests: int) -> dict[str, float]:
+    """8 clients in a closed loop, `requests` each, cycling through `targets` (key, model)."""
+    texts = prompts(CLIENTS * requests)
+    failures = 0
+    produced = 0
+
+    async def one_client(c: int, client: httpx.AsyncClient) -> None:
+        nonlocal failures, produced
+        for r in range(requests):
+            i_key, model = targets[(c + r * CLIENTS) % len(targets)]
+            try:
+                tokens, _ = await completion(client, i_key, model, texts[c * requests + r], OUTPUT_TOKENS)
+                produced += tokens
+            except Exception:  # noqa: BLE001 - counted, the run goes on
+                failures += 1
+
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client(c, client) for c in range(CLIENTS)))
+        wall = time.perf_counter() - started
+    return {"tok_s": produced / wall, "failures": failures}
+
+
+async def cold_start(url: str, targets: list[tuple[int, str]]) -> dict[str, float]:
+    """TTFT of the first request to each (non-resident) adapter and of the next one to it."""
+    cold: list[float] = []
+    warm: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        for i_key, model in targets:
+            for into in (cold, warm):
+                _, ttft = await completion(client, i_key, model, "Tell me about the sea.", 1)
+                if ttft is not None:
+                    into.append(ttft)
+    return {"cold_p50_ms": summary(cold)["p50"] * 1000, "warm_p50_ms": summary(warm)["p50"] * 1000}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--adapters", type=int, default=100, help="N, adapters registered (default 100).")
+    parser.add_argument("--requests", type=int, default=8, help="Requests per client per run (default 8).")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server (default 2).")
+    parser.add_argument("--quick", action="store_true", help="N = 12, 2 requests per client, 8 and 12 adapters.")
+    parser.add_argument("--targets", choices=("default", "all"), default="default",
+                        help="Modules the adapters change: PEFT's default, as jobs train (default), or all seven.")
+    parser.add_argument("--out", type=Path, help="Write the figures as JSON here too.")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.adapters, args.requests = 12, 2
+    spread = min(64, args.adapters)
+    dtype = os.environ.get("MAAS_DTYPE", "auto")
+    print(f"# tenants: {GENERATOR}, N = {args.adapters} rank-{ADAPTER_RANK} adapters, {CLIENTS} clients x "
+          f"{args.requests} requests x {OUTPUT_TOKENS} tokens, adapters on {args.targets} modules, "
+          f"MAAS_MAX_LORAS={MAX_LORAS}, {args.threads} threads, "
+          f"dtype {dtype}; {machine()}", file=sys.stderr)
+    results: dict[str, Any] = {"machine": machine(), "threads": args.threads, "dtype": dtype,
+                               "adapters": args.adapters, "max_loras": MAX_LORAS}
+    with tempfile.TemporaryDirectory(prefix="maas-tenants-") as tmp:
+        root = Path(tmp)
+        folders, adapter_bytes = write_adapters(root / "adapters", args.adapters, args.threads,
+                                                args.targets == "all")
+        server = start(root / "empty", 1, args.threads, root / "base.log", MAX_LORAS)
+        try:  # as many requests as below, on the base model: the same KV and prefix caches
+            asyncio.run(throughput(server.base_url, [(0, GENERATOR)] * args.adapters, -(-args.adapters // CLIENTS)))
+            base_rss = rss_mib(server.process.pid)
+        finally:
+            server.stop()
+        models = register(root / "data", folders)
+        server = start(root / "data", args.adapters, args.threads, root / "server.log", MAX_LORAS)
+        try:
+            registered_rss = rss_mib(server.process.pid)
+            results["cold"] = asyncio.run(cold_start(server.base_url, list(enumerate(models))[:MAX_LORAS // 2]))
+            asyncio.run(throughput(server.base_url, list(enumerate(models)), -(-args.adapters // CLIENTS)))  # each
+            served_rss = rss_mib(server.process.pid)
+            runs = {"base model": [(0, GENERATOR)], "8 adapters": list(enumerate(models))[:8],
+                    f"{spread} adapters": list(enumerate(models))[:spread]}
+            results["throughput"] = {name: asyncio.run(throughput(server.base_url, targets, args.requests))
+                                     for name, targets in runs.items()}
+        finally:
+            server.stop()
+    budget = MAX_LORAS * adapter_bytes / 2**20 + 64
+    results["memory_mib"] = {"base": base_rss, "registered": registered_rss, "after_requests": served_rss,
+                             "adapter": adapter_bytes / 2**20, "budget": budget}
+    print(table(["memory", "RSS MiB", "added MiB"], [
+        ["base model only (after as many requests)", base_rss, 0.0],
+        [f"{args.adapters} adapters registered", registered_rss, registered_rss - base_rss],
+        ["after a request to each", served_rss, served_rss - base_rss],
+    ]))
+    print(f"\nadapter {adapter_bytes / 2**20:.1f} MiB; target: at most {budget:.0f} MiB added "
+          f"(MAAS_MAX_LORAS x adapter + 64 MiB)\n")
+    base = results["throughput"]["base model"]["tok_s"]
+    print(table(["clients spread over", "tok/s", "x base", "failed"],
+                [[name, r["tok_s"], r["tok_s"] / base, r["failures"]] for name, r in results["throughput"].items()]))
+    cold = results["cold"]
+    print(f"\ncold start: TTFT p50 {cold['cold_p50_ms']:.0f} ms first request to an adapter, "
+          f"{cold['warm_p50_ms']:.0f} ms resident: {cold['cold_p50_ms'] - cold['warm_p50_ms']:.0f} ms "
+          "(target <= 50 ms)")
+    print("\nclassifiers: not measured (fine-tuned classifiers are still served as models of their own)")
+    if args.out is not None:
+        args.out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
