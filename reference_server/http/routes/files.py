@@ -115,7 +115,7 @@ async def _receive_upload(request: Request, limit: int, too_large: HTTPError) ->
         upload = form.get("file")
         purpose = form.get("purpose")
         for name in form:
-            if name not in _UPLOAD["properties"]:  # as an unknown field of a JSON body is
+            if name not in ("file", "purpose"):  # refused, as an unknown field of a JSON body is
                 raise bad_request(f"Unrecognized form field: {name!r}", param=name, code="unknown_parameter")
         if not isinstance(upload, UploadFile):
             raise bad_request("Missing required parameter: file", param="file", code="missing_required_parameter")
