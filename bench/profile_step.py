@@ -43,7 +43,7 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("linear layers", ("aten::linear", "aten::addmm", "aten::mm", "aten::matmul", "aten::bmm",
                        "mkldnn::_linear_pointwise", "aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm")),
     ("attention", ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product")),
-    ("KV cache writes", ("aten::copy_", "aten::index_put", "aten::empty")),
+    ("KV cache writes", ("aten::copy_", "aten::_foreach_copy", "aten::index_put", "aten::empty", "aten::zeros")),
     ("norms, rotary, activations", ("aten::pow", "aten::mean", "aten::rsqrt", "aten::mul", "aten::add",
                                     "aten::neg", "aten::cat", "aten::silu", "aten::cos", "aten::sin",
                                     "aten::to", "aten::_to_copy", "aten::sub", "aten::div", "aten::rms_norm",

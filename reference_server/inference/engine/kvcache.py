@@ -81,7 +81,10 @@ class _Plan:
     offsets: list[int]  # where each segment starts in the packed row
     # The decoding segments attended in one batch, with their padded buffers and mask, worked
     # out at the first layer's attention (`SlotKVCache._gathered`).
-    gather: tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None] | None = None
+    gather: tuple[list[int], tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, ...]],
+                                   list[torch.Tensor]] | None] | None = None
+    # Per segment and layer, where `store` writes its new keys and values (`_step_views`).
+    destinations: tuple[list[tuple[torch.Tensor, ...]], list[tuple[torch.Tensor, ...]]] | None = None
 
 
 class SlotKVCache:
@@ -237,18 +240,33 @@ class SlotKVCache:
 
     def store(self, layer_idx: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         """`update` for a forward that keeps the packed row's tokens first: keys and values
-        `[tokens, kv_heads, head_dim]`, written in place into their rows."""
+        `[tokens, kv_heads, head_dim]`, written in place into their rows, all segments in one
+        copy per tensor (the destinations are views made once per step, `_step_views`)."""
         plan = self._plan
         if plan is None:
             raise RuntimeError("SlotKVCache.store called without a planned step")
         if self._shape is None:
             self._learn_shape(int(key_states.shape[1]), int(key_states.shape[2]), key_states.dtype)
-        keys_t, values_t = key_states.transpose(0, 1), value_states.transpose(0, 1)
-        for slot, start, n, off in zip(plan.slots, plan.starts, plan.lengths, plan.offsets):
-            keys, values = self.keys[slot], self.values[slot]
-            assert keys is not None and values is not None
-            keys[layer_idx, :, start : start + n] = keys_t[:, off : off + n]
-            values[layer_idx, :, start : start + n] = values_t[:, off : off + n]
+        keys, values = self._step_views()
+        torch._foreach_copy_([row[layer_idx] for row in keys], list(key_states.transpose(0, 1).split_with_sizes(plan.lengths, 1)))
+        torch._foreach_copy_([row[layer_idx] for row in values],
+                             list(value_states.transpose(0, 1).split_with_sizes(plan.lengths, 1)))
+
+    def _step_views(self) -> tuple[list[tuple[torch.Tensor, ...]], list[tuple[torch.Tensor, ...]]]:
+        """Per segment, per layer, where its new keys and values go (`[kv_heads, tokens,
+        head_dim]` views of its row), made at the step's first layer: a view per layer and
+        segment would otherwise be taken at every layer."""
+        plan = self._plan
+        assert plan is not None
+        if plan.destinations is None:
+            keys, values = [], []
+            for slot, start, n in zip(plan.slots, plan.starts, plan.lengths):
+                keys_row, values_row = self.keys[slot], self.values[slot]
+                assert keys_row is not None and values_row is not None
+                keys.append(keys_row[:, :, start : start + n].unbind(0))
+                values.append(values_row[:, :, start : start + n].unbind(0))
+            plan.destinations = (keys, values)
+        return plan.destinations
 
     def attend_packed(self, layer_idx: int, query: torch.Tensor, scaling: float) -> torch.Tensor:
         """`attend` for queries `[tokens, heads, head_dim]`; the same layout back.
@@ -266,10 +284,10 @@ class SlotKVCache:
         gathered = self._gathered(layer_idx, query.device)
         if gathered is not None:
             rows, keys, values, mask = gathered
-            index = torch.tensor([plan.offsets[i] for i in rows], device=query.device)
-            batched = F.scaled_dot_product_attention(query[index][:, :, None], keys, values, attn_mask=mask,
+            first = len(rows)  # the decoding rows lead the packed row, one token each
+            batched = F.scaled_dot_product_attention(query[:first, :, None], keys, values, attn_mask=mask,
                                                      scale=scaling, enable_gqa=heads != keys.shape[1])
-            out[index] = batched[:, :, 0]
+            out[:first] = batched[:, :, 0]
         done = set(gathered[0]) if gathered is not None else set()
         queries = query.transpose(0, 1)[None]  # [1, heads, tokens, head_dim], a view
         for i, (slot, start, n, off) in enumerate(zip(plan.slots, plan.starts, plan.lengths, plan.offsets)):
@@ -290,12 +308,17 @@ class SlotKVCache:
                   ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """The decoding segments attended together (see `attend_packed`): their indices, this
         layer's keys and values `[rows, kv_heads, longest, head_dim]` and the padding mask
-        `[rows, 1, 1, longest]`; None when fewer than two qualify."""
+        `[rows, 1, 1, longest]`; None when fewer than two qualify. Only the leading run of
+        one-token segments qualifies (the engine puts its decoding rows first), so their
+        queries and outputs are the packed row's first positions."""
         plan = self._plan
         assert plan is not None and self._shape is not None
         if plan.gather is None:
-            rows = [i for i, (start, n) in enumerate(zip(plan.starts, plan.lengths))
-                    if n == 1 and start + 1 <= GATHER_TOKENS]
+            rows: list[int] = []
+            for i, (start, n, off) in enumerate(zip(plan.starts, plan.lengths, plan.offsets)):
+                if n != 1 or off != i or start + 1 > GATHER_TOKENS:
+                    break
+                rows.append(i)
             if len(rows) < 2:
                 plan.gather = ([], None)
             else:
@@ -305,17 +328,18 @@ class SlotKVCache:
                 buffers = torch.zeros((2, len(rows), heads, max(lengths), dim), dtype=dtype, device=device)
                 positions = torch.arange(max(lengths), device=device)
                 mask = (positions[None, :] < torch.tensor(lengths, device=device)[:, None])[:, None, None]
-                plan.gather = (rows, (buffers, mask))
+                sources, targets = [], []  # per row: its cached keys and values by layer; where they go
+                for j, (i, total) in enumerate(zip(rows, lengths)):
+                    keys_row, values_row = self.keys[plan.slots[i]], self.values[plan.slots[i]]
+                    assert keys_row is not None and values_row is not None
+                    sources += [keys_row[:, :, :total].unbind(0), values_row[:, :, :total].unbind(0)]
+                    targets += [buffers[0, j, :, :total], buffers[1, j, :, :total]]
+                plan.gather = (rows, (buffers, mask, sources, targets))
         rows, state = plan.gather
         if state is None:
             return None
-        buffers, mask = state
-        for j, i in enumerate(rows):
-            slot, total = plan.slots[i], plan.starts[i] + 1
-            keys_row, values_row = self.keys[slot], self.values[slot]
-            assert keys_row is not None and values_row is not None
-            buffers[0, j, :, :total] = keys_row[layer_idx, :, :total]
-            buffers[1, j, :, :total] = values_row[layer_idx, :, :total]
+        buffers, mask, sources, targets = state
+        torch._foreach_copy_(targets, [layers[layer_idx] for layers in sources])
         return rows, buffers[0], buffers[1], mask
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
