@@ -8,17 +8,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from maas_sdk.protocol.common import RequestModel, ResponseModel
-from maas_sdk.protocol.vocabulary import TERMINAL_BATCH_STATUSES, BatchStatus
+from maas_sdk.protocol.vocabulary import (
+    BATCH_COMPLETION_WINDOW,
+    BATCH_ENDPOINTS,
+    TERMINAL_BATCH_STATUSES,
+    BatchStatus,
+)
 
 
 class BatchCreate(RequestModel):
     IGNORED = ("output_expires_after",)
 
     input_file_id: str
-    endpoint: str
-    completion_window: str
+    # Plain strings, checked by the server (its message names what it takes); the schema says what.
+    endpoint: str = Field(json_schema_extra={"enum": list(BATCH_ENDPOINTS)})
+    completion_window: str = Field(json_schema_extra={"const": BATCH_COMPLETION_WINDOW})
     metadata: dict[str, str] | None = Field(default=None, description="Up to 16 keys of 64 characters, "
-                                            "values of 512.")
+                                            "values of 512.", json_schema_extra={
+                                                "maxProperties": 16, "propertyNames": {"maxLength": 64},
+                                                "additionalProperties": {"maxLength": 512}})
     output_expires_after: dict[str, Any] | None = Field(default=None, description="Accepted and ignored.")
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage, omitted_if_none
+from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage, omitted_if_none, server_limit
 from maas_sdk.protocol.completions import MAX_LOGPROBS, FinishReason, SamplingFields
 from maas_sdk.protocol.logprobs import ChatChoiceLogprobs
 from maas_sdk.protocol.structured import StructuredFields, ToolCall, ToolCallDelta, ToolFields
@@ -18,7 +18,13 @@ class TextPart(RequestModel):
 
 
 class ChatMessage(ResponseModel):
-    """A chat message. Used in requests and responses, so unknown fields are kept."""
+    """A chat message. Used in requests and responses, so unknown fields are kept. Only an
+    assistant's message may go without `content` (it may hold tool calls instead)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"role": {"const": "assistant"}}},
+        {"properties": {"content": {"not": {"type": "null"}}}, "required": ["content"]},
+    ]})
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[TextPart] | None = None
@@ -45,9 +51,17 @@ class ChatCompletionRequest(SamplingFields, StructuredFields, ToolFields):
     IGNORED = ("store", "metadata", "service_tier", "modalities", "audio", "prediction", "reasoning_effort",
                "verbosity", "web_search_options", "prompt_cache_key", "prompt_cache_retention",
                "safety_identifier", "user")
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"top_logprobs": {"type": "integer"}}, "required": ["top_logprobs"]},
+        "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
+    }
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    # A chat reply has at least one token: 0 scores a prompt, which only completions do.
+    max_tokens: int | None = Field(default=None, ge=0, json_schema_extra={
+        "minimum": 1, **server_limit(maximum="max_tokens_limit")})
+    max_completion_tokens: int | None = Field(default=None, ge=1,
+                                              json_schema_extra=server_limit(maximum="max_tokens_limit"))
     logprobs: bool = Field(default=False, description="Return the logprob of each generated token.")
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS,
                                      description="With logprobs: this many most likely alternatives per token.")

@@ -2,9 +2,97 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# A key of the JSON Schema that the server's OpenAPI document replaces with its own setting:
+# `{"x-server-limit": {"maximum": "max_n"}}` becomes `{"maximum": 8}` on a server started with
+# `MAAS_MAX_N=8`. The protocol knows a limit exists; only the server knows its value.
+SERVER_LIMIT = "x-server-limit"
+NULL: dict[str, Any] = {"type": "null"}
+# A pattern for text with something besides whitespace in it: whitespace as `str.strip()` takes
+# it, which is more than a JSON Schema `\s` matches.
+NOT_BLANK = "[^\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+
+
+# A JSON Schema string with something in it besides whitespace.
+TEXT: dict[str, Any] = {"type": "string", "pattern": NOT_BLANK}
+
+
+def server_limit(**keywords: str) -> dict[str, Any]:
+    """`{"x-server-limit": {keyword: setting, ...}}`, for a field's `json_schema_extra`."""
+    return {SERVER_LIMIT: keywords}
+
+
+def texts(limit: str) -> dict[str, Any]:
+    """The JSON Schema of a `str | list[str]` field of texts: each with something in it, 1 to the
+    server's setting `limit` of them."""
+    return {"anyOf": [TEXT, {"type": "array", "items": TEXT, "minItems": 1, **server_limit(maxItems=limit)}]}
+
+
+def without_models(*refused: str) -> Callable[[dict[str, Any]], None]:
+    """A field's JSON Schema less the union branches of the models named `refused`: they stay in
+    the model, for the 400 that names what was sent, but the schema offers what is served."""
+
+    def drop(schema: dict[str, Any]) -> None:
+        pending: list[Any] = [schema]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, dict):
+                for key in ("oneOf", "anyOf"):
+                    if key in node:
+                        node[key] = [b for b in node[key] if _model_of(b) not in refused]
+                mapping = node.get("discriminator", {}).get("mapping") if isinstance(node.get("discriminator"),
+                                                                                       dict) else None
+                if mapping:
+                    node["discriminator"]["mapping"] = {k: v for k, v in mapping.items()
+                                                        if _model_of({"$ref": v}) not in refused}
+                pending.extend(node.values())
+            elif isinstance(node, list):
+                pending.extend(node)
+
+    return drop
+
+
+def _model_of(branch_schema: Any) -> str:
+    """The model a `$ref` branch names (pydantic's references may carry a module prefix)."""
+    ref = str(branch_schema.get("$ref", "")) if isinstance(branch_schema, dict) else ""
+    return ref.rsplit("/", 1)[-1].split("-")[0].rsplit("__", 1)[-1]
+
+
+def token_ids(*, min_items: int = 0) -> dict[str, Any]:
+    """A list of token ids (each checked against the model's vocabulary by the server)."""
+    schema: dict[str, Any] = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    if min_items:
+        schema["minItems"] = min_items
+    return schema
+
+
+def _request_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The JSON Schema of a request body says what the server accepts, no more, no less:
+
+    - every optional field accepts `null` (it means the default): a client generating requests
+      from the schema may send it, and one that does must not be told it broke the schema;
+    - the `SCHEMA_RULES` of the model and its bases (rules across fields: "`max_tokens: 0` needs
+      `echo`") are added, under `allOf` when there are several.
+    """
+    rules = [vars(cls)["SCHEMA_RULES"] for cls in model.__mro__ if vars(cls).get("SCHEMA_RULES")]
+    if len(rules) == 1:
+        schema.update(rules[0])
+    elif rules:
+        schema["allOf"] = rules
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name in required or _nullable(prop):
+            continue
+        annotations = {k: prop.pop(k) for k in ("title", "description", "default") if k in prop}
+        schema["properties"][name] = {"anyOf": [prop, NULL], **annotations}
+
+
+def _nullable(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_nullable(branch) for branch in prop.get("anyOf", ()))
 
 
 def _is_none(value: object) -> bool:
@@ -69,8 +157,11 @@ class RequestModel(BaseModel):
     a request set in the `x-maas-ignored-params` response header.
     """
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), json_schema_extra=_request_schema)
     IGNORED: ClassVar[tuple[str, ...]] = ()
+    # JSON Schema keywords added to the model's schema: the rules across its fields that the
+    # server enforces, so that the OpenAPI document holds them too.
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {}
 
     @model_validator(mode="before")
     @classmethod

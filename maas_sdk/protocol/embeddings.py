@@ -6,14 +6,20 @@ from typing import Literal
 
 from pydantic import Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel
+from maas_sdk.protocol.common import RequestModel, ResponseModel, server_limit, token_ids
 
 
 class EmbeddingRequest(RequestModel):
     IGNORED = ("user",)
 
     model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[str] | list[int] | list[list[int]] = Field(json_schema_extra={"anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+         **server_limit(maxItems="embed_max_inputs")},
+        token_ids(min_items=1),
+        {"type": "array", "items": token_ids(min_items=1), "minItems": 1, **server_limit(maxItems="embed_max_inputs")},
+    ]})
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = Field(default=None, description="Accepted and ignored.")

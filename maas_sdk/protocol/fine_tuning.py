@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel
+from maas_sdk.protocol.common import RequestModel, ResponseModel, server_limit
 from maas_sdk.protocol.vocabulary import TERMINAL_STATUSES, JobStatus
+
+
+def _or_auto(schema: dict[str, Any]) -> dict[str, Any]:
+    """A field's JSON Schema that takes `"auto"` as well."""
+    return {"anyOf": [schema, {"const": "auto"}]}
 
 
 class Hyperparameters(RequestModel):
     """Training hyperparameters; `"auto"` (OpenAI's word for the default) and null mean the default."""
 
-    n_epochs: int | None = Field(default=None, ge=1, le=100)
-    learning_rate: float | None = Field(default=None, gt=0.0, le=1.0)
+    n_epochs: int | None = Field(default=None, ge=1, le=100,
+                                 json_schema_extra=_or_auto({"type": "integer", "minimum": 1, "maximum": 100}))
+    learning_rate: float | None = Field(
+        default=None, gt=0.0, le=1.0,
+        json_schema_extra=_or_auto({"type": "number", "exclusiveMinimum": 0, "maximum": 1}))
     learning_rate_multiplier: float | None = Field(
-        default=None, gt=0.0, le=100.0, description="Scales the default learning rate (OpenAI's form).")
-    batch_size: int | None = Field(default=None, ge=1, le=512)
-    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
+        default=None, gt=0.0, le=100.0, description="Scales the default learning rate (OpenAI's form).",
+        json_schema_extra=_or_auto({"type": "number", "exclusiveMinimum": 0, "maximum": 100}))
+    batch_size: int | None = Field(default=None, ge=1, le=512,
+                                   json_schema_extra=_or_auto({"type": "integer", "minimum": 1, "maximum": 512}))
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.",
+                                  json_schema_extra=_or_auto({"type": "integer", "minimum": 1}))
 
     @model_validator(mode="before")
     @classmethod
@@ -29,7 +40,7 @@ class Hyperparameters(RequestModel):
 
 
 class LoraConfig(RequestModel):
-    r: int = Field(default=8, ge=1, le=256)
+    r: int = Field(default=8, ge=1, le=256, json_schema_extra=server_limit(maximum="max_lora_rank"))
     alpha: int = Field(default=16, ge=1, le=1024)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
@@ -48,7 +59,14 @@ class FineTuneMethod(RequestModel):
     forms `{"type": "full"}` and `{"type": "lora", "lora": {...}}` are ours. `dpo` and
     `reinforcement` are understood but refused: this server trains supervised only."""
 
-    type: Literal["supervised", "full", "lora", "dpo", "reinforcement"]
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"supervised": {"type": "object"}}, "required": ["supervised"]},
+        "then": {"properties": {"type": {"const": "supervised"}}},
+    }
+
+    # The refused types are named here for their error message, not offered in the schema.
+    type: Literal["supervised", "full", "lora", "dpo", "reinforcement"] = Field(
+        json_schema_extra={"enum": ["supervised", "full", "lora"]})
     supervised: SupervisedMethod | None = None
     dpo: dict[str, Any] | None = None
     reinforcement: dict[str, Any] | None = None
@@ -70,6 +88,14 @@ class FineTuneMethod(RequestModel):
 
 class FineTuningJobCreate(RequestModel):
     IGNORED = ("integrations", "metadata")
+    # Hyperparameters at the top level (OpenAI's older form) or in method.supervised, not both.
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"not": {
+        "properties": {"hyperparameters": {"type": "object"}, "method": {
+            "properties": {"supervised": {
+                "properties": {"hyperparameters": {"type": "object"}}, "required": ["hyperparameters"]}},
+            "required": ["supervised"]}},
+        "required": ["hyperparameters", "method"],
+    }}
 
     model: str = Field(min_length=1)
     training_file: str = Field(min_length=1)

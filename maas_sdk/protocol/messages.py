@@ -12,15 +12,28 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, RootModel, model_validator
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel
+from maas_sdk.protocol.common import RequestModel, ResponseModel, server_limit, without_models
 
 # Anthropic's sampling range is narrower than OpenAI's: temperature 0 to 1.
 MAX_TEMPERATURE = 1.0
+MAX_STOP_SEQUENCES = 16  # as Chat Completions, onto which a request translates
 TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 def _ignored(**kwargs: Any) -> Any:
     return Field(default=None, description="Accepted and ignored.", **kwargs)
+
+
+def _or_text(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a list of blocks that may also be given as one string, less the image
+    and document blocks, which are refused."""
+    without_models("UnsupportedBlockParam")(schema)
+    listed = {key: schema.pop(key) for key in ("type", "items", "minItems") if key in schema}
+    if "anyOf" in schema:  # nullable: the list is one branch
+        branches = schema["anyOf"]
+        schema["anyOf"] = [{"type": "string"}, *branches]
+    else:
+        schema["anyOf"] = [{"type": "string"}, listed]
 
 
 def _blocks(data: Any, name: str) -> Any:
@@ -76,7 +89,7 @@ class ToolResultBlockParam(RequestModel):
     type: Literal["tool_result"]
     tool_use_id: str = Field(min_length=1)
     content: list[Annotated[TextBlockParam | UnsupportedBlockParam, Field(discriminator="type")]] = Field(
-        default_factory=list)
+        default_factory=list, json_schema_extra=_or_text)
     is_error: bool = False
     cache_control: dict[str, Any] | None = _ignored()
 
@@ -102,11 +115,22 @@ ContentBlockParam = Annotated[
 ]
 
 
+def _blocks_not(kind: str) -> dict[str, Any]:
+    return {"properties": {"content": {"items": {"properties": {"type": {"not": {"const": kind}}}}}}}
+
+
 class MessageParam(RequestModel):
-    """One turn: `content` is a string (one text block) or a list of blocks."""
+    """One turn: `content` is a string (one text block) or a list of blocks; tool uses belong in
+    assistant turns, tool results in user turns."""
+
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"role": {"const": "user"}}},
+        "then": _blocks_not("tool_use"),
+        "else": _blocks_not("tool_result"),
+    }
 
     role: Literal["user", "assistant"]
-    content: list[ContentBlockParam]
+    content: list[ContentBlockParam] = Field(json_schema_extra=_or_text)
 
     @model_validator(mode="before")
     @classmethod
@@ -144,6 +168,12 @@ class ToolParam(RequestModel):
 class MessagesToolChoice(RequestModel):
     """`auto` (the model decides), `any` (it must call one), `tool` (it must call `name`) or
     `none`; parallel calls are allowed unless `disable_parallel_tool_use`."""
+
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"type": {"const": "tool"}}},
+        "then": {"properties": {"name": {"type": "string"}}, "required": ["name"]},
+        "else": {"properties": {"name": {"type": "null"}}},
+    }
 
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
@@ -187,10 +217,24 @@ class MessagesPrompt(RequestModel):
     """What a request and a token count share: the conversation and what shapes its prompt."""
 
     IGNORED: ClassVar[tuple[str, ...]] = ("thinking", "cache_control")
+    # A tool_choice other than none needs tools; tools the model may call leave no room for an
+    # output format (the reply is then a call or text).
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"allOf": [
+        {"if": {"properties": {"tool_choice": {"properties": {"type": {"not": {"const": "none"}}},
+                                               "required": ["type"]}},
+                "required": ["tool_choice"]},
+         "then": {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]}},
+        {"if": {"properties": {"tools": {"type": "array", "minItems": 1}, "tool_choice": {"not": {
+                    "type": "object", "properties": {"type": {"const": "none"}}, "required": ["type"]}}},
+                "required": ["tools"]},
+         "then": {"properties": {"output_config": {"anyOf": [{"type": "null"}, {"properties": {
+                    "format": {"type": "null"}}}]}}}},
+    ]}
 
     model: str = Field(min_length=1)
     messages: list[MessageParam] = Field(min_length=1)
-    system: list[TextBlockParam] | None = Field(default=None, description="A string, or text blocks.")
+    system: list[TextBlockParam] | None = Field(default=None, description="A string, or text blocks.",
+                                                json_schema_extra=_or_text)
     tools: list[ToolParam] | None = Field(default=None, max_length=128)
     tool_choice: MessagesToolChoice | None = None
     output_config: OutputConfig | None = None
@@ -214,8 +258,9 @@ class MessageCreateRequest(MessagesPrompt):
     IGNORED = ("thinking", "cache_control", "metadata", "service_tier", "inference_geo", "speed", "diagnostics",
                "context_management")
 
-    max_tokens: int = Field(ge=1)
-    stop_sequences: list[str] | None = None
+    max_tokens: int = Field(ge=1, json_schema_extra=server_limit(maximum="max_tokens_limit"))
+    stop_sequences: list[str] | None = Field(default=None, json_schema_extra={
+        "items": {"minLength": 1}, "maxItems": MAX_STOP_SEQUENCES})
     temperature: float = Field(default=1.0, ge=0.0, le=MAX_TEMPERATURE)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0, description="0 or null disables top-k filtering.")

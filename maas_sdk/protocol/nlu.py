@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Tag
 
 from maas_sdk.protocol.common import (
+    TEXT,
     RequestModel,
     ResponseModel,
     Usage,
     branch,
+    server_limit,
     text_or_list,
     text_or_object,
+    token_ids,
 )
+
+MAX_LABELS = 64
+
+
+def _texts(schema: dict[str, Any]) -> None:
+    """The JSON Schema of `input`: texts with something in them, one or a list of 1 to the
+    server's `embed_max_inputs`."""
+    text, listed = schema["oneOf"]
+    text.update(TEXT)
+    listed["items"]["oneOf"][0].update(TEXT)
+    listed.update(minItems=1, **server_limit(maxItems="embed_max_inputs"))
 
 
 class TextPair(RequestModel):
     """Two texts classified together, as a cross-encoder reads a query and a passage (the same
     keys as a line of pair classification data)."""
 
-    text: str
-    text_pair: str
+    text: str = Field(json_schema_extra=TEXT)
+    text_pair: str = Field(json_schema_extra=TEXT)
 
 
 ClassificationInput = Annotated[
@@ -36,10 +50,13 @@ ClassificationInputs = Annotated[
 class ClassificationRequest(RequestModel):
     model: str = Field(min_length=1)
     input: ClassificationInputs = Field(
-        description="Texts, or `{\"text\", \"text_pair\"}` pairs for a classifier fine-tuned on pairs."
+        description="Texts, or `{\"text\", \"text_pair\"}` pairs for a classifier fine-tuned on pairs.",
+        json_schema_extra=_texts,
     )
     labels: list[str] | None = Field(
-        default=None, description="Candidate labels for zero-shot classification with any model."
+        default=None, description="Candidate labels for zero-shot classification with any model (distinct once "
+                                  "trimmed).",
+        json_schema_extra={"items": TEXT, "minItems": 2, "maxItems": MAX_LABELS, "uniqueItems": True},
     )
 
 
@@ -79,7 +96,7 @@ class Tokenized(ResponseModel):
 
 class DetokenizeRequest(RequestModel):
     model: str = Field(min_length=1)
-    tokens: list[int]
+    tokens: list[int] = Field(json_schema_extra=token_ids())
 
 
 class Detokenized(ResponseModel):

@@ -11,24 +11,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Discriminator, Field, Tag
 
 from maas_sdk.protocol.common import (
+    TEXT,
     RequestModel,
     ResponseModel,
     Usage,
     branch,
     omitted_if_none,
+    server_limit,
     text_or_object,
+    texts,
 )
 
 
 class RerankDocument(RequestModel):
     """A document given as an object, as Jina and Cohere accept it (`{"text": ...}`)."""
 
-    text: str
+    text: str = Field(json_schema_extra=TEXT)
 
 
 DocumentInput = Annotated[
@@ -37,14 +40,21 @@ DocumentInput = Annotated[
 ]
 
 
+def _documents(schema: dict[str, Any]) -> None:
+    """The JSON Schema of `documents`: texts with something in them, 1 to the server's
+    `rerank_max_documents` of them."""
+    schema["items"]["oneOf"][0].update(TEXT)
+    schema.update(minItems=1, **server_limit(maxItems="rerank_max_documents"))
+
+
 class RerankRequest(RequestModel):
     """The body of `POST /v1/rerank`: Jina's and Cohere's v1 fields."""
 
     RETURN_DOCUMENTS_DEFAULT: ClassVar[bool] = True
 
     model: str = Field(min_length=1)
-    query: str
-    documents: list[DocumentInput]
+    query: str = Field(json_schema_extra=TEXT)
+    documents: list[DocumentInput] = Field(json_schema_extra=_documents)
     top_n: int | None = Field(default=None, ge=0, description="How many results to return; 0 or none: all.")
     return_documents: bool | None = Field(default=None, description="Include each document's text in its "
                                           "result (default: true here, false on /v2/rerank).")
@@ -119,8 +129,9 @@ class ScoreRequest(RequestModel):
     """The body of vLLM's `POST /score`: one `text_1` against every `text_2`, or pairwise."""
 
     model: str = Field(min_length=1)
-    text_1: str | list[str]
-    text_2: str | list[str]
+    text_1: str | list[str] = Field(json_schema_extra=texts("rerank_max_documents"),
+                                    description="One text, or as many as text_2.")
+    text_2: str | list[str] = Field(json_schema_extra=texts("rerank_max_documents"))
 
 
 class ScoreData(ResponseModel):

@@ -12,11 +12,20 @@ sampling.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag
 
-from maas_sdk.protocol.common import ErrorDetail, RequestModel, ResponseModel, branch, omitted_if_none
+from maas_sdk.protocol.common import (
+    NULL,
+    ErrorDetail,
+    RequestModel,
+    ResponseModel,
+    branch,
+    omitted_if_none,
+    server_limit,
+    without_models,
+)
 
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 # `status` of a response: OpenAI's values; other servers may send others, so any string is accepted.
@@ -32,8 +41,12 @@ def _ignored(**kwargs: Any) -> Any:
     return Field(default=None, description="Accepted and ignored.", **kwargs)
 
 
-def _refused(what: str) -> Any:
-    return Field(default=None, description=f"Refused with a 400: {what}")
+def _refused(what: str, accepted: dict[str, Any] | None = None) -> Any:
+    """A field understood but refused: the JSON Schema offers only null (and `accepted`)."""
+    return Field(default=None, description=f"Refused with a 400: {what}",
+                 json_schema_extra={"anyOf": [accepted, NULL] if accepted else [NULL]})
+
+
 
 
 # ----- input items -----
@@ -104,7 +117,7 @@ class MessageItem(RequestModel):
 
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
-    content: Content
+    content: Content = Field(json_schema_extra=without_models("InputMedia"))
     id: str | None = None
     status: ItemStatus | None = None
 
@@ -285,6 +298,14 @@ class ResponseStreamOptions(RequestModel):
 # ----- the request -----
 
 
+def _input_schema(schema: dict[str, Any]) -> None:
+    """`input`: text, or a list of at least one item of the kinds served."""
+    without_models("OtherItem")(schema)
+    for branch_schema in schema["anyOf"][0]["oneOf"]:
+        if branch_schema.get("type") == "array":
+            branch_schema["minItems"] = 1
+
+
 class ResponseCreateRequest(RequestModel):
     """`POST /v1/responses`. Every documented OpenAI field is understood: those in `IGNORED` are
     accepted and named in the `x-maas-ignored-params` header; `background`, `conversation`,
@@ -294,19 +315,33 @@ class ResponseCreateRequest(RequestModel):
                "prompt_cache_retention", "prompt_cache_options", "context_management", "moderation",
                "user", "access_programs", "background_options", "image")
 
+    # input, unless previous_response_id continues a stored conversation; tool_choice needs tools;
+    # tools the model may call leave no room for an output format other than text.
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"allOf": [
+        {"if": {"properties": {"tools": {"type": "array", "minItems": 1}, "tool_choice": {"not": {"const": "none"}}},
+                "required": ["tools"]},
+         "then": {"properties": {"text": {"anyOf": [NULL, {"properties": {"format": {"anyOf": [
+             NULL, {"properties": {"type": {"const": "text"}}}]}}}]}}}},
+        {"anyOf": [{"properties": {"input": {"not": NULL}}, "required": ["input"]},
+                   {"properties": {"previous_response_id": {"type": "string"}}, "required": ["previous_response_id"]}]},
+        {"if": {"properties": {"tool_choice": {"not": {"anyOf": [{"const": "none"}, NULL]}}}, "required": ["tool_choice"]},
+         "then": {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]}},
+    ]}
+
     model: str = Field(min_length=1)
     input: Input | None = Field(
-        default=None, description="Text, or a list of items; may be left out with previous_response_id.")
+        default=None, description="Text, or a list of items; may be left out with previous_response_id.",
+        json_schema_extra=_input_schema)
     instructions: str | None = Field(default=None, description="A system message put before the input "
                                      "(not carried over by previous_response_id).")
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1, json_schema_extra=server_limit(maximum="max_tokens_limit"))
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1,
                              description="Extension: the same seed and parameters give the same output.")
     text: TextConfig | None = None
-    tools: list[Tool] | None = Field(default=None, max_length=128)
-    tool_choice: ToolChoice | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=128, json_schema_extra=without_models("BuiltinTool"))
+    tool_choice: ToolChoice | None = Field(default=None, json_schema_extra=without_models("ToolChoiceOther"))
     parallel_tool_calls: bool | None = Field(
         default=None, description="true: the model may make several calls in one reply (default: one call, as "
         "Chat Completions on this server; small models given the choice tend to repeat a call).")
@@ -319,7 +354,7 @@ class ResponseCreateRequest(RequestModel):
         default="disabled", description="auto: drop the oldest items when the conversation is too long.")
     stream: bool = False
     stream_options: ResponseStreamOptions | None = None
-    background: bool | None = _refused("responses are not run in the background.")
+    background: bool | None = _refused("responses are not run in the background.", {"const": False})
     conversation: str | dict[str, Any] | None = _refused("the Conversations API is not served.")
     prompt: dict[str, Any] | None = _refused("stored prompt templates are not served.")
     include: list[str] | None = Field(
@@ -393,8 +428,15 @@ class OutputFunctionCall(ResponseModel):
     status: ItemStatus | str = "completed"
 
 
+def _other_kind(schema: dict[str, Any]) -> None:
+    """An item of another kind is not a message or a function call (`output` items are `oneOf`)."""
+    schema["properties"]["type"]["not"] = {"enum": ["message", "function_call"]}
+
+
 class OutputOther(ResponseModel):
     """An output item of another kind (another server's reasoning, built-in tool calls, ...)."""
+
+    model_config = ConfigDict(json_schema_extra=_other_kind)
 
     type: str
     id: str | None = None

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, omitted_if_none
+from maas_sdk.protocol.common import NOT_BLANK, RequestModel, ResponseModel, omitted_if_none
 
 
 class ResponseFormatText(RequestModel):
@@ -48,12 +48,14 @@ ResponseFormat = Annotated[
 class StructuredOutputs(RequestModel):
     """vLLM's extension: exactly one of `choice`, `regex`, `grammar` (EBNF or Lark) or `json`."""
 
-    choice: list[str] | None = Field(default=None, min_length=1)
-    regex: str | None = None
-    grammar: str | None = None
+    choice: list[str] | None = Field(default=None, min_length=1, json_schema_extra={"items": {"minLength": 1}})
+    regex: str | None = Field(default=None, json_schema_extra={"minLength": 1})
+    grammar: str | None = Field(default=None, json_schema_extra={"pattern": NOT_BLANK})
     json_: dict[str, Any] | None = Field(default=None, alias="json")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"oneOf": [{"properties": {name: {"not": {"type": "null"}}}, "required": [name]}
+                              for name in ("choice", "regex", "grammar", "json")]}
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StructuredOutputs:
@@ -129,7 +131,13 @@ class StructuredFields(RequestModel):
 
 
 class ToolFields(RequestModel):
-    """Tool calling, for chat completions."""
+    """Tool calling, for chat completions. A `tool_choice` other than `none` needs `tools`."""
+
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"tool_choice": {"not": {"anyOf": [{"const": "none"}, {"type": "null"}]}}},
+               "required": ["tool_choice"]},
+        "then": {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]},
+    }
 
     tools: list[ToolDefinition] | None = Field(default=None, max_length=128)
     tool_choice: ToolChoice | None = None

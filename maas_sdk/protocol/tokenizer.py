@@ -5,18 +5,27 @@ generator served."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import Field, model_validator
 
 from maas_sdk.protocol.chat import ChatMessage
-from maas_sdk.protocol.common import RequestModel, ResponseModel
+from maas_sdk.protocol.common import RequestModel, ResponseModel, token_ids
 
 
 class VLLMTokenizeRequest(RequestModel):
     """Either `prompt` (text) or `messages` (rendered with the chat template first)."""
 
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "oneOf": [{"properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
+                  {"properties": {"messages": {"type": "array"}}, "required": ["messages"]}],
+        "not": {"properties": {"continue_final_message": {"const": True}, "add_generation_prompt": {"const": True}},
+                "required": ["continue_final_message", "add_generation_prompt"]},
+    }
+
     model: str | None = None
     prompt: str | None = None
-    messages: list[ChatMessage] | None = None
+    messages: list[ChatMessage] | None = Field(default=None, json_schema_extra={"minItems": 1})
     add_special_tokens: bool | None = Field(
         default=None, description="Default: true for a prompt, false for messages (the template adds them).")
     add_generation_prompt: bool = True
@@ -42,7 +51,7 @@ class VLLMTokenizeResponse(ResponseModel):
 
 class VLLMDetokenizeRequest(RequestModel):
     model: str | None = None
-    tokens: list[int]
+    tokens: list[int] = Field(json_schema_extra=token_ids())
 
 
 class VLLMDetokenizeResponse(ResponseModel):

@@ -5,10 +5,18 @@ each is declared beside its handler with the pydantic models of `maas_sdk.protoc
 and answers, so the document cannot drift from what the server serves and the SDK validates.
 The test suite checks that every route of the app appears here (and nothing else), and fuzzes
 the running server against the document.
+
+The document is exact: a request it calls valid is not refused for its shape. The schemas
+carry the bounds the routes enforce, the server's own limits among them (`max_tokens` at most
+`MAAS_MAX_TOKENS_LIMIT`, ...: the protocol marks them, `openapi_document(settings)` fills them
+in), and the rules across fields. What only the data decide (whether a model or file exists,
+a model's vocabulary) is left to the 404s and 400s that name it. Links lead from the operations
+that create a resource to those that take its id.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -18,7 +26,9 @@ from pydantic.json_schema import models_json_schema
 
 from maas_sdk import protocol as p
 from maas_sdk._version import __version__
+from maas_sdk.protocol.common import SERVER_LIMIT
 from reference_server.http.routing import Operation
+from reference_server.settings import Settings
 
 Mode = Literal["validation", "serialization"]
 REF = "#/components/schemas/{model}"
@@ -92,24 +102,37 @@ def _event_schema(chunk_ref: dict[str, Any], error_ref: dict[str, Any], named: b
                        "started arrives as `data: {\"error\": {...}}`, then `data: [DONE]`.",
         "properties": {
             "event": {"const": "message"},
-            "data": {"type": "string", "contentMediaType": "application/json",
-                     "contentSchema": {"anyOf": [chunk_ref, error_ref]}},
+            "data": {"anyOf": [{"const": "[DONE]"},
+                               {"type": "string", "contentMediaType": "application/json",
+                                "contentSchema": {"anyOf": [chunk_ref, error_ref]}}]},
         },
         "required": ["data"],
     }
 
 
+def operation_id(method: str, doc_path: str) -> str:
+    return method.lower() + doc_path.replace("/", "_").replace("{", "").replace("}", "").replace(".", "_")
+
+
+def _links(op: Operation) -> dict[str, Any]:
+    links: dict[str, Any] = {}
+    for target in op.links:
+        method, path = target.target.split(" ", 1)
+        target_id = operation_id(method, path)
+        links[target_id] = {"operationId": target_id, "parameters": dict(target.parameters)}
+    return links
+
+
 def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "operationId": op.method.lower() + op.doc_path.replace("/", "_").replace("{", "").replace("}", "")
-        .replace(".", "_"),
+        "operationId": operation_id(op.method, op.doc_path),
         "summary": op.summary,
         "tags": list(op.tags),
     }
     error_ref = refs[(op.error_body or p.ErrorBody, "serialization")]
     if op.params:
         doc["parameters"] = [
-            {"name": param.name, "in": param.location, "required": param.location == "path",
+            {"name": param.name, "in": param.location, "required": param.location == "path" or param.required,
              "schema": param.schema, "description": param.description}
             for param in op.params
         ]
@@ -122,7 +145,8 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -
         doc["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": op.multipart}}}
     content: dict[str, Any] = {}
     if op.raw is not None:
-        content[op.raw] = {"schema": {"type": "string"}}
+        for media_type in (op.raw,) if isinstance(op.raw, str) else op.raw:
+            content[media_type] = {"schema": {"type": "string"}}
     elif op.response is not None:
         content["application/json"] = {"schema": refs[(op.response, "serialization")]}
     elif op.response_schema is not None:
@@ -135,14 +159,59 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, Mode], dict[str, Any]]) -
                                     "headers": {"location": {"schema": {"type": "string"}}}}}
         return doc
     doc["responses"] = {"200": {"description": "Success.", "content": content}, **_error_responses(op, error_ref)}
+    if op.links:
+        doc["responses"]["200"]["links"] = _links(op)
     if op.authenticated:
         doc["security"] = [{"bearerAuth": []}]
     return doc
 
 
+def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
+    """The document of a server with `settings` (the defaults when None), built once per process
+    and set of limits."""
+    settings = settings if settings is not None else Settings.model_construct()
+    return _with_limits(tuple((name, getattr(settings, name)) for name in sorted(_limit_names())))
+
+
+@functools.lru_cache(maxsize=4)
+def _with_limits(limits: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """The document with each `x-server-limit` mark replaced by the keyword it names, set to the
+    server's setting (`{"x-server-limit": {"maximum": "max_n"}}` -> `{"maximum": 8}`)."""
+    document: dict[str, Any] = fill_limits(copy.deepcopy(_document()), dict(limits))
+    return document
+
+
+def fill_limits(schema: Any, values: Mapping[str, Any]) -> Any:
+    """`schema` (changed in place) with its `x-server-limit` marks replaced by `values`."""
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            for keyword, setting in node.pop(SERVER_LIMIT, {}).items():
+                # An upper bound the protocol sets itself stays when the server's is higher.
+                node[keyword] = min(values[setting], node.get(keyword, values[setting]))
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return schema
+
+
 @functools.lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    """The document, built once per process."""
+def _limit_names() -> frozenset[str]:
+    names: set[str] = set()
+    pending: list[Any] = [_document()]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            names.update(node.get(SERVER_LIMIT, {}).values())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=1)
+def _document() -> dict[str, Any]:
     from reference_server.http.routes import OPERATIONS
 
     refs, defs = models_json_schema(_body_models(OPERATIONS), ref_template=REF)

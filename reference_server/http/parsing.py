@@ -89,7 +89,7 @@ async def read_json(request: Request) -> Any:
         raise bad_request("The request body is empty; a JSON object is required.", param="body",
                           code="invalid_json")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_float=_number)
     except UnicodeDecodeError:
         raise bad_request("The request body is not valid UTF-8.", param="body", code="invalid_json") from None
     except ValueError as exc:
@@ -103,6 +103,13 @@ async def read_json(request: Request) -> Any:
             raise bad_request(f"{where} holds a lone UTF-16 surrogate escape, which is not text.",
                               param=where, code="invalid_json")
     return data
+
+
+def _number(text: str) -> float | int:
+    """A JSON number written with a fraction or an exponent: an integer when it is one (`36.0`,
+    `1e2`), as JSON Schema reads it, so that an integer parameter takes it; a float otherwise."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _lone_surrogate(data: Any) -> str | None:
@@ -139,7 +146,8 @@ async def parse_body(request: Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.", param="body", code="invalid_json")
     try:
-        parsed = model.model_validate(data)
+        # Strict: a string is no number and a boolean no integer, as the OpenAPI document says.
+        parsed = model.model_validate(data, strict=True)
     except ValidationError as exc:
         raise validation_error(exc, data) from None
     model_id = getattr(parsed, "model", None)

@@ -40,6 +40,20 @@ class Param:
     location: Literal["path", "query", "header"]
     schema: dict[str, Any]
     description: str = ""
+    required: bool = False  # path parameters always are
+
+
+@dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: the operation `target` (`"GET /v1/files/{file_id}"`) takes `parameters`
+    from this operation's answer (`{"file_id": "$response.body#/id"}`), as a client chains them."""
+
+    target: str
+    parameters: tuple[tuple[str, str], ...]
+
+
+def link(target: str, **parameters: str) -> Link:
+    return Link(target, tuple(parameters.items()))
 
 
 @dataclass(frozen=True)
@@ -50,8 +64,9 @@ class Operation:
     `stream` names the chunk model of the `text/event-stream` answer sent when the body says
     `"stream": true` (`named_events`: each event is named by its `type`, as Anthropic sends
     them, rather than OpenAI's bare `data:` lines); `multipart` describes a form upload instead
-    of a JSON body; `raw` is the media type of a non-JSON answer; `redirect` the address a 307
-    answer points to; `error_body` the error shape when it is not OpenAI's.
+    of a JSON body; `raw` is the media type (or types) of a non-JSON answer; `redirect` the
+    address a 307 answer points to; `error_body` the error shape when it is not OpenAI's; `links`
+    the operations that take an id from the answer.
     """
 
     method: str
@@ -65,11 +80,12 @@ class Operation:
     named_events: bool = False
     error_body: type[BaseModel] | None = None
     multipart: dict[str, Any] | None = None
-    raw: str | None = None
+    raw: str | tuple[str, ...] | None = None
     redirect: str | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     example: dict[str, Any] | None = None
+    links: tuple[Link, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -97,8 +113,26 @@ class RouteTable:
 
 
 def routes_of(operations: Sequence[Operation], prefix: str = "") -> list[Route]:
-    """Starlette routes for `operations`, their paths relative to the mount at `prefix`."""
-    return [Route(op.path.removeprefix(prefix) or "/", op.endpoint, methods=[op.method]) for op in operations]
+    """Starlette routes for `operations`, their paths relative to the mount at `prefix`.
+
+    Operations that share a path share one route, which hands each method to its handler: a
+    405 on that path then lists every method it serves in `Allow`, not those of one handler.
+    """
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for op in operations:
+        by_path.setdefault(op.path, {})[op.method] = op.endpoint
+    return [Route(path.removeprefix(prefix) or "/", _by_method(handlers), methods=list(handlers))
+            for path, handlers in by_path.items()]
+
+
+def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+
+    async def endpoint(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
 
 
 def path_param(name: str, what: str) -> Param:
@@ -107,6 +141,7 @@ def path_param(name: str, what: str) -> Param:
 
 def page_params(maximum: int) -> tuple[Param, ...]:
     return (
-        Param("after", "query", {"type": "string"}, "Start after this id (from the previous page)."),
+        Param("after", "query", {"type": "string", "minLength": 1},
+              "Start after this id (from the previous page); an id that names nothing is a 404."),
         Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": maximum}, "Page size."),
     )

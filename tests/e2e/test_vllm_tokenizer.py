@@ -50,3 +50,13 @@ def test_root_tokenizer_routes_need_the_key_and_valid_input(server: ServerProces
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "tokens"
     missing = post(server, "/tokenize", {"model": "no-such-model", "prompt": "x"})
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"
+
+
+def test_tokenize_messages_with_special_tokens_as_vllm_does(server: ServerProcess) -> None:
+    # vLLM renders the conversation to text, then tokenizes it with the tokenizer's special tokens.
+    messages = [{"role": "user", "content": "Hi"}]
+    plain = post(server, "/tokenize", {"model": GENERATOR, "messages": messages})
+    special = post(server, "/tokenize", {"model": GENERATOR, "messages": messages, "add_special_tokens": True})
+    assert special.status_code == 200, special.text
+    # This tokenizer adds no special tokens of its own: the same ids either way.
+    assert special.json()["tokens"] == plain.json()["tokens"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _SEED_MASK = (1 << 64) - 1
 _SEED_STEP = 0x9E3779B97F4A7C15  # golden-ratio increment: derived seeds share no low bits
+_DIGITS = re.compile(r"[0-9]+")  # a token id as a JSON object key (`str.isdigit` also takes "²")
 
 
 def choice_seed(seed: int | None, index: int) -> int | None:
@@ -74,7 +76,7 @@ def _token_ids(values: list[int], vocab: int, param: str) -> list[int]:
 def _logit_bias(bias: dict[str, float] | None, vocab: int) -> dict[int, float]:
     out: dict[int, float] = {}
     for key, value in (bias or {}).items():
-        if not key.strip().lstrip("-").isdigit() or not 0 <= int(key) < vocab:
+        if not _DIGITS.fullmatch(key) or int(key) >= vocab:
             raise bad_request(f"logit_bias key {key!r} is not a token id of this model (0 to {vocab - 1}).",
                               param="logit_bias", code="invalid_token_id")
         if not -100 <= value <= 100:

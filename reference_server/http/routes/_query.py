@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from reference_server.http.errors import bad_request
+from reference_server.errors import NotFound
+from reference_server.http.errors import bad_request, not_found
 
 
 def limit(request: Request, default: int, maximum: int) -> int:
@@ -21,6 +22,19 @@ def limit(request: Request, default: int, maximum: int) -> int:
     if not 1 <= value <= maximum:
         raise bad_request(f"limit must be between 1 and {maximum}, got {value}.", param="limit")
     return value
+
+
+def after(request: Request) -> str | None:
+    """The page cursor: the id of the last item of the previous page."""
+    raw = request.query_params.get("after")
+    if raw == "":
+        raise bad_request("after must be an id from the previous page, not empty.", param="after")
+    return raw
+
+
+def cursor_not_found(after: str | None, what: str) -> NotFound:
+    """A cursor naming nothing the caller can see: a 404, as the id itself would be."""
+    return not_found(f"after names no {what}: {after}", param="after")
 
 
 def choice(request: Request, name: str, allowed: Sequence[str], default: str | None) -> str | None:

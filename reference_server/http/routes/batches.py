@@ -21,7 +21,7 @@ from reference_server.http.errors import bad_request, not_found
 from reference_server.http.ignored import mark_ignored
 from reference_server.http.parsing import json_response, parse_body
 from reference_server.http.routes import _query
-from reference_server.http.routing import BODY_ERRORS, RouteTable, page_params, path_param
+from reference_server.http.routing import BODY_ERRORS, RouteTable, link, page_params, path_param
 from reference_server.state import state_of
 from reference_server.storage import BatchRecord, ids, space
 
@@ -56,6 +56,8 @@ def _check_metadata(metadata: dict[str, str] | None) -> None:
 
 @table.route("POST", "/v1/batches", "Run a file of requests in the background.", request=p.BatchCreate,
              response=p.Batch, errors=BODY_ERRORS,
+             links=tuple(link(target, batch_id="$response.body#/id") for target in (
+                 "GET /v1/batches/{batch_id}", "POST /v1/batches/{batch_id}/cancel")),
              example={"input_file_id": "file-abc123", "endpoint": "/v1/chat/completions", "completion_window": "24h"})
 async def create_batch(request: Request) -> Response:
     body = await parse_body(request, BatchCreate)
@@ -90,15 +92,15 @@ async def create_batch(request: Request) -> Response:
 
 
 @table.route("GET", "/v1/batches", "List your batches, newest first.", response=p.BatchList,
-             params=page_params(100), errors=(400,))
+             params=page_params(100), errors=(400, 404))
 async def list_batches(request: Request) -> Response:
     _query.only(request, "after", "limit")
-    after = request.query_params.get("after")
+    after = _query.after(request)
     try:
         batches, more = await state_of(request).storage.db.list_batches(
             _query.principal(request), after=after, limit=_query.limit(request, 20, 100))
     except KeyError:
-        raise bad_request(f"after names no batch of yours: {after}", param="after") from None
+        raise _query.cursor_not_found(after, "batch of yours") from None
     data = [b.to_wire() for b in batches]
     return json_response(BatchList(data=data, first_id=data[0].id if data else None,
                                    last_id=data[-1].id if data else None, has_more=more))

@@ -61,14 +61,24 @@ def render_chat(messages: list[ChatMessage], tokenizer: Any, plan: OutputPlan | 
 
 def apply_template(tokenizer: Any, turns: list[dict[str, Any]], *, add_generation_prompt: bool,
                    continue_final_message: bool = False, tools: list[dict[str, Any]] | None = None) -> list[int]:
-    try:
-        rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=add_generation_prompt,
-                                                 continue_final_message=continue_final_message, tools=tools,
-                                                 tokenize=True)
-    except Exception as exc:  # noqa: BLE001 - template rejected the conversation (e.g. role order)
-        raise bad_request(f"The model's chat template rejected the messages: {exc}", param="messages") from None
+    rendered = _render(tokenizer, turns, add_generation_prompt=add_generation_prompt,
+                       continue_final_message=continue_final_message, tools=tools, tokenize=True)
     ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
     return [int(t) for t in ids]
+
+
+def template_text(tokenizer: Any, turns: list[dict[str, Any]], *, add_generation_prompt: bool,
+                  continue_final_message: bool = False) -> str:
+    """The conversation rendered by the chat template, as text."""
+    return str(_render(tokenizer, turns, add_generation_prompt=add_generation_prompt,
+                       continue_final_message=continue_final_message, tools=None, tokenize=False))
+
+
+def _render(tokenizer: Any, turns: list[dict[str, Any]], **options: Any) -> Any:
+    try:
+        return tokenizer.apply_chat_template(turns, **options)
+    except Exception as exc:  # noqa: BLE001 - template rejected the conversation (e.g. role order)
+        raise bad_request(f"The model's chat template rejected the messages: {exc}", param="messages") from None
 
 
 @dataclass

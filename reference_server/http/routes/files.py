@@ -31,7 +31,7 @@ from reference_server import datasets
 from reference_server.http.errors import HTTPError, bad_request
 from reference_server.http.parsing import json_response
 from reference_server.http.routes import _query
-from reference_server.http.routing import Param, RouteTable, page_params, path_param
+from reference_server.http.routing import Param, RouteTable, link, page_params, path_param
 from reference_server.state import state_of
 from reference_server.storage import FileRecord, blobs, ids, space
 
@@ -45,6 +45,7 @@ _UPLOAD = {
         "purpose": {"type": "string", "enum": ["fine-tune", "evals", "batch"]},
     },
     "required": ["file", "purpose"],
+    "additionalProperties": False,
 }
 
 
@@ -84,7 +85,9 @@ def _bounded(receive: Receive, limit: int, too_large: HTTPError) -> Receive:
 
 
 @table.route("POST", "/v1/files", "Upload a JSONL data file.", multipart=_UPLOAD, response=p.FileObject,
-             errors=(400, 413, 429, 507))
+             errors=(400, 413, 429, 507),
+             links=tuple(link(target, file_id="$response.body#/id") for target in (
+                 "GET /v1/files/{file_id}", "GET /v1/files/{file_id}/content", "DELETE /v1/files/{file_id}")))
 async def upload_file(request: Request) -> Response:
     state = state_of(request)
     limit = state.settings.max_upload_bytes
@@ -111,6 +114,9 @@ async def _receive_upload(request: Request, limit: int, too_large: HTTPError) ->
     async with request.form(max_files=1, max_fields=8) as form:
         upload = form.get("file")
         purpose = form.get("purpose")
+        for name in form:
+            if name not in ("file", "purpose"):  # refused, as an unknown field of a JSON body is
+                raise bad_request(f"Unrecognized form field: {name!r}", param=name, code="unknown_parameter")
         if not isinstance(upload, UploadFile):
             raise bad_request("Missing required parameter: file", param="file", code="missing_required_parameter")
         if not isinstance(purpose, str) or not purpose:
@@ -150,18 +156,18 @@ async def _receive_upload(request: Request, limit: int, too_large: HTTPError) ->
              params=(Param("purpose", "query", {"type": "string", "enum": list(LISTED_PURPOSES)}),
              Param("order", "query", {"type": "string", "enum": ["asc", "desc"]}),
              *page_params(10000)),
-             errors=(400,))
+             errors=(400, 404))
 async def list_files(request: Request) -> Response:
     _query.only(request, "purpose", "order", "after", "limit")
     purpose = _query.choice(request, "purpose", LISTED_PURPOSES, None)
     order = _query.choice(request, "order", ("asc", "desc"), "desc")
-    after = request.query_params.get("after")
+    after = _query.after(request)
     try:
         records, more = await state_of(request).storage.db.list_files(
             _query.principal(request), purpose=purpose, after=after, limit=_query.limit(request, 10000, 10000),
             newest_first=order == "desc")
     except KeyError:
-        raise bad_request(f"after names no file of yours: {after}", param="after") from None
+        raise _query.cursor_not_found(after, "file of yours") from None
     return json_response(FileList(data=[r.to_wire() for r in records], has_more=more))
 
 

@@ -32,7 +32,7 @@ from reference_server.http.ignored import mark_ignored
 from reference_server.http.middleware.ratelimit import admit_budget
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
-from reference_server.http.routing import BODY_ERRORS, Param, RouteTable, page_params, path_param
+from reference_server.http.routing import BODY_ERRORS, Param, RouteTable, link, page_params, path_param
 from reference_server.state import state_of
 from reference_server.storage import FileRecord, IdempotencyKeyReused, JobRecord, ids, space
 from reference_server.training import plan
@@ -108,6 +108,9 @@ def _check_rank(body: FineTuningJobCreate, method: dict[str, Any], max_rank: int
 
 @table.route("POST", "/v1/fine_tuning/jobs", "Start a fine-tuning job.", request=p.FineTuningJobCreate,
              response=p.FineTuningJob, errors=BODY_ERRORS,
+             links=tuple(link(target, job_id="$response.body#/id") for target in (
+                 "GET /v1/fine_tuning/jobs/{job_id}", "POST /v1/fine_tuning/jobs/{job_id}/cancel",
+                 "GET /v1/fine_tuning/jobs/{job_id}/events", "GET /v1/fine_tuning/jobs/{job_id}/checkpoints")),
              params=(Param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 255},
              "A retry with the same key returns the job the first request created."),))
 async def create_job(request: Request) -> Response:
@@ -157,15 +160,15 @@ async def create_job(request: Request) -> Response:
 
 
 @table.route("GET", "/v1/fine_tuning/jobs", "List your fine-tuning jobs, newest first.",
-             response=p.FineTuningJobList, params=page_params(100), errors=(400,))
+             response=p.FineTuningJobList, params=page_params(100), errors=(400, 404))
 async def list_jobs(request: Request) -> Response:
     _query.only(request, "after", "limit")
-    after = request.query_params.get("after")
+    after = _query.after(request)
     try:
         jobs, more = await state_of(request).storage.db.list_jobs(_query.principal(request), after=after,
                                                           limit=_query.limit(request, 20, 100))
     except KeyError:
-        raise bad_request(f"after names no job of yours: {after}", param="after") from None
+        raise _query.cursor_not_found(after, "job of yours") from None
     return json_response(FineTuningJobList(data=[j.to_wire() for j in jobs], has_more=more))
 
 
@@ -192,12 +195,12 @@ async def cancel_job(request: Request) -> Response:
 async def list_events(request: Request) -> Response:
     _query.only(request, "after", "limit")
     job = await _owned_job(request)
-    after = request.query_params.get("after")
+    after = _query.after(request)
     try:
         events, more = await state_of(request).storage.db.list_events(job.id, after=after,
                                                               limit=_query.limit(request, 20, 1000))
     except KeyError:
-        raise bad_request(f"after names no event of this job: {after}", param="after") from None
+        raise _query.cursor_not_found(after, "event of this job") from None
     return json_response(FineTuningEventList(data=[e.to_wire() for e in events], has_more=more))
 
 
@@ -206,11 +209,11 @@ async def list_events(request: Request) -> Response:
 async def list_checkpoints(request: Request) -> Response:
     _query.only(request, "after", "limit")
     job = await _owned_job(request)
-    after = request.query_params.get("after")
+    after = _query.after(request)
     try:
         checkpoints, more = await state_of(request).storage.db.list_checkpoints(job.id, after=after,
                                                                         limit=_query.limit(request, 10, 100))
     except KeyError:
-        raise bad_request(f"after names no checkpoint of this job: {after}", param="after") from None
+        raise _query.cursor_not_found(after, "checkpoint of this job") from None
     return json_response(FineTuningCheckpointList(data=[c.to_wire() for c in checkpoints], has_more=more))
 

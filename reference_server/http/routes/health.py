@@ -77,4 +77,4 @@ async def metrics_endpoint(request: Request) -> Response:
 
 @table.route("GET", "/openapi.json", "This document.", response_schema={"type": "object"})
 async def openapi_endpoint(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    return JSONResponse(openapi_document(state_of(request).settings))

@@ -12,14 +12,15 @@ from reference_server.errors import Forbidden, NotFound
 from reference_server.http.middleware.auth import caller_of, require_model
 from reference_server.http.parsing import json_response, served_model
 from reference_server.http.routes import _query
-from reference_server.http.routing import RouteTable, path_param
+from reference_server.http.routing import RouteTable, link, path_param
 from reference_server.state import state_of
 from reference_server.storage import ids
 
 table = RouteTable("models")
 
 
-@table.route("GET", "/v1/models", "List the models this API key may use.", response=p.ModelList)
+@table.route("GET", "/v1/models", "List the models this API key may use.", response=p.ModelList,
+             links=(link("GET /v1/models/{model_id}", model_id="$response.body#/data/0/id"),))
 async def list_models(request: Request) -> Response:
     caller = caller_of(request)
     served = [m for m in state_of(request).registry.list_for(caller.principal) if caller.may_use(m.id)]

@@ -46,8 +46,10 @@ async def page(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=HEADERS)
 
 
-@table.route("GET", "/playground/{name}", "One of the playground's static assets.", raw="text/plain",
-             params=(Param("name", "path", {"type": "string"}, "The asset's file name."),), errors=(404,))
+@table.route("GET", "/playground/{name}", "One of the playground's static assets.",
+             raw=tuple(sorted({MEDIA_TYPES.get(path.suffix, "application/octet-stream") for path in ASSETS.values()})),
+             params=(Param("name", "path", {"type": "string", "enum": sorted(ASSETS)}, "The asset's file name."),),
+             errors=(404,))
 async def asset(request: Request) -> Response:
     name = request.path_params["name"]
     path = ASSETS.get(name)

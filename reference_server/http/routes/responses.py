@@ -217,11 +217,11 @@ async def list_input_items(request: Request) -> Response:
     order = _query.choice(request, "order", ("asc", "desc"), "desc")
     record = await _owned(request)
     items = record.input_items if order == "asc" else record.input_items[::-1]
-    after = request.query_params.get("after")
+    after = _query.after(request)
     if after is not None:
         ids = [item["id"] for item in items]
         if after not in ids:
-            raise bad_request(f"after names no input item of this response: {after}", param="after")
+            raise _query.cursor_not_found(after, "input item of this response")
         items = items[ids.index(after) + 1:]
     page = [wire.ResponseInputItem.model_validate(item) for item in items[:limit]]
     return json_response(wire.ResponseInputItemList(

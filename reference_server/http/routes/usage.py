@@ -135,13 +135,15 @@ async def _rows(request: Request, window: Window, *, kinds: Sequence[str], by_mo
 
 
 _COMMON = (
-    Param("start_time", "query", {"type": "integer", "minimum": 0}, "Unix seconds: usage from then on (required)."),
-    Param("end_time", "query", {"type": "integer", "minimum": 1}, "Unix seconds: usage before then (default: now)."),
+    Param("start_time", "query", {"type": "integer", "minimum": 0, "maximum": _LATEST},
+          "Unix seconds: usage from then on.", required=True),
+    Param("end_time", "query", {"type": "integer", "minimum": 1, "maximum": _LATEST},
+          "Unix seconds: usage before then, after start_time (default: now)."),
     Param("bucket_width", "query", {"type": "string", "enum": list(BUCKET_WIDTHS)}, "Bucket length (default 1d)."),
     Param("models", "query", _LIST, "Only these models."),
-    Param("limit", "query", {"type": "integer", "minimum": 1},
+    Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": max(most for _, most in _PAGE_SIZES.values())},
           "Buckets per page: 1d: 7 by default, at most 31; 1h: 24, 168; 1m: 60, 1440."),
-    Param("page", "query", {"type": "string"}, "The `next_page` of the previous page."),
+    Param("page", "query", {"type": "string", "pattern": "^[0-9]+$"}, "The `next_page` of the previous page."),
 )
 
 

@@ -22,7 +22,7 @@ from maas_sdk.protocol import (
 from reference_server.errors import NotFound
 from reference_server.http.middleware.auth import caller_of, require_model
 from reference_server.http.parsing import json_response, parse_body, served_model
-from reference_server.http.routes.chat import apply_template
+from reference_server.http.routes.chat import apply_template, template_text
 from reference_server.http.routing import BODY_ERRORS, Param, RouteTable
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.tasks import tokens as tokenizing
@@ -54,11 +54,16 @@ async def vllm_tokenize(request: Request) -> Response:
     if body.messages is not None:
         turns = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
         generation_prompt = body.add_generation_prompt and not body.continue_final_message
-        tokens = await state_of(request).thread_work.run(  # off the event loop, like every tokenization
-            lambda: apply_template(loaded.tokenizer, turns, add_generation_prompt=generation_prompt,
-                                   continue_final_message=body.continue_final_message))
         if body.add_special_tokens:
-            tokens = list(loaded.tokenizer.build_inputs_with_special_tokens(tokens))
+            # As vLLM does: the conversation as text, tokenized with the tokenizer's special tokens.
+            text = await state_of(request).thread_work.run(
+                lambda: template_text(loaded.tokenizer, turns, add_generation_prompt=generation_prompt,
+                                      continue_final_message=body.continue_final_message))
+            tokens, _ = await state_of(request).thread_work.run(tokenizing.tokenize, loaded, text, True)
+        else:
+            tokens = await state_of(request).thread_work.run(  # off the event loop, like every tokenization
+                lambda: apply_template(loaded.tokenizer, turns, add_generation_prompt=generation_prompt,
+                                       continue_final_message=body.continue_final_message))
     else:
         tokens, _ = await state_of(request).thread_work.run(tokenizing.tokenize, loaded, body.prompt or "",
                                                           body.add_special_tokens is not False)

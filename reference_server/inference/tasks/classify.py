@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from maas_sdk.protocol.nlu import MAX_LABELS
 from reference_server.datasets.encoding import Encoded, encode_chat, encode_prompt_completion
 from reference_server.inference.offload import check_cancelled
 from reference_server.inference.tasks.errors import NLUError
@@ -34,7 +35,6 @@ from reference_server.inference.tasks.scoring import score_targets
 EMBED_TEMPERATURE = 0.05
 GENERATOR_PROMPT = ("Classify the text into exactly one of these categories: {labels}.\n\n"
                     "Text: {text}\n\nAnswer with the category only.")
-MAX_LABELS = 64
 _BATCH = 16
 
 

@@ -3,8 +3,10 @@ whose schemas are exactly the wire models', and served open at `/openapi.json`."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,14 +17,15 @@ from starlette.testclient import TestClient
 
 from maas_sdk import protocol as p
 from reference_server.app import create_app
-from reference_server.http.openapi import REF, openapi_document
+from reference_server.http.openapi import REF, fill_limits, openapi_document
 from reference_server.http.routes import OPERATIONS
 from reference_server.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def app() -> Starlette:
-    return create_app(Settings(default_models=False, api_keys=["sk-openapi-test"]))
+def app(tmp_path_factory: pytest.TempPathFactory) -> Starlette:
+    return create_app(Settings(default_models=False, api_keys=["sk-openapi-test"],
+                               data_dir=tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +69,15 @@ def test_schemas_are_the_wire_models() -> None:
     assert completions["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CompletionRequest"
     }
-    expected = p.CompletionRequest.model_json_schema(ref_template=REF)
+    expected = fill_limits(p.CompletionRequest.model_json_schema(ref_template=REF), Settings.model_construct().model_dump())
     expected.pop("$defs", None)
     assert schemas["CompletionRequest"] == expected
     assert schemas["CompletionRequest"]["additionalProperties"] is False, "unknown request fields are rejected"
     ok = completions["responses"]["200"]["content"]
     assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/Generation"}
-    event = ok["text/event-stream"]["schema"]["properties"]["data"]
-    assert event["contentSchema"]["anyOf"][0] == {"$ref": "#/components/schemas/GenerationChunk"}
+    event = ok["text/event-stream"]["schema"]["properties"]["data"]["anyOf"]
+    assert event[0] == {"const": "[DONE]"}
+    assert event[1]["contentSchema"]["anyOf"][0] == {"$ref": "#/components/schemas/GenerationChunk"}
     error = completions["responses"]["429"]
     assert error["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
     assert error["headers"]["Retry-After"]["required"] is True
@@ -110,7 +114,54 @@ def test_served_without_a_key(http: TestClient) -> None:
     assert reply.json()["openapi"] == "3.1.0"
 
 
-def _dump(doc: dict[str, Any]) -> str:
-    import json
+def _bound(prop: dict[str, Any], keyword: str) -> Any:
+    """`keyword` of a property's schema, or of its non-null branch."""
+    return prop.get(keyword, next((b[keyword] for b in prop.get("anyOf", ()) if keyword in b), None))
 
+
+def test_the_server_limits_are_the_schemas_bounds(tmp_path: Path) -> None:
+    small = Settings(default_models=False, max_tokens_limit=7, max_n=3, max_prompts=5, embed_max_inputs=9,
+                     data_dir=tmp_path)
+    schemas = openapi_document(small)["components"]["schemas"]
+    completion = schemas["CompletionRequest"]["properties"]
+    assert _bound(completion["max_tokens"], "maximum") == 7 and _bound(completion["min_tokens"], "maximum") == 7
+    assert _bound(completion["n"], "maximum") == 3 and _bound(completion["best_of"], "maximum") == 3
+    assert [branch.get("maxItems") for branch in completion["prompt"]["anyOf"]] == [None, 5, None, 5]
+    chat = schemas["ChatCompletionRequest"]["properties"]
+    assert _bound(chat["max_completion_tokens"], "maximum") == 7 and _bound(chat["max_tokens"], "minimum") == 1
+    assert schemas["EmbeddingRequest"]["properties"]["input"]["anyOf"][1]["maxItems"] == 9
+    assert "x-server-limit" not in json.dumps(openapi_document(small))
+    with TestClient(create_app(small)) as client:
+        assert client.get("/openapi.json").json() == openapi_document(small)
+
+
+def test_optional_request_fields_take_null_and_required_ones_do_not() -> None:
+    schema = openapi_document()["components"]["schemas"]["EmbeddingRequest"]
+    assert {"type": "null"} in schema["properties"]["encoding_format"]["anyOf"]
+    assert "null" not in json.dumps(schema["properties"]["input"]) and "input" in schema["required"]
+
+
+def test_links_lead_from_what_creates_an_id_to_what_takes_it() -> None:
+    doc = openapi_document()
+    operations = {op["operationId"]: (path, op) for item_path, item in doc["paths"].items()
+                  for path, op in ((item_path, op) for op in item.values())}
+    links = doc["paths"]["/v1/files"]["post"]["responses"]["200"]["links"]
+    assert {operations[link["operationId"]][0] for link in links.values()} == {
+        "/v1/files/{file_id}", "/v1/files/{file_id}/content"}
+    jobs = doc["paths"]["/v1/fine_tuning/jobs"]["post"]["responses"]["200"]["links"]
+    assert len(jobs) == 4
+    for link in [*links.values(), *jobs.values()]:
+        path, _ = operations[link["operationId"]]
+        assert set(link["parameters"]) == set(re.findall(r"\{(\w+)\}", path))
+
+
+def test_a_405_lists_every_method_of_the_path(http: TestClient) -> None:
+    reply = http.put("/v1/files", headers={"authorization": "Bearer sk-openapi-test"})
+    assert reply.status_code == 405
+    assert {"GET", "POST"} <= {m.strip() for m in reply.headers["allow"].split(",")}
+    reply = http.post("/v1/files/file-1", headers={"authorization": "Bearer sk-openapi-test"})
+    assert {"GET", "DELETE"} <= {m.strip() for m in reply.headers["allow"].split(",")}
+
+
+def _dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc)

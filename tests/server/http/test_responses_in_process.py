@@ -130,8 +130,10 @@ def test_input_items_page_both_ways(http: TestClient) -> None:
     assert [i["id"] for i in last["data"]] == ["msg_4"] and not last["has_more"]
     assert last["data"][0]["content"] == [{"type": "input_text", "text": "item 4"}]
     for params, param in [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"order": "up"}, "order"),
-                          ({"after": "msg_9"}, "after"), ({"before": "msg_1"}, "before")]:
+                          ({"after": ""}, "after"), ({"before": "msg_1"}, "before")]:
         assert error(http.get(path, headers=A, params=params), 400)["param"] == param
+    # A cursor naming no item is a 404, as on every list route.
+    assert error(http.get(path, headers=A, params={"after": "msg_9"}), 404)["param"] == "after"
 
 
 def test_a_malformed_id_is_not_found(http: TestClient) -> None:
