@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -12,14 +13,16 @@ from reference_server.http.routes.playground import ASSETS
 from reference_server.settings import Settings
 
 
-def client_for(**settings: object) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(default_models=False, api_keys=["sk-playground"], **settings))) as http:
+def client_for(data_dir: Path, **settings: object) -> Iterator[TestClient]:
+    """An app on a data directory of its own: the default one may hold another version's database."""
+    app = create_app(Settings(default_models=False, api_keys=["sk-playground"], data_dir=data_dir, **settings))
+    with TestClient(app) as http:
         yield http
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[TestClient]:
-    yield from client_for()
+def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    yield from client_for(tmp_path_factory.mktemp("playground"))
 
 
 def test_root_leads_to_the_playground(http: TestClient) -> None:
@@ -65,8 +68,8 @@ def test_the_api_still_needs_its_key(http: TestClient) -> None:
     assert http.get("/v1/models", headers={"authorization": "Bearer sk-playground"}).status_code == 200
 
 
-def test_off_with_a_setting() -> None:
-    for http in client_for(playground=False):
+def test_off_with_a_setting(tmp_path: Path) -> None:
+    for http in client_for(tmp_path, playground=False):
         assert http.get("/playground").status_code == 404
         assert http.get("/playground/app.js").status_code == 404
         assert http.get("/", follow_redirects=False).status_code == 404
