@@ -16,6 +16,9 @@ import pytest
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, EMBEDDER, GENERATOR
 
+# Batches run to their end (about 13 s): make test runs it, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def oai(server: ServerProcess) -> Iterator[openai.OpenAI]:

@@ -16,6 +16,9 @@ import pytest
 from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, GENERATOR
 
+# A second client environment in subprocesses: make test runs it, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv-openai3" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 CHECKS = Path(__file__).with_name("openai3_checks.py")

@@ -25,6 +25,9 @@ from reference_server.inference.loading import LoadedModel, load_model
 from reference_server.training.random_adapters import write_random_adapter
 from tests.server.inference.engine.support import Result, collect, greedy, running, wait_until
 
+# Loads adapters into real engines (about 50 s): make test runs it, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 # Both engines pack their weights the same way, so merged and unmerged runs differ only by
 # where the adapter's product is added.
 ENGINE = {"packed_weights": "on"}

@@ -14,6 +14,9 @@ from reference_server.inference.engine.priority import is_background, running_in
 from reference_server.inference.loading import LoadedModel
 from tests.server.inference.engine.support import Result, collect, greedy, running
 
+# Real engines under mixed load (about 13 s): make test runs it, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 
 class Steps(EngineObserver):
     def __init__(self) -> None:
