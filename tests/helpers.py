@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -53,3 +55,14 @@ def seconds_until_idle(process: psutil.Process, within: float, window: float = 0
         if cpu_seconds(process) - before < 0.1 * window:
             return time.monotonic() - start
         assert time.monotonic() - start < within, f"the server was still busy {within} s after the client left"
+
+
+def ready_client(app: Any) -> Iterator[Any]:
+    """A Starlette TestClient over `app`, yielded once the app answers `/ready` (30 s at most)."""
+    from starlette.testclient import TestClient
+
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield client

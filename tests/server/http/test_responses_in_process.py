@@ -22,17 +22,14 @@ KEY_A = "sk-responses-a"
 KEY_B = "sk-responses-b"
 A = {"Authorization": f"Bearer {KEY_A}"}
 B = {"Authorization": f"Bearer {KEY_B}"}
+from tests.helpers import ready_client
 
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data = tmp_path_factory.mktemp("responses")
     app = create_app(Settings(default_models=False, api_keys=[KEY_A, KEY_B], data_dir=Path(data)))
-    with TestClient(app) as client:
-        deadline = time.monotonic() + 30
-        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield client
+    yield from ready_client(app)
 
 
 def stored(http: TestClient, owner_key: str, n_items: int = 3, ttl: int = 3600) -> str:

@@ -4,7 +4,6 @@ validation, the mapping of domain errors, and the files API end to end on a real
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,17 +19,14 @@ A = {"Authorization": f"Bearer {KEY_A}"}
 B = {"Authorization": f"Bearer {KEY_B}"}
 ROWS = b"".join(json.dumps({"text": f"row {i}", "label": "yes" if i % 2 else "no"}).encode() + b"\n"
                 for i in range(4))
+from tests.helpers import ready_client
 
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data = tmp_path_factory.mktemp("in-process")
     app = create_app(Settings(default_models=False, api_keys=[KEY_A, KEY_B], data_dir=Path(data)))
-    with TestClient(app) as client:
-        deadline = time.monotonic() + 30
-        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield client
+    yield from ready_client(app)
 
 
 def error(reply: object) -> dict[str, str]:
