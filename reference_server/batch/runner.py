@@ -141,7 +141,8 @@ class BatchRun:
 
     async def _let_in_flight_finish(self) -> None:
         """A cancelled batch keeps the answers of the lines it had started: they run to their end,
-        for `cancel_grace` seconds at most, and are recorded (a cancelling batch still records)."""
+        for `cancel_grace` seconds at most, and are recorded (a cancelling batch still records); one
+        answered busy (429, 503) is dropped rather than tried again."""
         if self._in_flight:
             logger.info("batch %s: cancelling; %d lines in flight may finish", self.batch.id, len(self._in_flight))
             await asyncio.wait(set(self._in_flight), timeout=self.cancel_grace)
@@ -198,6 +199,8 @@ class BatchRun:
                 answer = await self.dispatch(batch.owner, request.url, request.body, request_id)
             if not answer.transient:
                 break
+            if self._status == "cancelling":
+                return  # a busy answer is no result: a cancelled batch drops the line rather than wait to retry it
             await asyncio.sleep(answer.retry_after or _RETRY_AFTER)
         input_tokens, output_tokens = answer.tokens()
         await self.db.record_batch_result(batch.id, number, request.custom_id, ok=answer.status == 200,
