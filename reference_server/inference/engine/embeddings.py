@@ -314,7 +314,9 @@ class EmbeddingBatcher(EngineThread):
         if not live:
             return
         try:
-            vectors = self._forward([it.ids for it in live], [it.job.head for it in live])
+            heads = [it.job.head for it in live]
+            ids = [it.ids for it in live]
+            vectors = self._forward(ids, heads) if any(heads) else self._forward(ids)
         except Exception as exc:  # noqa: BLE001 - raised again in each caller's embed()
             for job in {id(it.job): it.job for it in live}.values():
                 job.fail(exc)
@@ -388,9 +390,11 @@ class EmbeddingBatcher(EngineThread):
                 )
         return result
 
-    def _forward(self, rows: list[list[int]], heads: Sequence[ClassifierAdapter | None]) -> list[list[float]]:
+    def _forward(self, rows: list[list[int]],
+                 heads: Sequence[ClassifierAdapter | None] | None = None) -> list[list[float]]:
         """One forward over `rows`: for a row without a head its embedding, for a row of a
         classifier (its adapter applied to its tokens) its head's logits."""
+        heads = heads if heads is not None else [None] * len(rows)
         lengths = [len(r) for r in rows]
         if self.packed:
             _, adapters = batch_for_tokens(None, list(zip(heads, lengths)), self._device)
