@@ -11,6 +11,11 @@ to its longest text. Several workers (`streams`, one per torch thread on a CPU) 
 side by side: a batch of a few dozen short texts keeps one core busy but scales poorly across
 more, so two one-thread forwards at once do about 1.4x the work of one two-thread forward.
 
+Calls made as background work (batch lines, `priority.is_background`) give way: each batch
+formed takes interactive inputs first and fills the rest with background ones, and batches
+holding interactive inputs, or interactive calls still to encode, run before background-only
+batches already packed, so an interactive call waits for at most the forwards already running.
+
 Vectors are the mean of the last hidden states over real tokens, L2-normalised (the
 sentence-transformers recipe for models such as all-MiniLM-L6-v2).
 
@@ -54,6 +59,7 @@ from reference_server.inference.engine.packing import (
     packs_like_padding,
     padded_inputs,
 )
+from reference_server.inference.engine.priority import is_background
 from reference_server.inference.engine.worker import EngineThread
 from reference_server.inference.loading.spec import PackedWeights
 
@@ -83,6 +89,7 @@ class _Job:
     vectors: list[list[float] | None] = field(default_factory=list)
     remaining: int = 0
     prompt_tokens: int = 0
+    background: bool = field(default_factory=is_background)  # a batch line: runs after interactive calls
 
     @property
     def abandoned(self) -> bool:
@@ -161,6 +168,7 @@ class EmbeddingBatcher(EngineThread):
                     "packed without padding" if self.packed else "padded (the model cannot take packed rows)")
         self._queue: deque[_Job] = deque()  # submitted calls, not yet encoded
         self._batches: deque[list[_Item]] = deque()  # encoded and packed, waiting for a worker
+        self._background: deque[list[_Item]] = deque()  # the same, of background inputs only
         self._done = threading.Lock()  # job completion and counters, shared by the workers
         self._counters = {"requests": 0, "inputs": 0, "batches": 0, "tokens": 0, "last_batch_size": 0}
 
@@ -263,29 +271,40 @@ class EmbeddingBatcher(EngineThread):
         with torch.inference_mode():
             while True:
                 with self._cond:
-                    while not self._stopping and not self._queue and not self._batches:
+                    while not self._stopping and not self._queue and not self._batches and not self._background:
                         self._cond.wait()
                     if self._stopping:
                         break
-                    batch = self._batches.popleft() if self._batches else None
-                    jobs: list[_Job] = []
-                    if batch is None:  # nothing packed is waiting: encode what was submitted
-                        jobs = list(self._queue)
-                        self._queue.clear()
+                    batch, jobs = self._next_work()
                 if jobs:
                     batches = self._prepare(jobs, tokenizer)
                     batch = batches.pop(0) if batches else None
                     with self._cond:
-                        self._batches.extend(batches)
+                        for packed in batches:
+                            background = all(it.job.background for it in packed)
+                            (self._background if background else self._batches).append(packed)
                         self._cond.notify(len(batches))
                 if batch is not None:
                     self._run_batch(batch)
         with self._cond:
-            pending = [*self._queue, *(it.job for batch in self._batches for it in batch)]
+            pending = [*self._queue, *(it.job for batch in (*self._batches, *self._background) for it in batch)]
             self._queue.clear()
             self._batches.clear()
+            self._background.clear()
         for job in {id(j): j for j in pending}.values():
             job.fail(EngineStoppedError("the embedding batcher stopped before this request ran"))
+
+    def _next_work(self) -> tuple[list[_Item] | None, list[_Job]]:
+        """What a free worker does next (called holding the lock): a packed batch with interactive
+        inputs; else the submitted calls to encode, if any is interactive or no background batch
+        waits; else a background batch."""
+        if self._batches:
+            return self._batches.popleft(), []
+        if self._queue and (not self._background or not all(job.background for job in self._queue)):
+            jobs = list(self._queue)
+            self._queue.clear()
+            return None, jobs
+        return self._background.popleft(), []
 
     def _prepare(self, jobs: list[_Job], tokenizer: Any) -> list[list[_Item]]:
         """Encode the jobs' inputs (failing a job whose inputs cannot be embedded) and pack them
@@ -306,7 +325,7 @@ class EmbeddingBatcher(EngineThread):
             items.extend(_Item(job, i, ids) for i, ids in enumerate(encoded))
         with self._done:
             self._counters["requests"] += len(jobs)
-        items.sort(key=lambda it: len(it.ids))
+        items.sort(key=lambda it: (it.job.background, len(it.ids)))
         return self._pack(items)
 
     def _run_batch(self, batch: list[_Item]) -> None:
@@ -329,20 +348,23 @@ class EmbeddingBatcher(EngineThread):
                     it.job.succeed()
 
     def _pack(self, items: list[_Item]) -> list[list[_Item]]:
-        """Consecutive runs of (length-sorted) items within the count and padded-token caps,
-        spread over at least as many batches as there are workers (when there are enough items),
-        so that all of them get a share."""
+        """Consecutive runs of items (interactive ones first, each kind sorted by length) within
+        the count and padded-token caps, spread over at least as many batches as there are workers
+        (when there are enough items), so that all of them get a share."""
         per_batch = min(self.max_batch_size, max(1, -(-len(items) // len(self._threads or [None]))))
         batches: list[list[_Item]] = []
         current: list[_Item] = []
+        widest = 0
         for item in items:
-            width = len(item.ids)  # sorted ascending: the newest item is the widest
+            width = max(widest, len(item.ids))
             if current and (
                 len(current) >= per_batch or (len(current) + 1) * width > self.max_batch_tokens
             ):
                 batches.append(current)
                 current = []
+                width = len(item.ids)
             current.append(item)
+            widest = width
         if current:
             batches.append(current)
         return batches
