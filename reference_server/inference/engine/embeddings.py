@@ -18,6 +18,13 @@ batches already packed, so an interactive call waits for at most the forwards al
 
 Vectors are the mean of the last hidden states over real tokens, L2-normalised (the
 sentence-transformers recipe for models such as all-MiniLM-L6-v2).
+
+Fine-tuned classifiers of the encoder (`heads.py`: a LoRA adapter plus a head) are served
+here too (`classify`): their rows join the same batches as embedding rows and other
+classifiers' rows, each row gets its own adapter's update in the shared forward (`lora.py`)
+and its first token goes through its own head. The resident classifiers are bounded and
+evicted least recently used first (`ClassifierCache`); one that is not resident is read on a
+thread of its own while the batches keep running.
 """
 
 from __future__ import annotations
@@ -36,6 +43,14 @@ import torch.nn.functional as F
 
 from reference_server.errors import InvalidRequest
 from reference_server.inference.engine.errors import EngineStoppedError, QueueFullError
+from reference_server.inference.engine.heads import (
+    ClassifierAdapter,
+    ClassifierCache,
+    ClassifierSource,
+    encoder_projections,
+    head_logits,
+)
+from reference_server.inference.engine.lora import Adapter, applying, batch_for_tokens, wrap_projections
 from reference_server.inference.engine.packed_linear import pack_linears
 from reference_server.inference.engine.packing import (
     mean_pool_packed,
@@ -56,6 +71,8 @@ __all__ = ["EmbeddingBatcher", "QueueFullError"]
 logger = logging.getLogger(__name__)
 
 EmbeddingInput = str | Sequence[int]
+# A classifier's input: a text, or a (text, text_pair) pair read together (a cross-encoder's).
+ClassifierInput = str | tuple[str, str]
 
 
 @dataclass
@@ -63,10 +80,12 @@ class _Job:
     """One `embed()` or `similarity()` call: its inputs, where its vectors go, what to make of
     them (`reduce`, run on the worker thread) and how to wake its caller."""
 
-    inputs: list[EmbeddingInput]
+    inputs: list[EmbeddingInput] | list[ClassifierInput]
     future: asyncio.Future[tuple[Any, int]]
     loop: asyncio.AbstractEventLoop
     reduce: Callable[[list[list[float]]], Any] | None = None
+    # The classifier whose logits the call wants (its inputs are ClassifierInput); None: vectors.
+    head: ClassifierAdapter | None = None
     vectors: list[list[float] | None] = field(default_factory=list)
     remaining: int = 0
     prompt_tokens: int = 0
@@ -118,6 +137,8 @@ class EmbeddingBatcher(EngineThread):
         max_queued: int = 1024,
         streams: int | None = None,
         packed_weights: PackedWeights = "auto",
+        max_loras: int = 64,
+        max_lora_rank: int = 64,
     ) -> None:
         if max_batch_size < 1 or max_batch_tokens < 1 or max_queued < 0 or (streams is not None and streams < 1):
             raise ValueError("max_batch_size, max_batch_tokens and streams must be >= 1 and max_queued >= 0")
@@ -139,6 +160,9 @@ class EmbeddingBatcher(EngineThread):
         self._prefix, self._suffix = _special_affixes(loaded.tokenizer)
         if self._device.type == "cpu":
             pack_linears(loaded.model, packed_weights, rows=max_batch_size)
+        self.adapters = ClassifierCache(encoder_projections(wrap_projections(loaded.model)),
+                                        hidden=int(loaded.model.config.hidden_size), max_loras=max_loras,
+                                        max_rank=max_lora_rank, dtype=loaded.model.dtype, device=self._device)
         self.packed = packs_like_padding(loaded.model, loaded.tokenizer, self._pad_id, self._device)
         logger.info("embedding model %s: batches %s", self._id,
                     "packed without padding" if self.packed else "padded (the model cannot take packed rows)")
@@ -180,14 +204,47 @@ class EmbeddingBatcher(EngineThread):
         similarities, tokens = await self._submit([*queries, *documents], cosines)
         return similarities, tokens
 
-    async def _submit(self, items: list[EmbeddingInput],
-                      reduce: Callable[[list[list[float]]], Any] | None) -> tuple[Any, int]:
+    async def classify(self, inputs: Sequence[ClassifierInput],
+                       source: ClassifierSource) -> tuple[list[list[float]], int]:
+        """The logits of the fine-tuned classifier `source` (its head's labels, in order) for each
+        input, a text or a (text, text_pair) pair, cut to the model's context (a pair loses
+        tokens from its longer text first), and the tokens they took. The classifier is read
+        first if it is not resident; `AdapterUnusableError` if it cannot be, other errors as
+        for `embed`."""
+        if not self.accepting:
+            raise EngineStoppedError("the embedding batcher is not running")
+        head = self.adapters.get(source)
+        if head is None:
+            loop = asyncio.get_running_loop()
+            loaded: asyncio.Future[Adapter] = loop.create_future()
+
+            def done(adapter: Adapter | None, error: BaseException | None) -> None:
+                def settle() -> None:
+                    if loaded.done():
+                        return
+                    if adapter is not None:
+                        loaded.set_result(adapter)
+                    else:
+                        loaded.set_exception(error or EngineStoppedError("the classifier could not be read"))
+
+                loop.call_soon_threadsafe(settle)
+
+            self.adapters.fetch(source, done)
+            head = await loaded
+        assert isinstance(head, ClassifierAdapter)
+        logits: list[list[float]]
+        logits, tokens = await self._submit(list(inputs), None, head)
+        return [row[: len(source.labels)] for row in logits], tokens
+
+    async def _submit(self, items: list[EmbeddingInput] | list[ClassifierInput],
+                      reduce: Callable[[list[list[float]]], Any] | None,
+                      head: ClassifierAdapter | None = None) -> tuple[Any, int]:
         if not self.accepting:
             raise EngineStoppedError("the embedding batcher is not running")
         if not items:
             return [], 0
         loop = asyncio.get_running_loop()
-        job = _Job(inputs=items, future=loop.create_future(), loop=loop, reduce=reduce)
+        job = _Job(inputs=items, future=loop.create_future(), loop=loop, reduce=reduce, head=head)
         with self._cond:
             if len(self._queue) >= max(1, self.max_queued):
                 raise QueueFullError(f"{len(self._queue)} embedding requests are waiting")
@@ -196,7 +253,8 @@ class EmbeddingBatcher(EngineThread):
         return await job.future
 
     def stats(self) -> dict[str, int]:
-        return {**self._counters, "waiting": len(self._queue)}
+        return {**self._counters, "waiting": len(self._queue), "adapters_resident": self.adapters.resident,
+                "adapter_loads": self.adapters.loads, "adapter_evictions": self.adapters.evictions}
 
     # ----- worker thread -----
 
@@ -256,7 +314,8 @@ class EmbeddingBatcher(EngineThread):
             if job.abandoned:
                 continue
             try:
-                encoded = self._encode(job.inputs, tokenizer)
+                encoded = (self._encode_for_head(job.inputs, tokenizer) if job.head is not None  # type: ignore[arg-type]
+                           else self._encode(job.inputs, tokenizer))  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - raised again in the caller's embed()
                 job.fail(exc)
                 continue
@@ -274,7 +333,9 @@ class EmbeddingBatcher(EngineThread):
         if not live:
             return
         try:
-            vectors = self._forward([it.ids for it in live])
+            heads = [it.job.head for it in live]
+            ids = [it.ids for it in live]
+            vectors = self._forward(ids, heads) if any(heads) else self._forward(ids)
         except Exception as exc:  # noqa: BLE001 - raised again in each caller's embed()
             for job in {id(it.job): it.job for it in live}.values():
                 job.fail(exc)
@@ -308,6 +369,17 @@ class EmbeddingBatcher(EngineThread):
             batches.append(current)
         return batches
 
+    def _encode_for_head(self, inputs: list[ClassifierInput], tokenizer: Any) -> list[list[int]]:
+        """Token ids of classifier inputs, as `classify` describes them."""
+        paired = [not isinstance(x, str) for x in inputs]
+        if any(paired) and not all(paired):
+            raise InvalidRequest("input mixes single texts and text pairs; send one kind per call.", param="input")
+        firsts = [x if isinstance(x, str) else x[0] for x in inputs]
+        seconds = [x[1] for x in inputs if not isinstance(x, str)]
+        ids = tokenizer(firsts, seconds or None, add_special_tokens=True, truncation=True,
+                        max_length=self._max_length)["input_ids"]
+        return [list(row) for row in ids]
+
     def _encode(self, inputs: list[EmbeddingInput], tokenizer: Any = None) -> list[list[int]]:
         """Token ids (with the model's special tokens) per input; InvalidRequest naming the first
         input that cannot be embedded."""
@@ -340,22 +412,41 @@ class EmbeddingBatcher(EngineThread):
                 )
         return result
 
-    def _forward(self, rows: list[list[int]]) -> list[list[float]]:
+    def _forward(self, rows: list[list[int]],
+                 heads: Sequence[ClassifierAdapter | None] | None = None) -> list[list[float]]:
+        """One forward over `rows`: for a row without a head its embedding, for a row of a
+        classifier (its adapter applied to its tokens) its head's logits."""
+        heads = heads if heads is not None else [None] * len(rows)
+        lengths = [len(r) for r in rows]
         if self.packed:
-            lengths = [len(r) for r in rows]
-            hidden = self._model(**packed_inputs(rows, self._device)).last_hidden_state
+            _, adapters = batch_for_tokens(None, list(zip(heads, lengths)), self._device)
+            with applying(adapters):
+                hidden = self._model(**packed_inputs(rows, self._device)).last_hidden_state
             pooled = mean_pool_packed(hidden, lengths)
+            starts = torch.cumsum(torch.tensor([0, *lengths[:-1]]), 0).to(self._device)
+            first = hidden[0].index_select(0, starts)
         else:
             inputs = padded_inputs(rows, self._pad_id, self._device)
-            pooled = mean_pool_padded(self._model(**inputs).last_hidden_state, inputs["attention_mask"])
-        vectors = F.normalize(pooled.float(), p=2, dim=-1)
+            width = inputs["input_ids"].shape[1]
+            _, adapters = batch_for_tokens(None, [(head, width) for head in heads], self._device)
+            with applying(adapters):
+                hidden = self._model(**inputs).last_hidden_state
+            pooled = mean_pool_padded(hidden, inputs["attention_mask"])
+            first = hidden[:, 0]
+        out: list[list[float]] = F.normalize(pooled.float(), p=2, dim=-1).cpu().tolist()
+        classified = [i for i, head in enumerate(heads) if head is not None]
+        if classified:
+            index = torch.tensor(classified, device=self._device)
+            logits = head_logits(self._model, first.index_select(0, index),
+                                 [h for h in heads if h is not None]).cpu().tolist()
+            for i, row in zip(classified, logits):
+                out[i] = row
         with self._done:
             self._counters["batches"] += 1
             self._counters["inputs"] += len(rows)
             self._counters["tokens"] += sum(len(r) for r in rows)
             self._counters["last_batch_size"] = len(rows)
-        rows_out: list[list[float]] = vectors.cpu().tolist()
-        return rows_out
+        return out
 
 
 def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
