@@ -37,3 +37,10 @@ def test_app_state_is_reached_only_through_the_typed_accessor() -> None:
         if untyped.search(line)
     ]
     assert offenders == []
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports a test folder without `__init__.py` by its basename: two test files of one name
+    in different folders stop the whole run at collection."""
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({name for name in names if names.count(name) > 1}) == []

@@ -135,3 +135,26 @@ async def test_a_corrupt_classifier_fails_its_own_requests_only(
         await batcher.classify(TEXTS, wrong_labels)
     logits, _ = await batcher.classify(TEXTS, classifiers.sources[0])
     check_equal(logits, classifiers.alone["texts"])
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_padded_batches_give_classifier_rows_the_merged_logits_too(
+        embedder: LoadedModel, classifiers: Classifiers) -> None:
+    """An encoder that cannot take packed rows is fed padded batches: each row's adapter then
+    covers its padding too, which attention masks out."""
+    engine = EmbeddingBatcher(embedder, streams=1)
+    engine.packed = False
+    engine.start()
+    try:
+        first, second, _ = classifiers.sources
+        for source in (first, second):
+            engine.adapters.load(source)
+        texts, _, pairs, embedded = await asyncio.gather(
+            engine.classify(TEXTS, first), engine.classify(TEXTS[::-1], second), engine.classify(PAIRS, first),
+            engine.embed(TEXTS))
+        check_equal(texts[0], classifiers.alone["texts"])
+        check_equal(pairs[0], classifiers.alone["pairs"])
+        alone_vectors, _ = await engine.embed(TEXTS)
+        assert torch.allclose(torch.tensor(embedded[0]), torch.tensor(alone_vectors), atol=1e-5)
+    finally:
+        await engine.stop()
