@@ -48,11 +48,16 @@ $(OPENAI3_STAMP): requirements-openai3.txt
 demo: install
 	$(PY) -m reference_server.testing $(PY) examples/quickstart.py
 
+# Two pytest-xdist workers, each with its own session server; a test module stays on one worker
+# so its module-scoped servers start once. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: install typecheck lint
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict maas_sdk maas_cli reference_server

@@ -1,6 +1,10 @@
 """Shared fixtures: ONE reference server per test session, with the real default models,
 on a free loopback port, protected by an API key (so every call also tests auth); and, for the
-tests that run against both store backends, ONE PostgreSQL server per session."""
+tests that run against both store backends, ONE PostgreSQL server per session.
+
+Under pytest-xdist (`make test` runs two workers) a session is a worker: each worker starts its
+own server and PostgreSQL, on free ports and in its own temporary folders, so workers share
+nothing but the read-only model cache."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import pytest
 
 from maas_sdk import AsyncMaaS, MaaS
 from reference_server.testing import ServerProcess
-from tests.constants import API_KEY, BUDGET_KEY, BUDGET_TOKENS, TEAM_KEYS, USAGE_KEY
+from tests.constants import API_KEY, BUDGET_KEY, BUDGET_TOKENS, SERVER_THREADS, TEAM_KEYS, USAGE_KEY
 from tests.postgres import PostgresServer
 
 
@@ -24,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "MAAS_API_KEYS": ",".join((API_KEY, *TEAM_KEYS)),
         "MAAS_API_KEYS_FILE": str(workdir / "keys"),
         "MAAS_DATA_DIR": str(workdir / "data"),
-        "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"),
+        "MAAS_THREADS": SERVER_THREADS,
         "MAAS_LOG_LEVEL": "info",
         # float32 whatever `auto` picks on this CPU: the suite compares greedy text, seeded
         # samples and logprobs across batch shapes, which bfloat16 rounding does not keep equal.
@@ -33,6 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "MAAS_GRAMMAR_COMPILE_TIMEOUT": "3",
     }
     log = Path(os.environ.get("MAAS_TEST_SERVER_LOG", workdir / "server.log"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and "MAAS_TEST_SERVER_LOG" in os.environ:
+        log = log.with_name(f"{log.stem}-{worker}{log.suffix}")  # one log per worker's server
     with ServerProcess(env=env, log_path=log) as proc:
         yield proc
 

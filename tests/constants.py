@@ -21,3 +21,9 @@ DEVICE = os.environ.get("MAAS_TEST_DEVICE", "cpu")
 DTYPE = os.environ.get("MAAS_TEST_DTYPE", "float32")
 LOGITS_ATOL = 2e-4 if DTYPE == "float32" else 0.5
 VECTORS_ATOL = 1e-5 if DTYPE == "float32" else 1e-2
+
+# Compute threads of the servers the e2e tests start: the cores shared out among the pytest-xdist
+# workers (`make test` runs two), since every worker runs its own session server and more busy
+# threads than cores make each forward pass wait. MAAS_THREADS overrides it.
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+SERVER_THREADS = os.environ.get("MAAS_THREADS", str(max(1, (os.cpu_count() or 1) // XDIST_WORKERS)))

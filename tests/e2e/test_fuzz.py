@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from reference_server.testing import ServerProcess
-from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR, SERVER_THREADS
 from tests.helpers import post_declared_and_chunked
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ CHAT_DATA = "".join(json.dumps({"messages": [{"role": "user", "content": questio
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp("fuzz-server")
     env = {"MAAS_API_KEYS": API_KEY, "MAAS_DATA_DIR": str(workdir / "data"), "MAAS_DTYPE": "float32",
-           "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"), "MAAS_FINE_TUNING_SUPERVISOR": "false",
+           "MAAS_THREADS": SERVER_THREADS, "MAAS_FINE_TUNING_SUPERVISOR": "false",
            "MAAS_BATCH_RUNNER": "false",
            **LIMITS}
     with ServerProcess(env=env, log_path=workdir / "server.log") as proc:

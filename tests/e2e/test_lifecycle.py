@@ -7,7 +7,6 @@ whose store is a real PostgreSQL database (`MAAS_DATABASE_URL`)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from maas_sdk import BadRequestError, MaaS, NotFoundError, RequestTooLargeError
 from maas_sdk.protocol import FineTuningEvent
 from reference_server.testing import ServerProcess
-from tests.constants import API_KEY, EMBEDDER, GENERATOR
+from tests.constants import API_KEY, EMBEDDER, GENERATOR, SERVER_THREADS
 from tests.helpers import training_job_under_way
 
 pytestmark = pytest.mark.slow
@@ -49,7 +48,7 @@ def server(request: pytest.FixtureRequest, backend: str,
         return
     workdir = tmp_path_factory.mktemp("server-postgresql")
     env = {"MAAS_API_KEYS": API_KEY, "MAAS_DATA_DIR": str(workdir / "data"),
-           "MAAS_THREADS": os.environ.get("MAAS_THREADS", "2"), **database_env(request, backend)}
+           "MAAS_THREADS": SERVER_THREADS, **database_env(request, backend)}
     with ServerProcess(env=env, log_path=workdir / "server.log") as proc:
         yield proc
 

@@ -106,6 +106,7 @@ def test_the_stream_helper_and_the_wire_format(oai: openai.OpenAI, server: Serve
     assert len(lines) == 2 * len(payloads)
 
 
+@pytest.mark.slow
 def test_parse_gives_the_pydantic_model(oai: openai.OpenAI) -> None:
     parsed = oai.responses.parse(model=GENERATOR, input="Name a city in Japan.", text_format=City,
                                  max_output_tokens=40, temperature=0)
@@ -114,6 +115,7 @@ def test_parse_gives_the_pydantic_model(oai: openai.OpenAI) -> None:
     assert parsed.text is not None and parsed.text.format.type == "json_schema"  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_a_function_tool_round_trip(oai: openai.OpenAI) -> None:
     first = oai.responses.create(model=GENERATOR, input="What is the weather in Paris?", tools=[WEATHER],  # type: ignore[list-item]
                                  tool_choice="required", max_output_tokens=40, temperature=0)
@@ -175,6 +177,7 @@ def test_retrieve_delete_and_store_false(oai: openai.OpenAI) -> None:
     assert raised.value.body["param"] == "previous_response_id"  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_seeded_sampling_repeats(oai: openai.OpenAI) -> None:
     def sample(seed: int) -> str:
         return oai.responses.create(model=GENERATOR, input="Write a word.", max_output_tokens=12, temperature=1.0,
@@ -241,6 +244,7 @@ async def test_the_async_client(server: ServerProcess) -> None:
     assert text == response.output_text
 
 
+@pytest.mark.slow
 def test_truncation_auto_drops_the_oldest_items(oai: openai.OpenAI) -> None:
     long_ago = {"role": "user", "content": "apple banana cherry " * 3000}  # more than the context alone
     asked = {"role": "user", "content": ASK}

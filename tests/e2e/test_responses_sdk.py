@@ -42,6 +42,7 @@ def test_create_stream_and_parse(client: MaaS) -> None:
     assert parsed.parsed == City.model_validate_json(parsed.output_text)
 
 
+@pytest.mark.slow
 def test_a_python_function_as_a_tool(client: MaaS) -> None:
     first = client.responses.create(model=GENERATOR, input="What is the weather in Paris?", tools=[get_weather],
                                     tool_choice="required", max_output_tokens=40, temperature=0)
@@ -81,6 +82,7 @@ def test_errors_are_typed(client: MaaS) -> None:
     assert raised.value.param == "previous_response_id"
 
 
+@pytest.mark.slow
 async def test_the_async_client(async_client: AsyncMaaS) -> None:
     response = await async_client.responses.create(model=GENERATOR, input=ASK, max_output_tokens=16, temperature=0)
     async with await async_client.responses.stream(model=GENERATOR, input=ASK, max_output_tokens=16,

@@ -77,6 +77,7 @@ async def test_every_output_parses_and_validates(async_openai: AsyncOpenAI, name
     assert len(set(outputs)) > 1  # different prompts (or seeds) gave different documents
 
 
+@pytest.mark.slow
 async def test_constrained_and_free_rows_share_a_batch(async_openai: AsyncOpenAI) -> None:
     free, constrained = await asyncio.gather(
         async_openai.chat.completions.create(
@@ -98,6 +99,7 @@ def test_json_object_is_an_object(openai_client: OpenAI) -> None:
     assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
 
 
+@pytest.mark.slow
 def test_text_format_is_unconstrained(openai_client: OpenAI) -> None:
     args: dict[str, Any] = {"model": GENERATOR, "messages": [{"role": "user", "content": "Say hello."}],
                             "max_tokens": 12, "temperature": 0}
@@ -162,6 +164,7 @@ _REVIEW_TOOL = {"type": "function", "function": {"name": "review", "parameters":
     ("completions", {**_COMPLETION, "structured_outputs": {"json": REVIEW}}),
 ], ids=["chat-response_format", "chat-structured_outputs", "chat-tools", "completions-response_format",
         "completions-structured_outputs"])
+@pytest.mark.slow
 def test_keys_come_in_the_order_of_the_schema_properties(server: ServerProcess, route: str,
                                                          body: dict[str, Any]) -> None:
     reply = httpx.post(f"{server.base_url}/{route}", headers={"Authorization": f"Bearer {API_KEY}"},

@@ -66,6 +66,7 @@ def test_openai_parse_returns_the_model(openai_client: OpenAI) -> None:
     assert isinstance(person, Person) and person.name
 
 
+@pytest.mark.slow
 def test_openai_parse_gets_the_fields_in_the_model_order(openai_client: OpenAI) -> None:
     completion = openai_client.chat.completions.parse(
         model=GENERATOR, messages=[{"role": "user", "content": "Review the pen you bought."}],
@@ -75,6 +76,7 @@ def test_openai_parse_gets_the_fields_in_the_model_order(openai_client: OpenAI) 
     assert list(json.loads(message.content or "")) == ["product", "stars", "mood"], message.content
 
 
+@pytest.mark.slow
 def test_openai_parse_with_a_pydantic_tool(openai_client: OpenAI) -> None:
     completion = openai_client.chat.completions.parse(
         model=GENERATOR, messages=[{"role": "user", "content": ASK_WEATHER}],
@@ -84,6 +86,7 @@ def test_openai_parse_with_a_pydantic_tool(openai_client: OpenAI) -> None:
     assert completion.choices[0].finish_reason == "tool_calls"
 
 
+@pytest.mark.slow
 def test_openai_tools_and_a_tool_turn(openai_client: OpenAI) -> None:
     messages: list[Any] = [{"role": "user", "content": ASK_WEATHER}]
     first = openai_client.chat.completions.create(

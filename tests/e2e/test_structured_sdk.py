@@ -42,6 +42,7 @@ def test_response_format_model_gives_a_parsed_instance(client: MaaS) -> None:
     assert reply.parsed == City.model_validate_json(reply.text)
 
 
+@pytest.mark.slow
 async def test_async_response_format_model(async_client: AsyncMaaS) -> None:
     reply = await async_client.chat([{"role": "user", "content": "Tell me about Rome."}], model=GENERATOR,
                                     response_format=City, max_tokens=60, temperature=0.7, seed=3)
@@ -54,6 +55,7 @@ def test_response_format_as_a_dict_is_not_parsed(client: MaaS) -> None:
     assert not hasattr(reply, "parsed") or reply.parsed is None  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", [WEATHER_DICT, Weather], ids=["dict", "model"])
 def test_required_tool_call_is_typed_and_valid(client: MaaS, tool: object) -> None:
     reply = client.chat(ASK, model=GENERATOR, tools=[tool], tool_choice="required",  # type: ignore[list-item]
@@ -70,6 +72,7 @@ def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -
     return f"Sunny and 21 degrees {unit} in {city}."
 
 
+@pytest.mark.slow
 def test_streamed_tool_call_deltas_are_typed(client: MaaS) -> None:
     deltas: list[ToolCallDelta] = []
     finish = None
@@ -86,6 +89,7 @@ def test_streamed_tool_call_deltas_are_typed(client: MaaS) -> None:
     assert {d.index for d in deltas} == {0}
 
 
+@pytest.mark.slow
 def test_run_tools_calls_the_function_until_the_model_answers(client: MaaS) -> None:
     seen: list[str] = []
 

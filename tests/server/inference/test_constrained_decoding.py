@@ -159,6 +159,7 @@ async def _run(engine: GenerationEngine, handle: GenerationHandle) -> tuple[str,
     return "".join(parts), finish
 
 
+@pytest.mark.slow
 async def test_constrained_rows_share_the_batch_and_leave_free_rows_alone(
     generator: LoadedModel, backend: StructuredBackend, chat_prompt: Callable[[str], list[int]]
 ) -> None:

@@ -145,6 +145,7 @@ async def test_stop_sequence_cuts_text(
     assert len(result.token_ids) < len(alone[2].token_ids)
 
 
+@pytest.mark.slow
 async def test_seed_makes_sampling_reproducible(generator: LoadedModel, prompts: list[list[int]]) -> None:
     def params(seed: int) -> SamplingParams:
         return SamplingParams(
@@ -313,6 +314,7 @@ async def test_stopped_engine_fails_pending_requests(
 
 
 
+@pytest.mark.slow
 async def test_with_nothing_decoding_prompts_are_prefilled_a_chunk_a_step(
     generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
 ) -> None:
@@ -330,6 +332,7 @@ async def test_with_nothing_decoding_prompts_are_prefilled_a_chunk_a_step(
     assert [r.token_ids for r in results] == [a.token_ids for a in alone]
 
 
+@pytest.mark.slow
 async def test_a_short_prompt_gets_its_own_step_before_a_longer_one_submitted_first(
     generator: LoadedModel, prompts: list[list[int]], chat_prompt: Callable[[str], list[int]], alone: list[Result]
 ) -> None:
@@ -355,6 +358,7 @@ async def test_a_short_prompt_gets_its_own_step_before_a_longer_one_submitted_fi
     assert long_result.token_ids == long_alone.token_ids
 
 
+@pytest.mark.slow
 async def test_prompts_still_start_while_a_long_prompt_is_sliced_first(
     generator: LoadedModel, prompts: list[list[int]], chat_prompt: Callable[[str], list[int]], alone: list[Result]
 ) -> None:
