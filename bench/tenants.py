@@ -17,8 +17,13 @@ the store, exactly as a finished job leaves it. Then:
 - cold start: TTFT p50 of the first request to an adapter that is not resident minus that of
   the next request to the same adapter (resident by then), one client at a time. Target: 50 ms.
 
-Fine-tuned classifiers are still served as models of their own, so no classifier figures are
-taken yet.
+- classifiers: 8 random fine-tuned classifiers of the default encoder (a rank-8 LoRA adapter on
+  the modules a classifier job trains plus a random pooler and head, written by PEFT like a
+  job's), each registered as the succeeded classifier job of its own key. 8 clients in a closed
+  loop send 8 texts per request: classifications spread over the 8 classifiers, against
+  embeddings of the same texts on the base encoder (the same batcher); the ratio of inputs per
+  second, and the server's resident memory with the encoder only and with the 8 classifiers
+  after a request to each, against their adapters' and heads' size.
 
     python -m bench.tenants            # N = 100, a few minutes
     python -m bench.tenants --quick    # N = 12, to check the benchmark runs
@@ -39,12 +44,14 @@ from typing import Any
 
 import httpx
 
-from bench._common import GENERATOR, machine, prompts, summary, table
+from bench._common import EMBEDDER, GENERATOR, machine, prompts, sentences, summary, table
 
 ADAPTER_RANK = 8
 MAX_LORAS = 16
 CLIENTS = 8
 OUTPUT_TOKENS = 64
+CLASSIFIERS = 8
+TEXTS_PER_REQUEST = 8
 
 
 def key(i: int) -> str:
@@ -81,8 +88,24 @@ def write_adapters(folder: Path, n: int, threads: int, every_projection: bool) -
     return folders, sum(v.numel() * 4 for v in weights.values())
 
 
-def register(data_dir: Path, folders: list[Path]) -> list[str]:
-    """Each adapter as the fine-tuned model of its own key; returns the model ids."""
+def write_classifiers(folder: Path, n: int, threads: int) -> tuple[list[Path], int]:
+    """`n` random fine-tuned classifiers of the default encoder; returns them and one's bytes."""
+    from reference_server.inference.loading import configure_threads, default_specs
+    from reference_server.inference.loading.sources import resolve_source
+    from reference_server.training.random_adapters import write_random_classifier
+
+    warnings.filterwarnings("ignore")
+    configure_threads(threads)
+    base, _ = resolve_source(next(s for s in default_specs() if s.id == EMBEDDER))
+    folders = [write_random_classifier(base, folder / f"c{i:03d}", ("negative", "positive"), seed=i,
+                                       rank=ADAPTER_RANK) for i in range(n)]
+    return folders, (folders[0] / "adapter_model.safetensors").stat().st_size
+
+
+def register(data_dir: Path, folders: list[Path], base: str = GENERATOR,
+             labels: tuple[str, ...] | None = None) -> list[str]:
+    """Each adapter as the fine-tuned model of its own key (classifiers: with their `labels`);
+    returns the model ids."""
     from reference_server.http.middleware.auth import key_id
     from reference_server.storage import DataLayout, Store
     from reference_server.training.random_adapters import register_adapter
@@ -90,7 +113,8 @@ def register(data_dir: Path, folders: list[Path]) -> list[str]:
     layout = DataLayout(data_dir)
     layout.create()
     store = Store(layout.db_path)
-    return [register_adapter(store, layout, f, owner=key_id(key(i)), base=GENERATOR, base_path="", suffix=f"t{i}")
+    return [register_adapter(store, layout, f, owner=key_id(key(i)), base=base, base_path="", suffix=f"t{i}",
+                             labels=labels)
             for i, f in enumerate(folders)]
 
 
@@ -101,10 +125,10 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start(data_dir: Path, n_keys: int, threads: int, log: Path, max_loras: int) -> Any:
+def start(data_dir: Path, n_keys: int, threads: int, log: Path, max_loras: int, model: str = GENERATOR) -> Any:
     from reference_server.testing import ServerProcess
 
-    env = {"MAAS_ENABLED_MODELS": GENERATOR, "MAAS_THREADS": str(threads), "MAAS_DATA_DIR": str(data_dir),
+    env = {"MAAS_ENABLED_MODELS": model, "MAAS_THREADS": str(threads), "MAAS_DATA_DIR": str(data_dir),
            "MAAS_LOG_LEVEL": "warning", "MAAS_DTYPE": os.environ.get("MAAS_DTYPE", "auto"),
            "MAAS_API_KEYS": ",".join(key(i) for i in range(n_keys)), "MAAS_MAX_LORAS": str(max_loras),
            "MAAS_ACCESS_LOG": "false"}
@@ -170,6 +194,59 @@ async def cold_start(url: str, targets: list[tuple[int, str]]) -> dict[str, floa
     return {"cold_p50_ms": summary(cold)["p50"] * 1000, "warm_p50_ms": summary(warm)["p50"] * 1000}
 
 
+async def encoder_throughput(url: str, targets: list[tuple[int, str]], requests: int,
+                             classify: bool) -> dict[str, float]:
+    """8 clients in a closed loop, `requests` each of 8 texts, cycling through `targets` (key,
+    model): classifications, or (`classify` False) embeddings; inputs per second."""
+    texts = sentences()
+    failures = 0
+    done = 0
+
+    async def one_client(c: int, client: httpx.AsyncClient) -> None:
+        nonlocal failures, done
+        for r in range(requests):
+            i_key, model = targets[(c + r * CLIENTS) % len(targets)]
+            start = (c * requests + r) * TEXTS_PER_REQUEST
+            batch = [texts[(start + j) % len(texts)] for j in range(TEXTS_PER_REQUEST)]
+            path, body = (("/v1/classifications", {"model": model, "input": batch}) if classify
+                          else ("/v1/embeddings", {"model": model, "input": batch}))
+            reply = await client.post(path, json=body, headers={"authorization": f"Bearer {key(i_key)}"})
+            if reply.status_code == 200:
+                done += len(batch)
+            else:
+                failures += 1
+
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client(c, client) for c in range(CLIENTS)))
+        wall = time.perf_counter() - started
+    return {"inputs_s": done / wall, "failures": failures}
+
+
+def classifier_figures(root: Path, threads: int, requests: int) -> dict[str, Any]:
+    """Memory and throughput of 8 fine-tuned classifiers on the base encoder's batcher."""
+    folders, classifier_bytes = write_classifiers(root / "classifiers", CLASSIFIERS, threads)
+    server = start(root / "encoder-empty", 1, threads, root / "encoder-base.log", MAX_LORAS, EMBEDDER)
+    try:
+        asyncio.run(encoder_throughput(server.base_url, [(0, EMBEDDER)], 1, classify=False))
+        base_rss = rss_mib(server.process.pid)
+    finally:
+        server.stop()
+    models = register(root / "encoder-data", folders, EMBEDDER, ("negative", "positive"))
+    server = start(root / "encoder-data", CLASSIFIERS, threads, root / "encoder.log", MAX_LORAS, EMBEDDER)
+    try:
+        targets = list(enumerate(models))
+        asyncio.run(encoder_throughput(server.base_url, targets, 1, classify=True))  # a request to each
+        served_rss = rss_mib(server.process.pid)
+        base = asyncio.run(encoder_throughput(server.base_url, [(0, EMBEDDER)], requests, classify=False))
+        spread = asyncio.run(encoder_throughput(server.base_url, targets, requests, classify=True))
+    finally:
+        server.stop()
+    return {"base": base, "classifiers": spread, "ratio": spread["inputs_s"] / base["inputs_s"],
+            "memory_mib": {"base": base_rss, "after_requests": served_rss,
+                           "classifier": classifier_bytes / 2**20}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapters", type=int, default=100, help="N, adapters registered (default 100).")
@@ -213,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                                      for name, targets in runs.items()}
         finally:
             server.stop()
+        results["classifiers"] = classifier_figures(root, args.threads, args.requests)
     budget = MAX_LORAS * adapter_bytes / 2**20 + 64
     results["memory_mib"] = {"base": base_rss, "registered": registered_rss, "after_requests": served_rss,
                              "adapter": adapter_bytes / 2**20, "budget": budget}
@@ -230,7 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncold start: TTFT p50 {cold['cold_p50_ms']:.0f} ms first request to an adapter, "
           f"{cold['warm_p50_ms']:.0f} ms resident: {cold['cold_p50_ms'] - cold['warm_p50_ms']:.0f} ms "
           "(target <= 50 ms)")
-    print("\nclassifiers: not measured (fine-tuned classifiers are still served as models of their own)")
+    cls = results["classifiers"]
+    memory = cls["memory_mib"]
+    print(f"\nclassifiers: {CLIENTS} clients x {args.requests} requests of {TEXTS_PER_REQUEST} texts on {EMBEDDER}")
+    print(table(["clients on", "inputs/s", "x base", "failed"], [
+        ["the base encoder (embeddings)", cls["base"]["inputs_s"], 1.0, cls["base"]["failures"]],
+        [f"{CLASSIFIERS} fine-tuned classifiers", cls["classifiers"]["inputs_s"], cls["ratio"],
+         cls["classifiers"]["failures"]],
+    ]))
+    print(f"memory: {memory['base']:.0f} MiB with the encoder only, {memory['after_requests']:.0f} MiB with "
+          f"{CLASSIFIERS} classifiers served ({memory['after_requests'] - memory['base']:+.0f} MiB); one classifier "
+          f"(adapter and head) is {memory['classifier']:.1f} MiB on disk")
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1))
     return 0

@@ -4,17 +4,17 @@ live progress bar."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from maas_cli._context import client, file_id, output
 from maas_cli._options import JSON
 from maas_cli._output import Output
+from maas_cli._progress import follow
 from maas_sdk import Batch, BatchFailed, MaaS
 
 app = typer.Typer(help="Run files of requests in the background (the Batch API).", no_args_is_help=True)
@@ -65,18 +65,12 @@ def create(
 
 
 def _follow(api: MaaS, batch: Batch, out: Output, poll_interval: float) -> Batch:
-    """Poll until the batch ends, drawing the requests done (on stderr, so stdout stays for results)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Poll until the batch ends, drawing the requests done."""
+    def progress(batch: Batch) -> dict[str, Any]:
+        counts = batch.request_counts
+        return {"completed": counts.completed + counts.failed, "total": counts.total or None}
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=out.errors, disable=out.json) as bar:
-        task = bar.add_task(batch.id, total=None)
-        while not batch.done:
-            time.sleep(poll_interval)
-            batch = api.batches.retrieve(batch.id)
-            counts = batch.request_counts
-            bar.update(task, completed=counts.completed + counts.failed, total=counts.total or None,
-                       description=f"{batch.id} {batch.status}")
+    batch = follow(batch, api.batches.retrieve, progress, out, poll_interval)
     if batch.status == "failed":
         raise BatchFailed(batch)
     return batch

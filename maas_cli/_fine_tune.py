@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 from itertools import islice
 from typing import Annotated, Any
@@ -12,6 +11,7 @@ import typer
 from maas_cli._context import client, file_id, output
 from maas_cli._options import JSON
 from maas_cli._output import Output
+from maas_cli._progress import follow
 from maas_sdk import FineTuningJob, FineTuningJobFailed, MaaS
 
 app = typer.Typer(help="Create, follow and cancel fine-tuning jobs.", no_args_is_help=True)
@@ -74,19 +74,12 @@ def _latest_loss(api: MaaS, job_id: str) -> float | None:
 
 
 def _follow(api: MaaS, job: FineTuningJob, out: Output, poll_interval: float) -> FineTuningJob:
-    """Poll until the job ends, drawing its steps and loss (on stderr, so stdout stays for results)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Poll until the job ends, drawing its steps and loss."""
+    def progress(job: FineTuningJob) -> dict[str, Any]:
+        loss = _latest_loss(api, job.id)
+        return {"completed": job.step or 0, "total": job.total_steps, "loss": "-" if loss is None else f"{loss:.4f}"}
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn())
-    with Progress(*columns, console=out.errors, disable=out.json) as bar:
-        task = bar.add_task(job.id, total=None, loss="-")
-        while not job.done:
-            time.sleep(poll_interval)
-            job = api.fine_tuning.jobs.retrieve(job.id)
-            loss = _latest_loss(api, job.id)
-            bar.update(task, completed=job.step or 0, total=job.total_steps,
-                       description=f"{job.id} {job.status}", loss="-" if loss is None else f"{loss:.4f}")
+    job = follow(job, api.fine_tuning.jobs.retrieve, progress, out, poll_interval, "loss")
     if job.status != "succeeded":
         raise FineTuningJobFailed(job)
     return job

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     batch_reserved_rows: int | None = Field(
         None, ge=0, description="Generation slots kept free of batch lines while interactive requests keep "
         "arriving (default: a quarter of max_running).")
+    batch_cancel_grace_seconds: float = Field(
+        60.0, ge=0, description="Seconds a cancelled batch's lines in flight may run on to finish into its output.")
     batch_runner: bool = Field(
         True, description="Run batches here (one replica of those with it on runs them, elected through the store).")
     batch_lease_seconds: float = Field(

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel
+from maas_sdk.protocol.common import CursorPage, RequestModel, ResponseModel
+from maas_sdk.protocol.responses import InputTokensDetails, OutputTokensDetails, ResponseUsage
 from maas_sdk.protocol.vocabulary import (
     BATCH_COMPLETION_WINDOW,
     BATCH_ENDPOINTS,
@@ -36,20 +37,13 @@ class BatchRequestCounts(ResponseModel):
     failed: int = 0
 
 
-class BatchInputTokensDetails(ResponseModel):
-    cached_tokens: int = 0
+BatchInputTokensDetails = InputTokensDetails
+BatchOutputTokensDetails = OutputTokensDetails
 
 
-class BatchOutputTokensDetails(ResponseModel):
-    reasoning_tokens: int = 0
-
-
-class BatchUsage(ResponseModel):
-    input_tokens: int = 0
-    input_tokens_details: BatchInputTokensDetails = Field(default_factory=BatchInputTokensDetails)
-    output_tokens: int = 0
-    output_tokens_details: BatchOutputTokensDetails = Field(default_factory=BatchOutputTokensDetails)
-    total_tokens: int = 0
+class BatchUsage(ResponseUsage):
+    """The tokens of a batch's requests together, in the Responses API's usage shape (as OpenAI's
+    batch object has it)."""
 
 
 class BatchError(ResponseModel):
@@ -93,12 +87,8 @@ class Batch(ResponseModel):
         return self.status in TERMINAL_BATCH_STATUSES
 
 
-class BatchList(ResponseModel):
-    object: str = "list"
-    data: list[Batch]
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
+class BatchList(CursorPage[Batch]):
+    """A page of `GET /v1/batches`."""
 
 
 class BatchRequest(ResponseModel):

@@ -6,8 +6,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, Usage, omitted_if_none, server_limit
-from maas_sdk.protocol.completions import MAX_LOGPROBS, FinishReason, SamplingFields
+from maas_sdk.protocol.common import RequestModel, ResponseModel, omitted_if_none, server_limit
+from maas_sdk.protocol.completions import MAX_LOGPROBS, CompletionEnvelope, FinishReason, SamplingFields
 from maas_sdk.protocol.logprobs import ChatChoiceLogprobs
 from maas_sdk.protocol.structured import StructuredFields, ToolCall, ToolCallDelta, ToolFields
 
@@ -86,16 +86,10 @@ class ChatChoice(ResponseModel):
     logprobs: ChatChoiceLogprobs | None = None
 
 
-class ChatCompletion(ResponseModel):
+class ChatCompletion(CompletionEnvelope[ChatChoice]):
     """A chat completion. `.text` is the assistant's reply in the first choice."""
 
-    id: str
     object: str = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    system_fingerprint: str | None = omitted_if_none()
-    usage: Usage | None = omitted_if_none()
 
     @property
     def text(self) -> str:
@@ -121,16 +115,10 @@ class ChunkChatChoice(ResponseModel):
     logprobs: ChatChoiceLogprobs | None = None
 
 
-class ChatCompletionChunk(ResponseModel):
+class ChatCompletionChunk(CompletionEnvelope[ChunkChatChoice]):
     """One streamed piece of a chat completion. `.text` is its content delta ("" if none)."""
 
-    id: str
     object: str = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChatChoice]
-    system_fingerprint: str | None = omitted_if_none()
-    usage: Usage | None = omitted_if_none()
 
     @property
     def text(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -178,6 +178,29 @@ class RequestModel(BaseModel):
             if isinstance(value, RequestModel):
                 found += [f"{name}.{inner}" for inner in value.ignored_params()]
         return found
+
+
+ItemT = TypeVar("ItemT")
+
+
+class ListPage(ResponseModel, Generic[ItemT]):
+    """OpenAI's list object: one page of `data`, newest first; `has_more` while more follow (the
+    next page starts `after` the last item's id)."""
+
+    object: str = "list"
+    data: list[ItemT]
+    has_more: bool = False
+
+
+class CursorPage(ResponseModel, Generic[ItemT]):
+    """A list page that also names the ids of its first and last items (OpenAI's batches and
+    input items), in OpenAI's field order."""
+
+    object: str = "list"
+    data: list[ItemT]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
 
 
 class Usage(ResponseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import Field
 
@@ -93,16 +93,26 @@ class CompletionChoice(ResponseModel):
     logprobs: CompletionLogprobs | None = None
 
 
-class Generation(ResponseModel):
-    """A completion: `object == "text_completion"`. `.text` is the first choice's text."""
+ChoiceT = TypeVar("ChoiceT")
+
+
+class CompletionEnvelope(ResponseModel, Generic[ChoiceT]):
+    """What a completion, a chat completion and a chat chunk hold around their choices, in
+    OpenAI's field order; each kind names its `object`."""
 
     id: str
-    object: str = "text_completion"
+    object: str
     created: int
     model: str
-    choices: list[CompletionChoice]
+    choices: list[ChoiceT]
     system_fingerprint: str | None = omitted_if_none()
     usage: Usage | None = omitted_if_none()
+
+
+class Generation(CompletionEnvelope[CompletionChoice]):
+    """A completion: `object == "text_completion"`. `.text` is the first choice's text."""
+
+    object: str = "text_completion"
 
     @property
     def text(self) -> str:

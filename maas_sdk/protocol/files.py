@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maas_sdk.protocol.common import ResponseModel
+from maas_sdk.protocol.common import ListPage, ResponseModel
 
 
 class FileObject(ResponseModel):
@@ -18,10 +18,8 @@ class FileObject(ResponseModel):
     lines: int | None = None
 
 
-class FileList(ResponseModel):
-    object: str = "list"
-    data: list[FileObject]
-    has_more: bool = False
+class FileList(ListPage[FileObject]):
+    """A page of `GET /v1/files`."""
 
 
 class FileDeleted(ResponseModel):

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from maas_sdk.protocol.common import RequestModel, ResponseModel, server_limit
+from maas_sdk.protocol.common import ListPage, RequestModel, ResponseModel, server_limit
 from maas_sdk.protocol.vocabulary import TERMINAL_STATUSES, JobStatus
 
 
@@ -141,10 +141,8 @@ class FineTuningJob(ResponseModel):
         return self.status in TERMINAL_STATUSES
 
 
-class FineTuningJobList(ResponseModel):
-    object: str = "list"
-    data: list[FineTuningJob]
-    has_more: bool = False
+class FineTuningJobList(ListPage[FineTuningJob]):
+    """A page of `GET /v1/fine_tuning/jobs`."""
 
 
 class FineTuningEvent(ResponseModel):
@@ -157,10 +155,8 @@ class FineTuningEvent(ResponseModel):
     data: dict[str, Any] | None = None
 
 
-class FineTuningEventList(ResponseModel):
-    object: str = "list"
-    data: list[FineTuningEvent]
-    has_more: bool = False
+class FineTuningEventList(ListPage[FineTuningEvent]):
+    """A page of a job's events."""
 
 
 class FineTuningCheckpoint(ResponseModel):
@@ -173,7 +169,5 @@ class FineTuningCheckpoint(ResponseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
-class FineTuningCheckpointList(ResponseModel):
-    object: str = "list"
-    data: list[FineTuningCheckpoint]
-    has_more: bool = False
+class FineTuningCheckpointList(ListPage[FineTuningCheckpoint]):
+    """A page of a job's checkpoints."""

@@ -44,54 +44,54 @@ def _blocks(data: Any, name: str) -> Any:
     return data
 
 
-class TextBlockParam(RequestModel):
+class _CacheableBlockParam(RequestModel):
+    """A block of a request: its `type` (each kind's literal), and the `cache_control` any block
+    may carry, accepted and ignored (the server keeps no prompt cache to steer)."""
+
+    IGNORED: ClassVar[tuple[str, ...]] = ("cache_control",)
+
+    type: str
+    cache_control: dict[str, Any] | None = _ignored()
+
+
+class TextBlockParam(_CacheableBlockParam):
     """Text in a message or in `system`."""
 
     IGNORED = ("cache_control", "citations")
 
     type: Literal["text"]
     text: str
-    cache_control: dict[str, Any] | None = _ignored()
     citations: list[dict[str, Any]] | None = _ignored()
 
 
-class UnsupportedBlockParam(RequestModel):
+class UnsupportedBlockParam(_CacheableBlockParam):
     """An image or document block: understood, and refused with a 400 naming it (the served
     models read text only)."""
 
-    IGNORED = ("cache_control",)
-
     type: Literal["image", "document"]
     source: dict[str, Any]
-    cache_control: dict[str, Any] | None = _ignored()
     title: str | None = None
     context: str | None = None
     citations: dict[str, Any] | None = None
 
 
-class ToolUseBlockParam(RequestModel):
+class ToolUseBlockParam(_CacheableBlockParam):
     """A tool call the assistant made earlier in the conversation."""
-
-    IGNORED = ("cache_control",)
 
     type: Literal["tool_use"]
     id: str = Field(min_length=1)
     name: str = Field(min_length=1)
     input: dict[str, Any]
-    cache_control: dict[str, Any] | None = _ignored()
 
 
-class ToolResultBlockParam(RequestModel):
+class ToolResultBlockParam(_CacheableBlockParam):
     """What a tool returned, in the user turn after the call."""
-
-    IGNORED = ("cache_control",)
 
     type: Literal["tool_result"]
     tool_use_id: str = Field(min_length=1)
     content: list[Annotated[TextBlockParam | UnsupportedBlockParam, Field(discriminator="type")]] = Field(
         default_factory=list, json_schema_extra=_or_text)
     is_error: bool = False
-    cache_control: dict[str, Any] | None = _ignored()
 
     @model_validator(mode="before")
     @classmethod
@@ -329,9 +329,15 @@ class MessageStartEvent(ResponseModel):
     message: Message
 
 
-class ContentBlockStartEvent(ResponseModel):
-    type: Literal["content_block_start"] = "content_block_start"
+class _ContentBlockEvent(ResponseModel):
+    """An event about the reply's block at `index` (its `type` is each event's literal)."""
+
+    type: str
     index: int
+
+
+class ContentBlockStartEvent(_ContentBlockEvent):
+    type: Literal["content_block_start"] = "content_block_start"
     content_block: ContentBlock
 
 
@@ -345,15 +351,13 @@ class InputJSONDelta(ResponseModel):
     partial_json: str
 
 
-class ContentBlockDeltaEvent(ResponseModel):
+class ContentBlockDeltaEvent(_ContentBlockEvent):
     type: Literal["content_block_delta"] = "content_block_delta"
-    index: int
     delta: Annotated[TextDelta | InputJSONDelta, Field(discriminator="type")]
 
 
-class ContentBlockStopEvent(ResponseModel):
+class ContentBlockStopEvent(_ContentBlockEvent):
     type: Literal["content_block_stop"] = "content_block_stop"
-    index: int
 
 
 class MessageDelta(ResponseModel):

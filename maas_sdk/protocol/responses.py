@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag
 
 from maas_sdk.protocol.common import (
     NULL,
+    CursorPage,
     ErrorDetail,
     RequestModel,
     ResponseModel,
@@ -547,12 +548,10 @@ class ResponseInputItem(ResponseModel):
     output: str | list[dict[str, Any]] | None = omitted_if_none()
 
 
-class ResponseInputItemList(ResponseModel):
+class ResponseInputItemList(CursorPage[ResponseInputItem]):
+    """A page of a stored response's input items."""
+
     object: Literal["list"] = "list"
-    data: list[ResponseInputItem]
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
 
 
 # ----- streamed events -----

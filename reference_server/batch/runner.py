@@ -6,9 +6,11 @@ moment it arrives, with the batch's counts and token totals. A run that starts a
 restart, or on another replica) skips the lines already recorded, and the store records a line
 at most once, so no line is lost and none is in the output twice.
 
-The batch is watched between lines: once it is cancelled the lines in flight are dropped and it
-ends `cancelled` with what was recorded; once its window has passed it ends `expired`, the
-lines that never ran listed in its error file as `batch_expired`. Otherwise, when every line is
+The batch is watched between lines: once it is cancelled (`cancelling`) no line starts, the lines
+in flight are given `cancel_grace` seconds to finish into the output (those still running then
+are dropped), and it ends `cancelled` with what was recorded; once its window has passed the
+lines in flight are dropped and it ends `expired`, the lines that never ran listed in its error
+file as `batch_expired`. Otherwise, when every line is
 recorded, it goes `finalizing`, its output and error files are written in input order and it
 ends `completed`. A batch whose input file is deleted before it has read it all ends `failed`.
 """
@@ -54,13 +56,14 @@ def _next_lines(lines: Iterator[tuple[int, dict[str, Any]]]) -> list[tuple[int, 
 
 class BatchRun:
     def __init__(self, batch: BatchRecord, db: AsyncStore, layout: DataLayout, dispatch: LineDispatcher,
-                 slots: asyncio.Semaphore, urls: tuple[str, ...]) -> None:
+                 slots: asyncio.Semaphore, urls: tuple[str, ...], cancel_grace: float = 60.0) -> None:
         self.batch = batch
         self.db = db
         self.layout = layout
         self.dispatch = dispatch
         self.slots = slots
         self.urls = urls
+        self.cancel_grace = cancel_grace
         self._in_flight: set[asyncio.Task[None]] = set()
         self._checked = 0.0
         self._status = batch.status
@@ -107,27 +110,41 @@ class BatchRun:
     # Lines
 
     async def _run_lines(self) -> None:
+        """Run the lines not yet recorded until they are all recorded or the batch stops; whatever
+        way this returns (or is cancelled, on shutdown), no line of it is left running."""
+        try:
+            await self._start_lines()
+            if self._status == "cancelling":
+                await self._let_in_flight_finish()
+        finally:
+            await self._drop_in_flight()
+
+    async def _start_lines(self) -> None:
         batch = self.batch
         done = await self.db.recorded_lines(batch.id)
         path = self.layout.file_path(batch.input_file_id)
         with open(path, "rb") as handle:  # noqa: ASYNC230 - read in chunks on a worker thread below
             lines = await asyncio.to_thread(_lines, handle)
-            try:
-                while chunk := await asyncio.to_thread(_next_lines, lines):
-                    for number, record in chunk:
-                        if number in done:
-                            continue
-                        if not await self._slot():
-                            return
-                        task = asyncio.create_task(self._line(number, record))
-                        self._in_flight.add(task)
-                        task.add_done_callback(self._line_done)
-                while self._in_flight:
-                    if not await self._still_running():
+            while chunk := await asyncio.to_thread(_next_lines, lines):
+                for number, record in chunk:
+                    if number in done:
+                        continue
+                    if not await self._slot():
                         return
-                    await asyncio.wait(set(self._in_flight), timeout=_WATCH)
-            finally:
-                await self._drop_in_flight()
+                    task = asyncio.create_task(self._line(number, record))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._line_done)
+        while self._in_flight:
+            if not await self._still_running():
+                return
+            await asyncio.wait(set(self._in_flight), timeout=_WATCH)
+
+    async def _let_in_flight_finish(self) -> None:
+        """A cancelled batch keeps the answers of the lines it had started: they run to their end,
+        for `cancel_grace` seconds at most, and are recorded (a cancelling batch still records)."""
+        if self._in_flight:
+            logger.info("batch %s: cancelling; %d lines in flight may finish", self.batch.id, len(self._in_flight))
+            await asyncio.wait(set(self._in_flight), timeout=self.cancel_grace)
 
     async def _slot(self) -> bool:
         """Take a line slot, watching the batch while every slot is busy; False (and no slot
@@ -159,7 +176,8 @@ class BatchRun:
             logger.error("batch %s: a line failed unexpectedly", self.batch.id, exc_info=task.exception())
 
     async def _drop_in_flight(self) -> None:
-        """Cancel the lines still running; their results are not recorded, so a later run does them."""
+        """Cancel the lines still running; their results are not recorded (a later run of a batch
+        still in progress does them)."""
         tasks = list(self._in_flight)
         for task in tasks:
             task.cancel()

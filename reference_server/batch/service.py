@@ -9,7 +9,8 @@ cancellation is a status the runner sees at its next look.
 
 The runner starts a `BatchRun` for each batch not ended, oldest first, all of them sharing
 `batch_concurrency` line slots. On shutdown the runs are cancelled: the lines in flight are
-not recorded, and the next start runs them again.
+not recorded, and the next start runs them again (a cancelled batch's lines in flight are given
+`batch_cancel_grace_seconds` to finish, `BatchRun`).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ class BatchService:
         assert self._dispatch is not None
         for batch in await self.db.batches_in(*ACTIVE):
             if batch.id not in self._runs:
-                run = BatchRun(batch, self.db, self.storage.layout, self._dispatch, self._slots, BATCH_ENDPOINTS)
+                run = BatchRun(batch, self.db, self.storage.layout, self._dispatch, self._slots, BATCH_ENDPOINTS,
+                               cancel_grace=self.settings.batch_cancel_grace_seconds)
                 self._runs[batch.id] = asyncio.create_task(self._guarded(run))
 
     @staticmethod

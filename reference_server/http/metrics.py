@@ -146,8 +146,9 @@ class ServerMetrics:
             if stats is None:
                 continue
             values = stats()
-            if served.engine is not None:
-                self._refresh_adapters(model_label(served), served.engine.adapters, values)
+            adapters = served.engine.adapters if served.engine is not None else getattr(served.batcher, "adapters", None)
+            if adapters is not None:  # a generator's adapters, or an encoder's fine-tuned classifiers
+                self._refresh_adapters(model_label(served), adapters, values)
             total = totals[model_label(served)]
             for name in total:
                 total[name] += values.get(name, 0)

@@ -1,12 +1,17 @@
 """Work outside the generation engine (zero-shot scoring, evaluation) run as a fine-tuned
-adapter model: the adapter applied to every forward of the calling thread."""
+adapter model: the adapter applied to every forward of the calling thread; and which
+fine-tuned classifiers run on their base encoder's batcher instead (`batched_classifier`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from reference_server.inference.registry import ServedModel
+
+if TYPE_CHECKING:
+    from reference_server.inference.engine.embeddings import EmbeddingBatcher
+    from reference_server.inference.engine.heads import ClassifierSource
 
 T = TypeVar("T")
 
@@ -25,3 +30,13 @@ def adapted(served: ServedModel, fn: Callable[..., T]) -> Callable[..., T]:
             return fn(*args, **kwargs)
 
     return run
+
+
+def batched_classifier(served: ServedModel) -> tuple[EmbeddingBatcher, ClassifierSource] | None:
+    """The base encoder's batcher and the classifier (adapter and head) `served` is, for a
+    fine-tuned classifier served that way; None for a model with weights of its own."""
+    from reference_server.inference.engine.heads import ClassifierSource
+
+    if served.task == "classify" and served.batcher is not None and isinstance(served.adapter, ClassifierSource):
+        return served.batcher, served.adapter
+    return None

@@ -8,7 +8,8 @@ generator's engine (`ServedModel.adapter`), read into memory when a request need
 thousand adapters cost the ones in use, not a thousand copies of the base. The operator's
 adapters (`MAAS_LORA_MODULES`) are read at start, each checked against the generator it
 fits: a corrupt one, one of another base model or of too large a rank stops the start with a
-message that names it.
+message that names it. A fine-tuned classifier kept as an adapter (its encoder's LoRA plus its
+head) is served the same way, on its base encoder's batcher (`engine/heads.py`).
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             max_queued=settings.embed_max_queued,
             streams=settings.embed_streams,
             packed_weights=settings.packed_weights,
+            max_loras=settings.max_loras,
+            max_lora_rank=settings.max_lora_rank,
         )
         served.batcher.start()
     return served
@@ -131,12 +134,17 @@ class ModelsService:
             self.error = exc
             logger.exception("model loading failed")
 
-    async def serve(self, spec: ModelSpec, *, parent: str, owner: str, merged_lora_on: str | None = None) -> None:
+    async def serve(self, spec: ModelSpec, *, parent: str, owner: str, merged_lora_on: str | None = None,
+                    labels: list[str] | None = None) -> None:
         """Serve `spec` (a fine-tuned model's folder), unless it is served already: an adapter
-        folder on its base model's engine, and so a LoRA fine-tune saved merged (before adapters
-        were kept) whose base model folder `merged_lora_on` still exists; any other model folder
-        loaded with an engine of its own."""
+        folder on its base model's engine (a classifier's, whose head has `labels`, on its base
+        encoder's batcher), and so a LoRA fine-tune saved merged (before adapters were kept)
+        whose base model folder `merged_lora_on` still exists; any other model folder loaded
+        with an engine of its own."""
         if self.registry.serves(spec.id):
+            return
+        if spec.path is not None and spec.task == "classify" and (Path(spec.path) / CONFIG_FILE).is_file():
+            self._serve_classifier(spec.id, Path(spec.path), parent=parent, owner=owner, labels=labels or [])
             return
         if spec.path is not None and (Path(spec.path) / CONFIG_FILE).is_file():
             if self._generator(parent) is None:  # a process without base models (a cluster's supervisor)
@@ -165,6 +173,22 @@ class ModelsService:
         return ServedModel(id=model_id, task="generate", loaded=base.loaded, engine=base.engine,
                            structured=base.structured, parent=parent, owner=owner,
                            adapter=AdapterSource(model_id, folder, merged_on))
+
+    def _serve_classifier(self, model_id: str, folder: Path, *, parent: str, owner: str, labels: list[str]) -> None:
+        """`folder`'s classifier (adapter and head) served as `model_id` on the encoder `parent`'s
+        batcher; its config is checked now, its weights are read when a request needs them."""
+        from reference_server.inference.engine.heads import ClassifierSource
+
+        read_config(folder, max_rank=self.settings.max_lora_rank)
+        if len(labels) < 2:
+            raise AdapterError(f"the classifier {model_id!r} has no labels recorded with it")
+        base = next((m for m in self.registry.list() if m.id == parent and m.owner is None), None)
+        if base is None or base.batcher is None or base.adapter is not None:
+            logger.info("%s is served where its base encoder %s is, not here", model_id, parent)
+            return
+        self.registry.register(ServedModel(id=model_id, task="classify", loaded=base.loaded, batcher=base.batcher,
+                                           parent=parent, owner=owner,
+                                           adapter=ClassifierSource(model_id, folder, labels=tuple(labels))))
 
     def _generator(self, model_id: str) -> ServedModel | None:
         """The base generator `model_id` if this process serves it."""
@@ -216,6 +240,8 @@ class ModelsService:
             return False
         if served.adapter is not None and served.engine is not None:
             served.engine.adapters.forget(served.adapter.name)
+        if served.adapter is not None and served.batcher is not None:
+            served.batcher.adapters.forget(served.adapter.name)
         await stop_served(served)
         return True
 

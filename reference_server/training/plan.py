@@ -5,7 +5,9 @@ job reports the values it really uses and a resumed job trains exactly like the 
 
 Two kinds of job exist, chosen by the base model's task:
 - `classifier`: an encoder (an `embed` or `classify` model) gets a sequence-classification head
-  and learns `{"text", "label"}` data; full fine-tuning by default (the default encoder is small);
+  and learns `{"text", "label"}` data; LoRA on the encoder plus the head trained whole by
+  default (`method: full` fine-tunes every weight), so the result is served on the base
+  encoder's batcher for the cost of its adapter and head;
 - `generator`: a `generate` model learns chat or prompt/completion data; LoRA by default.
 """
 
@@ -24,14 +26,33 @@ _SERVED_TASK: dict[str, Task] = {CLASSIFIER: "classify", GENERATOR: "generate"}
 _DATA_FORMATS = {CLASSIFIER: ("classification",), GENERATOR: ("chat", "prompt_completion")}
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    CLASSIFIER: {"n_epochs": 3, "batch_size": 16, "method": "full",
-                 "learning_rate": {"full": 1e-4, "lora": 5e-4}},
+    CLASSIFIER: {"n_epochs": 3, "batch_size": 16, "method": "lora",
+                 "learning_rate": {"full": 1e-4, "lora": 1e-3}},
     GENERATOR: {"n_epochs": 3, "batch_size": 4, "method": "lora",
                 "learning_rate": {"full": 2e-5, "lora": 5e-4}},
 }
 
 # Longest training example, in tokens; longer ones are cut at the end.
 MAX_LENGTH = {CLASSIFIER: 256, GENERATOR: 1024}
+
+
+# A BERT-style encoder's LoRA targets (its layers' projections, as PEFT names them) and the
+# modules of its sequence classifier trained whole: the pooler and the classifier, its head.
+BERT_LORA_TARGETS = ("query", "key", "value", "dense")
+BERT_HEAD_MODULES = ("classifier", "pooler")
+
+
+def encoder_lora_modules(model: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(LoRA targets, modules trained whole) of a classifier job's model when its result can be
+    served as an adapter and head on the base encoder's batcher: a BERT-style sequence
+    classifier built on a plain encoder (not on another classifier, whose head it replaces).
+    None otherwise: PEFT's default targets, and the result saved merged, a model of its own."""
+    config = getattr(model, "config", None)
+    base_architectures = getattr(config, "architectures", None) or []  # as the base folder names them
+    if getattr(config, "model_type", None) != "bert" or any(str(a).endswith("ForSequenceClassification")
+                                                             for a in base_architectures):
+        return None
+    return BERT_LORA_TARGETS, BERT_HEAD_MODULES
 
 
 def kind_for_task(task: str) -> str | None:

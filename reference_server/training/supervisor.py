@@ -94,7 +94,8 @@ class ModelHost(Protocol):
     ready: asyncio.Event
     error: BaseException | None
 
-    async def serve(self, spec: ModelSpec, *, parent: str, owner: str, merged_lora_on: str | None = None) -> None: ...
+    async def serve(self, spec: ModelSpec, *, parent: str, owner: str, merged_lora_on: str | None = None,
+                    labels: list[str] | None = None) -> None: ...
 
     async def unserve(self, model_id: str) -> bool: ...
 
@@ -426,6 +427,10 @@ class FineTuningService:
         spec = ModelSpec(id=name, path=str(self.layout.model_dir(job.id)), task=plan.served_task(job.kind),
                          dtype=self.settings.dtype)
         merged_lora = job.kind == plan.GENERATOR and job.method.get("type") == "lora"
+        labels = None
+        if job.kind == plan.CLASSIFIER:
+            marker = await asyncio.to_thread((self.layout.model_dir(job.id) / MODEL_MARKER).read_text)
+            labels = json.loads(marker).get("labels")
         await self.models.serve(spec, parent=job.model, owner=job.owner,
-                                merged_lora_on=job.base_path if merged_lora else None)
+                                merged_lora_on=job.base_path if merged_lora else None, labels=labels)
         logger.info("job %s: serving %s", job.id, name)

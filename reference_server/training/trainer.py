@@ -127,8 +127,11 @@ class Trainer:
             from peft import LoraConfig, get_peft_model
 
             lora = self.job.method["lora"]
-            model = get_peft_model(model, LoraConfig(task_type=task_type, r=lora["r"], lora_alpha=lora["alpha"],
-                                                     lora_dropout=lora["dropout"]))
+            targets = plan.encoder_lora_modules(model) if self.kind == plan.CLASSIFIER else None
+            model = get_peft_model(model, LoraConfig(
+                task_type=task_type, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                target_modules=list(targets[0]) if targets else None,
+                modules_to_save=list(targets[1]) if targets else None))
         return model.to(self.device)
 
     # The loop
@@ -266,7 +269,8 @@ class Trainer:
         target = self.layout.model_dir(self.job.id)
         marker = {"job": self.job.id, "attempt": self.job.attempt, "base": self.job.model, "kind": self.kind,
                   "task": plan.served_task(self.kind), "labels": self.labels or None}
-        if self.kind == plan.GENERATOR and self.job.method["type"] == "lora":
+        if self.job.method["type"] == "lora" and (self.kind == plan.GENERATOR
+                                                  or plan.encoder_lora_modules(model.base_model.model)):
             checkpoints.save_adapter(target, model, marker)
         else:
             checkpoints.save_model(target, model, tokenizer, marker)

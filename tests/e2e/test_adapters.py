@@ -18,11 +18,10 @@ import pytest
 
 from maas_sdk import MaaS
 from reference_server.http.middleware.auth import key_id
-from reference_server.inference.loading import default_specs, load_model
-from reference_server.storage import DataLayout, Store
 from reference_server.testing import ServerProcess
-from reference_server.training.random_adapters import register_adapter, write_random_adapter
+from reference_server.training.random_adapters import register_adapter
 from tests.constants import GENERATOR
+from tests.e2e.adapter_data import data_with_adapters
 
 pytestmark = pytest.mark.slow
 
@@ -33,17 +32,10 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     workdir = tmp_path_factory.mktemp("adapters")
-    layout = DataLayout(workdir / "data")
-    layout.create()
-    spec = next(s for s in default_specs() if s.id == GENERATOR)
-    spec.dtype = "float32"
-    base = load_model(spec, cache_dir=Path("~/.cache/maas").expanduser(), device="cpu")
-    folders = [write_random_adapter(base.model, workdir / f"a{i}", seed=i, std=0.08) for i in range(4)]
-    del base
+    layout, store, folders = data_with_adapters(workdir, 4, std=0.08)
     corrupt = workdir / "corrupt"
     shutil.copytree(folders[0], corrupt)
     (corrupt / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    store = Store(layout.db_path)
     mine = [register_adapter(store, layout, folders[i], owner=key_id(OWNER), base=GENERATOR, base_path="", suffix=f"m{i}")
             for i in (0, 1)]
     theirs = register_adapter(store, layout, folders[2], owner=key_id(OTHER), base=GENERATOR, base_path="", suffix="t")

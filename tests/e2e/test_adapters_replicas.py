@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from reference_server.http.middleware.auth import key_id
-from reference_server.inference.loading import default_specs, load_model
-from reference_server.storage import DataLayout, Store
 from reference_server.testing import ServerProcess
-from reference_server.training.random_adapters import register_adapter, write_random_adapter
+from reference_server.training.random_adapters import register_adapter
 from tests.constants import GENERATOR
+from tests.e2e.adapter_data import data_with_adapters
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +28,7 @@ SYNC_SECONDS = 1.0
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     workdir = tmp_path_factory.mktemp("replicas")
-    layout = DataLayout(workdir / "data")
-    layout.create()
-    spec = next(s for s in default_specs() if s.id == GENERATOR)
-    spec.dtype = "float32"
-    base = load_model(spec, cache_dir=Path("~/.cache/maas").expanduser(), device="cpu")
-    folders = [write_random_adapter(base.model, workdir / f"a{i}", seed=i, targets=None) for i in range(2)]
-    del base
-    store = Store(layout.db_path)
+    layout, store, folders = data_with_adapters(workdir, 2, targets=None)
     first = register_adapter(store, layout, folders[0], owner=key_id(KEY), base=GENERATOR, base_path="")
     env = {"MAAS_API_KEYS": KEY, "MAAS_ENABLED_MODELS": GENERATOR, "MAAS_THREADS": "1", "MAAS_DTYPE": "float32",
            "MAAS_DATA_DIR": str(layout.root), "MAAS_MODEL_SYNC_SECONDS": str(SYNC_SECONDS)}

@@ -173,18 +173,27 @@ def test_bad_batch_requests_are_400s_naming_the_parameter(oai: openai.OpenAI) ->
 
 
 @pytest.mark.slow
-def test_cancel_keeps_what_ran(oai: openai.OpenAI) -> None:
-    lines = [chat_line(f"long-{i}", f"Tell a long story about the number {i}.", max_tokens=64) for i in range(60)]
+def test_cancel_lets_the_lines_in_flight_finish_into_the_output(oai: openai.OpenAI) -> None:
+    """Cancelled as soon as its lines start, before any can finish: it stays `cancelling` while the
+    lines in flight run to their end, then ends `cancelled` with each of them answered in full in
+    its output, and no line started after the cancellation."""
+    lines = [chat_line(f"long-{i}", f"Tell a long story about the number {i}.", max_tokens=32, ignore_eos=True)
+             for i in range(80)]
     upload = oai.files.create(file=("long.jsonl", jsonl(lines)), purpose="batch")
     batch = oai.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while oai.batches.retrieve(batch.id).status == "validating" and time.monotonic() < deadline:
+        time.sleep(0.05)
     cancelling = oai.batches.cancel(batch.id)
-    assert cancelling.status in ("cancelling", "cancelled") and cancelling.cancelling_at is not None
-    done = wait(oai, batch.id, timeout=60)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
+    assert cancelling.request_counts is not None and cancelling.request_counts.completed == 0
+    done = wait(oai, batch.id, timeout=120)
     assert done.status == "cancelled" and done.cancelled_at is not None
-    assert done.request_counts is not None and done.request_counts.completed < 60
+    assert done.request_counts is not None and done.error_file_id is None
+    assert 0 < done.request_counts.completed < 80, "the lines in flight finished; no more started"
     ran = parsed(oai, done.output_file_id) if done.output_file_id else []
     assert len(ran) == done.request_counts.completed
+    assert all(line["response"]["body"]["usage"]["completion_tokens"] == 32 for line in ran), "answered in full"
     with pytest.raises(openai.BadRequestError):
         finished = oai.files.create(file=("one.jsonl", jsonl([chat_line("x", "hi")])), purpose="batch")
         completed = wait(oai, oai.batches.create(input_file_id=finished.id, endpoint="/v1/chat/completions",

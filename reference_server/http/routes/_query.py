@@ -1,14 +1,19 @@
 """Query-string parameters of the list routes (`after`, `limit`, ...), checked like body fields:
-a bad value is a 400 naming the parameter."""
+a bad value is a 400 naming the parameter; the page of a list those two ask for; and the caller's
+own item that a path names."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
 from reference_server.errors import NotFound
 from reference_server.http.errors import bad_request, not_found
+from reference_server.storage import ids
+
+T = TypeVar("T")
 
 
 def limit(request: Request, default: int, maximum: int) -> int:
@@ -37,6 +42,18 @@ def cursor_not_found(after: str | None, what: str) -> NotFound:
     return not_found(f"after names no {what}: {after}", param="after")
 
 
+async def page(request: Request, fetch: Callable[..., Awaitable[tuple[list[T], bool]]], *args: Any, what: str,
+               default: int, maximum: int, **kwargs: Any) -> tuple[list[T], bool]:
+    """`fetch(*args, **kwargs, after=..., limit=...)`: the items after the query's cursor, at most
+    `limit` (`default`, `maximum`) of them, and whether more follow. A cursor `fetch` does not
+    know (a KeyError) is a 404 naming `after`: it names no `what`."""
+    cursor = after(request)
+    try:
+        return await fetch(*args, **kwargs, after=cursor, limit=limit(request, default, maximum))
+    except KeyError:
+        raise cursor_not_found(cursor, what) from None
+
+
 def choice(request: Request, name: str, allowed: Sequence[str], default: str | None) -> str | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -55,3 +72,13 @@ def only(request: Request, *names: str) -> None:
 
 def principal(request: Request) -> str:
     return str(getattr(request.state, "principal", "anonymous"))
+
+
+async def owned(request: Request, item_id: str, prefix: str, get: Callable[[str, str], Awaitable[T | None]],
+                missing: Exception) -> T:
+    """`get(item_id, caller)`, the caller's item; a malformed id (not of `prefix`), an unknown one
+    and another key's are all the same error, `missing`."""
+    found = await get(item_id, principal(request)) if ids.is_valid(prefix, item_id) else None
+    if found is None:
+        raise missing
+    return found

@@ -32,12 +32,8 @@ _METADATA_KEYS, _METADATA_KEY_CHARS, _METADATA_VALUE_CHARS = 16, 64, 512
 
 async def _owned_batch(request: Request) -> BatchRecord:
     batch_id = request.path_params["batch_id"]
-    batch: BatchRecord | None = None
-    if ids.is_valid(ids.BATCH, batch_id):
-        batch = await state_of(request).storage.db.get_batch(batch_id, _query.principal(request))
-    if batch is None:
-        raise not_found(f"No such batch: {batch_id}", param="batch_id", code="batch_not_found")
-    return batch
+    return await _query.owned(request, batch_id, ids.BATCH, state_of(request).storage.db.get_batch,
+                              not_found(f"No such batch: {batch_id}", param="batch_id", code="batch_not_found"))
 
 
 def _check_metadata(metadata: dict[str, str] | None) -> None:
@@ -95,12 +91,8 @@ async def create_batch(request: Request) -> Response:
              params=page_params(100), errors=(400, 404))
 async def list_batches(request: Request) -> Response:
     _query.only(request, "after", "limit")
-    after = _query.after(request)
-    try:
-        batches, more = await state_of(request).storage.db.list_batches(
-            _query.principal(request), after=after, limit=_query.limit(request, 20, 100))
-    except KeyError:
-        raise _query.cursor_not_found(after, "batch of yours") from None
+    batches, more = await _query.page(request, state_of(request).storage.db.list_batches, _query.principal(request),
+                                      what="batch of yours", default=20, maximum=100)
     data = [b.to_wire() for b in batches]
     return json_response(BatchList(data=data, first_id=data[0].id if data else None,
                                    last_id=data[-1].id if data else None, has_more=more))

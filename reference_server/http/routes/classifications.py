@@ -19,7 +19,7 @@ from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
-from reference_server.inference.adapted import adapted
+from reference_server.inference.adapted import adapted, batched_classifier
 from reference_server.inference.offload import ThreadWork
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.tasks import classify
@@ -45,6 +45,12 @@ def _inputs(raw: str | list[str | TextPair], max_inputs: int) -> list[classify.C
 
 async def _score(served: ServedModel, inputs: list[classify.ClassifierInput], labels: list[str] | None,
                  work: ThreadWork) -> tuple[list[classify.Scored], int]:
+    on_batcher = batched_classifier(served)
+    if on_batcher is not None:  # an adapter and head on the base encoder's batcher
+        batcher, source = on_batcher
+        classify.check_known(list(source.labels), labels)
+        logits, tokens = await batcher.classify(inputs, source)
+        return classify.scores_from_logits(list(source.labels), labels, logits), tokens
     if served.task == "classify":
         return await work.run(classify.classify_with_head, served.loaded, inputs, labels)
     texts = [item for item in inputs if isinstance(item, str)]

@@ -19,7 +19,7 @@ from reference_server import datasets
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routes import _query
 from reference_server.http.routing import BODY_ERRORS, RouteTable
-from reference_server.inference.adapted import adapted
+from reference_server.inference.adapted import adapted, batched_classifier
 from reference_server.inference.tasks import evaluate
 from reference_server.state import state_of
 
@@ -35,6 +35,13 @@ async def create_evaluation(request: Request) -> Response:
     served = served_model(request, body.model)
     record = await state.storage.owned_file(_query.principal(request), body.file, param="file")
     info, records = await asyncio.to_thread(datasets.load, state.storage.layout.file_path(record.id))
-    metrics = await state.thread_work.run(adapted(served, evaluate.evaluate), served.loaded, served.task, info, records)
+    on_batcher = batched_classifier(served)
+    if on_batcher is not None:  # an adapter and head on the base encoder's batcher
+        batcher, source = on_batcher
+        logits, _ = await batcher.classify(evaluate.classifier_inputs(info, records), source)
+        metrics = evaluate.classifier_metrics(records, list(source.labels), logits)
+    else:
+        metrics = await state.thread_work.run(adapted(served, evaluate.evaluate), served.loaded, served.task, info,
+                                              records)
     return json_response(Evaluation(model=body.model, file=record.id, metrics=metrics, num_examples=len(records)))
 

@@ -161,13 +161,9 @@ async def list_files(request: Request) -> Response:
     _query.only(request, "purpose", "order", "after", "limit")
     purpose = _query.choice(request, "purpose", LISTED_PURPOSES, None)
     order = _query.choice(request, "order", ("asc", "desc"), "desc")
-    after = _query.after(request)
-    try:
-        records, more = await state_of(request).storage.db.list_files(
-            _query.principal(request), purpose=purpose, after=after, limit=_query.limit(request, 10000, 10000),
-            newest_first=order == "desc")
-    except KeyError:
-        raise _query.cursor_not_found(after, "file of yours") from None
+    records, more = await _query.page(request, state_of(request).storage.db.list_files, _query.principal(request),
+                                      purpose=purpose, newest_first=order == "desc", what="file of yours",
+                                      default=10000, maximum=10000)
     return json_response(FileList(data=[r.to_wire() for r in records], has_more=more))
 
 

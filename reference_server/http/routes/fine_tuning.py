@@ -46,12 +46,9 @@ _MAX_IDEMPOTENCY_KEY = 255
 
 async def _owned_job(request: Request) -> JobRecord:
     job_id = request.path_params["job_id"]
-    job: JobRecord | None = None
-    if ids.is_valid(ids.JOB, job_id):
-        job = await state_of(request).storage.db.get_job(job_id, _query.principal(request))
-    if job is None:
-        raise not_found(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id", code="job_not_found")
-    return job
+    return await _query.owned(request, job_id, ids.JOB, state_of(request).storage.db.get_job,
+                              not_found(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id",
+                                        code="job_not_found"))
 
 
 async def _training_data(request: Request, file_id: str, param: str, kind: str) -> FileRecord:
@@ -163,12 +160,8 @@ async def create_job(request: Request) -> Response:
              response=p.FineTuningJobList, params=page_params(100), errors=(400, 404))
 async def list_jobs(request: Request) -> Response:
     _query.only(request, "after", "limit")
-    after = _query.after(request)
-    try:
-        jobs, more = await state_of(request).storage.db.list_jobs(_query.principal(request), after=after,
-                                                          limit=_query.limit(request, 20, 100))
-    except KeyError:
-        raise _query.cursor_not_found(after, "job of yours") from None
+    jobs, more = await _query.page(request, state_of(request).storage.db.list_jobs, _query.principal(request),
+                                   what="job of yours", default=20, maximum=100)
     return json_response(FineTuningJobList(data=[j.to_wire() for j in jobs], has_more=more))
 
 
@@ -195,12 +188,8 @@ async def cancel_job(request: Request) -> Response:
 async def list_events(request: Request) -> Response:
     _query.only(request, "after", "limit")
     job = await _owned_job(request)
-    after = _query.after(request)
-    try:
-        events, more = await state_of(request).storage.db.list_events(job.id, after=after,
-                                                              limit=_query.limit(request, 20, 1000))
-    except KeyError:
-        raise _query.cursor_not_found(after, "event of this job") from None
+    events, more = await _query.page(request, state_of(request).storage.db.list_events, job.id,
+                                     what="event of this job", default=20, maximum=1000)
     return json_response(FineTuningEventList(data=[e.to_wire() for e in events], has_more=more))
 
 
@@ -209,11 +198,7 @@ async def list_events(request: Request) -> Response:
 async def list_checkpoints(request: Request) -> Response:
     _query.only(request, "after", "limit")
     job = await _owned_job(request)
-    after = _query.after(request)
-    try:
-        checkpoints, more = await state_of(request).storage.db.list_checkpoints(job.id, after=after,
-                                                                        limit=_query.limit(request, 10, 100))
-    except KeyError:
-        raise _query.cursor_not_found(after, "checkpoint of this job") from None
+    checkpoints, more = await _query.page(request, state_of(request).storage.db.list_checkpoints, job.id,
+                                          what="checkpoint of this job", default=10, maximum=100)
     return json_response(FineTuningCheckpointList(data=[c.to_wire() for c in checkpoints], has_more=more))
 

@@ -35,7 +35,7 @@ from reference_server.http.middleware.auth import caller_of
 from reference_server.http.middleware.ratelimit import charge_input_tokens
 from reference_server.http.parsing import json_response, parse_body, served_model
 from reference_server.http.routing import BODY_ERRORS, RouteTable
-from reference_server.inference.adapted import adapted
+from reference_server.inference.adapted import adapted, batched_classifier
 from reference_server.inference.registry import ServedModel
 from reference_server.inference.tasks import relevance
 from reference_server.state import state_of
@@ -71,10 +71,18 @@ async def relevance_scores(request: Request, served: ServedModel, queries: list[
                           "model or a classifier fine-tuned on text pairs.", param="model",
                           code="model_task_mismatch")
     await charge_input_tokens(request, served.loaded.tokenizer, [*queries, *documents])
+    on_batcher = batched_classifier(served)
     if batcher is not None:
         fitted = await state.thread_work.run(relevance.fit_for_embedding, served.loaded, queries, documents,
                                              max_tokens_per_doc)
         scores, tokens = await batcher.similarity(*fitted)
+    elif on_batcher is not None:  # an adapter and head on the base encoder's batcher
+        encoder, source = on_batcher
+        head = relevance.relevance_head(list(source.labels), served.id)
+        pairs = await state.thread_work.run(relevance.query_document_pairs, served.loaded.tokenizer, queries,
+                                            documents, max_tokens_per_doc)
+        logits, tokens = await encoder.classify(pairs, source)
+        scores = relevance.relevance_from_logits(logits, head)
     else:
         scores, tokens = await state.thread_work.run(adapted(served, relevance.cross_encoder_scores), served.loaded,
                                                      served.id, queries, documents, max_tokens_per_doc)

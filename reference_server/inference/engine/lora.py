@@ -42,8 +42,11 @@ from typing import Any
 
 import torch
 
-# The projections of a decoder layer that adapters may target (Llama-style names).
-TARGETS = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+# The projections adapters may target: a decoder layer's (Llama-style names) and a BERT-style
+# encoder layer's (`query`, `key`, `value`, and the `dense` of its attention output, intermediate
+# and output blocks, as PEFT names them on a sequence classifier of the encoder).
+TARGETS = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                     "query", "key", "value", "dense"})
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 # PEFT's saved keys: "base_model.model.<module path>.lora_A.weight" / ".lora_B.weight".
@@ -148,8 +151,14 @@ def read_config(folder: Path, *, max_rank: int) -> dict[str, Any]:
 
 
 def read_adapter(folder: Path, name: str, modules: dict[str, AdapterLinear], *, max_rank: int,
-                 dtype: torch.dtype, device: torch.device | str) -> Adapter:
-    """Read the PEFT adapter in `folder` for a model whose wrapped projections are `modules`."""
+                 dtype: torch.dtype, device: torch.device | str, prefix: str = "",
+                 others: dict[str, torch.Tensor] | None = None) -> Adapter:
+    """Read the PEFT adapter in `folder` for a model whose wrapped projections are `modules`.
+
+    `prefix` is where that model sits inside the model PEFT adapted (`bert.` for an encoder
+    adapted as a sequence classifier), removed from the saved module paths. Tensors that are
+    not LoRA weights (the modules PEFT saves whole, `modules_to_save`) go into `others` by
+    their path, when it is given; otherwise they make the folder unusable."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -162,9 +171,12 @@ def read_adapter(folder: Path, name: str, modules: dict[str, AdapterLinear], *, 
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         path, part = _split_key(key)
+        if path is None and others is not None:
+            others[key.removeprefix(_PEFT_PREFIX)] = tensor
+            continue
         if path is None:
             raise AdapterError(f"{weights_path} holds {key!r}, which is not a LoRA weight this server applies")
-        pairs.setdefault(path, {})[part] = tensor
+        pairs.setdefault(path.removeprefix(prefix), {})[part] = tensor
     if not pairs:
         raise AdapterError(f"{weights_path} holds no LoRA weights")
     alpha = float(config.get("lora_alpha", config["r"]))

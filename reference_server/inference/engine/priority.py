@@ -2,7 +2,9 @@
 
 A batch line is submitted through the same route code as an interactive request, so the route
 cannot be told its priority by an argument; the batch runner marks the task that runs the line
-instead (`running_in_background()`), and the engine reads the mark when the route submits.
+instead (`running_in_background()`), and the engine reads the mark when the route submits: the
+generation engine admits background rows after interactive ones, the embedding batcher packs
+background inputs after interactive ones.
 """
 
 from __future__ import annotations

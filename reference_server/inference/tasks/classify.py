@@ -104,18 +104,28 @@ def head_logits(loaded: Any, inputs: Sequence[ClassifierInput]) -> tuple[list[li
     return rows, tokens
 
 
-def classify_with_head(loaded: Any, inputs: Sequence[ClassifierInput],
-                       labels: list[str] | None) -> tuple[list[Scored], int]:
-    """Softmax over a classification head; returns the scores and the prompt token count."""
-    known = trained_labels(loaded)
+def check_known(known: list[str], labels: list[str] | None) -> None:
+    """400 naming `labels` when it names a label the classifier was not trained on."""
     if labels is not None:
         unknown = [label for label in labels if label not in known]
         if unknown:
             raise NLUError(f"The model was trained on the labels {known}; it cannot score {unknown}.", "labels")
+
+
+def scores_from_logits(known: list[str], labels: list[str] | None, logits: Sequence[Sequence[float]]) -> list[Scored]:
+    """Softmax over a head's logits (its labels `known`, in order), renormalised over `labels`."""
+    check_known(known, labels)
     keep = [known.index(label) for label in (labels or known)]
+    return [Scored({known[i]: p for i, p in zip(keep, _softmax([row[i] for i in keep]))}) for row in logits]
+
+
+def classify_with_head(loaded: Any, inputs: Sequence[ClassifierInput],
+                       labels: list[str] | None) -> tuple[list[Scored], int]:
+    """Softmax over a classification head; returns the scores and the prompt token count."""
+    known = trained_labels(loaded)
+    check_known(known, labels)
     logits, tokens = head_logits(loaded, inputs)
-    results = [Scored({known[i]: p for i, p in zip(keep, _softmax([row[i] for i in keep]))}) for row in logits]
-    return results, tokens
+    return scores_from_logits(known, labels, logits), tokens
 
 
 def zero_shot_by_similarity(vectors: Sequence[Sequence[float]], n_inputs: int, labels: list[str]) -> list[Scored]:

@@ -9,7 +9,12 @@ from typing import Any
 
 from reference_server import datasets
 from reference_server.datasets.encoding import encode_generation_record
-from reference_server.inference.tasks.classify import classify_with_head
+from reference_server.inference.tasks.classify import (
+    ClassifierInput,
+    head_logits,
+    scores_from_logits,
+    trained_labels,
+)
 from reference_server.inference.tasks.errors import NLUError
 from reference_server.inference.tasks.scoring import score_targets
 
@@ -20,12 +25,8 @@ def evaluate(loaded: Any, task: str, info: datasets.DatasetInfo,
     log-likelihood per completion token, as training reports it) and `perplexity` for a
     generator on chat or prompt/completion data."""
     if task == "classify":
-        if info.format != "classification":
-            raise NLUError(f"A classifier is evaluated on classification data; the file holds {info.format} "
-                           "data.", "file")
-        inputs = [(str(r["text"]), str(r["text_pair"])) if info.pairs else str(r["text"]) for r in records]
-        scored, _ = classify_with_head(loaded, inputs, None)
-        return classification_metrics([datasets.label_of(dict(r)) for r in records], [s.label for s in scored])
+        logits, _ = head_logits(loaded, classifier_inputs(info, records))
+        return classifier_metrics(records, trained_labels(loaded), logits)
     if task == "generate":
         if info.format not in datasets.GENERATION_FORMATS:
             raise NLUError("A generator is evaluated on chat or prompt/completion data; the file holds "
@@ -38,6 +39,21 @@ def evaluate(loaded: Any, task: str, info: datasets.DatasetInfo,
         loss = sum(nll) / tokens
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "token_accuracy": sum(hits) / tokens}
     raise NLUError("Evaluation needs a classifier or a generator; this model serves embeddings.", "model")
+
+
+def classifier_inputs(info: datasets.DatasetInfo, records: Sequence[Mapping[str, Any]]) -> list[ClassifierInput]:
+    """A classification file's inputs (texts, or text pairs); 400 naming `file` for other data."""
+    if info.format != "classification":
+        raise NLUError(f"A classifier is evaluated on classification data; the file holds {info.format} data.",
+                       "file")
+    return [(str(r["text"]), str(r["text_pair"])) if info.pairs else str(r["text"]) for r in records]
+
+
+def classifier_metrics(records: Sequence[Mapping[str, Any]], known: list[str],
+                       logits: Sequence[Sequence[float]]) -> dict[str, float]:
+    """Accuracy and macro F1 of a head (labels `known`) whose logits for `records` are `logits`."""
+    scored = scores_from_logits(known, None, logits)
+    return classification_metrics([datasets.label_of(dict(r)) for r in records], [s.label for s in scored])
 
 
 def classification_metrics(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:

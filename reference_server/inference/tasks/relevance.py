@@ -29,10 +29,10 @@ from reference_server.inference.tasks.errors import NLUError
 RELEVANT_LABELS = ("relevant", "1", "true", "yes")
 
 
-def relevance_head(loaded: Any, model_id: str) -> int | None:
-    """The logit that scores relevance: None for a one-logit head (scored by its sigmoid), else
-    the index of the relevance label; 400 naming `model` for a classifier that has neither."""
-    labels = trained_labels(loaded)
+def relevance_head(labels: list[str], model_id: str) -> int | None:
+    """The logit that scores relevance among a head's `labels`: None for a one-logit head (scored
+    by its sigmoid), else the index of the relevance label; 400 naming `model` for a classifier
+    that has neither."""
     if len(labels) <= 1:
         return None
     for name in RELEVANT_LABELS:
@@ -67,14 +67,25 @@ def cross_encoder_scores(loaded: Any, model_id: str, queries: Sequence[str], doc
                          max_tokens_per_doc: int | None) -> tuple[list[float], int]:
     """The relevance of `documents[i]` to `queries[i]` (one query is compared with every
     document) by a pair classifier, and the tokens it read."""
-    head = relevance_head(loaded, model_id)
+    head = relevance_head(trained_labels(loaded), model_id)
+    logits, tokens = head_logits(loaded, query_document_pairs(loaded.tokenizer, queries, documents,
+                                                               max_tokens_per_doc))
+    return relevance_from_logits(logits, head), tokens
+
+
+def query_document_pairs(tokenizer: Any, queries: Sequence[str], documents: Sequence[str],
+                         max_tokens_per_doc: int | None) -> list[tuple[str, str]]:
+    """(query, document) for each document, the one query repeated, documents cut to `max_tokens_per_doc`."""
     if max_tokens_per_doc:
-        documents = [cut(loaded.tokenizer, d, max_tokens_per_doc) for d in documents]
-    pairs = list(zip(queries if len(queries) > 1 else [queries[0]] * len(documents), documents))
-    logits, tokens = head_logits(loaded, pairs)
+        documents = [cut(tokenizer, d, max_tokens_per_doc) for d in documents]
+    return list(zip(queries if len(queries) > 1 else [queries[0]] * len(documents), documents))
+
+
+def relevance_from_logits(logits: Sequence[Sequence[float]], head: int | None) -> list[float]:
+    """Each pair's relevance from its logits (`relevance_head` says which one scores it)."""
     if head is None:
-        return [_sigmoid(row[0]) for row in logits], tokens
-    return [_probability(row, head) for row in logits], tokens
+        return [_sigmoid(row[0]) for row in logits]
+    return [_probability(row, head) for row in logits]
 
 
 def _sigmoid(x: float) -> float:

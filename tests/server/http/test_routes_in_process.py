@@ -98,3 +98,27 @@ def test_an_invalid_upload_names_the_line(http: TestClient) -> None:
     assert reply.status_code == 400
     assert error(reply)["param"] == "file" and error(reply)["code"] == "invalid_file"
     assert "line 5" in error(reply)["message"]
+
+
+def test_list_routes_take_after_and_limit_alike_and_name_a_bad_one(http: TestClient) -> None:
+    """Each list route pages by `after` and `limit` the same way: the page after a cursor, a cursor
+    naming nothing of the caller's a 404 naming `after`, a limit out of range a 400 naming `limit`;
+    the batch or job a path names is the caller's, or the same 404 whatever the id."""
+    for _ in range(3):
+        http.post("/v1/files", headers=A, files={"file": ("rows.jsonl", ROWS)}, data={"purpose": "fine-tune"})
+    mine = [f["id"] for f in http.get("/v1/files", headers=A).json()["data"]]
+    page = http.get("/v1/files", headers=A, params={"after": mine[0], "limit": 1}).json()
+    assert ([f["id"] for f in page["data"]], page["has_more"]) == ([mine[1]], len(mine) > 2)
+    for path in ("/v1/files", "/v1/batches", "/v1/fine_tuning/jobs"):
+        unknown = http.get(path, headers=A, params={"after": "nothing-of-yours"})
+        assert unknown.status_code == 404 and error(unknown)["param"] == "after", (path, unknown.text)
+        assert http.get(path, headers=B, params={"after": mine[0]}).status_code == 404, "another key's cursor"
+        too_many = http.get(path, headers=A, params={"limit": 100_001})
+        assert too_many.status_code == 400 and error(too_many)["param"] == "limit", path
+    for path, param, code in (("/v1/batches/batch_0123456789abcdef01234567", "batch_id", "batch_not_found"),
+                              ("/v1/batches/not-a-batch-id", "batch_id", "batch_not_found"),
+                              ("/v1/fine_tuning/jobs/ftjob-0123456789abcdef01234567/events", "fine_tuning_job_id",
+                               "job_not_found"),
+                              ("/v1/fine_tuning/jobs/not-a-job-id/checkpoints", "fine_tuning_job_id", "job_not_found")):
+        missing = http.get(path, headers=A)
+        assert missing.status_code == 404 and (error(missing)["param"], error(missing)["code"]) == (param, code), path

@@ -1,5 +1,5 @@
 """The embedding dynamic batcher: batched vectors equal single calls, packed or padded; a full
-queue refuses at once."""
+queue refuses at once; background calls (batch lines) give way to interactive ones."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from reference_server.inference.engine import packing
 from reference_server.inference.engine.embeddings import EmbeddingBatcher
 from reference_server.inference.engine.errors import QueueFullError
+from reference_server.inference.engine.priority import running_in_background
 from reference_server.inference.loading import LoadedModel
 from tests.constants import VECTORS_ATOL
 from tests.server.inference.engine.support import wait_until
@@ -155,3 +156,39 @@ async def test_streams_share_the_batches_and_route_every_vector(embedder: Loaded
     assert two.stats()["inputs"] == 50 and two.stats()["requests"] == 11
     with pytest.raises(RuntimeError, match="not running"):
         await two.embed(["after the stop"])
+
+
+async def test_an_interactive_call_runs_in_the_next_forward_before_queued_background_batches(
+    embedder: LoadedModel,
+) -> None:
+    """A batch line's many inputs are packed into batches that wait for the worker; an interactive
+    call arriving meanwhile is not queued behind them: it is in the next forward pass, and the
+    background call still gets every vector."""
+    texts = [f"Line {i} of a long batch file, with enough words to take the worker a moment. " * 4
+             for i in range(24)]
+    batcher = EmbeddingBatcher(embedder, max_batch_size=2, streams=1)
+    forwards: list[list[list[int]]] = []
+    forward = batcher._forward
+
+    def recorded(rows: list[list[int]]) -> list[list[float]]:
+        forwards.append(rows)
+        return forward(rows)
+
+    batcher._forward = recorded  # type: ignore[method-assign]
+    batcher.start()
+    try:
+        with running_in_background():
+            background = asyncio.ensure_future(batcher.embed(texts))
+        await wait_until(lambda: len(forwards) >= 1)  # the line's batches are packed and queued
+        started = len(forwards)
+        interactive, _ = await batcher.embed(["an interactive question"])
+        still_running = not background.done()
+        vectors, _ = await background
+    finally:
+        await batcher.stop()
+    question = batcher._encode(["an interactive question"])[0]
+    position = next(i for i, rows in enumerate(forwards) if question in rows)
+    # `started` is read just before the call is queued: a forward may begin in between.
+    assert position <= started + 1, f"forward {position}; {started} had started when it arrived"
+    assert still_running and len(forwards) == len(texts) // 2 + 1
+    assert len(vectors) == len(texts) and len(interactive) == 1
