@@ -60,9 +60,8 @@ class Settings(BaseSettings):
         "auto", description="Linear weights of generators on CPU pre-packed for oneDNN: auto (where a measurement "
         "at load shows it faster), on, off.")
     engine_forward: Literal["auto", "transformers"] = Field(
-        "transformers", description="Generators' forward in the engine: transformers (transformers' modules for "
-        "every model), auto (the engine's own for the Llama family, transformers' modules for the rest; in "
-        "bfloat16 it answers a prompt repeated from the prefix cache with other text, so it is not the default).")
+        "auto", description="Generators' forward in the engine: auto (the engine's own for the Llama family, "
+        "transformers' modules for the rest), transformers (transformers' modules for every model).")
     max_loras: int = Field(
         64, ge=1, description="Fine-tuned adapters each generator keeps in memory (least recently used ones leave; "
         "an adapter is read back from the data directory when a request needs it).")

@@ -4,8 +4,19 @@ Chat requests of one application usually start with the same system prompt, and 
 it again for every request is most of their time to first token. Once a prompt is
 prefilled, its cached tokens are kept here (see below); a new prompt then starts from the longest
 prefix it shares with a stored one (at least `min_tokens`), copied into its slot, and only
-the rest is prefilled. The last prompt token is always prefilled, since its logits pick the
-first output token.
+the rest is prefilled. The last `PREFILLED_TAIL` prompt tokens are always prefilled: the last
+one's logits pick the first output token, and it is prefilled beside the one before it, not
+alone, so that a repeated prompt's logits are the first time's to the last bit (see below).
+
+Why two tokens and not one: a forward of one token multiplies each weight by a vector, a
+forward of several by a matrix, and on CPU the two round differently (a matrix product of two
+or more rows gives each row the same bits whatever the count; a single row is summed in
+another order). In float32 the difference is far below any logit margin; in bfloat16 it is
+one unit in the last place of a few activations, enough to flip a near-tie of the first token
+(the default generator asked "What is the capital of France?" puts "The" 0.08 logits above
+"L" in float32). With one token prefilled, a prompt asked again alone answered otherwise than
+the first time; with two, the prompt's last position is computed exactly as in its full
+prefill.
 
 Entries are whole prompts: a system prompt shared by many requests is found as the common
 prefix of any stored one. A new prompt that extends a stored one replaces it, one that is a
@@ -27,6 +38,9 @@ from collections import OrderedDict
 
 from reference_server.inference.engine.kvcache import PrefixKV
 
+# Prompt tokens always prefilled after a reused prefix (see the module docstring).
+PREFILLED_TAIL = 2
+
 
 class PrefixCache:
     def __init__(self, max_bytes: int, min_tokens: int = 16) -> None:
@@ -46,14 +60,14 @@ class PrefixCache:
         return len(self._entries)
 
     def lookup(self, prompt: list[int], space: str = "") -> tuple[int, PrefixKV | None]:
-        """The number of leading tokens of `prompt` whose keys and values are stored (never the
-        whole prompt), and those (keys and values `[layers, kv_heads, tokens, head_dim]`, to be
+        """The number of leading tokens of `prompt` whose keys and values are stored (never its
+        last `PREFILLED_TAIL`), and those (keys and values `[layers, kv_heads, tokens, head_dim]`, to be
         sliced)."""
         if not self.enabled:
             return 0, None
         self.lookups += 1
         best, best_key = 0, None
-        limit = len(prompt) - 1
+        limit = len(prompt) - PREFILLED_TAIL
         for key in self._entries:
             if key[0] != space:
                 continue

@@ -67,13 +67,13 @@ def test_prefix_cache_is_bounded_and_least_recently_used() -> None:
     assert cache.lookup(a[:10] + [999] * 5) == (10, cache.lookup(a[:10] + [999])[1])
     assert cache.lookup([7, 8, 9, 10, 11])[0] == 0  # nothing in common
     assert cache.lookup(a[:3] + [999])[0] == 0  # below min_tokens
-    assert cache.lookup(a)[0] == 39  # the last prompt token is always prefilled
+    assert cache.lookup(a)[0] == 38  # the last two prompt tokens are always prefilled
     assert not cache.wants(a[:20]) and cache.wants(a + [1])
     cache.insert(list(range(200, 240)), kv)  # over 6,000 bytes: b, the least recently used, goes
     assert len(cache) == 2 and cache.bytes == 2 * 2560
-    assert cache.lookup(b)[0] == 0 and cache.lookup(a)[0] == 39
+    assert cache.lookup(b)[0] == 0 and cache.lookup(a)[0] == 38
     cache.insert(a + [1, 2], (torch.zeros(2, 1, 42, 4), torch.zeros(2, 1, 42, 4)))  # extends a: replaces it
-    assert len(cache) == 2 and cache.lookup(a + [1, 2, 3])[0] == 42
+    assert len(cache) == 2 and cache.lookup(a + [1, 2, 3, 4])[0] == 42
     assert PrefixCache(max_bytes=0).lookup(a) == (0, None)
 
 
@@ -101,7 +101,7 @@ def test_a_stored_prefix_is_views_of_its_row_that_outlive_the_row() -> None:
             cache.update(torch.full((1, heads, 1, dim), 7.0), torch.full((1, heads, 1, dim), 7.0), layer)
     assert cache.keys[0].data_ptr() != keys.data_ptr()  # the row moved on
     cache.free(0)
-    hit, kv = stored.lookup(list(range(prompt)) + [5])
+    hit, kv = stored.lookup(list(range(prompt)) + [5, 6])
     assert hit == prompt and kv is not None
     for layer in range(layers):
         torch.testing.assert_close(kv[0][layer], written[0])
