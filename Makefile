@@ -83,6 +83,8 @@ plots: $(STAMP)
 	$(PY) -m bench.plots serving bench/results/serving.json docs/img/serving.png
 	$(PY) -m bench.plots record-fine-tune bench/results/fine-tune.json
 	$(PY) -m bench.plots fine-tune bench/results/fine-tune.json docs/img/fine-tune-loss.png
+	$(PY) -m bench.tenants --out bench/results/tenants.json
+	$(PY) -m bench.plots tenants bench/results/tenants.json docs/img/tenants.png
 
 clean:
 	rm -rf $(VENV) $(OPENAI3) .pytest_cache .mypy_cache .ruff_cache site

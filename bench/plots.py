@@ -4,8 +4,10 @@
     python -m bench.plots serving bench/results/serving.json docs/img/serving.png
     python -m bench.plots record-fine-tune bench/results/fine-tune.json   # a real job's events
     python -m bench.plots fine-tune bench/results/fine-tune.json docs/img/fine-tune-loss.png
+    python -m bench.tenants --out bench/results/tenants.json              # a real tenants run
+    python -m bench.plots tenants bench/results/tenants.json docs/img/tenants.png
 
-`make plots` runs all four. Each figure is labelled with the machine it ran on, from the
+`make plots` runs them all. Each figure is labelled with the machine it ran on, from the
 results file, so a figure is never read without its conditions.
 """
 
@@ -121,12 +123,39 @@ def fine_tune(record: dict[str, Any], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def tenants(results: dict[str, Any], out: Path) -> None:
+    """Output tokens per second of 8 clients against the number of fine-tuned adapters they are
+    spread over (0: the base model), from `bench.tenants --out`, with the targets' lines."""
+    plt = _pyplot()
+    runs = results["throughput"]
+    base = runs["base model"]["tok_s"]
+    points = sorted((0 if name == "base model" else int(name.split()[0]), run["tok_s"]) for name, run in runs.items())
+    fig, axis = plt.subplots(figsize=(8, 4.2))
+    xs = [n for n, _ in points]
+    axis.plot(xs, [tps for _, tps in points], marker="o", color="#3b5bdb", label="8 clients, 64 output tokens each")
+    for ratio, until, label in ((0.8, 8, "target 0.8x base (8 adapters)"),
+                                (0.6, max(xs), f"target 0.6x base ({max(xs)} adapters, MAAS_MAX_LORAS={results['max_loras']})")):
+        axis.hlines(ratio * base, 0, until, linestyles="--", colors="#e8590c" if ratio == 0.8 else "#868e96", label=label)
+    for n, tps in points:
+        axis.annotate(f"{tps:.0f} tok/s ({tps / base:.2f}x)", (n, tps), textcoords="offset points", xytext=(4, 8),
+                      fontsize=8)
+    axis.set(xlabel="fine-tuned adapters the clients are spread over (0: the base model)", ylabel="output tokens / s",
+             title=f"One base model, {results['adapters']} adapters registered, {results['dtype']} dtype, "
+                   f"{results['threads']} threads", ylim=(0, base * 1.25), xticks=xs)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower left")
+    fig.text(0.5, 0.005, results.get("machine", "machine not recorded"), ha="center", fontsize=7, color="#555")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(out, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     draw_serving = commands.add_parser("serving", help="Draw a bench.serving --json file.")
     draw_fine_tune = commands.add_parser("fine-tune", help="Draw a record-fine-tune file.")
-    for command in (draw_serving, draw_fine_tune):
+    draw_tenants = commands.add_parser("tenants", help="Draw a bench.tenants --out file.")
+    for command in (draw_serving, draw_fine_tune, draw_tenants):
         command.add_argument("results", type=Path)
         command.add_argument("out", type=Path)
     record = commands.add_parser("record-fine-tune", help="Run a fine-tuning job and keep its events.")
@@ -137,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "record-fine-tune":
         record_fine_tune(args.out, args.base_url, args.threads)
         return 0
-    draw = serving if args.command == "serving" else fine_tune
+    draw = {"serving": serving, "fine-tune": fine_tune, "tenants": tenants}[args.command]
     draw(json.loads(args.results.read_text()), args.out)
     return 0
 
