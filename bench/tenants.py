@@ -208,8 +208,8 @@ async def encoder_throughput(url: str, targets: list[tuple[int, str]], requests:
             i_key, model = targets[(c + r * CLIENTS) % len(targets)]
             start = (c * requests + r) * TEXTS_PER_REQUEST
             batch = [texts[(start + j) % len(texts)] for j in range(TEXTS_PER_REQUEST)]
-            path, body = (("/v1/classifications", {"model": model, "input": batch}) if classify
-                          else ("/v1/embeddings", {"model": model, "input": batch}))
+            path, body = (("/classifications", {"model": model, "input": batch}) if classify
+                          else ("/embeddings", {"model": model, "input": batch}))
             reply = await client.post(path, json=body, headers={"authorization": f"Bearer {key(i_key)}"})
             if reply.status_code == 200:
                 done += len(batch)
@@ -242,7 +242,7 @@ def classifier_figures(root: Path, threads: int, requests: int) -> dict[str, Any
         spread = asyncio.run(encoder_throughput(server.base_url, targets, requests, classify=True))
     finally:
         server.stop()
-    return {"base": base, "classifiers": spread, "ratio": spread["inputs_s"] / base["inputs_s"],
+    return {"base": base, "classifiers": spread, "ratio": spread["inputs_s"] / base["inputs_s"] if base["inputs_s"] else float("nan"),
             "memory_mib": {"base": base_rss, "after_requests": served_rss,
                            "classifier": classifier_bytes / 2**20}}
 
