@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,9 @@ def tenants(results: dict[str, Any], out: Path) -> None:
                    f"{results['threads']} threads", ylim=(0, base * 1.25), xticks=xs)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower left")
-    fig.text(0.5, 0.005, results.get("machine", "machine not recorded"), ha="center", fontsize=7, color="#555")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.text(0.5, 0.005, textwrap.fill(results.get("machine", "machine not recorded"), 140), ha="center", fontsize=7,
+             color="#555")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out, dpi=110)
 
 
