@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine-requests", type=int, default=128, help="Requests of the c=16 run.")
     parser.add_argument("--prompt-len", type=int, default=128, help="Prompt tokens of every request.")
     parser.add_argument("--output-len", type=int, default=64, help="Output tokens of every request.")
-    parser.add_argument("--threads", type=int, default=4, help="The server's compute threads.")
+    parser.add_argument("--threads", type=int, default=2, help="The server's compute threads (default 2, as the other benchmarks).")
     parser.add_argument("--device", default=None, help="MAAS_DEVICE for the server (cpu, cuda).")
     parser.add_argument("--base-url", default=None, help="Measure a running server instead (keyless).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
