@@ -134,9 +134,10 @@ def tenants(results: dict[str, Any], out: Path) -> None:
     fig, axis = plt.subplots(figsize=(8, 4.2))
     xs = [n for n, _ in points]
     axis.plot(xs, [tps for _, tps in points], marker="o", color="#3b5bdb", label="8 clients, 64 output tokens each")
-    for ratio, until, label in ((0.8, 8, "target 0.8x base (8 adapters)"),
-                                (0.6, max(xs), f"target 0.6x base ({max(xs)} adapters, MAAS_MAX_LORAS={results['max_loras']})")):
-        axis.hlines(ratio * base, 0, until, linestyles="--", colors="#e8590c" if ratio == 0.8 else "#868e96", label=label)
+    slots = f"MAAS_MAX_LORAS={results['max_loras']}"
+    for ratio, until, colour, label in ((0.8, 8, "#e8590c", "target 0.8x base (8 adapters)"),
+                                        (0.6, max(xs), "#868e96", f"target 0.6x base ({max(xs)} adapters, {slots})")):
+        axis.hlines(ratio * base, 0, until, linestyles="--", colors=colour, label=label)
     for n, tps in points:
         axis.annotate(f"{tps:.0f} tok/s ({tps / base:.2f}x)", (n, tps), textcoords="offset points", xytext=(4, 8),
                       fontsize=8)

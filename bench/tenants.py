@@ -242,7 +242,8 @@ def classifier_figures(root: Path, threads: int, requests: int) -> dict[str, Any
         spread = asyncio.run(encoder_throughput(server.base_url, targets, requests, classify=True))
     finally:
         server.stop()
-    return {"base": base, "classifiers": spread, "ratio": spread["inputs_s"] / base["inputs_s"] if base["inputs_s"] else float("nan"),
+    ratio = spread["inputs_s"] / base["inputs_s"] if base["inputs_s"] else float("nan")  # nan: every base call failed
+    return {"base": base, "classifiers": spread, "ratio": ratio,
             "memory_mib": {"base": base_rss, "after_requests": served_rss,
                            "classifier": classifier_bytes / 2**20}}
 

@@ -3,7 +3,7 @@ and loaded off the engine thread.
 
 A fine-tuned model served on a base engine is an `AdapterSource` (its id and its PEFT folder).
 A request for it finds the adapter resident (`get`), or asks for it (`fetch`): the folder is
-read on a thread of its own while the engine keeps stepping, and the request joins the batch
+read on the cache's loader thread while the engine keeps stepping, and the request joins the batch
 once it is in. At most `max_loras` adapters stay resident; loading one more evicts the least
 recently used. Eviction only drops the cache's reference: a running request holds its adapter
 until it ends, so an adapter evicted while in use is freed when its last request leaves.
@@ -16,8 +16,8 @@ Loads run one at a time on one loader thread of the cache's own, which runs torc
 thread (no OpenMP workers of its own to slow the engines' forwards). One thread, not one per
 load: glibc gives each thread that allocates at once an arena of its own, and the freed
 tensors of evicted adapters stayed behind in those arenas. Measured with 100 adapters through
-16 slots (`python -m bench.tenants`): a request to each added 194 MiB of resident memory with
-a thread per load, for 29 MiB of resident adapters.
+16 slots (`python -m bench.tenants`), a request to each added 194 MiB of resident memory with
+a thread per load and 55 MiB with one loader, for 29 MiB of resident adapters.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class AdapterCache:
             return adapter
 
     def fetch(self, source: AdapterSource, done: Loaded) -> None:
-        """Load `source` on a thread of its own and call `done` there (at once, on this thread,
+        """Load `source` on the loader thread and call `done` there (at once, on this thread,
         when it is resident already)."""
         with self._lock:
             adapter = self._resident.get(source.name)

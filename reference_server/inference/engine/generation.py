@@ -23,7 +23,7 @@ sequences share each forward. This engine keeps one running batch and, at every 
 A request may name a fine-tuned LoRA adapter (`submit(adapter=...)`): its rows share every
 forward pass with the base model's rows and other adapters' rows, and the wrapped projections
 add each row's own low-rank update (`lora`, the one place adapters are applied). An adapter
-not in memory is read on a thread of its own (`adapters.AdapterCache`) while the batch runs;
+not in memory is read on the adapter cache's loader thread (`adapters.AdapterCache`) while the batch runs;
 its request joins the queue once it is in. Stored prefixes are reused only within one adapter.
 
 Every sequence keeps its own row of the KV cache (`kvcache.SlotKVCache`), sized to its
