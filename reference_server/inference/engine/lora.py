@@ -26,17 +26,18 @@ mix, and where they do not it skips the mask (every token of the forward uses on
 
 On CPU the two products are computed in float32 even for a bfloat16 model (the concatenations
 are float32 copies; the resident adapters keep the model's dtype). A bfloat16 matmul on CPU runs
-in oneDNN, which builds and caches a primitive for each exact shape, about 0.3 MiB each and up to
-1,024 of them; the adapter products' shapes change with every step's token count and the sum of
-its adapters' ranks, so serving many adapters filled that cache: memory that stayed, counted as
-the adapters', and a few milliseconds of kernel building for each new shape. float32 goes to
-MKL's sgemm, which keeps nothing per shape. Measured (`x @ A` and `h @ B` for 128 token counts
-x 8 ranks, 576 features, in one process): bfloat16 added 634 MiB of resident memory (after
-`malloc_trim`) and took 18 s, float32 7 MiB and 1 s. On one thread, per projection with shapes
-warm, float32 takes 9-29 us for 1-8 decode tokens where bfloat16 takes 37-45 us, and 0.5-0.9 ms
-for 512 prompt tokens where bfloat16 takes 0.2-0.4 ms. With 100 rank-8 adapters through 16 slots
-(`python -m bench.tenants`), the resident memory a request to each adds went from ... MiB to
-... MiB.
+in oneDNN, which builds a kernel (a primitive) for each exact shape and keeps it in a cache of up
+to 1,024; the adapter products' shapes change with every step's token count and the sum of its
+adapters' ranks, so serving many adapters kept filling that cache: memory that stayed and was
+counted as the adapters', and a few milliseconds of kernel building for each new shape. float32
+goes to MKL's sgemm, which keeps nothing per shape. Measured in one process (`x @ A` and `h @ B`
+for 128 token counts x 8 ranks, 576 features): bfloat16 added 634 MiB of resident memory (after
+`malloc_trim`) and took 18 s, float32 7 MiB and 1 s. With shapes warm, on one thread, a
+projection's update takes 9-29 us in float32 for 1-8 decode tokens (bfloat16 37-45 us) and
+0.5-0.9 ms for 512 prompt tokens (bfloat16 0.2-0.4 ms). In one engine process with 100 rank-8
+adapters through 16 slots (8 requests at a time of 16 tokens, after a round on the base model),
+a request to each added 127 MiB of resident memory and a second round 28 MiB more, of which
+20 MiB were live tensors (the resident adapters, prefix entries); in float32, 58 MiB and 1 MiB.
 
 An adapter is read from a PEFT folder (`adapter_config.json` + `adapter_model.safetensors`),
 checked against the model it will run on (its modules and their shapes), with the scaling
