@@ -94,6 +94,8 @@ class ServerMetrics:
                                   registry=r)
         self.prefix_hits = Gauge("maas_prefix_cache_hit_tokens", "Prompt tokens taken from stored prefixes "
                                  "instead of prefilled (cumulative).", ["model"], registry=r)
+        self.preemptions = Gauge("maas_num_preemptions", "Background rows (batch lines) preempted to admit "
+                                 "interactive requests (cumulative).", ["model"], registry=r)
         self.adapters_resident = Gauge("maas_lora_adapters_resident", "Fine-tuned adapters held in memory, per "
                                        "base model.", ["model"], registry=r)
         self.adapter_loads = Gauge("maas_lora_adapter_loads", "Adapters read into memory (cumulative).", ["model"],
@@ -166,6 +168,7 @@ class ServerMetrics:
                 self.kv_bytes.labels(label).set(total["kv_bytes"])
                 self.prefix_bytes.labels(label).set(total["prefix_cache_bytes"])
                 self.prefix_hits.labels(label).set(total["prefix_hit_tokens"])
+                self.preemptions.labels(label).set(total["preemptions"])
 
 
     def _refresh_adapters(self, label: str, adapters: AdapterCache, values: dict[str, int]) -> None:
@@ -178,7 +181,7 @@ class ServerMetrics:
 
 
 # Engine stats summed per model label into the KV cache gauges.
-_KV_STATS = ("kv_live_tokens", "kv_allocated_tokens", "prefix_cache_bytes", "prefix_hit_tokens")
+_KV_STATS = ("kv_live_tokens", "kv_allocated_tokens", "prefix_cache_bytes", "prefix_hit_tokens", "preemptions")
 
 
 class _Labelled:

@@ -20,6 +20,12 @@ sequences share each forward. This engine keeps one running batch and, at every 
    then starts streaming one step after another rather than all after one long forward;
 4. samples the next token of every sequence that decoded or finished its prompt.
 
+Batch lines run as background rows (`priority`): admitted after interactive requests, kept out
+of `background_reserve` slots while interactive requests arrive, preempted (their cache rows set
+aside, uncopied) when an interactive request finds every slot taken, and sitting out the step
+that prefills an interactive prompt, so the interactive request's first token costs what it
+would cost with no batch running.
+
 A request may name a fine-tuned LoRA adapter (`submit(adapter=...)`): its rows share every
 forward pass with the base model's rows and other adapters' rows, and the wrapped projections
 add each row's own low-rank update (`lora`, the one place adapters are applied). An adapter
@@ -63,7 +69,7 @@ from reference_server.inference.engine import llama_forward
 from reference_server.inference.engine.adapters import AdapterCache, AdapterSource
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
-from reference_server.inference.engine.kvcache import SlotKVCache, check_supported, install
+from reference_server.inference.engine.kvcache import KVRow, SlotKVCache, check_supported, install
 from reference_server.inference.engine.lora import (
     Adapter,
     AdapterSet,
@@ -215,6 +221,7 @@ class _Sequence:
         self.adapter: Adapter | None = None  # the fine-tuned model's adapter; None: the base model
         self.request_id = logs.request_id.get()  # submitted from the request's task
         self.background = is_background()  # a batch line: admitted after interactive requests
+        self.parked: KVRow | None = None  # its cache row while preempted (a background row only)
 
     @property
     def queue_time(self) -> float | None:
@@ -325,6 +332,7 @@ class GenerationEngine(EngineThread):
         reserve = max_running // 4 if background_reserve is None else background_reserve
         self.background_reserve = max(0, min(reserve, max_running - 1))
         self._last_interactive = float("-inf")
+        self._sat_out = False  # background rows sat out the last step (`_step`)
         if prefill_chunk_tokens < 0 or prefix_cache_bytes < 0:
             raise ValueError("prefill_chunk_tokens and prefix_cache_bytes must be >= 0")
         super().__init__(f"generation-{loaded.spec.id}")
@@ -388,6 +396,7 @@ class GenerationEngine(EngineThread):
             "cancelled": 0,
             "prefix_hits": 0,
             "prefix_hit_tokens": 0,
+            "preemptions": 0,
         }
 
     # ----- event loop side -----
@@ -529,17 +538,59 @@ class GenerationEngine(EngineThread):
             if any(s.cancelled for s in self._waiting):
                 dropped = [s for s in self._waiting if s.cancelled]
                 self._waiting = deque(s for s in self._waiting if not s.cancelled)
-            admitted = self._take(self.max_running - len(self._running) - len(self._prefilling))
+            free = self.max_running - len(self._running) - len(self._prefilling)
+            free += self._preempt(sum(not s.background for s in self._waiting) - free)
+            admitted = self._take(free)
         for seq in dropped:
             self._end_cancelled(seq)
         now = time.monotonic()
         for seq in admitted:
-            seq.scheduled_time = now
+            if seq.scheduled_time is None:
+                seq.scheduled_time = now
             seq.slot = next(i for i in range(self.max_running) if i not in self._slot_owner)
             self._slot_owner[seq.slot] = seq
-            self._prefilling.append(seq)
-            self._reuse_prefix(seq)
+            if seq.parked is not None:
+                self._resume(seq, seq.parked)
+            else:
+                self._prefilling.append(seq)
+                self._reuse_prefix(seq)
         return True
+
+    def _preempt(self, wanted: int) -> int:
+        """Make room for `wanted` interactive requests that found no free slot by preempting
+        background rows (under the lock), the latest submitted first; return the slots freed.
+
+        A preempted row keeps its cache row, uncopied (`SlotKVCache.detach`), and goes back to
+        the front of the background queue: it resumes where it stopped, its keys and values put
+        back in whichever slot it gets, without prefilling anything again. Without this, a
+        request arriving while batch lines fill every slot waited for one of them to finish
+        (seconds, at 64 output tokens a line)."""
+        if wanted <= 0:
+            return 0
+        rows = [s for s in (*self._running, *self._prefilling) if s.background]
+        victims = sorted(rows, key=lambda s: s.submitted_time, reverse=True)[:wanted]
+        if not victims:
+            return 0
+        out = {id(s) for s in victims}
+        self._running = [s for s in self._running if id(s) not in out]
+        self._prefilling = [s for s in self._prefilling if id(s) not in out]
+        for seq in reversed(victims):  # the earliest submitted ends up first in the queue
+            if self._slot_owner.get(seq.slot) is seq:
+                del self._slot_owner[seq.slot]
+                seq.parked = self._cache.detach(seq.slot)
+            self._waiting.appendleft(seq)
+        self._counters["preemptions"] += len(victims)
+        return len(victims)
+
+    def _resume(self, seq: _Sequence, row: KVRow) -> None:
+        """Put a preempted row back into the batch where it stopped: decoding, or prefilling
+        the rest of its prompt."""
+        seq.parked = None
+        self._cache.attach(seq.slot, row)
+        if seq.cached >= len(seq.prompt_ids):
+            self._running.append(seq)
+        else:
+            self._prefilling.append(seq)
 
     def _take(self, free: int) -> list[_Sequence]:
         """Up to `free` waiting requests to admit (under the lock): interactive ones first, in
@@ -616,8 +667,15 @@ class GenerationEngine(EngineThread):
     def _step(self) -> None:
         """One forward pass: the next token of every decoding sequence and the next part of the
         admitted prompts, packed into one row (see the module docstring, steps 3 and 4)."""
-        running = self._running
         chunks = self._prompt_chunks()
+        running, idle = self._running, []
+        if self._starts_interactive(chunks) and not self._sat_out:
+            # An interactive prompt gets its first token at the end of this step: background
+            # rows sit it out (every other step at most, so they always progress), and the
+            # step costs the interactive rows only.
+            running = [s for s in self._running if not s.background]
+            idle = [s for s in self._running if s.background]
+        self._sat_out = bool(idle)
         segments = [(s, [s.next_token]) for s in running] + [
             (s, s.prompt_ids[s.cached : s.cached + n]) for s, n in chunks]
         if not segments:
@@ -647,7 +705,7 @@ class GenerationEngine(EngineThread):
             logger.exception("forward of %d sequences failed", len(in_step), extra=_naming(in_step))
             for seq in in_step:
                 self._free(seq)
-            self._running = []
+            self._running = idle  # the rows that sat out are untouched
             self._prefilling = [s for s in self._prefilling if s not in in_step]
             self._fail_all(in_step, exc)
             return
@@ -685,7 +743,7 @@ class GenerationEngine(EngineThread):
         rows = torch.tensor([last[id(s)] for s in sampled], device=logits.device)
         tokens, logprobs = self._sample(sampled, logits[rows])
         keep_rows = set(self._advance(sampled, tokens, logprobs))
-        self._running = []
+        self._running = idle
         for i, seq in enumerate(sampled):
             token = tokens[i]
             if i in keep_rows and token is not None:
@@ -717,6 +775,8 @@ class GenerationEngine(EngineThread):
         chunks: list[tuple[_Sequence, int]] = []
         used = whole = 0  # prompt tokens in the step; of them, those of prompts taken whole
         for seq in self._prefill_order():
+            if seq.background and self._starts_interactive(chunks):
+                break  # background prompts come after interactive ones: none rides along this step
             remaining = len(seq.prompt_ids) - seq.cached
             scored = seq.params.prompt_logprobs is not None  # prefilled whole, in one forward
             seq.sliced = self._adaptive_slices and not scored and (
@@ -737,6 +797,11 @@ class GenerationEngine(EngineThread):
             chunks.append((seq, take))
             used += take
         return chunks
+
+    @staticmethod
+    def _starts_interactive(chunks: list[tuple[_Sequence, int]]) -> bool:
+        """Whether the step prefills an interactive prompt whole (or its last slice)."""
+        return any(not seq.background and seq.cached + n >= len(seq.prompt_ids) for seq, n in chunks)
 
     def _prefill_order(self) -> list[_Sequence]:
         """The admitted prompts, interactive before background, each kind least prefill left

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 ATTENTION = "maas_slots"
 # A prompt's cached keys and values, `[layers, kv_heads, tokens, head_dim]` each.
 PrefixKV = tuple[torch.Tensor, torch.Tensor]
+# A slot's whole row (keys, values), `[layers, kv_heads, capacity, head_dim]` each.
+KVRow = tuple[torch.Tensor, torch.Tensor]
 # Row capacities are multiples of this many tokens, plus an eighth of the length for growth.
 CAPACITY_STEP = 16
 # Decoding rows of at most this many cached tokens attend in one batched SDPA call
@@ -132,6 +134,18 @@ class SlotKVCache:
     def free(self, slot: int) -> None:
         """The slot's sequence has left: give its memory back."""
         self.keys[slot] = self.values[slot] = None
+        self._wanted[slot] = 0
+
+    def detach(self, slot: int) -> KVRow | None:
+        """Take slot `slot`'s row out of the cache, uncopied, and free the slot: a preempted
+        sequence keeps its keys and values while it waits (`attach` puts them back)."""
+        keys, values = self.keys[slot], self.values[slot]
+        self.free(slot)
+        return None if keys is None or values is None else (keys, values)
+
+    def attach(self, slot: int, row: KVRow) -> None:
+        """Give the free slot `slot` a row taken out by `detach` (no copy)."""
+        self.keys[slot], self.values[slot] = row
         self._wanted[slot] = 0
 
     def holds(self, slot: int, tokens: int) -> bool:

@@ -79,7 +79,8 @@ def test_engine_observations_reach_metrics(server: ServerProcess) -> None:
     assert grew("maas_prompt_tokens_total") >= prompt_tokens + 1
     assert grew("maas_prompt_tokens_total", EMBEDDER) >= embedded_tokens > 0
     for gauge in ("maas_num_requests_running", "maas_num_requests_waiting", "maas_kv_cache_live_tokens",
-                  "maas_kv_cache_allocated_tokens", "maas_kv_cache_bytes", "maas_prefix_cache_bytes"):
+                  "maas_kv_cache_allocated_tokens", "maas_kv_cache_bytes", "maas_prefix_cache_bytes",
+                  "maas_num_preemptions"):
         assert (gauge, (("model", GENERATOR),)) in after, gauge
     # Nothing runs now: no live tokens, every row given back, and the two prompts stored.
     assert value(after, "maas_kv_cache_live_tokens", model=GENERATOR) == 0

@@ -1,6 +1,8 @@
 """Background work (batch lines) on the real generator: interactive requests are admitted and
 prefilled first, background rows leave `background_reserve` slots free while interactive
-requests keep arriving and fill every slot once they stop, and output is the same either way."""
+requests keep arriving and fill every slot once they stop, an interactive request that finds
+every slot taken preempts a background row (which resumes where it stopped), and output is the
+same either way."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from reference_server.inference.engine import generation
 from reference_server.inference.engine.generation import EngineObserver, StepReport
 from reference_server.inference.engine.priority import is_background, running_in_background
 from reference_server.inference.loading import LoadedModel
-from tests.server.inference.engine.support import Result, collect, greedy, running
+from tests.server.inference.engine.support import Result, collect, greedy, running, wait_until
 
 # Real engines under mixed load (about 13 s): make test runs it, make test-fast does not.
 pytestmark = pytest.mark.slow
@@ -75,3 +77,47 @@ async def test_background_rows_fill_every_slot_with_no_interactive_load(
             handles = [engine.submit(p, greedy(6, ignore_eos=True)) for p in prompts[:4]]
         await asyncio.gather(*(collect(h) for h in handles))
     assert max(steps.rows) == 4
+
+
+async def test_an_interactive_request_preempts_a_background_row_when_every_slot_is_taken(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    async with running(generator, max_running=2, background_reserve=0) as engine:
+        with running_in_background():
+            lines = [engine.submit(p, greedy(48, ignore_eos=True)) for p in prompts[:2]]
+        await wait_until(lambda: all(h.completion_tokens >= 4 for h in lines))  # both decoding: no slot free
+        interactive = engine.submit(prompts[2], greedy())
+        answer = await collect(interactive)
+        assert all(h.finish_reason is None for h in lines), "it started without waiting for a line to end"
+        parked = await asyncio.gather(*(collect(h) for h in lines))
+        assert engine.stats()["preemptions"] == 1
+    assert answer.token_ids == alone[2].token_ids
+    async with running(generator, max_running=1) as fresh:
+        unpreempted = [await collect(fresh.submit(p, greedy(48, ignore_eos=True))) for p in prompts[:2]]
+    assert [r.token_ids for r in parked] == [r.token_ids for r in unpreempted], "each resumed where it stopped"
+
+
+class Reports(EngineObserver):
+    def __init__(self) -> None:
+        self.steps: list[StepReport] = []
+
+    def on_step(self, report: StepReport) -> None:
+        self.steps.append(report)
+
+
+async def test_background_rows_sit_out_the_step_that_starts_an_interactive_request(
+    generator: LoadedModel, prompts: list[list[int]], alone: list[Result]
+) -> None:
+    reports = Reports()
+    async with running(generator, max_running=4, background_reserve=0) as engine:
+        with running_in_background():
+            lines = [engine.submit(p, greedy(40, ignore_eos=True)) for p in prompts[:2]]
+        await wait_until(lambda: all(h.completion_tokens >= 2 for h in lines))
+        engine.add_observer(reports)
+        answer = await collect(engine.submit(prompts[2], greedy()))
+        results = await asyncio.gather(*(collect(h) for h in lines))
+    prefills = [r for r in reports.steps if r.prefilled]
+    assert prefills and all(r.decoded == 0 for r in prefills), "the lines' rows waited one step"
+    assert any(r.decoded == 3 for r in reports.steps), "then all three rows decode together"
+    assert answer.token_ids == alone[2].token_ids
+    assert all(len(r.token_ids) == 40 for r in results)
