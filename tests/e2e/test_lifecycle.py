@@ -178,7 +178,9 @@ def test_lora_fine_tuned_generator_learns_the_catchphrase(client: MaaS) -> None:
           f"validation loss {before:.2f} -> {after:.2f}")
     assert last < 0.8 * first
     assert after < before - 1.0
-    assert epoch_metrics(events)[-1]["valid_loss"] == pytest.approx(after, rel=1e-3)
+    # The served adapter's products run in float32 on CPU (`engine/lora.py`), training's in the
+    # model's dtype: in bfloat16 the two losses differ by its rounding (1.4e-3 measured).
+    assert epoch_metrics(events)[-1]["valid_loss"] == pytest.approx(after, rel=5e-3)
 
     model = client.models.retrieve(job.fine_tuned_model)
     assert (model.parent, model.task) == (GENERATOR, "generate")
