@@ -575,9 +575,8 @@ class GenerationEngine(EngineThread):
         self._running = [s for s in self._running if id(s) not in out]
         self._prefilling = [s for s in self._prefilling if id(s) not in out]
         for seq in reversed(victims):  # the earliest submitted ends up first in the queue
-            if self._slot_owner.get(seq.slot) is seq:
-                del self._slot_owner[seq.slot]
-                seq.parked = self._cache.detach(seq.slot)
+            del self._slot_owner[seq.slot]
+            seq.parked = self._cache.detach(seq.slot)
             self._waiting.appendleft(seq)
         self._counters["preemptions"] += len(victims)
         return len(victims)

@@ -348,8 +348,8 @@ class AdapterSet:
         cat = None
         if parts:
             dtype = product_dtype(parts[0][1][0])
-            a = torch.cat([w[0] for _, w in parts], dim=0).t().to(dtype, memory_format=torch.contiguous_format)
-            b = torch.cat([w[1] for _, w in parts], dim=1).t().to(dtype, memory_format=torch.contiguous_format)
+            a = torch.cat([w[0] for _, w in parts], dim=0).t().contiguous().to(dtype)
+            b = torch.cat([w[1] for _, w in parts], dim=1).t().contiguous().to(dtype)
             cat = (a, b, self._owner(tuple((i, w[0].shape[0]) for i, w in parts), a.device))
         self._cats[path] = cat
         return cat

@@ -50,6 +50,7 @@ def test_float32_adapters_keep_float32() -> None:
     adapter = _adapter("one", torch.float32, 0)
     cat = AdapterSet([adapter]).concatenated("proj")
     assert cat is not None and cat[0].dtype == cat[1].dtype == torch.float32
+    assert cat[0].is_contiguous() and cat[1].is_contiguous(), "laid out for the matmul, not transposed views"
     x = torch.randn(2, IN)
     out = AdapterBatch(AdapterSet([adapter]), None).apply("proj", x, torch.zeros(2, OUT))
     a, b = adapter.weights["proj"]
