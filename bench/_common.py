@@ -14,6 +14,7 @@ import math
 import multiprocessing
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -112,4 +113,22 @@ def server(models: str, threads: int, base_url: str | None, extra_env: dict[str,
                "MAAS_LOG_LEVEL": "warning", "MAAS_API_KEYS": "",
                **(extra_env or {})}
         with ServerProcess(env=env, log_path=log or Path(tmp) / "server.log") as proc:
+            compiled(proc.url)
             yield proc.base_url
+
+
+def compiled(url: str, timeout: float = 900.0) -> float:
+    """Wait until the server at `url` has compiled its decode steps (`maas_engine_compile_pending_buckets`
+    at 0 for every model) and return the seconds waited: a benchmark measures the engine at full
+    speed, not while it compiles beside the requests."""
+    import httpx
+
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        text = httpx.get(f"{url}/metrics", timeout=10.0).text
+        pending = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("maas_engine_compile_pending_buckets{"))
+        if not pending:
+            return time.monotonic() - start
+        time.sleep(1.0)
+    raise TimeoutError(f"the server's decode steps were not compiled within {timeout:.0f} s")

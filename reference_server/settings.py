@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     engine_forward: Literal["auto", "transformers"] = Field(
         "auto", description="Generators' forward in the engine: auto (the engine's own for the Llama family, "
         "transformers' modules for the rest), transformers (transformers' modules for every model).")
+    engine_compile: Literal["auto", "off"] = Field(
+        "auto", description="Decode steps of the engine's own forward compiled by inductor on CPU, one graph per "
+        "batch-size bucket, in the background after the server is ready (auto), or always eager (off).")
+    engine_compile_buckets: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1, 2, 4, 8], description="Comma-separated decode batch sizes compiled, smallest "
+        "first; a step runs in the smallest compiled bucket that holds its rows (eager beyond the largest).")
     max_loras: int = Field(
         64, ge=1, description="Fine-tuned adapters each generator keeps in memory (least recently used ones leave; "
         "an adapter is read back from the data directory when a request needs it).")
@@ -175,6 +181,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("engine_compile_buckets", mode="before")
+    @classmethod
+    def _split_ints(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("engine_compile_buckets")
+    @classmethod
+    def _positive_buckets(cls, value: list[int]) -> list[int]:
+        if any(bucket < 1 for bucket in value):
+            raise ValueError("engine_compile_buckets are batch sizes: each must be >= 1")
+        return sorted(set(value))
 
     @field_validator("lora_modules")
     @classmethod

@@ -19,6 +19,11 @@ from reference_server.testing import ServerProcess
 from tests.constants import API_KEY, BUDGET_KEY, BUDGET_TOKENS, SERVER_THREADS, TEAM_KEYS, USAGE_KEY
 from tests.postgres import PostgresServer
 
+# Servers and engines the tests start decode eager: compiling a server's decode steps takes its
+# two cores for minutes after it is ready (tests/server/inference/engine/test_compiled_decode.py
+# covers the compiled path).
+os.environ.setdefault("MAAS_ENGINE_COMPILE", "off")
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

@@ -96,6 +96,12 @@ class ServerMetrics:
                                  "instead of prefilled (cumulative).", ["model"], registry=r)
         self.preemptions = Gauge("maas_num_preemptions", "Background rows (batch lines) preempted to admit "
                                  "interactive requests (cumulative).", ["model"], registry=r)
+        self.compiled_buckets = Gauge("maas_engine_compiled_buckets", "Decode batch-size buckets compiled so far "
+                                      "(MAAS_ENGINE_COMPILE); steps beyond them run eager.", ["model"], registry=r)
+        self.compile_pending = Gauge("maas_engine_compile_pending_buckets", "Decode buckets still compiling in the "
+                                     "background (0: decoding at full speed).", ["model"], registry=r)
+        self.compile_seconds = Gauge("maas_engine_compile_seconds", "Seconds the compiled decode buckets took to "
+                                     "compile, all together.", ["model"], registry=r)
         self.adapters_resident = Gauge("maas_lora_adapters_resident", "Fine-tuned adapters held in memory, per "
                                        "base model.", ["model"], registry=r)
         self.adapter_loads = Gauge("maas_lora_adapter_loads", "Adapters read into memory (cumulative).", ["model"],
@@ -169,6 +175,9 @@ class ServerMetrics:
                 self.prefix_bytes.labels(label).set(total["prefix_cache_bytes"])
                 self.prefix_hits.labels(label).set(total["prefix_hit_tokens"])
                 self.preemptions.labels(label).set(total["preemptions"])
+                self.compiled_buckets.labels(label).set(total["compiled_buckets"])
+                self.compile_seconds.labels(label).set(total["compile_ms"] / 1e3)
+                self.compile_pending.labels(label).set(total["compile_pending"])
 
 
     def _refresh_adapters(self, label: str, adapters: AdapterCache, values: dict[str, int]) -> None:
@@ -181,7 +190,8 @@ class ServerMetrics:
 
 
 # Engine stats summed per model label into the KV cache gauges.
-_KV_STATS = ("kv_live_tokens", "kv_allocated_tokens", "prefix_cache_bytes", "prefix_hit_tokens", "preemptions")
+_KV_STATS = ("kv_live_tokens", "kv_allocated_tokens", "prefix_cache_bytes", "prefix_hit_tokens", "preemptions",
+             "compiled_buckets", "compile_ms", "compile_pending")
 
 
 class _Labelled:

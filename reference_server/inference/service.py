@@ -68,6 +68,8 @@ def serve_loaded(loaded: LoadedModel, settings: Settings, **extra: object) -> Se
             max_loras=settings.max_loras,
             max_lora_rank=settings.max_lora_rank,
             background_reserve=settings.batch_reserved_rows,
+            compile_buckets=settings.engine_compile_buckets if settings.engine_compile == "auto" else (),
+            compile_cache_dir=settings.cache_dir / "inductor",
         )
         served.engine.start()
         served.structured = StructuredBackend(

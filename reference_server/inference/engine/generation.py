@@ -59,13 +59,14 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from reference_server import logs
 from reference_server.errors import InvalidRequest
-from reference_server.inference.engine import llama_forward
+from reference_server.inference.engine import compiled_decode, llama_forward
 from reference_server.inference.engine.adapters import AdapterCache, AdapterSource
 from reference_server.inference.engine.detokenize import IncrementalDetokenizer
 from reference_server.inference.engine.errors import EngineStoppedError, GenerationError, QueueFullError
@@ -324,6 +325,8 @@ class GenerationEngine(EngineThread):
         max_loras: int = 64,
         max_lora_rank: int = 64,
         background_reserve: int | None = None,
+        compile_buckets: Sequence[int] = (),
+        compile_cache_dir: Path | None = None,
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1 or max_queued < 0:
             raise ValueError("max_running and max_batch_tokens must be >= 1 and max_queued >= 0")
@@ -360,6 +363,8 @@ class GenerationEngine(EngineThread):
         install(self._model)
         # The engine's own forward where the model's family has one (llama_forward), else transformers'.
         self._forward = llama_forward.build(self._model) if own_forward else None
+        # Its decode steps compiled per batch-size bucket (over the plain weights: before packing).
+        self._compiled = compiled_decode.build(self._forward, self._device, compile_buckets, compile_cache_dir)
         if self._device.type == "cpu":
             if self._forward is not None:
                 self._forward.pack(self._model, packed_weights, rows=max_running)
@@ -397,6 +402,7 @@ class GenerationEngine(EngineThread):
             "prefix_hits": 0,
             "prefix_hit_tokens": 0,
             "preemptions": 0,
+            "compiled_steps": 0,
         }
 
     # ----- event loop side -----
@@ -502,7 +508,26 @@ class GenerationEngine(EngineThread):
             "adapters_resident": self.adapters.resident,
             "adapter_loads": self.adapters.loads,
             "adapter_evictions": self.adapters.evictions,
+            "compiled_buckets": len(self._compiled.ready_buckets) if self._compiled is not None else 0,
+            "compile_ms": round(self._compiled.compile_seconds * 1e3) if self._compiled is not None else 0,
+            "compile_pending": self._compiled.pending if self._compiled is not None else 0,
         }
+
+    def start(self) -> None:
+        """Start the engine thread, and the compile of its decode steps beside it (`compiled_decode`)."""
+        super().start()
+        if self._compiled is not None and not self._compiled.started:
+            self._compiled.start(torch.get_num_threads())
+
+    async def stop(self) -> None:
+        if self._compiled is not None:
+            self._compiled.stop()
+        await super().stop()
+
+    @property
+    def compiled(self) -> compiled_decode.CompiledDecode | None:
+        """The compiled decode steps, where this engine has them."""
+        return self._compiled
 
     def _wake(self) -> None:
         with self._cond:
@@ -695,8 +720,14 @@ class GenerationEngine(EngineThread):
             self._adapter_set, adapters = batch_for_tokens(
                 self._adapter_set, [(seq.adapter, len(ids)) for seq, ids in segments], self._device)
             kept = torch.tensor(keep, device=self._device)
+            bucket = (self._compiled.bucket(len(running)) if self._compiled is not None and adapters is None
+                      and not chunks else None)
             with applying(adapters):
-                if self._forward is not None:
+                if bucket is not None:
+                    assert self._compiled is not None
+                    logits = self._compiled(bucket, inputs["input_ids"][0], inputs["position_ids"][0], self._cache)
+                    self._counters["compiled_steps"] += 1
+                elif self._forward is not None:
                     logits = self._forward(inputs["input_ids"][0], inputs["position_ids"][0], self._cache, kept)
                 else:
                     logits = self._model(**inputs, cache=self._cache, use_cache=True, logits_to_keep=kept).logits[0]

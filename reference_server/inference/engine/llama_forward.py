@@ -162,6 +162,10 @@ class LlamaForward(nn.Module):
         self.kv_heads = int(config.num_key_value_heads)
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
 
+    def layers_list(self) -> list[_Layer]:
+        """The decoder layers, in order."""
+        return self._layers
+
     def pack(self, model: Any, mode: PackedWeights, rows: int) -> int:
         """Pack this forward's linears for oneDNN (`packed_linear`), and give `model` the packed
         o, down and head layers it shares with this forward (its q/k/v and gate/up stay plain

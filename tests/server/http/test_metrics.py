@@ -80,8 +80,12 @@ def test_engine_observations_reach_metrics(server: ServerProcess) -> None:
     assert grew("maas_prompt_tokens_total", EMBEDDER) >= embedded_tokens > 0
     for gauge in ("maas_num_requests_running", "maas_num_requests_waiting", "maas_kv_cache_live_tokens",
                   "maas_kv_cache_allocated_tokens", "maas_kv_cache_bytes", "maas_prefix_cache_bytes",
-                  "maas_num_preemptions"):
+                  "maas_num_preemptions", "maas_engine_compiled_buckets", "maas_engine_compile_pending_buckets",
+                  "maas_engine_compile_seconds"):
         assert (gauge, (("model", GENERATOR),)) in after, gauge
+    # The test server decodes eager (MAAS_ENGINE_COMPILE=off): nothing compiled, nothing pending.
+    assert value(after, "maas_engine_compiled_buckets", model=GENERATOR) == 0
+    assert value(after, "maas_engine_compile_pending_buckets", model=GENERATOR) == 0
     # Nothing runs now: no live tokens, every row given back, and the two prompts stored.
     assert value(after, "maas_kv_cache_live_tokens", model=GENERATOR) == 0
     assert value(after, "maas_kv_cache_allocated_tokens", model=GENERATOR) == 0

@@ -8,7 +8,7 @@ import itertools
 
 import torch
 
-from reference_server.inference.engine.kvcache import SlotKVCache, install
+from reference_server.inference.engine.kvcache import SlotKVCache, decode_attention, install
 from reference_server.inference.engine.prefix_cache import PrefixCache
 from reference_server.inference.loading import LoadedModel
 from tests.constants import LOGITS_ATOL
@@ -108,3 +108,22 @@ def test_a_stored_prefix_is_views_of_its_row_that_outlive_the_row() -> None:
         torch.testing.assert_close(kv[1][layer], -written[0])
     cache.write(1, kv, hit)  # a new prompt starts from it: a copy into its own row
     torch.testing.assert_close(cache.keys[1][:, :, :prompt], kv[0])
+
+
+def test_decode_attention_in_reduced_precision_is_sdpa_over_each_rows_own_positions() -> None:
+    """One query per row, rows of different lengths padded into one batch, grouped heads: what
+    SDPA computes in float32 over the same bfloat16 (and float16) inputs, within their rounding."""
+    torch.manual_seed(0)
+    rows, heads, kv_heads, longest, dim = 4, 9, 3, 37, 64
+    lengths = torch.tensor([37, 5, 20, 1])
+    mask = (torch.arange(longest)[None] < lengths[:, None])[:, None, None]
+    for dtype in (torch.bfloat16, torch.float16):
+        query = torch.randn(rows, heads, dim).to(dtype)
+        keys, values = (torch.randn(rows, kv_heads, longest, dim).to(dtype) for _ in range(2))
+        values[~mask[:, 0, 0][:, None].expand(rows, kv_heads, longest)] = 1e4  # padding never counts
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            query.float()[:, :, None], keys.float(), values.float(), attn_mask=mask, scale=0.125,
+            enable_gqa=True)[:, :, 0]
+        got = decode_attention(query, keys, values, mask, 0.125)
+        assert got.dtype == dtype and got.shape == (rows, heads, dim)
+        assert float((got.float() - expected).abs().max()) < 2e-2, dtype
