@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import torch
+
 from reference_server.inference.engine.generation import GenerationEngine, GenerationHandle
 from reference_server.inference.engine.sampling import SamplingParams
 from reference_server.inference.loading import LoadedModel
@@ -62,3 +64,12 @@ async def running(loaded: LoadedModel, **kw: object) -> AsyncIterator[Generation
         yield engine
     finally:
         await engine.stop()
+
+
+def transformers_alone(loaded: LoadedModel, prompt: list[int], tokens: int) -> list[int]:
+    """Greedy tokens of plain `generate()` for one prompt, exactly `tokens` of them."""
+    ids = torch.tensor([prompt], device=loaded.device)
+    with torch.inference_mode():
+        out = loaded.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
+                                    min_new_tokens=tokens, do_sample=False, pad_token_id=0)
+    return [int(t) for t in out[0, len(prompt):]]

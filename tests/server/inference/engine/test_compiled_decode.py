@@ -13,7 +13,7 @@ import torch
 from reference_server.inference.engine import compiled_decode, llama_forward
 from reference_server.inference.loading import LoadedModel, load_model
 from reference_server.settings import Settings
-from tests.server.inference.engine.support import collect, greedy, running
+from tests.server.inference.engine.support import collect, greedy, running, transformers_alone
 
 TOKENS = 24
 
@@ -28,7 +28,7 @@ def fresh_generator(generator: LoadedModel, cache_dir: Path) -> LoadedModel:
 async def test_compiled_decode_steps_give_the_eager_engines_greedy_tokens(
         fresh_generator: LoadedModel, prompts: list[list[int]], tmp_path: Path) -> None:
     """In float32, token for token: plain transformers' greedy tokens of each prompt alone."""
-    expected = [_transformers_alone(fresh_generator, p) for p in prompts]
+    expected = [transformers_alone(fresh_generator, p, TOKENS) for p in prompts]
     async with running(fresh_generator, packed_weights="on", compile_buckets=(2,),
                        compile_cache_dir=tmp_path / "inductor") as engine:
         compiled = engine.compiled
@@ -54,14 +54,6 @@ async def test_compiled_decode_steps_give_the_eager_engines_greedy_tokens(
     assert one.token_ids == expected[0]
     assert [r.token_ids for r in pair] == expected[1:3]
     assert [r.token_ids for r in three] == expected[2:5]
-
-
-def _transformers_alone(loaded: LoadedModel, prompt: list[int]) -> list[int]:
-    ids = torch.tensor([prompt], device=loaded.device)
-    with torch.inference_mode():
-        out = loaded.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=TOKENS,
-                                    min_new_tokens=TOKENS, do_sample=False, pad_token_id=0)
-    return [int(t) for t in out[0, len(prompt):]]
 
 
 def test_decoding_stays_eager_where_compiling_does_not_apply(generator: LoadedModel) -> None:

@@ -7,12 +7,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from reference_server.inference.engine import llama_forward
 from reference_server.inference.loading import LoadedModel, load_model
-from tests.server.inference.engine.support import collect, greedy, running
+from tests.server.inference.engine.support import collect, greedy, running, transformers_alone
 
 TOKENS = 64
 
@@ -23,29 +22,20 @@ def fresh_generator(generator: LoadedModel, cache_dir: Path) -> LoadedModel:
     return load_model(generator.spec.model_copy(), cache_dir=cache_dir, device=generator.device)
 
 
-def _transformers_alone(generator: LoadedModel, prompt: list[int]) -> list[int]:
-    """Greedy tokens of plain `generate()` for one prompt, exactly TOKENS of them."""
-    ids = torch.tensor([prompt], device=generator.device)
-    with torch.inference_mode():
-        out = generator.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=TOKENS,
-                                       min_new_tokens=TOKENS, do_sample=False, pad_token_id=0)
-    return [int(t) for t in out[0, len(prompt):]]
-
-
 @pytest.mark.slow  # loads a second copy of the generator; 64 tokens of 5 prompts, twice
 async def test_own_forward_greedy_equals_transformers_alone(fresh_generator: LoadedModel,
                                                             prompts: list[list[int]]) -> None:
     """Every prompt batched through the engine's own forward (weights packed, as the server runs
     on CPU) gives plain transformers' greedy tokens for that prompt alone (in float32 any
     difference is a bug, not rounding)."""
-    expected = [_transformers_alone(fresh_generator, p) for p in prompts]
+    expected = [transformers_alone(fresh_generator, p, TOKENS) for p in prompts]
     async with running(fresh_generator, packed_weights="on") as engine:
         assert engine._forward is not None, "the default generator is a Llama-family model"
         handles = [engine.submit(p, greedy(TOKENS, min_tokens=TOKENS)) for p in prompts]
         together = await asyncio.gather(*(collect(h) for h in handles))
     assert [r.token_ids for r in together] == expected
     # transformers' own modules, now over the fused weights' views and the packed layers, agree too.
-    assert _transformers_alone(fresh_generator, prompts[0]) == expected[0]
+    assert transformers_alone(fresh_generator, prompts[0], TOKENS) == expected[0]
 
 
 def test_other_architectures_keep_transformers_forward() -> None:
