@@ -1,14 +1,17 @@
 """Where one decode step's time goes, at batch 1 and 8: the table of docs/benchmarks.md.
 
 The engine (`GenerationEngine`, the server's own) decodes `--tokens` tokens for 1 and for 8
-prompts submitted together, in this process. Only steady decode steps count (every sequence
+prompts submitted together, in this process: with its decode steps compiled per batch-size
+bucket as the server runs them (`compiled`, after the buckets are compiled), eager over its
+own forward (`own`), and over transformers' modules (`transformers`). Only steady decode steps count (every sequence
 decoding, no prompt in the step). Each step is split by timers around the engine's own
 methods: the forward pass, sampling, detokenizing (`IncrementalDetokenizer`), and the rest
 of the engine thread's work (the scheduler's Python: planning the step, bookkeeping, handing
 events to the event loop). The forward is split further with `torch.profiler` over the same
 steps: each top-level operator's time, inclusive, by kind (linear layers, attention, KV cache
 writes, norms, rotary and activations, views and other operators), scaled to the forward's
-unprofiled time; the remainder is Python and dispatch between the operators.
+unprofiled time; the remainder is Python and dispatch between the operators (and, in a
+compiled graph, its fused C++ kernels: the norms, rotary and activations).
 
 The event loop and SSE are measured on a real `maas serve` process: the CPU time of its main
 thread (uvicorn's event loop: the routes, SSE encoding, HTTP) over streamed completions at
@@ -36,13 +39,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._common import GENERATOR, machine, prompts, table
+from bench._common import GENERATOR, compiled, machine, prompts, table
 
 # Top-level operators of the forward, by kind (the first matching prefix wins).
 KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("linear layers", ("aten::linear", "aten::addmm", "aten::mm", "aten::matmul", "aten::bmm",
                        "mkldnn::_linear_pointwise", "aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm")),
-    ("attention", ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product")),
+    ("attention", ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product", "maas::slot_attention")),
     ("KV cache writes", ("aten::copy_", "aten::_foreach_copy", "aten::index_put", "aten::empty", "aten::zeros")),
     ("norms, rotary, activations", ("aten::pow", "aten::mean", "aten::rsqrt", "aten::mul", "aten::add",
                                     "aten::neg", "aten::cat", "aten::silu", "aten::cos", "aten::sin",
@@ -81,6 +84,9 @@ class StepTimer:
         forward = engine._forward
         if forward is not None:  # the engine's own forward calls this, not the model
             engine._forward = self._timed(forward, "forward")
+        compiled = engine._compiled
+        if compiled is not None:  # decode steps in a compiled bucket call its graph
+            compiled._compiled = self._timed(compiled._compiled, "forward")
 
     def restore(self) -> None:
         """Take the timers off the engine again."""
@@ -89,6 +95,8 @@ class StepTimer:
         self.engine._model = self._model
         if self.engine._forward is not None:
             self.engine._forward = self.engine._forward.__wrapped__
+        if self.engine._compiled is not None:
+            self.engine._compiled._compiled = self.engine._compiled._compiled.__wrapped__
 
     def _timed(self, fn: Callable[..., Any], part: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -131,9 +139,23 @@ class StepTimer:
         self._profile_left -= 1
         self.profiled_forward_s += forward_s
         for event in self._profiler.events():
-            if event.cpu_parent is None and event.name.startswith(("aten::", "mkldnn::")):
+            if _top_level(event) and event.name.startswith(("aten::", "mkldnn::", "maas::")):
                 self.operator_s[_kind(event.name)] += event.cpu_time_total / 1e6
         self._profiler = None
+
+
+# What a compiled decode graph's operators run inside: they count as top level. Its fused C++
+# kernels (norms, rotary, activations) are no operators and fall in the remainder.
+COMPILED_WRAPPERS = ("Torch-Compiled Region", "## Call CompiledFxGraph", "TorchDynamo")
+
+
+def _top_level(event: Any) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if not parent.name.startswith(COMPILED_WRAPPERS):
+            return False
+        parent = parent.cpu_parent
+    return True
 
 
 def engine_profile(engine: Any, batch: int, tokens: int, profile_steps: int) -> dict[str, float]:
@@ -245,6 +267,7 @@ def server_loop_ms(dtype: str, threads: int, tokens: int, batches: list[int]) ->
     with tempfile.TemporaryDirectory(prefix="maas-profile-") as tmp, \
             ServerProcess(env={**env, "MAAS_DATA_DIR": tmp}, log_path=Path(tmp) / "server.log") as proc:
         assert proc.process is not None
+        compiled(proc.url)  # its decode steps as the server runs them once started
         pid = proc.process.pid
 
         async def measure(batch: int) -> float:
@@ -272,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forward-only", action="store_true",
                         help="Only the last table: one decode forward alone through each path, in turns.")
     parser.add_argument("--skip-server", action="store_true", help="Leave out the event loop and SSE row.")
-    parser.add_argument("--forwards", default="own,transformers",
-                        help="Which engine forwards to profile, side by side: own, transformers (default both).")
+    parser.add_argument("--forwards", default="compiled,own,transformers",
+                        help="Which engine forwards to profile, side by side: compiled (the own forward with its "
+                             "decode steps compiled per bucket, the server's default), own (eager), transformers.")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -291,10 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     # weights), where packing transformers' modules first would leave nothing for it to fuse.
     from reference_server.inference.engine.generation import GenerationEngine
 
-    forwards = [f for f in ("own", "transformers") if f in args.forwards.split(",")]
-    engines = {f: GenerationEngine(loaded, max_running=16, own_forward=f == "own") for f in forwards}
+    forwards = [f for f in ("compiled", "own", "transformers") if f in args.forwards.split(",")]
+    buckets = Settings().engine_compile_buckets
+    engines = {f: GenerationEngine(loaded, max_running=16, own_forward=f != "transformers",
+                                   compile_buckets=buckets if f == "compiled" else (),
+                                   compile_cache_dir=Settings().cache_dir / "inductor") for f in forwards}
     for engine in engines.values():
         engine.start()
+        if engine.compiled is not None and not engine.compiled.wait():
+            raise RuntimeError(f"compiling the decode steps failed: {engine.compiled.failed}")
     try:  # each batch size on each forward in turn, so drift in the machine's speed hits both
         parts = {} if args.forward_only else {(f, b): engine_profile(engines[f], b, args.tokens, args.profile_steps)
                                               for b in batches for f in forwards}
