@@ -16,12 +16,14 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 install: system-packages $(STAMP) $(OPENAI3_STAMP)
 
 # Debian packages the tests drive: a headless browser for the playground, a terminal multiplexer,
-# and a PostgreSQL server for the store (tests/postgres.py starts one). apt-get installs only what
+# a PostgreSQL server for the store (tests/postgres.py starts one), and a C++ compiler for the
+# engine's compiled decode steps (inductor builds its kernels with it). apt-get installs only what
 # is missing (CI runs as root on a fresh machine; elsewhere through sudo).
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \

@@ -36,6 +36,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,9 @@ from bench._common import GENERATOR, compiled, machine, prompts, table
 KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("linear layers", ("aten::linear", "aten::addmm", "aten::mm", "aten::matmul", "aten::bmm",
                        "mkldnn::_linear_pointwise", "aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm")),
-    ("attention", ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product", "maas::slot_attention")),
-    ("KV cache writes", ("aten::copy_", "aten::_foreach_copy", "aten::index_put", "aten::empty", "aten::zeros")),
+    ("attention", ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product", "maas::slot_attention",
+                   "maas::attend")),
+    ("KV cache writes", ("maas::store", "aten::copy_", "aten::_foreach_copy", "aten::index_put", "aten::empty", "aten::zeros")),
     ("norms, rotary, activations", ("aten::pow", "aten::mean", "aten::rsqrt", "aten::mul", "aten::add",
                                     "aten::neg", "aten::cat", "aten::silu", "aten::cos", "aten::sin",
                                     "aten::to", "aten::_to_copy", "aten::sub", "aten::div", "aten::rms_norm",
@@ -57,7 +59,7 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
                             "aten::chunk", "aten::narrow", "aten::unbind", "aten::alias", "aten::detach")),
 )
 OTHER = "other operators"
-FORWARD_PARTS = [k for k, _ in KINDS] + [OTHER, "Python and dispatch between operators"]
+FORWARD_PARTS = [k for k, _ in KINDS] + [OTHER, "the rest: Python, dispatch (compiled: its C++ kernels)"]
 VARIANTS = ("own", "own, row by row", "transformers")
 ROWS = [*FORWARD_PARTS, "sampling", "scheduler Python", "detokenizing", "event loop and SSE"]
 
@@ -158,13 +160,29 @@ def _top_level(event: Any) -> bool:
     return True
 
 
+def _labelled(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+    """`fn` inside a profiler range named `label`: the cache's store and attention are Python
+    methods running many operators (matmuls among them), which count as one part."""
+    import torch
+
+    def labelled(*args: Any, **kwargs: Any) -> Any:
+        with torch.profiler.record_function(label):
+            return fn(*args, **kwargs)
+    return labelled
+
+
 def engine_profile(engine: Any, batch: int, tokens: int, profile_steps: int) -> dict[str, float]:
     """Milliseconds per steady decode step of a started engine, by part, for `batch` prompts
     decoding together."""
     from reference_server.inference.engine import detokenize
+    from reference_server.inference.engine.kvcache import SlotKVCache
     from reference_server.inference.engine.sampling import SamplingParams
 
     timer = StepTimer(engine, batch, profile_steps)
+    cache = SlotKVCache
+    cache_methods = {"store": cache.store, "attend_packed": cache.attend_packed}
+    cache.store = _labelled(cache.store, "maas::store")  # type: ignore[method-assign]
+    cache.attend_packed = _labelled(cache.attend_packed, "maas::attend")  # type: ignore[method-assign]
     cls = detokenize.IncrementalDetokenizer
     originals = {name: getattr(cls, name) for name in ("step", "finish")}
     for name, fn in originals.items():
@@ -185,6 +203,8 @@ def engine_profile(engine: Any, batch: int, tokens: int, profile_steps: int) -> 
         timer.restore()
         for name, fn in originals.items():
             setattr(cls, name, fn)
+        for name, fn in cache_methods.items():
+            setattr(cache, name, fn)
     steps = timer.steps
     if not steps:
         raise RuntimeError("no steady decode step was measured")
@@ -307,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_threads(args.threads)
     spec = next(s for s in default_specs() if s.id == GENERATOR)
     spec.dtype = args.dtype  # type: ignore[assignment]
-    loaded = load_model(spec, cache_dir=Settings().cache_dir, device="cpu")
+    # Loaded on a thread that ends, as the server loads: torch's OpenMP workers of a live thread
+    # that ran a forward stay, and with more of them than cores every parallel region pays a
+    # wake-up (the engines' own threads would measure slower than the server's).
+    with ThreadPoolExecutor(1) as pool:
+        loaded = pool.submit(load_model, spec, cache_dir=Settings().cache_dir, device="cpu").result()
     print(f"# one decode step of {GENERATOR}, {loaded.dtype}, {args.threads} threads, {args.tokens} tokens; "
           f"{machine()}", flush=True)
     batches = [1, 8]

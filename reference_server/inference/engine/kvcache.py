@@ -406,12 +406,13 @@ class SlotKVCache:
         starts = plan.starts[:rows]
         longest = max(starts) + 1
         heads, dim, dtype = self._shape
-        # Zeros, not garbage, in the padding: a NaN there would survive the mask.
-        buffer = torch.zeros((self.layers, 2, rows, heads, longest, dim), dtype=dtype, device=device)
+        buffer = torch.empty((self.layers, 2, rows, heads, longest, dim), dtype=dtype, device=device)
         sources, targets, news, slots_new = [], [], [], []
         for j, (slot, start) in enumerate(zip(plan.slots[:rows], starts)):
             keys_row, values_row = self.keys[slot], self.values[slot]
             assert keys_row is not None and values_row is not None
+            if start + 1 < longest:  # zeros, not garbage, in the padding: a NaN would survive the mask
+                buffer[:, :, j, :, start + 1 :].zero_()
             if start:
                 sources += [keys_row[:, :, :start], values_row[:, :, :start]]
                 targets += [buffer[:, 0, j, :, :start], buffer[:, 1, j, :, :start]]
