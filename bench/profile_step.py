@@ -344,15 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     engines = {f: GenerationEngine(loaded, max_running=16, own_forward=f != "transformers",
                                    compile_buckets=buckets if f == "compiled" else (),
                                    compile_cache_dir=Settings().cache_dir / "inductor") for f in forwards}
-    for engine in engines.values():
+    parts = {}
+    for f, engine in engines.items():
+        # One engine thread at a time: each keeps torch's OpenMP workers while it lives, and with
+        # more of them than cores every parallel region pays a wake-up (the server runs one).
         engine.start()
-        if engine.compiled is not None and not engine.compiled.wait():
-            raise RuntimeError(f"compiling the decode steps failed: {engine.compiled.failed}")
-    try:  # each batch size on each forward in turn, so drift in the machine's speed hits both
-        parts = {} if args.forward_only else {(f, b): engine_profile(engines[f], b, args.tokens, args.profile_steps)
-                                              for b in batches for f in forwards}
-    finally:
-        for engine in engines.values():
+        try:
+            if engine.compiled is not None and not engine.compiled.wait():
+                raise RuntimeError(f"compiling the decode steps failed: {engine.compiled.failed}")
+            if not args.forward_only:
+                parts.update({(f, b): engine_profile(engine, b, args.tokens, args.profile_steps) for b in batches})
+        finally:
             asyncio.run(engine.stop())
     minima = {}
     own = engines["own"]._forward if "own" in engines else None

@@ -35,6 +35,7 @@ async def test_compiled_decode_steps_give_the_eager_engines_greedy_tokens(
         assert compiled is not None, "the default generator's decode steps compile on CPU"
         assert await asyncio.to_thread(compiled.wait, 600), compiled.failed
         assert compiled.ready_buckets == [2] and compiled.seconds[2] > 0
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         stats = engine.stats()
         assert stats["compiled_buckets"] == 1 and stats["compile_ms"] > 0
 
@@ -50,6 +51,8 @@ async def test_compiled_decode_steps_give_the_eager_engines_greedy_tokens(
         three = await asyncio.gather(*(collect(engine.submit(p, greedy(TOKENS, min_tokens=TOKENS)))
                                        for p in prompts[2:5]))
         assert engine.stats()["compiled_steps"] - after_pair < TOKENS - 2
+        # Every compiled step ran the bucket's one graph: none was compiled again on the engine thread.
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
     assert one.token_ids == expected[0]
     assert [r.token_ids for r in pair] == expected[1:3]
