@@ -22,7 +22,7 @@ would be compiled again and again. The graphs are compiled one bucket after anot
 thread of their own after the engine starts, so the server is ready at once and each bucket
 takes over when it is ready. inductor's kernels and autotuning results are cached on disk
 (`TORCHINDUCTOR_CACHE_DIR`, by default under the server's cache folder), which takes a
-bucket's compile from about 55 to 35 s on two cores; the frozen graph itself is not cached
+bucket's compile from 46-71 s to 30-37 s on two cores; the frozen graph itself is not cached
 (inductor bypasses its graph cache when weights are frozen). Every bucket holds its own copy of
 the weights in the layout its kernels read.
 """
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("reference_server")
 
-DEFAULT_BUCKETS = (1, 2, 4, 8)
 COMPILE_DTYPES = (torch.bfloat16, torch.float32)
 INDUCTOR_OPTIONS = {
     "freezing": True,  # weights as constants, packed once for the GEMM templates
