@@ -175,16 +175,10 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("api_keys", "enabled_models", "cors_origins", "allowed_hosts", "lora_modules", mode="before")
+    @field_validator("api_keys", "enabled_models", "cors_origins", "allowed_hosts", "lora_modules",
+                     "engine_compile_buckets", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("engine_compile_buckets", mode="before")
-    @classmethod
-    def _split_ints(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

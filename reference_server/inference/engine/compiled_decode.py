@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_server.inference.engine.kvcache import SlotKVCache
+from reference_server.inference.engine.llama_forward import rotate
 
 if TYPE_CHECKING:
     from reference_server.inference.engine.llama_forward import LlamaForward
@@ -73,8 +74,11 @@ def slot_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, 
     if cache is None:
         raise RuntimeError("maas::slot_attention called outside a compiled decode step")
     cache.store(layer, key[:rows], value[:rows])
+    attended = cache.attend_packed(layer, query[:rows], _step.scaling)  # a new tensor, never a view
+    if rows == query.shape[0]:
+        return attended
     out = query.new_zeros(query.shape)
-    out[:rows] = cache.attend_packed(layer, query[:rows], _step.scaling)
+    out[:rows] = attended
     return out
 
 
@@ -136,7 +140,7 @@ class DecodeGraph(nn.Module):
             x = F.rms_norm(hidden, (width,), self.input_norm[i], self.eps[i])
             qkv = F.linear(x, self.qkv[i]).view(tokens, heads + 2 * kv_heads, dim)
             qk = qkv[:, : heads + kv_heads]
-            qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
+            qk = rotate(qk, cos, sin, half)
             attended = torch.ops.maas.slot_attention(qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads :], i)
             hidden = hidden + F.linear(attended.reshape(tokens, heads * dim), self.o[i])
             x = F.rms_norm(hidden, (width,), self.post_norm[i], self.post_eps[i])

@@ -200,8 +200,8 @@ class LlamaForward(nn.Module):
         for layer in self._layers:
             x = F.rms_norm(hidden, (width,), layer.input_norm, layer.eps)
             q, k, v = layer.qkv(x)
-            q = _rotate(q.view(tokens, heads, dim), cos, sin, half)
-            k = _rotate(k.view(tokens, kv_heads, dim), cos, sin, half)
+            q = rotate(q.view(tokens, heads, dim), cos, sin, half)
+            k = rotate(k.view(tokens, kv_heads, dim), cos, sin, half)
             cache.store(layer.layer_idx, k, v.view(tokens, kv_heads, dim))
             attended = cache.attend_packed(layer.layer_idx, q, layer.scaling)
             hidden = hidden + layer.o_proj(attended.reshape(tokens, heads * dim))
@@ -225,7 +225,7 @@ def _path(module: Any) -> str:
     return module.path
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, half: int) -> torch.Tensor:
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, half: int) -> torch.Tensor:
     """Rotary embedding as transformers applies it: x * cos + rotate_half(x) * sin."""
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
