@@ -79,7 +79,8 @@ def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     against `keys` and `values` `[rows, kv_heads, length, head_dim]` (positions where `mask`
     `[rows, 1, 1, length]` is False left out); `[rows, heads, head_dim]` back.
 
-    Two matmuls and a softmax, with the scores and softmax in float32. On a CPU, SDPA's kernel
+    Two matmuls and a softmax, all in float32 (as `lane_attention`, so that a row attended alone
+    and the same row in a batch of lanes differ only by summation order). On a CPU, SDPA's kernel
     for these dtypes spends most of its time on one-query rows: measured on the 2-core
     development machine in bfloat16, 8 rows of 90 cached tokens (9 heads over 3 key/value
     heads) took 400 us a call against 85 us here, 1,250 against 180 us at 300 tokens; a decode
@@ -92,8 +93,29 @@ def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     scores = torch.matmul(grouped, keys.transpose(-1, -2).float()).mul_(scale)  # [rows, kv_heads, group, length]
     if mask is not None:
         scores.masked_fill_(~mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(values.dtype)
-    return torch.matmul(probs, values).reshape(rows, heads, dim)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.matmul(probs, values.float()).reshape(rows, heads, dim).to(query.dtype)
+
+
+def lane_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                   scale: float) -> torch.Tensor:
+    """`decode_attention` over float32 lanes (`_Lanes`): `query` `[lanes, heads, head_dim]` (any
+    float dtype), `keys` and `values` `[lanes, kv_heads, length, head_dim]` in float32, `bias`
+    `[lanes * kv_heads, 1, length]` (0 where a lane attends, -inf where not); float32
+    `[lanes, heads, head_dim]` back.
+
+    Scores, scale and mask in one `baddbmm`, then softmax and one `bmm`: measured on the 2-core
+    development machine, 8 lanes of 100 positions (9 heads over 3 key/value heads) took 65 us a
+    call against 129 us for `decode_attention` over bfloat16 lanes (which converts the keys to
+    float32 at every call), 185 against 265 us at 400 positions; a decode step calls it once per
+    layer.
+    """
+    lanes, heads, dim = query.shape
+    kv_heads = keys.shape[1]
+    grouped = query.float().reshape(lanes * kv_heads, heads // kv_heads, dim)
+    scores = torch.baddbmm(bias, grouped, keys.flatten(0, 1).transpose(1, 2), alpha=scale)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.bmm(probs, values.flatten(0, 1)).reshape(lanes, heads, dim)
 
 
 def _capacity(tokens: int, limit: int) -> int:
@@ -115,23 +137,43 @@ class _Plan:
 
 
 @dataclass
-class _DecodeBatch:
-    """A step's leading one-token segments (its decoding rows), attended together.
+class _Lanes:
+    """The decoding rows' keys and values, side by side, kept from one step to the next.
 
-    At the step's start every layer's cached keys and values of these rows are copied side by
-    side into one buffer, `[layers, 2, rows, kv_heads, longest, head_dim]` (one copy per row and
-    tensor for all layers, not one per layer); each layer's new keys and values go into it with
-    one indexed write per tensor, and after the last layer into the rows themselves, one copy per
-    row and tensor. Before, every layer copied every row twice into a padded buffer and wrote
-    each row's new token twice: about 1,000 small copies a step at 8 rows, 5 ms on two cores.
+    `buffer` is `[layers, 2, lanes, kv_heads, capacity, head_dim]`, in float32 where the model
+    runs in bfloat16 or float16 (`lane_attention` reads it as it is; the rows' own values are
+    exact in float32, so nothing is rounded twice): twice the bytes of those rows' positions, for
+    rows of at most `GATHER_TOKENS` positions only. A decoding row holds a lane
+    while it decodes, and its lane holds its row's first `lengths[lane]` positions. A step's new
+    keys and values go into the lanes (one indexed write per layer and tensor) and into the rows
+    (after the last layer), so the next step finds its rows already in place: only a row that is
+    new to the lanes (or whose lane fell behind) is copied in. Gathering every row for every step
+    cost a quarter of a decode step at 8 rows of 400 tokens (2 cores, bfloat16), in copies and
+    page faults of a fresh buffer of up to 55 MB. Positions a lane has never held are zeros, not
+    garbage: a NaN would survive the mask (0 x NaN).
     """
 
-    rows: int  # segments 0..rows-1
     buffer: torch.Tensor
-    mask: torch.Tensor  # [rows, 1, 1, longest]: the positions each row attends to
-    index: torch.Tensor  # [rows]: 0..rows-1
+    slots: list[int | None]  # the slot each lane holds
+    lengths: list[int]  # positions each lane holds
+
+
+@dataclass
+class _DecodeBatch:
+    """A step's leading one-token segments (its decoding rows), attended together over their
+    lanes (`_Lanes`): attention runs over lanes `0..used-1` (a lane held by no row of this step
+    attends to its own positions and is dropped), each row's query scattered to its lane and
+    its output gathered back, unless the rows are the lanes in order."""
+
+    rows: int  # segments 0..rows-1
+    keys: torch.Tensor  # [layers, used, kv_heads, longest, head_dim]: views of the lanes
+    values: torch.Tensor
+    mask: torch.Tensor  # [used, 1, 1, longest]: the positions each lane attends to
+    bias: torch.Tensor | None  # the same as `lane_attention`'s additive bias, for reduced dtypes
+    lanes: torch.Tensor  # [rows]: the lane of each row
     positions: torch.Tensor  # [rows]: where each row's new token goes
-    write_back: tuple[list[torch.Tensor], list[torch.Tensor]]  # the rows' new-token views, and the buffer's
+    in_order: bool  # rows 0..rows-1 are lanes 0..rows-1, and no other lane is attended
+    write_back: tuple[list[torch.Tensor], list[torch.Tensor]]  # the rows' new-token views, and the lanes'
 
 
 class SlotKVCache:
@@ -156,6 +198,8 @@ class SlotKVCache:
         self._wanted = [0] * slots  # capacity to allocate at a row's first write
         self._shape: tuple[int, int, torch.dtype] | None = None  # kv_heads, head_dim, dtype
         self._plan: _Plan | None = None
+        self._lanes: _Lanes | None = None  # the decoding rows' lanes (`_Lanes`), while any decode
+        self._lane_of: dict[int, int] = {}  # slot -> its lane
 
     @property
     def allocated_tokens(self) -> int:
@@ -175,11 +219,23 @@ class SlotKVCache:
         self.values = [None] * self.slots
         self._wanted = [0] * self.slots
         self._plan = None
+        self._lanes, self._lane_of = None, {}
 
     def free(self, slot: int) -> None:
         """The slot's sequence has left: give its memory back."""
         self.keys[slot] = self.values[slot] = None
         self._wanted[slot] = 0
+        self._leave_lane(slot)
+
+    def _leave_lane(self, slot: int) -> None:
+        """`slot`'s row changes other than by decoding (or is gone): its lane no longer mirrors
+        it. The lanes are given back when no slot holds one."""
+        lane = self._lane_of.pop(slot, None)
+        if lane is not None and self._lanes is not None:
+            self._lanes.slots[lane] = None
+            self._lanes.lengths[lane] = 0
+        if not self._lane_of:
+            self._lanes = None
 
     def detach(self, slot: int) -> KVRow | None:
         """Take slot `slot`'s row out of the cache, uncopied, and free the slot: a preempted
@@ -192,6 +248,7 @@ class SlotKVCache:
         """Give the free slot `slot` a row taken out by `detach` (no copy)."""
         self.keys[slot], self.values[slot] = row
         self._wanted[slot] = 0
+        self._leave_lane(slot)
 
     def holds(self, slot: int, tokens: int) -> bool:
         """Whether `slot` has room for `tokens` positions."""
@@ -212,6 +269,8 @@ class SlotKVCache:
         lengths = [len(c) for c in chunks]
         for slot, start, n in zip(slots, starts, lengths):
             self._ensure(slot, start + n)
+            if n != 1 and slot in self._lane_of:  # a prompt written into a row a lane mirrored
+                self._leave_lane(slot)
         offsets = [0]
         for n in lengths[:-1]:
             offsets.append(offsets[-1] + n)
@@ -311,8 +370,8 @@ class SlotKVCache:
         first = 0
         if batch is not None:
             first = batch.rows
-            batch.buffer[layer_idx, 0, batch.index, :, batch.positions] = key_states[:first]
-            batch.buffer[layer_idx, 1, batch.index, :, batch.positions] = value_states[:first]
+            batch.keys[layer_idx, batch.lanes, :, batch.positions] = key_states[:first].to(batch.keys.dtype)
+            batch.values[layer_idx, batch.lanes, :, batch.positions] = value_states[:first].to(batch.values.dtype)
             if first == len(plan.lengths):
                 return
         keys, values = self._step_views()
@@ -356,13 +415,17 @@ class SlotKVCache:
         first = 0
         if batch is not None:
             first = batch.rows  # the decoding rows lead the packed row, one token each
-            keys, values = batch.buffer[layer_idx, 0], batch.buffer[layer_idx, 1]
-            if keys.dtype in REDUCED_DTYPES:
-                out[:first] = decode_attention(query[:first], keys, values, batch.mask, scaling)
+            keys, values = batch.keys[layer_idx], batch.values[layer_idx]
+            lane_queries = query[:first]
+            if not batch.in_order:
+                lane_queries = query.new_zeros((keys.shape[0], heads, query.shape[2]))
+                lane_queries[batch.lanes] = query[:first]
+            if batch.bias is not None:
+                attended = lane_attention(lane_queries, keys, values, batch.bias, scaling)
             else:
-                batched = F.scaled_dot_product_attention(query[:first, :, None], keys, values, attn_mask=batch.mask,
-                                                         scale=scaling, enable_gqa=heads != keys.shape[1])
-                out[:first] = batched[:, :, 0]
+                attended = F.scaled_dot_product_attention(lane_queries[:, :, None], keys, values, attn_mask=batch.mask,
+                                                          scale=scaling, enable_gqa=heads != keys.shape[1])[:, :, 0]
+            out[:first] = attended if batch.in_order else attended[batch.lanes]
             if layer_idx == self.layers - 1:  # every layer stored: the new tokens go into their rows
                 torch._foreach_copy_(*batch.write_back)
         queries = query.transpose(0, 1)[None]  # [1, heads, tokens, head_dim], a view
@@ -403,26 +466,70 @@ class SlotKVCache:
             rows += 1
         if rows < 2:
             return None
-        starts = plan.starts[:rows]
-        longest = max(starts) + 1
-        heads, dim, dtype = self._shape
-        buffer = torch.empty((self.layers, 2, rows, heads, longest, dim), dtype=dtype, device=device)
-        sources, targets, news, slots_new = [], [], [], []
-        for j, (slot, start) in enumerate(zip(plan.slots[:rows], starts)):
+        slots, starts = plan.slots[:rows], plan.starts[:rows]
+        lanes = self._lanes_for(rows, max(starts) + 1, device)
+        stepping = set(slots)
+        spare = [lane for lane, slot in enumerate(lanes.slots) if slot is None]
+        spare += [lane for lane, slot in enumerate(lanes.slots) if slot is not None and slot not in stepping]
+        row_lanes, sources, targets, news, lanes_new = [], [], [], [], []
+        for slot, start in zip(slots, starts):
+            lane = self._lane_of.get(slot)
             keys_row, values_row = self.keys[slot], self.values[slot]
             assert keys_row is not None and values_row is not None
-            if start + 1 < longest:  # zeros, not garbage, in the padding: a NaN would survive the mask
-                buffer[:, :, j, :, start + 1 :].zero_()
-            if start:
-                sources += [keys_row[:, :, :start], values_row[:, :, :start]]
-                targets += [buffer[:, 0, j, :, :start], buffer[:, 1, j, :, :start]]
+            if lane is None or lanes.lengths[lane] != start:  # new to the lanes, or its lane fell behind
+                if lane is None:
+                    lane = spare.pop(0)
+                    held = lanes.slots[lane]
+                    if held is not None:  # a row that sits this step out gives its lane up
+                        del self._lane_of[held]
+                    lanes.slots[lane] = slot
+                    self._lane_of[slot] = lane
+                if start:
+                    sources += [keys_row[:, :, :start], values_row[:, :, :start]]
+                    targets += [lanes.buffer[:, 0, lane, :, :start], lanes.buffer[:, 1, lane, :, :start]]
+            lanes.lengths[lane] = start + 1  # with this step's token, written by every layer
+            row_lanes.append(lane)
             news += [keys_row[:, :, start], values_row[:, :, start]]
-            slots_new += [buffer[:, 0, j, :, start], buffer[:, 1, j, :, start]]
+            lanes_new += [lanes.buffer[:, 0, lane, :, start], lanes.buffer[:, 1, lane, :, start]]
         if sources:
             torch._foreach_copy_(targets, sources)
-        lengths = torch.tensor(starts, device=device) + 1
+        used = max(row_lanes) + 1
+        longest = max(lanes.lengths[:used])
+        in_order = row_lanes == list(range(rows)) and used == rows
+        # A lane no row of this step holds attends to at least its first position (finite), and is dropped.
+        lengths = torch.tensor([max(1, n) for n in lanes.lengths[:used]], device=device)
         mask = (torch.arange(longest, device=device)[None, :] < lengths[:, None])[:, None, None]
-        return _DecodeBatch(rows, buffer, mask, torch.arange(rows, device=device), lengths - 1, (news, slots_new))
+        bias = None
+        if self._shape[2] in REDUCED_DTYPES:
+            kv_heads = self._shape[0]
+            bias = torch.zeros(mask.shape, device=device).masked_fill_(~mask, float("-inf"))
+            bias = bias.expand(used, kv_heads, 1, longest).reshape(used * kv_heads, 1, longest)
+        view = lanes.buffer[:, :, :used, :, :longest]
+        return _DecodeBatch(rows, view[:, 0], view[:, 1], mask, bias, torch.tensor(row_lanes, device=device),
+                            torch.tensor(starts, device=device), in_order, (news, lanes_new))
+
+    def _lanes_for(self, rows: int, longest: int, device: torch.device) -> _Lanes:
+        """The lanes, with room for `rows` rows of `longest` positions: grown (an eighth more
+        positions than asked, in steps of 16, and the lanes' content kept) where they fall short."""
+        assert self._shape is not None
+        lanes = self._lanes
+        if lanes is not None and len(lanes.slots) >= rows and lanes.buffer.shape[4] >= longest:
+            return lanes
+        heads, dim, dtype = self._shape
+        if dtype in REDUCED_DTYPES:
+            dtype = torch.float32
+        count = max(rows, len(lanes.slots) if lanes is not None else 0)
+        capacity = max(_capacity(longest, GATHER_TOKENS), int(lanes.buffer.shape[4]) if lanes is not None else 0)
+        buffer = torch.zeros((self.layers, 2, count, heads, capacity, dim), dtype=dtype, device=device)
+        if lanes is None:
+            lanes = _Lanes(buffer, [None] * count, [0] * count)
+        else:
+            old = lanes.buffer
+            buffer[:, :, : old.shape[2], :, : old.shape[4]] = old
+            pad = count - len(lanes.slots)
+            lanes = _Lanes(buffer, lanes.slots + [None] * pad, lanes.lengths + [0] * pad)
+        self._lanes = lanes
+        return lanes
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         plan = self._plan
@@ -446,6 +553,7 @@ class SlotKVCache:
         if self._shape is None:
             self._learn_shape(int(cached_keys.shape[1]), int(cached_keys.shape[3]), cached_keys.dtype)
         self._ensure(slot, length + 1)
+        self._leave_lane(slot)
         keys, values = self.keys[slot], self.values[slot]
         assert keys is not None and values is not None
         keys[:, :, :length] = cached_keys[:, :, :length]

@@ -5,12 +5,14 @@ and least-recently-used."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+import pytest
 import torch
 
-from reference_server.inference.engine.kvcache import SlotKVCache, decode_attention, install
+from reference_server.inference.engine.kvcache import SlotKVCache, decode_attention, install, lane_attention
 from reference_server.inference.engine.prefix_cache import PrefixCache
-from reference_server.inference.loading import LoadedModel
+from reference_server.inference.loading import LoadedModel, load_model
 from tests.constants import LOGITS_ATOL
 
 
@@ -127,3 +129,79 @@ def test_decode_attention_in_reduced_precision_is_sdpa_over_each_rows_own_positi
         got = decode_attention(query, keys, values, mask, 0.125)
         assert got.dtype == dtype and got.shape == (rows, heads, dim)
         assert float((got.float() - expected).abs().max()) < 2e-2, dtype
+        # The same over float32 lanes, the mask as an additive bias per lane and key/value head.
+        bias = torch.zeros(mask.shape).masked_fill_(~mask, float("-inf")).expand(rows, kv_heads, 1, longest)
+        lanes = lane_attention(query, keys.float(), values.float(), bias.reshape(rows * kv_heads, 1, longest), 0.125)
+        assert lanes.dtype == torch.float32 and lanes.shape == (rows, heads, dim)
+        assert float((lanes - expected).abs().max()) < 1e-4, dtype
+
+
+@pytest.fixture(scope="module")
+def bf16_generator(generator: LoadedModel, cache_dir: Path) -> LoadedModel:
+    spec = generator.spec.model_copy()
+    spec.dtype = "bfloat16"
+    return load_model(spec, cache_dir=cache_dir, device=generator.device)
+
+
+@pytest.mark.parametrize(("dtype", "atol"), [("float32", 2e-4), ("bfloat16", 1.0)])
+def test_decoding_rows_keep_their_lanes_as_rows_join_leave_sit_out_and_reorder(
+    request: pytest.FixtureRequest, prompts: list[list[int]], dtype: str, atol: float
+) -> None:
+    """Decoding rows attend together over lanes kept from step to step (`_Lanes`): whatever the
+    steps' mix (rows joining, leaving, sitting a step out, coming back in another order, a freed
+    slot taken by a new prompt), each row's logits are those of the same row decoded alone (in
+    bfloat16, within what another batch shape's rounding moves them), and a row that stays keeps
+    its lane (it is not copied in again)."""
+    from reference_server.inference.engine import llama_forward
+
+    loaded: LoadedModel = request.getfixturevalue("generator" if dtype == "float32" else "bf16_generator")
+    if loaded.model.dtype != getattr(torch, dtype):
+        pytest.skip(f"the test generator runs in {loaded.model.dtype}")
+    forward = llama_forward.build(loaded.model)
+    assert forward is not None
+    layers = loaded.model.config.num_hidden_layers
+    device = torch.device(loaded.device)
+    batched, single = (SlotKVCache(layers, 4, 512, device) for _ in range(2))
+    tokens: dict[int, int] = {}  # slot -> its next token
+    starts: dict[int, int] = {}  # slot -> its cached tokens
+
+    def run(cache: SlotKVCache, slots: list[int], chunks: list[list[int]]) -> torch.Tensor:
+        inputs = cache.plan(slots, [starts[s] for s in slots], chunks)
+        keep = torch.tensor(list(itertools.accumulate(len(c) for c in chunks))) - 1
+        return forward(inputs["input_ids"][0], inputs["position_ids"][0], cache, keep)
+
+    def prefill(slot: int, prompt: list[int]) -> None:
+        starts[slot] = 0
+        for cache in (batched, single):
+            logits = run(cache, [slot], [prompt])
+        tokens[slot], starts[slot] = int(logits[0].argmax()), len(prompt)
+
+    def decode(slots: list[int]) -> None:
+        together = run(batched, slots, [[tokens[s]] for s in slots])
+        for i, slot in enumerate(slots):
+            alone = run(single, [slot], [[tokens[slot]]])[0]  # one row: attends on its own
+            torch.testing.assert_close(together[i], alone, atol=atol, rtol=0)
+        for i, slot in enumerate(slots):
+            tokens[slot], starts[slot] = int(together[i].argmax()), starts[slot] + 1
+
+    with torch.inference_mode():
+        for slot in range(3):
+            prefill(slot, prompts[slot])
+        decode([0, 1, 2])
+        lanes = dict(batched._lane_of)
+        assert sorted(lanes) == [0, 1, 2]
+        decode([0, 1, 2])
+        decode([1, 2])  # slot 0 sits a step out
+        decode([2, 0, 1])  # back, in another order
+        assert batched._lane_of == lanes, "rows that stayed kept their lanes"
+        batched.free(1)
+        single.free(1)
+        assert 1 not in batched._lane_of
+        prefill(1, prompts[3])  # a new prompt in the freed slot
+        decode([0, 1, 2])
+        decode([2, 1])
+        prefill(3, prompts[4])
+        decode([3, 0, 2, 1])
+        for slot in range(4):
+            batched.free(slot)
+        assert batched._lanes is None, "the lanes are given back with the last decoding row"
