@@ -74,7 +74,7 @@ def slot_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, 
     if cache is None:
         raise RuntimeError("maas::slot_attention called outside a compiled decode step")
     cache.store(layer, key[:rows], value[:rows])
-    attended = cache.attend_packed(layer, query[:rows], _step.scaling)  # a new tensor, never a view
+    attended = cache.attend_packed(layer, query[:rows], _step.scaling).contiguous()  # a new tensor, never a view
     if rows == query.shape[0]:
         return attended
     out = query.new_zeros(query.shape)
@@ -141,8 +141,10 @@ class DecodeGraph(nn.Module):
             qkv = F.linear(x, self.qkv[i]).view(tokens, heads + 2 * kv_heads, dim)
             qk = qkv[:, : heads + kv_heads]
             qk = rotate(qk, cos, sin, half)
-            attended = torch.ops.maas.slot_attention(qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads :], i)
-            hidden = hidden + F.linear(attended.reshape(tokens, heads * dim), self.o[i])
+            # In float32, converted in the graph's own loops: the cache's lanes and attention are float32.
+            attended = torch.ops.maas.slot_attention(qk[:, :heads].float(), qk[:, heads:].float(),
+                                                     qkv[:, heads + kv_heads :].float(), i)
+            hidden = hidden + F.linear(attended.to(hidden.dtype).reshape(tokens, heads * dim), self.o[i])
             x = F.rms_norm(hidden, (width,), self.post_norm[i], self.post_eps[i])
             gate, up = F.linear(x, self.gate_up[i]).split_with_sizes([self.intermediate, self.intermediate], dim=-1)
             hidden = hidden + F.linear(F.silu(gate) * up, self.down[i])

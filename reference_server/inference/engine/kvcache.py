@@ -37,11 +37,11 @@ PrefixKV = tuple[torch.Tensor, torch.Tensor]
 KVRow = tuple[torch.Tensor, torch.Tensor]
 # Row capacities are multiples of this many tokens, plus an eighth of the length for growth.
 CAPACITY_STEP = 16
-# Decoding rows of at most this many cached tokens attend in one batched SDPA call
-# (`SlotKVCache.attend_packed`); longer rows, whose copy would cost more than the call saves,
-# attend one by one.
+# Decoding rows of at most this many cached tokens attend together over their lanes (`_Lanes`,
+# `SlotKVCache.attend_packed`); longer rows attend one by one, so that the lanes' copy of the
+# rows stays bounded (at most `max_running` rows of this many positions).
 GATHER_TOKENS = 512
-# Dtypes whose decoding rows attend through `decode_attention` rather than SDPA.
+# Dtypes whose decoding rows attend in float32 (`decode_attention`, `lane_attention`) rather than SDPA.
 REDUCED_DTYPES = (torch.bfloat16, torch.float16)
 
 
@@ -162,8 +162,10 @@ class _Lanes:
 class _DecodeBatch:
     """A step's leading one-token segments (its decoding rows), attended together over their
     lanes (`_Lanes`): attention runs over lanes `0..used-1` (a lane held by no row of this step
-    attends to its own positions and is dropped), each row's query scattered to its lane and
-    its output gathered back, unless the rows are the lanes in order."""
+    attends to its own positions and is dropped). The rows' queries go to their lanes and the
+    outputs come back in row order: no operation when the rows are the lanes in order, one
+    gather each way when they are the lanes in another order (`row_of_lane`), and a scatter when
+    some lane is held by no row of the step."""
 
     rows: int  # segments 0..rows-1
     keys: torch.Tensor  # [layers, used, kv_heads, longest, head_dim]: views of the lanes
@@ -173,6 +175,7 @@ class _DecodeBatch:
     lanes: torch.Tensor  # [rows]: the lane of each row
     positions: torch.Tensor  # [rows]: where each row's new token goes
     in_order: bool  # rows 0..rows-1 are lanes 0..rows-1, and no other lane is attended
+    row_of_lane: torch.Tensor | None  # [used]: when every lane attended is a row's, the row of each lane
     write_back: tuple[list[torch.Tensor], list[torch.Tensor]]  # the rows' new-token views, and the lanes'
 
 
@@ -402,32 +405,27 @@ class SlotKVCache:
         same layout back.
 
         The step's decoding rows of up to `GATHER_TOKENS` cached tokens attend together in one
-        call over the decode batch (`_DecodeBatch`, the padding masked), which costs a copy of
-        rows that short but saves an SDPA call per row, whose fixed cost on a CPU (about 140 us
-        each on two busy cores, 8 rows x 30 layers a step) exceeds what it computes. Prompt
-        slices and longer rows attend one by one.
+        call over their lanes (`_Lanes`, `_DecodeBatch`), which saves an attention call per row,
+        whose fixed cost on a CPU (about 140 us each on two busy cores, 8 rows x 30 layers a
+        step) exceeds what it computes. Prompt slices and longer rows attend one by one. Attention
+        over float32 lanes is float32: the compiled decode graph passes float32 queries, so that
+        nothing is converted outside its own loops.
         """
         plan = self._plan
         assert plan is not None
         heads = query.shape[1]
-        out = torch.empty_like(query)
         batch = self._decode_batch(query.device)
         first = 0
         if batch is not None:
             first = batch.rows  # the decoding rows lead the packed row, one token each
-            keys, values = batch.keys[layer_idx], batch.values[layer_idx]
-            lane_queries = query[:first]
-            if not batch.in_order:
-                lane_queries = query.new_zeros((keys.shape[0], heads, query.shape[2]))
-                lane_queries[batch.lanes] = query[:first]
-            if batch.bias is not None:
-                attended = lane_attention(lane_queries, keys, values, batch.bias, scaling)
-            else:
-                attended = F.scaled_dot_product_attention(lane_queries[:, :, None], keys, values, attn_mask=batch.mask,
-                                                          scale=scaling, enable_gqa=heads != keys.shape[1])[:, :, 0]
-            out[:first] = attended if batch.in_order else attended[batch.lanes]
+            attended = self._attend_lanes(batch, layer_idx, query[:first], scaling)
             if layer_idx == self.layers - 1:  # every layer stored: the new tokens go into their rows
                 torch._foreach_copy_(*batch.write_back)
+            if first == query.shape[0]:  # a decode step: nothing else attends
+                return attended.to(query.dtype)
+        out = torch.empty_like(query)
+        if batch is not None:
+            out[:first] = attended
         queries = query.transpose(0, 1)[None]  # [1, heads, tokens, head_dim], a view
         segments = zip(plan.slots, plan.starts, plan.lengths, plan.offsets, strict=True)
         for slot, start, n, off in itertools.islice(segments, first, None):
@@ -445,6 +443,24 @@ class SlotKVCache:
                 enable_gqa=heads != keys_row.shape[1])
             out[off : off + n] = attended[0].transpose(0, 1)
         return out
+
+    @staticmethod
+    def _attend_lanes(batch: _DecodeBatch, layer_idx: int, query: torch.Tensor, scaling: float) -> torch.Tensor:
+        """The decoding rows' queries `[rows, heads, head_dim]` against their lanes; in row order."""
+        keys, values = batch.keys[layer_idx], batch.values[layer_idx]
+        if batch.in_order:
+            lane_queries = query
+        elif batch.row_of_lane is not None:
+            lane_queries = query.index_select(0, batch.row_of_lane)
+        else:
+            lane_queries = query.new_zeros((keys.shape[0], *query.shape[1:]))
+            lane_queries[batch.lanes] = query
+        if batch.bias is not None:
+            attended = lane_attention(lane_queries, keys, values, batch.bias, scaling)
+        else:
+            attended = F.scaled_dot_product_attention(lane_queries[:, :, None], keys, values, attn_mask=batch.mask,
+                                                      scale=scaling, enable_gqa=query.shape[1] != keys.shape[1])[:, :, 0]
+        return attended if batch.in_order else attended.index_select(0, batch.lanes)
 
     def _decode_batch(self, device: torch.device) -> _DecodeBatch | None:
         """The step's decode batch (see `_DecodeBatch`), made at its first call in the step; None
@@ -496,6 +512,12 @@ class SlotKVCache:
         used = max(row_lanes) + 1
         longest = max(lanes.lengths[:used])
         in_order = row_lanes == list(range(rows)) and used == rows
+        row_of_lane = None
+        if not in_order and used == rows:  # the rows hold every lane attended, in another order
+            order = [0] * rows
+            for row, lane in enumerate(row_lanes):
+                order[lane] = row
+            row_of_lane = torch.tensor(order, device=device)
         # A lane no row of this step holds attends to at least its first position (finite), and is dropped.
         lengths = torch.tensor([max(1, n) for n in lanes.lengths[:used]], device=device)
         mask = (torch.arange(longest, device=device)[None, :] < lengths[:, None])[:, None, None]
@@ -506,7 +528,7 @@ class SlotKVCache:
             bias = bias.expand(used, kv_heads, 1, longest).reshape(used * kv_heads, 1, longest)
         view = lanes.buffer[:, :, :used, :, :longest]
         return _DecodeBatch(rows, view[:, 0], view[:, 1], mask, bias, torch.tensor(row_lanes, device=device),
-                            torch.tensor(starts, device=device), in_order, (news, lanes_new))
+                            torch.tensor(starts, device=device), in_order, row_of_lane, (news, lanes_new))
 
     def _lanes_for(self, rows: int, longest: int, device: torch.device) -> _Lanes:
         """The lanes, with room for `rows` rows of `longest` positions: grown (an eighth more

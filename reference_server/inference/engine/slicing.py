@@ -7,10 +7,14 @@ default generator costs about three times one at position 0 (measured: 0.8 ms ag
 2.5 ms a token in float32). A running average per token therefore lags behind a slice that
 moves down a long prompt, and sized later slices too large.
 
-`SliceSizer` models what prompt tokens add to a step as `a * tokens + b * token_positions`
-(the second term counts, for each new token, the cached tokens it attends to) and fits `a`
+`SliceSizer` models what prompt tokens add to a step as `c + a * tokens + b * token_positions`
+(the last term counts, for each new token, the cached tokens it attends to) and fits `c`, `a`
 and `b` to the engine's own steps by least squares with exponential forgetting, so the fit
-follows a machine's speed and the model's shape. A slice is then as long as fits in
+follows a machine's speed and the model's shape. `c` is what a step pays for carrying prompt
+tokens at all, whatever their number: where decode steps run in a compiled graph
+(`compiled_decode`), a step with prompt tokens runs the eager forward instead, about 10 ms
+dearer at 7 decoding rows on two cores. Without it that premium was taken for a cost per
+token, and the decode steps beside a long prompt's slices exceeded the slice budget. A slice is then as long as fits in
 `ratio` decode steps at the position it starts from, and at most twice the prompt's previous
 slice: a prompt's first slices start small, so a fit learnt from other steps (large prompts
 riding along a bigger batch, minutes ago) cannot make them long before this prompt's own
@@ -49,9 +53,9 @@ class SliceSizer:
         self.min_tokens = min_tokens
         self.max_tokens = max_tokens
         self.decode_s: float | None = None  # running average of a step that only decodes
-        # Forgetting sums of the fit: [[tt, tp], [tp, pp]] and [ty, py].
-        self._xx = [[0.0, 0.0], [0.0, 0.0]]
-        self._xy = [0.0, 0.0]
+        # Forgetting sums of the fit over the columns (1, tokens, positions): X'X and X'y.
+        self._xx = [[0.0] * 3 for _ in range(3)]
+        self._xy = [0.0] * 3
         self._steps = 0
 
     def decoded(self, elapsed: float) -> None:
@@ -66,33 +70,38 @@ class SliceSizer:
         added = elapsed - self.decode_s
         tokens = float(sum(n for _, n in segments))
         positions = sum(attended_positions(start, n) for start, n in segments)
-        x = (tokens, positions)
-        for i in range(2):
+        x = (1.0, tokens, positions)
+        for i in range(3):
             self._xy[i] = FORGETTING * self._xy[i] + x[i] * added
-            for j in range(2):
+            for j in range(3):
                 self._xx[i][j] = FORGETTING * self._xx[i][j] + x[i] * x[j]
         self._steps += 1
 
-    def coefficients(self) -> tuple[float, float] | None:
-        """Seconds a prompt token adds, and seconds a thousand attended positions add; None
-        before any step has been learnt from. Both are kept at zero or more: when the
-        unconstrained fit has a negative one, that term is dropped and the other refit."""
+    def coefficients(self) -> tuple[float, float, float] | None:
+        """Seconds a step with prompt tokens adds whatever their number, seconds a prompt token
+        adds, and seconds a thousand attended positions add; None before any step has been
+        learnt from. All three are kept at zero or more: of the least-squares fits over each
+        subset of the terms, the one with no negative term that leaves the smallest squared
+        error (the per-token term first where two fit alike: it sizes slices conservatively)."""
         if not self._steps:
             return None
-        (tt, tp), (_, pp) = self._xx
-        ty, py = self._xy
-        det = tt * pp - tp * tp
-        if det > 1e-12 * tt * pp:
-            a = (pp * ty - tp * py) / det
-            b = (tt * py - tp * ty) / det
-            if a >= 0 and b >= 0:
-                return a, b
-        per_token = max(ty / tt, 0.0) if tt else 0.0
-        per_position = max(py / pp, 0.0) if pp else 0.0
-        # Of the two one-term fits, the one that leaves the smaller squared error.
-        error_token = -2 * per_token * ty + per_token**2 * tt
-        error_position = -2 * per_position * py + per_position**2 * pp
-        return (per_token, 0.0) if error_token <= error_position else (0.0, per_position)
+        best: tuple[float, list[float]] | None = None
+        for terms in _SUBSETS:
+            solved = _solve([[self._xx[i][j] for j in terms] for i in terms], [self._xy[i] for i in terms])
+            if solved is None or any(v < 0 for v in solved):
+                continue
+            theta = [0.0] * 3
+            for i, v in zip(terms, solved):
+                theta[i] = v
+            # The squared error, less the constant sum of y^2: -2 theta'X'y + theta'X'X theta.
+            error = sum(-2 * theta[i] * self._xy[i] + theta[i] * sum(self._xx[i][j] * theta[j] for j in range(3))
+                        for i in range(3))
+            if best is None or error < best[0] - 1e-15:
+                best = (error, theta)
+        if best is None:
+            return 0.0, 0.0, 0.0
+        c, a, b = best[1]
+        return c, a, b
 
     def prefill_seconds(self, start: int, tokens: int) -> float:
         """What prefilling `tokens` prompt tokens after the first `start` would add to a step,
@@ -100,8 +109,8 @@ class SliceSizer:
         fit = self.coefficients()
         if fit is None:
             return tokens * DEFAULT_TOKEN_SECONDS
-        a, b = fit
-        return a * tokens + b * attended_positions(start, tokens)
+        c, a, b = fit
+        return c + a * tokens + b * attended_positions(start, tokens)
 
     def priority(self, start: int, remaining: int, waited_s: float) -> float:
         """Sort key of a prompt waiting for prefill, lowest first: its prefill left, in seconds,
@@ -125,9 +134,11 @@ class SliceSizer:
         fit = self.coefficients()
         if fit is None or self.decode_s is None:
             return min(self.max_tokens, self.min_tokens)  # measured from this one on
-        a, b = fit
-        budget = self.ratio * self.decode_s
-        # added(n) = a*n + b*(n*start + n*(n+1)/2)/1000 <= budget, solved for n.
+        c, a, b = fit
+        budget = self.ratio * self.decode_s - c
+        if budget <= 0:
+            return self.min_tokens
+        # added(n) - c = a*n + b*(n*start + n*(n+1)/2)/1000 <= budget, solved for n.
         quadratic = b / (2 * POSITIONS_SCALE)
         linear = a + b * (start + 0.5) / POSITIONS_SCALE
         if quadratic > 0:
@@ -137,3 +148,25 @@ class SliceSizer:
         else:
             n = float(self.max_tokens)
         return min(self.max_tokens, max(self.min_tokens, int(n)))
+
+
+# The fit's subsets of the terms (0: per step, 1: per token, 2: per thousand positions), the
+# richest first, and among fits as good, those with the per-token term first.
+_SUBSETS = ((0, 1, 2), (1, 2), (0, 1), (0, 2), (1,), (2,), (0,))
+
+
+def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float] | None:
+    """`matrix @ x = rhs` by Gaussian elimination with partial pivoting; None when singular."""
+    n = len(rhs)
+    rows = [[*matrix[i], rhs[i]] for i in range(n)]
+    scale = max((abs(v) for row in matrix for v in row), default=0.0)
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(rows[r][col]))
+        if abs(rows[pivot][col]) <= 1e-12 * scale:
+            return None
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        for r in range(n):
+            if r != col:
+                factor = rows[r][col] / rows[col][col]
+                rows[r] = [v - factor * p for v, p in zip(rows[r], rows[col])]
+    return [rows[i][n] / rows[i][i] for i in range(n)]

@@ -42,8 +42,9 @@ def test_the_fit_recovers_both_costs_from_slices_moving_down_a_prompt() -> None:
     sizer = _taught([(start, 40 - start // 100) for start in range(0, 2000, 100)])
     fit = sizer.coefficients()
     assert fit is not None
-    assert fit[0] == pytest.approx(PER_TOKEN_S, rel=1e-3)
-    assert fit[1] == pytest.approx(PER_THOUSAND_S, rel=1e-3)
+    assert fit[0] == pytest.approx(0.0, abs=1e-6)  # no premium per step in these steps
+    assert fit[1] == pytest.approx(PER_TOKEN_S, rel=1e-3)
+    assert fit[2] == pytest.approx(PER_THOUSAND_S, rel=1e-3)
 
 
 def test_slices_shrink_down_a_long_prompt_and_fill_the_budget() -> None:
@@ -84,7 +85,7 @@ def test_a_negative_term_is_dropped_and_the_other_refit() -> None:
     sizer.prefilled([(0, 32)], DECODE_S + 0.030)
     sizer.prefilled([(1000, 32)], DECODE_S + 0.020)  # later and cheaper: b would be < 0
     fit = sizer.coefficients()
-    assert fit is not None and fit[0] > 0 and fit[1] == 0.0
+    assert fit is not None and fit[1] > 0 and fit[0] == fit[2] == 0.0
     assert 16 <= sizer.slice_tokens(3000, previous=512) < 512
 
 
@@ -123,3 +124,28 @@ def test_shortest_prefill_first_until_a_long_prompt_has_waited_its_own_prefill()
     assert sizer.priority(450, 50, 0.0) < sizer.priority(0, 100, 0.0)
     assert sizer.priority(0, 500, long_s * 0.5) > sizer.priority(0, 8, 0.0)
     assert sizer.priority(0, 500, long_s) < sizer.priority(0, 8, 0.0)  # no newcomer passes it now
+
+
+def test_a_premium_per_step_is_learnt_apart_and_taken_from_the_budget() -> None:
+    """Where decode steps are compiled and a step with prompt tokens runs eager, carrying any
+    prompt tokens costs a premium of its own; the fit learns it as such (not as a cost per
+    token), and slices fill what is left of the budget after it."""
+    premium = 0.010
+    sizer = SliceSizer(ratio=1.0, min_tokens=16, max_tokens=512)
+    sizer.decoded(DECODE_S)
+    for start, tokens in [(start, 16 + (start // 100) % 5 * 8) for start in range(0, 2000, 100)]:
+        sizer.prefilled([(start, tokens)], DECODE_S + premium + _added(start, tokens))
+    fit = sizer.coefficients()
+    assert fit is not None
+    assert fit == pytest.approx((premium, PER_TOKEN_S, PER_THOUSAND_S), rel=1e-3)
+    for start in (0, 300, 600):
+        n = sizer.slice_tokens(start, previous=512)
+        assert n > 16, "not held up by the smallest slice"
+        assert premium + _added(start, n) <= DECODE_S + 1e-9 < premium + _added(start, n + 1)
+    assert sizer.prefill_seconds(0, 100) == pytest.approx(premium + _added(0, 100), rel=1e-3)
+    # A premium beyond the whole budget leaves the smallest slice.
+    slow = SliceSizer(ratio=0.2, min_tokens=16, max_tokens=512)
+    slow.decoded(DECODE_S)
+    for tokens in (16, 24, 32, 40):
+        slow.prefilled([(0, tokens)], DECODE_S + premium + PER_TOKEN_S * tokens)
+    assert slow.slice_tokens(0, previous=512) == 16
