@@ -63,11 +63,12 @@ class Settings(BaseSettings):
         "auto", description="Generators' forward in the engine: auto (the engine's own for the Llama family, "
         "transformers' modules for the rest), transformers (transformers' modules for every model).")
     engine_compile: Literal["auto", "off"] = Field(
-        "auto", description="Decode steps of the engine's own forward compiled by inductor on CPU, one graph per "
-        "batch-size bucket, in the background after the server is ready (auto), or always eager (off).")
+        "auto", description="Steps of the engine's own forward compiled by inductor on CPU, one graph per "
+        "bucket of tokens, in the background after the server is ready (auto), or always eager (off).")
     engine_compile_buckets: Annotated[list[int], NoDecode] = Field(
-        default_factory=lambda: [1, 2, 4, 8], description="Comma-separated decode batch sizes compiled, smallest "
-        "first; a step runs in the smallest compiled bucket that holds its rows (eager beyond the largest).")
+        default_factory=lambda: [1, 2, 4, 8, 24], description="Comma-separated step sizes compiled, in tokens "
+        "(a decoding row's one, a prompt slice's several), smallest first; a step runs in the smallest compiled "
+        "bucket that holds its tokens (eager beyond the largest, or with adapter rows).")
     max_loras: int = Field(
         64, ge=1, description="Fine-tuned adapters each generator keeps in memory (least recently used ones leave; "
         "an adapter is read back from the data directory when a request needs it).")

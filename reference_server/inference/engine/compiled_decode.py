@@ -1,5 +1,5 @@
-"""Decode steps of the engine's own Llama-family forward, compiled by inductor per batch-size
-bucket, in the background while the eager forward serves.
+"""Steps of the engine's own Llama-family forward, compiled by inductor per bucket of tokens, in
+the background while the eager forward serves.
 
 On a CPU a decode step of a small model is its linear layers plus the per-operation cost of a
 few hundred small operations. inductor removes both: with the weights frozen into the graph,
@@ -9,15 +9,23 @@ activations become a few fused C++ loops called from one wrapper. Measured in pr
 2-core development machine, bfloat16: one decode forward of SmolLM2-135M took 22 ms eager and
 10-13 ms compiled at one row; 17, 23 and 29 ms compiled at 2, 4 and 8 rows.
 
-What stays eager:
-- attention, with the cache's per-slot rows (`SlotKVCache.store` and `attend_packed`), which
-  the graph calls as one opaque operator per layer (`maas::slot_attention`); the step's cache
-  and number of real rows reach it through a thread-local (`_step`), so the graph never sees
-  the rows' lengths and one graph serves every step of its bucket;
-- steps with prompt tokens, steps with adapter rows (lora.py applies adapters, in the eager
-  forward only), and steps of more rows than the largest bucket compiled so far.
+The graph takes the packed row as the engine plans it (`SlotKVCache.plan`), whatever its
+tokens are: a decoding row's one token or a prompt slice's several. So a step that carries a
+long prompt's slice beside the decoding rows runs compiled too, where running it eager cost
+every decoding row a premium of about 30 ms on two cores (a 16-token slice beside 7 rows: 64
+ms a step against 26 ms decoding alone). Logits come back for every token (the engine keeps
+the ones it needs).
 
-Each bucket is one static shape (its rows, the rest padded): shapes that change every step
+What stays eager:
+- attention, with the cache's per-slot rows and lanes (`SlotKVCache.store` and
+  `attend_packed`), which the graph calls as one opaque operator per layer
+  (`maas::slot_attention`), in float32; the step's cache and number of real tokens reach it
+  through a thread-local (`_step`), so the graph never sees the rows' lengths and one graph
+  serves every step of its bucket;
+- steps with adapter rows (lora.py applies adapters, in the eager forward only), and steps of
+  more tokens than the largest bucket compiled so far.
+
+Each bucket is one static shape (its tokens, the rest padded): shapes that change every step
 would be compiled again and again. The graphs are compiled one bucket after another on a
 thread of their own after the engine starts, so the server is ready at once and each bucket
 takes over when it is ready. inductor's kernels and autotuning results are cached on disk
@@ -59,7 +67,7 @@ INDUCTOR_OPTIONS = {
 
 class _StepContext(threading.local):
     cache: SlotKVCache | None = None
-    rows: int = 0
+    tokens: int = 0
     scaling: float = 1.0
 
 
@@ -68,9 +76,9 @@ _step = _StepContext()
 
 @torch.library.custom_op("maas::slot_attention", mutates_args=())
 def slot_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, layer: int) -> torch.Tensor:
-    """Store the real rows' keys and values of `layer` in the step's cache and attend each to its
-    own row (`SlotKVCache.store`, `attend_packed`); padding rows attend to nothing (zeros)."""
-    cache, rows = _step.cache, _step.rows
+    """Store the real tokens' keys and values of `layer` in the step's cache and attend each to
+    its own row (`SlotKVCache.store`, `attend_packed`); padding tokens attend to nothing (zeros)."""
+    cache, rows = _step.cache, _step.tokens
     if cache is None:
         raise RuntimeError("maas::slot_attention called outside a compiled decode step")
     cache.store(layer, key[:rows], value[:rows])
@@ -130,7 +138,8 @@ class DecodeGraph(nn.Module):
         self.head = frozen(_weight(forward.lm_head))
         self.intermediate = layers[0].gate_up.sizes[0]
 
-    def forward(self, input_ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Logits at the positions `keep` of the packed row `input_ids`."""
         tokens = input_ids.shape[0]
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         half = dim // 2
@@ -148,7 +157,7 @@ class DecodeGraph(nn.Module):
             x = F.rms_norm(hidden, (width,), self.post_norm[i], self.post_eps[i])
             gate, up = F.linear(x, self.gate_up[i]).split_with_sizes([self.intermediate, self.intermediate], dim=-1)
             hidden = hidden + F.linear(F.silu(gate) * up, self.down[i])
-        return F.linear(F.rms_norm(hidden, (width,), self.norm, self.norm_eps), self.head)
+        return F.linear(F.rms_norm(hidden[keep], (width,), self.norm, self.norm_eps), self.head)
 
 
 def _weight(module: Any, embedding: bool = False) -> torch.Tensor:
@@ -165,7 +174,8 @@ def _weight(module: Any, embedding: bool = False) -> torch.Tensor:
 class CompiledDecode:
     """The compiled decode graphs of one engine (see the module docstring)."""
 
-    def __init__(self, forward: LlamaForward, buckets: Sequence[int], cache_dir: Path | None = None) -> None:
+    def __init__(self, forward: LlamaForward, buckets: Sequence[int], max_rows: int,
+                 cache_dir: Path | None = None) -> None:
         if not buckets or any(b < 1 for b in buckets):
             raise ValueError("compile buckets must be positive row counts")
         if cache_dir is not None:
@@ -177,6 +187,9 @@ class CompiledDecode:
                 os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
         self._forward = forward
         self.buckets = sorted(set(buckets))
+        # Logits a step keeps: one per sequence in it (at most `max_rows`), so a bucket of many
+        # tokens (prompt slices) computes the head for its sequences' rows only.
+        self._kept = {bucket: min(bucket, max_rows) for bucket in self.buckets}
         self._graph = DecodeGraph(forward)
         self._compiled = torch.compile(self._graph, dynamic=False)
         self._ready: list[int] = []
@@ -218,27 +231,35 @@ class CompiledDecode:
             self._thread.join(timeout)
         return len(self.ready_buckets) == len(self.buckets)
 
-    def bucket(self, rows: int) -> int | None:
-        """The compiled bucket a decode step of `rows` rows runs in, or None (eager)."""
+    def largest_bucket(self) -> int:
+        """The most tokens a step may have to run compiled now (0 before any bucket is ready)."""
         with self._lock:
-            return next((b for b in self._ready if b >= rows), None)
+            return max(self._ready, default=0)
+
+    def bucket(self, tokens: int, kept: int) -> int | None:
+        """The compiled bucket a step of `tokens` tokens keeping `kept` logits runs in, or None
+        (eager)."""
+        with self._lock:
+            return next((b for b in self._ready if b >= tokens and kept <= self._kept[b]), None)
 
     def __call__(self, bucket: int, input_ids: torch.Tensor, position_ids: torch.Tensor,
-                 cache: SlotKVCache) -> torch.Tensor:
-        """Logits `[rows, vocab]` of a decode step of `rows = len(input_ids)` one-token rows (the
-        cache planned for them), run in the compiled graph of `bucket` rows."""
-        rows = int(input_ids.shape[0])
-        padding = bucket - rows
-        if padding:
-            input_ids = F.pad(input_ids, (0, padding))
-            position_ids = F.pad(position_ids, (0, padding))
+                 cache: SlotKVCache, keep: torch.Tensor) -> torch.Tensor:
+        """Logits `[len(keep), vocab]` at the positions `keep` of a step of the packed row
+        `input_ids` (a decoding row's one token, a prompt slice's several; the cache planned for
+        them), run in the compiled graph of `bucket` tokens."""
+        tokens, kept = int(input_ids.shape[0]), int(keep.shape[0])
+        if bucket > tokens:
+            input_ids = F.pad(input_ids, (0, bucket - tokens))
+            position_ids = F.pad(position_ids, (0, bucket - tokens))
+        if self._kept[bucket] > kept:
+            keep = F.pad(keep, (0, self._kept[bucket] - kept))
         cos, sin = self._forward.rotary(self._graph.norm[:1], position_ids[None])
-        _step.cache, _step.rows, _step.scaling = cache, rows, self._forward.layers_list()[0].scaling
+        _step.cache, _step.tokens, _step.scaling = cache, tokens, self._forward.layers_list()[0].scaling
         try:
-            logits: torch.Tensor = self._compiled(input_ids, cos[0, :, None], sin[0, :, None])
+            logits: torch.Tensor = self._compiled(input_ids, cos[0, :, None], sin[0, :, None], keep)
         finally:
             _step.cache = None
-        return logits[:rows]
+        return logits[:kept]
 
     def stop(self) -> None:
         """Compile no further bucket (one compiling now runs to its end)."""
@@ -257,31 +278,33 @@ class CompiledDecode:
                     return
                 start = time.monotonic()
                 try:
-                    cache = SlotKVCache(layers, bucket, 8, device)
+                    cache = SlotKVCache(layers, bucket, 8, device, self._graph.embed.dtype)
                     rows = list(range(bucket))
                     inputs = cache.plan(rows, [0] * bucket, [[0] for _ in rows])
-                    self(bucket, inputs["input_ids"][0], inputs["position_ids"][0], cache)
+                    keep = torch.arange(self._kept[bucket], device=device)
+                    self(bucket, inputs["input_ids"][0], inputs["position_ids"][0], cache, keep)
                 except Exception as exc:
                     self.failed = f"{type(exc).__name__}: {exc}"
-                    logger.exception("engine compile: decode bucket of %d rows failed; decoding stays eager",
+                    logger.exception("engine compile: bucket of %d tokens failed; steps stay eager",
                                      bucket)
                     return
                 self.seconds[bucket] = time.monotonic() - start
                 with self._lock:
                     self._ready.append(bucket)
-                logger.info("engine compile: decode steps of up to %d rows compiled in %.1f s", bucket,
+                logger.info("engine compile: steps of up to %d tokens compiled in %.1f s", bucket,
                             self.seconds[bucket])
         logger.info("engine compile: %d buckets ready in %.1f s (%s)", len(self.buckets), self.compile_seconds,
                     os.environ.get("TORCHINDUCTOR_CACHE_DIR", "inductor's default cache"))
 
 
-def build(forward: LlamaForward | None, device: torch.device, buckets: Sequence[int],
+def build(forward: LlamaForward | None, device: torch.device, buckets: Sequence[int], max_rows: int,
           cache_dir: Path | None) -> CompiledDecode | None:
-    """The compiled decode steps for `forward`, or None (logged) where decoding stays eager."""
+    """The compiled steps for `forward` (of at most `max_rows` sequences each), or None (logged)
+    where steps stay eager."""
     if forward is None or not buckets:
         return None
     reason = supported(forward, device)
     if reason is not None:
         logger.info("engine compile: off (%s)", reason)
         return None
-    return CompiledDecode(forward, buckets, cache_dir)
+    return CompiledDecode(forward, buckets, max_rows, cache_dir)

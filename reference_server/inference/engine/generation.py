@@ -364,7 +364,8 @@ class GenerationEngine(EngineThread):
         # The engine's own forward where the model's family has one (llama_forward), else transformers'.
         self._forward = llama_forward.build(self._model) if own_forward else None
         # Its decode steps compiled per batch-size bucket (over the plain weights: before packing).
-        self._compiled = compiled_decode.build(self._forward, self._device, compile_buckets, compile_cache_dir)
+        self._compiled = compiled_decode.build(self._forward, self._device, compile_buckets, max_running,
+                                               compile_cache_dir)
         if self._device.type == "cpu":
             if self._forward is not None:
                 self._forward.pack(self._model, packed_weights, rows=max_running)
@@ -377,8 +378,9 @@ class GenerationEngine(EngineThread):
             self._forward.adapt(self._model)
         self._adapter_set: AdapterSet | None = None  # the latest step's adapters, reused while the same
         text_config = self._config.get_text_config()
+        # Compiled steps hand attention float32 keys and values: the rows keep the model's dtype.
         self._cache = SlotKVCache(int(text_config.num_hidden_layers), max_running, self._context_length,
-                                  self._device)
+                                  self._device, self._model.dtype if self._compiled is not None else None)
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
 
         self._waiting: deque[_Sequence] = deque()
@@ -720,12 +722,13 @@ class GenerationEngine(EngineThread):
             self._adapter_set, adapters = batch_for_tokens(
                 self._adapter_set, [(seq.adapter, len(ids)) for seq, ids in segments], self._device)
             kept = torch.tensor(keep, device=self._device)
-            bucket = (self._compiled.bucket(len(running)) if self._compiled is not None and adapters is None
-                      and not chunks else None)
+            bucket = (self._compiled.bucket(offset, len(keep)) if self._compiled is not None and adapters is None
+                      else None)
             with applying(adapters):
                 if bucket is not None:
                     assert self._compiled is not None
-                    logits = self._compiled(bucket, inputs["input_ids"][0], inputs["position_ids"][0], self._cache)
+                    logits = self._compiled(bucket, inputs["input_ids"][0], inputs["position_ids"][0], self._cache,
+                                            kept)
                     self._counters["compiled_steps"] += 1
                 elif self._forward is not None:
                     logits = self._forward(inputs["input_ids"][0], inputs["position_ids"][0], self._cache, kept)
@@ -802,6 +805,10 @@ class GenerationEngine(EngineThread):
         # cost little.
         budget = min(self.prefill_chunk_tokens, self.max_batch_tokens)
         ride = self._slices.ride_tokens()  # one fit per step, not one per prompt
+        # Slices keep a step within the largest compiled bucket where that leaves room for one:
+        # beyond it the step runs eager, a premium larger than the slice budget itself.
+        compiled = self._compiled.largest_bucket() if self._compiled is not None and decoding else 0
+        room = compiled - len(self._running)
         chunks: list[tuple[_Sequence, int]] = []
         used = whole = 0  # prompt tokens in the step; of them, those of prompts taken whole
         for seq in self._prefill_order():
@@ -814,6 +821,8 @@ class GenerationEngine(EngineThread):
             take = remaining if scored else min(remaining, budget - used)
             if seq.sliced:
                 take = min(take, self._slices.slice_tokens(seq.cached, seq.last_slice))
+                if room - used >= MIN_SLICE_TOKENS:
+                    take = min(take, room - used)
             if take <= 0 or (chunks and used + take > budget):
                 break
             if not seq.sliced and whole and whole + take > max(whole, ride):

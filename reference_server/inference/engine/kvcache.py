@@ -182,8 +182,9 @@ class _DecodeBatch:
 class SlotKVCache:
     """Per-slot keys and values (see the module docstring).
 
-    Storage takes its dtype and head shape from the model's own key states on the first
-    forward; until then (and for rows not yet written) `reserve` only records the capacity
+    Storage takes its head shape, and its dtype unless `dtype` names it, from the model's own
+    key states on the first forward (a compiled step hands attention float32 keys whatever the
+    model's dtype: the engine names the model's); until then (and for rows not yet written) `reserve` only records the capacity
     a slot will need. A row never holds more than `max_capacity` tokens.
     """
 
@@ -191,8 +192,10 @@ class SlotKVCache:
     is_compileable = False
     is_sliding = False
 
-    def __init__(self, layers: int, slots: int, max_capacity: int, device: torch.device) -> None:
+    def __init__(self, layers: int, slots: int, max_capacity: int, device: torch.device,
+                 dtype: torch.dtype | None = None) -> None:
         self.layers = layers
+        self.dtype = dtype
         self.slots = slots
         self.max_capacity = max_capacity
         self.device = device
@@ -315,7 +318,7 @@ class SlotKVCache:
         self._wanted[slot] = 0
 
     def _learn_shape(self, heads: int, dim: int, dtype: torch.dtype) -> None:
-        self._shape = (heads, dim, dtype)
+        self._shape = (heads, dim, self.dtype or dtype)
         for slot, wanted in enumerate(self._wanted):
             if wanted and self.keys[slot] is None:
                 self._allocate(slot, wanted, 0)
@@ -438,7 +441,7 @@ class SlotKVCache:
                 continue
             segment_mask = None if n == 1 else torch.ones((n, total), dtype=torch.bool, device=query.device).tril(start)
             attended = F.scaled_dot_product_attention(
-                queries[:, :, off : off + n], keys_row[layer_idx, None, :, :total],
+                queries[:, :, off : off + n].to(keys_row.dtype), keys_row[layer_idx, None, :, :total],
                 values_row[layer_idx, None, :, :total], attn_mask=segment_mask, scale=scaling,
                 enable_gqa=heads != keys_row.shape[1])
             out[off : off + n] = attended[0].transpose(0, 1)

@@ -1,6 +1,6 @@
-"""Decode steps compiled per batch-size bucket (compiled_decode): the compiled graph gives the
-eager engine's greedy tokens, pads a smaller batch into its bucket, leaves larger batches and
-steps with prompt tokens eager, and reports what it compiled."""
+"""Steps compiled per bucket of tokens (compiled_decode): the compiled graph gives the eager
+engine's greedy tokens, pads a smaller step into its bucket, runs prompt tokens that fit in it
+too, leaves larger steps eager, and reports what it compiled."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ async def test_compiled_decode_steps_give_the_eager_engines_greedy_tokens(
         fresh_generator: LoadedModel, prompts: list[list[int]], tmp_path: Path) -> None:
     """In float32, token for token: plain transformers' greedy tokens of each prompt alone."""
     expected = [transformers_alone(fresh_generator, p, TOKENS) for p in prompts]
+    short_prompt = prompts[0][:1]  # one token: its prefill fits in the bucket, beside one decoding row too
+    expected_short = transformers_alone(fresh_generator, short_prompt, TOKENS)
     async with running(fresh_generator, packed_weights="on", compile_buckets=(2,),
                        compile_cache_dir=tmp_path / "inductor") as engine:
         compiled = engine.compiled
@@ -50,20 +52,29 @@ async def test_compiled_decode_steps_give_the_eager_engines_greedy_tokens(
         assert after_pair - after_one >= TOKENS - 2
         three = await asyncio.gather(*(collect(engine.submit(p, greedy(TOKENS, min_tokens=TOKENS)))
                                        for p in prompts[2:5]))
-        assert engine.stats()["compiled_steps"] - after_pair < TOKENS - 2
+        after_three = engine.stats()["compiled_steps"]
+        assert after_three - after_pair < TOKENS - 2
+        # A one-token prompt beside a decoding row: its prefill and every step after run compiled.
+        events = aiter(engine.submit(prompts[1], greedy(TOKENS, min_tokens=TOKENS)))
+        await anext(events)  # its prompt is prefilled: it decodes
+        beside = await collect(engine.submit(short_prompt, greedy(TOKENS, min_tokens=TOKENS)))
+        async for _ in events:
+            pass
+        assert engine.stats()["compiled_steps"] - after_three >= TOKENS
         # Every compiled step ran the bucket's one graph: none was compiled again on the engine thread.
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
     assert one.token_ids == expected[0]
     assert [r.token_ids for r in pair] == expected[1:3]
     assert [r.token_ids for r in three] == expected[2:5]
+    assert beside.token_ids == expected_short
 
 
 def test_decoding_stays_eager_where_compiling_does_not_apply(generator: LoadedModel) -> None:
     forward = llama_forward.build(generator.model)
     assert forward is not None
-    assert compiled_decode.build(forward, torch.device("cpu"), (), None) is None  # no buckets asked for
-    assert compiled_decode.build(None, torch.device("cpu"), (1,), None) is None  # transformers' forward
+    assert compiled_decode.build(forward, torch.device("cpu"), (), 16, None) is None  # no buckets asked for
+    assert compiled_decode.build(None, torch.device("cpu"), (1,), 16, None) is None  # transformers' forward
     assert compiled_decode.supported(forward, torch.device("cuda")) is not None
 
 

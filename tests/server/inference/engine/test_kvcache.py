@@ -205,3 +205,21 @@ def test_decoding_rows_keep_their_lanes_as_rows_join_leave_sit_out_and_reorder(
         for slot in range(4):
             batched.free(slot)
         assert batched._lanes is None, "the lanes are given back with the last decoding row"
+
+
+def test_rows_keep_the_dtype_the_cache_is_given_whatever_the_keys_it_is_handed() -> None:
+    """A compiled step hands attention float32 keys and values; a bfloat16 model's rows stay
+    bfloat16 (half the memory), and an eager step after it attends over them as before."""
+    layers, heads, dim = 2, 3, 8
+    cache = SlotKVCache(layers, 2, 64, torch.device("cpu"), torch.bfloat16)
+    cache.plan([0, 1], [0, 0], [[1], [2]])
+    for layer in range(layers):
+        cache.store(layer, torch.randn(2, heads, dim), torch.randn(2, heads, dim))
+        compiled = cache.attend_packed(layer, torch.randn(2, 3 * heads, dim), 0.125)
+        assert compiled.dtype == torch.float32
+    assert cache.keys[0] is not None and cache.keys[0].dtype == torch.bfloat16
+    cache.plan([0, 1], [1, 1], [[3], [4]])  # an eager step: bfloat16 queries, keys and values
+    for layer in range(layers):
+        cache.store(layer, torch.randn(2, heads, dim).bfloat16(), torch.randn(2, heads, dim).bfloat16())
+        eager = cache.attend_packed(layer, torch.randn(2, 3 * heads, dim).bfloat16(), 0.125)
+        assert eager.dtype == torch.bfloat16 and bool(eager.isfinite().all())
