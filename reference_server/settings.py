@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     engine_compile_buckets: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [1, 2, 4, 8, 24], description="Comma-separated step sizes compiled, in tokens "
         "(a decoding row's one, a prompt slice's several), smallest first; a step runs in the smallest compiled "
-        "bucket that holds its tokens (eager beyond the largest, or with adapter rows).")
+        "bucket that holds its tokens (eager beyond the largest, with adapter rows, or with prompt tokens alone).")
     max_loras: int = Field(
         64, ge=1, description="Fine-tuned adapters each generator keeps in memory (least recently used ones leave; "
         "an adapter is read back from the data directory when a request needs it).")

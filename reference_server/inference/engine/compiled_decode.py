@@ -22,8 +22,10 @@ What stays eager:
   (`maas::slot_attention`), in float32; the step's cache and number of real tokens reach it
   through a thread-local (`_step`), so the graph never sees the rows' lengths and one graph
   serves every step of its bucket;
-- steps with adapter rows (lora.py applies adapters, in the eager forward only), and steps of
-  more tokens than the largest bucket compiled so far.
+- steps with adapter rows (lora.py applies adapters, in the eager forward only), steps of
+  more tokens than the largest bucket compiled so far, and steps of prompt tokens alone (with
+  nothing decoding: a prompt's first token then comes from the same forward whether a stored
+  prefix left only its tail to prefill or not; see `GenerationEngine._step`).
 
 Each bucket is one static shape (its tokens, the rest padded): shapes that change every step
 would be compiled again and again. The graphs are compiled one bucket after another on a

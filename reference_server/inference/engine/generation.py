@@ -363,7 +363,7 @@ class GenerationEngine(EngineThread):
         install(self._model)
         # The engine's own forward where the model's family has one (llama_forward), else transformers'.
         self._forward = llama_forward.build(self._model) if own_forward else None
-        # Its decode steps compiled per batch-size bucket (over the plain weights: before packing).
+        # Its steps compiled per bucket of tokens (over the plain weights: before packing).
         self._compiled = compiled_decode.build(self._forward, self._device, compile_buckets, max_running,
                                                compile_cache_dir)
         if self._device.type == "cpu":

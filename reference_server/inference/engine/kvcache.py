@@ -143,8 +143,8 @@ class _Lanes:
     `buffer` is `[layers, 2, lanes, kv_heads, capacity, head_dim]`, in float32 where the model
     runs in bfloat16 or float16 (`lane_attention` reads it as it is; the rows' own values are
     exact in float32, so nothing is rounded twice): twice the bytes of those rows' positions, for
-    rows of at most `GATHER_TOKENS` positions only. A decoding row holds a lane
-    while it decodes, and its lane holds its row's first `lengths[lane]` positions. A step's new
+    rows of at most `GATHER_TOKENS` positions only. A decoding row holds a lane while it
+    decodes, and its lane holds its row's first `lengths[lane]` positions. A step's new
     keys and values go into the lanes (one indexed write per layer and tensor) and into the rows
     (after the last layer), so the next step finds its rows already in place: only a row that is
     new to the lanes (or whose lane fell behind) is copied in. Gathering every row for every step
@@ -184,8 +184,9 @@ class SlotKVCache:
 
     Storage takes its head shape, and its dtype unless `dtype` names it, from the model's own
     key states on the first forward (a compiled step hands attention float32 keys whatever the
-    model's dtype: the engine names the model's); until then (and for rows not yet written) `reserve` only records the capacity
-    a slot will need. A row never holds more than `max_capacity` tokens.
+    model's dtype: the engine names the model's); until then (and for rows not yet written)
+    `reserve` only records the capacity a slot will need. A row never holds more than
+    `max_capacity` tokens.
     """
 
     # transformers' mask and generation helpers read these from any cache object.
