@@ -11,10 +11,10 @@ activations become a few fused C++ loops called from one wrapper. Measured in pr
 
 The graph takes the packed row as the engine plans it (`SlotKVCache.plan`), whatever its
 tokens are: a decoding row's one token or a prompt slice's several. So a step that carries a
-long prompt's slice beside the decoding rows runs compiled too, where running it eager cost
-every decoding row a premium of about 30 ms on two cores (a 16-token slice beside 7 rows: 64
-ms a step against 26 ms decoding alone). Logits come back for every token (the engine keeps
-the ones it needs).
+long prompt's slice beside the decoding rows runs compiled too (eager, such steps took 64 ms at
+p50 beside 7 rows where a decode step alone took 26 ms, `bench.serving` `long-prompt` on two
+cores). Logits come back for the positions the engine keeps (one per sequence), not for every
+token.
 
 What stays eager:
 - attention, with the cache's per-slot rows and lanes (`SlotKVCache.store` and

@@ -5,14 +5,14 @@ and least-recently-used."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import torch
 
 from reference_server.inference.engine.kvcache import SlotKVCache, decode_attention, install, lane_attention
 from reference_server.inference.engine.prefix_cache import PrefixCache
-from reference_server.inference.loading import LoadedModel, load_model
+from reference_server.inference.loading import LoadedModel
 from tests.constants import LOGITS_ATOL
 
 
@@ -136,16 +136,9 @@ def test_decode_attention_in_reduced_precision_is_sdpa_over_each_rows_own_positi
         assert float((lanes - expected).abs().max()) < 1e-4, dtype
 
 
-@pytest.fixture(scope="module")
-def bf16_generator(generator: LoadedModel, cache_dir: Path) -> LoadedModel:
-    spec = generator.spec.model_copy()
-    spec.dtype = "bfloat16"
-    return load_model(spec, cache_dir=cache_dir, device=generator.device)
-
-
 @pytest.mark.parametrize(("dtype", "atol"), [("float32", 2e-4), ("bfloat16", 1.0)])
 def test_decoding_rows_keep_their_lanes_as_rows_join_leave_sit_out_and_reorder(
-    request: pytest.FixtureRequest, prompts: list[list[int]], dtype: str, atol: float
+    generator_in: Callable[[str], LoadedModel], prompts: list[list[int]], dtype: str, atol: float
 ) -> None:
     """Decoding rows attend together over lanes kept from step to step (`_Lanes`): whatever the
     steps' mix (rows joining, leaving, sitting a step out, coming back in another order, a freed
@@ -154,9 +147,7 @@ def test_decoding_rows_keep_their_lanes_as_rows_join_leave_sit_out_and_reorder(
     its lane (it is not copied in again)."""
     from reference_server.inference.engine import llama_forward
 
-    loaded: LoadedModel = request.getfixturevalue("generator" if dtype == "float32" else "bf16_generator")
-    if loaded.model.dtype != getattr(torch, dtype):
-        pytest.skip(f"the test generator runs in {loaded.model.dtype}")
+    loaded = generator_in(dtype)
     forward = llama_forward.build(loaded.model)
     assert forward is not None
     layers = loaded.model.config.num_hidden_layers
